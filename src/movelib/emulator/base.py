@@ -1,0 +1,67 @@
+"""What every emulator backend reports, and the port checks they share."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass
+
+import psycopg
+
+from ..profiles import Profile
+from ..target import mask_conninfo
+
+
+@dataclass(frozen=True)
+class EmulatorStatus:
+    profile: str
+    backend: str
+    port: int
+    running: bool
+    server_version: str
+    dsn: str  # masked
+    detail: str = ""
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True when nothing listens on ``host:port`` (we can bind it ourselves)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1), errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def port_holder(port: int) -> str:
+    """Best effort: which process listens on ``port`` (needs rights to see it)."""
+    try:
+        import psutil
+
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+                if conn.pid is None:
+                    return "a process of another user"
+                proc = psutil.Process(conn.pid)
+                return f"{proc.name()} (pid {conn.pid})"
+    except Exception:  # noqa: BLE001 - purely informative; never fail the real error over it
+        pass
+    return "another process"
+
+
+def query_server_version(profile: Profile) -> tuple[str, str]:
+    """(version, problem): log in as the profile and ask the server its version."""
+    try:
+        with psycopg.connect(profile.url(), connect_timeout=3) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            return (str(row[0]).split()[0] if row else "?"), ""
+    except psycopg.Error as exc:
+        from .. import secrets
+
+        return "?", secrets.redact(" ".join(str(exc).split()))
+
+
+def masked_profile_dsn(profile: Profile) -> str:
+    return mask_conninfo(profile.url())

@@ -1,0 +1,90 @@
+"""Every failure a user is expected to meet, one class each.
+
+Each message says what happened, to which target (password masked) and what to do next.
+The task layer turns any :class:`MovelibError` into an exit code and one readable message;
+nothing here prints or exits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class MovelibError(Exception):
+    """Base class: an expected failure with a message meant for the user."""
+
+    exit_code = 1
+
+
+class ConfigError(MovelibError):
+    """A setting, option or profile is missing or malformed."""
+
+
+class InvalidTarget(MovelibError):
+    """The DSN cannot be parsed, or the options name more than one target."""
+
+
+class TargetUnreachable(MovelibError):
+    """No PostgreSQL server answered at the target."""
+
+
+class AuthenticationFailed(MovelibError):
+    """The server answered but refused the login."""
+
+
+class DatabaseMissing(MovelibError):
+    """The server answered but the target database does not exist."""
+
+
+class SchemaNotApplied(MovelibError):
+    """The movement tables are missing from the target."""
+
+
+class DatabaseError(MovelibError):
+    """A SQL statement failed in a way the tool did not anticipate."""
+
+
+class LockTimeout(MovelibError):
+    """Another run holds the target's lock for longer than we are willing to wait."""
+
+
+class MigrationError(MovelibError):
+    """A migration failed; nothing of it was recorded."""
+
+
+class EmulatorError(MovelibError):
+    """An emulator could not be started, stopped or inspected."""
+
+
+class PortInUse(EmulatorError):
+    """The profile's port is held by something that is not this profile's emulator."""
+
+
+class BackendUnavailable(EmulatorError):
+    """The requested emulator backend cannot run on this machine."""
+
+
+class DataFileError(MovelibError):
+    """The data file is unreadable, is not valid JSON, or breaks the schema."""
+
+    def __init__(self, message: str, problems: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+class PublishedEditError(MovelibError):
+    """The data changes movements that are already published (and therefore immutable)."""
+
+    def __init__(self, slugs: Sequence[str]) -> None:
+        self.slugs = list(slugs)
+        lines = [f"ERROR   {slug} :: Published movements cannot be edited" for slug in self.slugs]
+        lines.append(
+            f"{len(self.slugs)} published movement(s) differ from the data file; nothing was "
+            "written. Published movements are immutable: revert the change in the data file, "
+            "or, for a throw-away database, drop the tables and seed again."
+        )
+        super().__init__("\n".join(lines))
+
+
+class VerificationFailed(MovelibError):
+    """The database does not hold what a completed seed must leave behind."""

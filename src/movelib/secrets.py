@@ -1,0 +1,41 @@
+"""Keep passwords out of everything a user, a log or a child process can see.
+
+Every password the tool learns (from a DSN, the environment or a profile) is registered here,
+and :func:`redact` replaces each of its spellings (raw, percent-encoded, form-encoded) with
+``***``. The task layer redacts every line it prints; exception texts pass through it too.
+"""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+
+def register(password: str | None, public: tuple[str, ...] = ()) -> None:
+    """Remember ``password`` so that :func:`redact` hides it from now on.
+
+    ``public`` holds the parts of the same DSN that are shown on purpose (user, host,
+    database): a password that is one of them, like the local emulator's ``athlete``, is
+    not masked by substitution, or every user name in the output would turn into ``***``.
+    Such a password is still never formatted into output: masked DSNs are built from parts.
+    """
+    if not password or any(password in part for part in public):
+        return
+    with _lock:
+        for spelling in (password, quote(password, safe=""), quote(password), quote_plus(password)):
+            _secrets.add(spelling)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered password (in any of its spellings) masked."""
+    with _lock:
+        spellings = sorted(_secrets, key=len, reverse=True)
+    for secret in spellings:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text

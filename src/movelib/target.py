@@ -1,0 +1,167 @@
+"""Which database a task is about to touch, decided the same way for every task.
+
+Order: ``--dsn``; else an explicitly given ``--profile``; else ``PLANNING_DATABASE_URL`` from
+the environment; else the same from ``.env`` (which never overrides the environment); else the
+default profile (``local``). An explicit ``--profile`` beats the environment on purpose: a
+developer who types ``--profile staging`` must get staging even when a production DSN is
+exported in the same shell.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import psycopg.conninfo
+from psycopg import ProgrammingError
+
+from . import secrets
+from .errors import InvalidTarget
+from .profiles import DEFAULT_PROFILE, Profile, get_profile
+
+ENV_VAR = "PLANNING_DATABASE_URL"
+_HIDDEN_PARAMS = {"password", "passfile", "sslpassword"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A database to connect to. ``conninfo`` carries the password: never print it."""
+
+    conninfo: str = field(repr=False)
+    source: str
+    profile: Profile | None = None
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(self.conninfo).items()}
+
+    @property
+    def dbname(self) -> str:
+        return self.params.get("dbname", "")
+
+    @property
+    def password(self) -> str | None:
+        return self.params.get("password")
+
+    def masked(self) -> str:
+        """The DSN as a URL with the password replaced by ``***``."""
+        return mask_conninfo(self.conninfo)
+
+    def describe(self) -> str:
+        """``<masked DSN> (profile staging)`` or ``<masked DSN> (from --dsn)``."""
+        origin = f"profile {self.profile.name}" if self.source == "profile" else f"from {self.source}"
+        return f"{self.masked()} ({origin})"
+
+    def libpq_env(self) -> dict[str, str]:
+        """Connection settings as libpq environment variables, for child processes.
+
+        Passing them this way keeps the password off the child's command line, which any
+        user of the machine can read in ``/proc/<pid>/cmdline``.
+        """
+        names = {
+            "host": "PGHOST",
+            "hostaddr": "PGHOSTADDR",
+            "port": "PGPORT",
+            "user": "PGUSER",
+            "password": "PGPASSWORD",
+            "dbname": "PGDATABASE",
+            "sslmode": "PGSSLMODE",
+            "sslrootcert": "PGSSLROOTCERT",
+            "sslcert": "PGSSLCERT",
+            "sslkey": "PGSSLKEY",
+            "connect_timeout": "PGCONNECT_TIMEOUT",
+            "options": "PGOPTIONS",
+            "application_name": "PGAPPNAME",
+            "passfile": "PGPASSFILE",
+            "target_session_attrs": "PGTARGETSESSIONATTRS",
+        }
+        env = {}
+        for key, value in self.params.items():
+            if key not in names:
+                raise InvalidTarget(
+                    f"connection parameter {key!r} of {self.masked()} cannot be passed to "
+                    "PostgreSQL's command-line tools"
+                )
+            env[names[key]] = value
+        return env
+
+
+def mask_conninfo(conninfo: str) -> str:
+    params = _parse(conninfo)
+    user = params.pop("user", "")
+    password = params.pop("password", None)
+    host = params.pop("host", "")
+    port = params.pop("port", "")
+    dbname = params.pop("dbname", "")
+    for hidden in _HIDDEN_PARAMS:
+        if hidden in params:
+            params[hidden] = secrets.MASK
+    auth = ""
+    if user:
+        auth = quote(user, safe="") + (f":{secrets.MASK}" if password is not None else "") + "@"
+    elif password is not None:
+        auth = f":{secrets.MASK}@"
+    netloc = host if "," in host or ":" not in host else f"[{host}]"
+    if port:
+        netloc += f":{port}"
+    query = f"?{urlencode(params, safe='*/')}" if params else ""
+    return f"postgresql://{auth}{netloc}/{quote(dbname, safe='')}{query}"
+
+
+def _parse(conninfo: str) -> dict[str, str]:
+    try:
+        parsed = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except ProgrammingError:
+        # libpq's message may quote the DSN, password included: say it in our own words.
+        raise InvalidTarget(
+            "the DSN cannot be parsed; expected postgresql://user:password@host:port/database "
+            "(percent-encode @ : / % # in the password) or key=value pairs"
+        ) from None
+    return {k: str(v) for k, v in parsed.items()}
+
+
+def target_from_dsn(dsn: str, source: str) -> Target:
+    dsn = dsn.strip()
+    if not dsn:
+        raise InvalidTarget(f"{source} is empty")
+    params = _parse(dsn)
+    secrets.register(
+        params.get("password"),
+        public=(params.get("user", ""), params.get("host", ""), params.get("dbname", "")),
+    )
+    return Target(conninfo=dsn, source=source)
+
+
+def target_from_profile(profile: Profile) -> Target:
+    secrets.register(profile.password, public=(profile.user, profile.host, profile.database))
+    return Target(conninfo=profile.url(), source="profile", profile=profile)
+
+
+def resolve_target(
+    *,
+    dsn: str | None,
+    profile: str | None,
+    profiles: Mapping[str, Profile],
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: Path | None = None,
+) -> Target:
+    """Decide the target; see the module docstring for the order."""
+    if dsn and profile:
+        raise InvalidTarget("give either --dsn or --profile, not both")
+    if dsn:
+        return target_from_dsn(dsn, "--dsn")
+    if profile:
+        return target_from_profile(get_profile(profiles, profile))
+    env = os.environ if environ is None else environ
+    if env.get(ENV_VAR):
+        return target_from_dsn(env[ENV_VAR], ENV_VAR)
+    if dotenv_path is not None and dotenv_path.is_file():
+        from dotenv import dotenv_values
+
+        value = dotenv_values(dotenv_path).get(ENV_VAR)
+        if value:
+            return target_from_dsn(value, f"{ENV_VAR} in {dotenv_path.name}")
+    return target_from_profile(get_profile(profiles, DEFAULT_PROFILE))

@@ -1,0 +1,276 @@
+"""The `inv` namespace: seed, ship and verify the movement library.
+
+This file only composes tasks: each body parses its options and calls a plain function of the
+``movelib`` package. Imports happen inside the bodies so that ``inv --list`` stays instant.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from invoke import Collection, Context, Exit, task
+
+if TYPE_CHECKING:
+    from movelib.settings import Settings
+    from movelib.target import Target
+
+ROOT = Path(__file__).resolve().parent
+
+TARGET_HELP = {
+    "dsn": "PostgreSQL URL of the target (else PLANNING_DATABASE_URL, then .env, then --profile)",
+    "profile": "emulator profile to target: local (55432) or staging (55433); default local",
+}
+LOCK_HELP = "seconds to wait for another run holding the target's lock (default 30)"
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "keys"):
+        return {k: _plain(value[k]) for k in value.keys()}  # noqa: SIM118 - DataProxy
+    return value
+
+
+def _settings(c: Context) -> Settings:
+    from movelib.defaults import DEFAULTS
+    from movelib.settings import Settings
+
+    config = {key: _plain(c.config[key]) for key in DEFAULTS if key in c.config}
+    return Settings.from_mapping(config, ROOT)
+
+
+def say(line: str = "") -> None:
+    """Print one line with every known password masked."""
+    from movelib.secrets import redact
+
+    print(redact(line), flush=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Expected failures become a message and exit code, never a traceback."""
+    from movelib.errors import MovelibError
+    from movelib.secrets import redact
+
+    try:
+        yield
+    except MovelibError as exc:
+        raise Exit(redact(str(exc)), code=exc.exit_code) from None
+
+
+def _target(settings: Settings, dsn: str | None, profile: str | None) -> Target:
+    target = settings.target(dsn=dsn, profile=profile)
+    say(f"target: {target.describe()}")
+    return target
+
+
+# -- db.* -------------------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "profile": "emulator profile: local (55432) or staging (55433); default local",
+        "backend": "auto (docker if an engine answers, else embedded), embedded or docker",
+    }
+)
+def up(c: Context, profile: str | None = None, backend: str | None = None) -> None:
+    """Start a profile's PostgreSQL emulator (does nothing if it already runs)."""
+    with user_errors():
+        settings = _settings(c)
+        emulator = settings.emulator_for(profile, backend)
+        started = emulator.up(echo=say)
+        status = emulator.status()
+        verb = "started" if started else "already running"
+        say(f"{status.profile} emulator {verb} ({emulator.backend}, PostgreSQL "
+            f"{status.server_version}) at {status.dsn}")
+
+
+@task(
+    help={
+        "profile": "emulator profile: local or staging; default local",
+        "purge": "also delete the emulator's data",
+        "backend": "auto, embedded or docker",
+    }
+)
+def down(c: Context, profile: str | None = None, purge: bool = False,
+         backend: str | None = None) -> None:
+    """Stop a profile's emulator; --purge also deletes its data."""
+    with user_errors():
+        emulator = _settings(c).emulator_for(profile, backend)
+        was_running = emulator.down(purge=purge)
+        name = emulator.profile.name
+        say(f"{name} emulator {'stopped' if was_running else 'was not running'}"
+            + ("; data deleted" if purge else ""))
+
+
+@task(help={"backend": "auto, embedded or docker"})
+def status(c: Context, backend: str | None = None) -> None:
+    """Show every profile's emulator: backend, port, running, server version, DSN."""
+    from movelib.report import table
+
+    with user_errors():
+        settings = _settings(c)
+        rows = []
+        for name in settings.profiles:
+            st = settings.emulator_for(name, backend).status()
+            rows.append([st.profile, st.backend, str(st.port), "yes" if st.running else "no",
+                         st.server_version, st.dsn, st.detail])
+        for line in table(
+            ["profile", "backend", "port", "running", "version", "dsn", "note"], rows
+        ):
+            say(line)
+
+
+@task(
+    help={
+        "profile": "emulator profile: local or staging; default local",
+        "reveal": "print the password too (for scripts: export X=$(inv db.url --reveal))",
+    }
+)
+def url(c: Context, profile: str | None = None, reveal: bool = False) -> None:
+    """Print a profile's DSN (password masked unless --reveal)."""
+    from movelib.target import mask_conninfo
+
+    with user_errors():
+        dsn = _settings(c).profile(profile).url()
+        # the one output that may carry a password, and only when asked to
+        print(dsn if reveal else mask_conninfo(dsn))
+
+
+@task(
+    help={
+        "profile": "emulator profile: local or staging; default local",
+        "lines": "how many of the last log lines to show (default 50)",
+        "backend": "auto, embedded or docker",
+    }
+)
+def logs(c: Context, profile: str | None = None, lines: int = 50,
+         backend: str | None = None) -> None:
+    """Show the last lines of a profile emulator's server log."""
+    with user_errors():
+        text = _settings(c).emulator_for(profile, backend).logs(lines)
+        say(text or "(no log yet: the emulator has not run)")
+
+
+@task(help={**TARGET_HELP, "command": "run this SQL and exit instead of an interactive shell"})
+def psql(c: Context, profile: str | None = None, dsn: str | None = None,
+         command: str | None = None) -> None:
+    """Open psql on the target (the password travels in the environment, not argv)."""
+    from movelib.psql import run_psql
+
+    with user_errors():
+        settings = _settings(c)
+        target = settings.target(dsn=dsn, profile=profile)
+        args = ["-c", command] if command else []
+        proc = run_psql(target, settings.emulator.bin_dir, args)
+        if proc.returncode:
+            raise Exit(code=proc.returncode)
+
+
+# -- the main job -----------------------------------------------------------------------------
+
+
+@task(
+    help={
+        **TARGET_HELP,
+        "environment": "label the database local, staging or production (set once, on purpose)",
+        "lock_timeout": LOCK_HELP,
+    }
+)
+def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
+            environment: str | None = None, lock_timeout: float | None = None) -> None:
+    """Apply the SQL migrations in migrations/ (each one atomically)."""
+    from movelib.migrations import migrate as run_migrations
+
+    with user_errors():
+        settings = _settings(c)
+        target = _target(settings, dsn, profile)
+        result = run_migrations(
+            target,
+            settings.migrations_dir,
+            environment=environment,
+            lock_timeout=settings.lock_timeout if lock_timeout is None else lock_timeout,
+        )
+        for line in result.lines():
+            say(line)
+
+
+@task(help={"file": "data file to check (default data/movements-canonical.json)"})
+def validate(c: Context, file: str | None = None) -> None:
+    """Check the data file against schemas/movement.schema.json; lists every error."""
+    from movelib.dataset import load_movements
+
+    with user_errors():
+        settings = _settings(c)
+        dataset = load_movements(settings.path(file, settings.data_file), settings.schema_file)
+        say(f"{dataset.display_name}: {len(dataset.movements)} movements, valid")
+
+
+@task(
+    help={
+        **TARGET_HELP,
+        "file": "data file to seed (default data/movements-canonical.json)",
+        "skip_migrations": "do not apply migrations first (the schema must be there)",
+        "lock_timeout": LOCK_HELP,
+        "environment": "label the database local, staging or production while migrating",
+    }
+)
+def seed(c: Context, dsn: str | None = None, profile: str | None = None,
+         file: str | None = None, skip_migrations: bool = False,
+         lock_timeout: float | None = None, environment: str | None = None) -> None:
+    """Migrate, validate, publish every movement through the audited workflow, verify."""
+    from movelib.workflow import SeedOptions, run_seed
+
+    with user_errors():
+        settings = _settings(c)
+        target = _target(settings, dsn, profile)
+        run_seed(
+            settings,
+            target,
+            SeedOptions(
+                data_file=settings.path(file, settings.data_file),
+                skip_migrations=skip_migrations,
+                lock_timeout=settings.lock_timeout if lock_timeout is None else lock_timeout,
+                environment=environment,
+                start_emulator=not dsn and target.source == "profile",
+            ),
+            echo=say,
+        )
+
+
+@task(
+    help={
+        **TARGET_HELP,
+        "file": "also check that the library matches this data file",
+        "json": "print the report as JSON",
+    }
+)
+def verify(c: Context, dsn: str | None = None, profile: str | None = None,
+           file: str | None = None, json: bool = False) -> None:
+    """Check counts, every audit chain and (with --file) the content against the data file."""
+    from movelib.verify import verify as run_verify
+
+    with user_errors():
+        settings = _settings(c)
+        if json:
+            target = settings.target(dsn=dsn, profile=profile)
+        else:
+            target = _target(settings, dsn, profile)
+        report = run_verify(
+            target,
+            data_file=settings.path(file, settings.data_file) if file else None,
+            schema_file=settings.schema_file,
+        )
+        for line in report.render(as_json=json):
+            say(line)
+        report.raise_if_failed()
+
+
+db = Collection("db", up, down, status, url, logs, psql)
+ns = Collection(db, migrate, validate, seed, verify)
+
+from movelib.defaults import DEFAULTS  # noqa: E402 - a constant, no heavy imports
+
+ns.configure(copy.deepcopy(DEFAULTS))
