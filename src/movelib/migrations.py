@@ -1,0 +1,168 @@
+"""yoyo migrations, applied atomically under the target's advisory lock.
+
+Two things of stock yoyo do not survive a killed process, and both are fixed here:
+
+* yoyo commits a migration's DDL, then records it in a second transaction: a crash between the
+  two leaves tables without a record, and the rerun fails on "already exists". Our backend
+  runs the steps, the log row and the record in one transaction: all of it, or none.
+* yoyo's lock is a row in ``yoyo_lock`` that a killed process leaves behind. We serialise with
+  a PostgreSQL advisory lock instead (it dies with the session), so any ``yoyo_lock`` row met
+  while we hold it is stale and is removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from . import db
+from .errors import ConfigError, MigrationError
+from .target import Target
+
+ENVIRONMENTS = ("local", "staging", "production")
+
+
+def _backend_class() -> type[Any]:
+    from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+
+    class AtomicBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]
+        def apply_one(self, migration: Any, force: bool = False, mark: bool = True) -> None:
+            self.ensure_internal_schema_updated()
+            with self.transaction():
+                migration.process_steps(self, "apply", force=force)
+                self.log_migration(migration, "apply")
+                if mark:
+                    self.mark_one(migration, log=False)
+
+        @contextmanager
+        def lock(self, timeout: int = 10) -> Iterator[None]:
+            # The caller holds movelib's advisory lock: every yoyo_lock row is stale.
+            with self.transaction():
+                self.execute(f"DELETE FROM {self.lock_table_quoted}")
+            yield
+
+    return AtomicBackend
+
+
+def open_backend(target: Target) -> Any:
+    """A yoyo backend on ``target``, connected with our own (already parsed) parameters."""
+    from yoyo.connections import DatabaseURI
+
+    params = target.params
+    args = {k: v for k, v in params.items()
+            if k not in {"user", "password", "host", "port", "dbname"}}
+    args.setdefault("connect_timeout", str(db.CONNECT_TIMEOUT))
+    args.setdefault("application_name", "movelib migrate")
+    uri = DatabaseURI(
+        "postgresql+psycopg",
+        params.get("user"),
+        params.get("password"),
+        params.get("host"),
+        int(params["port"]) if params.get("port", "").isdigit() else None,
+        params.get("dbname"),
+        args,
+    )
+    try:
+        backend = _backend_class()(uri, "_yoyo_migration")
+        backend.init_database()
+    except psycopg.OperationalError as exc:
+        raise db.translate_connect_error(target, exc) from None
+    return backend
+
+
+@dataclass
+class MigrateResult:
+    applied: list[str] = field(default_factory=list)
+    already: int = 0
+    environment: str | None = None
+    environment_changed: bool = False
+
+    def lines(self) -> list[str]:
+        if self.applied:
+            out = [f"migrations: applied {len(self.applied)} ({', '.join(self.applied)})"]
+        else:
+            out = [f"migrations: up to date ({self.already} applied)"]
+        if self.environment_changed:
+            out.append(f"environment: labelled {self.environment}")
+        return out
+
+
+def migrate(
+    target: Target,
+    migrations_dir: Path,
+    *,
+    environment: str | None = None,
+    lock_timeout: float = 30.0,
+) -> MigrateResult:
+    """Apply pending migrations to ``target`` under its advisory lock."""
+    if environment is not None and environment not in ENVIRONMENTS:
+        raise ConfigError(
+            f"unknown environment {environment!r}; choose one of {', '.join(ENVIRONMENTS)}"
+        )
+    with db.connect(target, task="migrate", autocommit=True) as conn, db.advisory_lock(
+        conn, target, task="migrate", timeout=lock_timeout
+    ):
+        result = apply_pending(target, migrations_dir)
+        if environment is not None:
+            result.environment = environment
+            result.environment_changed = set_environment(conn, environment)
+    return result
+
+
+def apply_pending(target: Target, migrations_dir: Path) -> MigrateResult:
+    """Apply what is pending; the caller holds the target's advisory lock."""
+    from yoyo import read_migrations
+
+    if not migrations_dir.is_dir():
+        raise ConfigError(f"no migrations directory at {migrations_dir}")
+    migrations = read_migrations(str(migrations_dir))
+    backend = open_backend(target)
+    try:
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            result = MigrateResult(already=len(migrations) - len(pending))
+            for migration in pending:
+                try:
+                    backend.apply_one(migration)
+                except psycopg.Error as exc:
+                    from . import secrets
+
+                    raise MigrationError(
+                        f"migration {migration.id} failed on {target.describe()}; nothing of "
+                        f"it was applied or recorded:\n  {secrets.redact(str(exc).strip())}"
+                    ) from None
+                result.applied.append(migration.id)
+        return result
+    finally:
+        backend.connection.close()
+
+
+def set_environment(conn: psycopg.Connection, label: str) -> bool:
+    """Label the database; True when the label changed."""
+    row = conn.execute("SELECT label FROM movement_environment").fetchone()
+    if row and row[0] == label:
+        return False
+    conn.execute(
+        """
+        INSERT INTO movement_environment (singleton, label) VALUES (true, %s)
+        ON CONFLICT (singleton) DO UPDATE
+           SET label = EXCLUDED.label, set_at = now(), set_by = current_user
+        """,
+        (label,),
+    )
+    return True
+
+
+def pending_count(target: Target, migrations_dir: Path) -> int:
+    from yoyo import read_migrations
+
+    backend = open_backend(target)
+    try:
+        return len(backend.to_apply(read_migrations(str(migrations_dir))))
+    finally:
+        backend.connection.close()

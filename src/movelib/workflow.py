@@ -1,0 +1,122 @@
+"""``inv seed``: validate, migrate, publish and verify, as one run under the target's lock."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from . import db
+from .dataset import load_movements
+from .errors import EmulatorError, TargetUnreachable
+from .migrations import apply_pending, set_environment
+from .publish import PublishResult, publish
+from .settings import Settings
+from .target import Target
+from .verify import GUIDE_QUERIES, VerifyReport, check, require_schema
+
+Echo = Callable[[str], None]
+LISTED_MOVEMENTS = 50
+
+
+@dataclass(frozen=True)
+class SeedOptions:
+    data_file: Path
+    skip_migrations: bool = False
+    lock_timeout: float = 30.0
+    environment: str | None = None
+    start_emulator: bool = False  # the target is a profile: start its emulator if it is down
+
+
+@dataclass
+class SeedOutcome:
+    published: PublishResult
+    verification: VerifyReport
+
+
+def _connect(settings: Settings, target: Target, options: SeedOptions, echo: Echo) -> psycopg.Connection:
+    try:
+        return db.connect(target, task="seed", autocommit=True)
+    except TargetUnreachable:
+        if not (options.start_emulator and target.profile is not None):
+            raise
+    emulator = settings.emulator_for(target.profile.name)
+    try:
+        emulator.up(echo=echo)
+    except EmulatorError as exc:
+        raise EmulatorError(
+            f"{target.describe()} is not answering and its emulator could not start: {exc}"
+        ) from None
+    echo(f"emulator: the {target.profile.name} emulator was not running; started it "
+         f"({emulator.backend})")
+    return db.connect(target, task="seed", autocommit=True)
+
+
+def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Echo) -> SeedOutcome:
+    """The whole ``inv seed``. Raises a :class:`~movelib.errors.MovelibError` on any failure;
+    the movement tables then hold exactly what they held before."""
+    dataset = load_movements(options.data_file, settings.schema_file)
+    echo(f"validate: {dataset.display_name}: {len(dataset.movements)} movements, valid")
+    schema_sha256 = hashlib.sha256(settings.schema_file.read_bytes()).hexdigest()
+
+    with _connect(settings, target, options, echo) as conn, db.advisory_lock(
+        conn, target, task="seed", timeout=options.lock_timeout
+    ):
+        try:
+            if options.skip_migrations:
+                require_schema(conn, target)
+                echo("migrations: skipped (--skip-migrations)")
+            else:
+                for line in apply_pending(target, settings.migrations_dir).lines():
+                    echo(line)
+            if options.environment is not None and set_environment(conn, options.environment):
+                echo(f"environment: labelled {options.environment}")
+
+            with conn.transaction():
+                result = publish(conn, dataset, schema_sha256=schema_sha256)
+            _report_publish(result, echo)
+            report = check(conn, target, dataset)
+        except psycopg.Error as exc:
+            db.raise_sql_error(target, exc, "the seed")
+            raise
+    for line in report.render():
+        echo(line)
+    report.raise_if_failed()
+    _guide_checks(conn_target=target, settings=settings, echo=echo)
+    return SeedOutcome(result, report)
+
+
+def _report_publish(result: PublishResult, echo: Echo) -> None:
+    run = f" (seed run {result.seed_run_id})" if result.seed_run_id else "; nothing written"
+    echo(f"seed: {len(result.published)} published, {len(result.unchanged)} unchanged{run}")
+    if len(result.published) <= LISTED_MOVEMENTS:
+        for slug in result.published:
+            echo(f"  PUBLISHED {slug}")
+
+
+def _guide_checks(conn_target: Target, settings: Settings, echo: Echo) -> None:
+    """Run the guide's verification queries and print how to run them again."""
+    with db.connect(conn_target, task="verify", autocommit=True) as conn:
+        echo("")
+        echo("Verification (the deployment guide's checks):")
+        for name, query in GUIDE_QUERIES.items():
+            cur = conn.execute(query)
+            headers = [c.name for c in cur.description or []]
+            rows = cur.fetchall()
+            from .report import table
+
+            echo(f"  -- {name}")
+            for line in table(headers, [[str(v) for v in row] for row in rows]):
+                echo(f"  {line}")
+    if conn_target.source == "profile" and conn_target.profile is not None:
+        how = f"inv db.psql --profile {conn_target.profile.name}"
+    elif conn_target.source == "--dsn":
+        how = f'inv db.psql --dsn "{conn_target.masked()}"  (with the real password)'
+    else:
+        how = "inv db.psql"  # resolves PLANNING_DATABASE_URL again
+    echo("Run them yourself with:")
+    for query in GUIDE_QUERIES.values():
+        echo(f'  {how} -c "{query}"')
