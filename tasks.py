@@ -12,7 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from invoke import Collection, Context, Exit, task
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
 
 if TYPE_CHECKING:
     from movelib.settings import Settings
@@ -254,10 +257,8 @@ def verify(c: Context, dsn: str | None = None, profile: str | None = None,
 
     with user_errors():
         settings = _settings(c)
-        if json:
-            target = settings.target(dsn=dsn, profile=profile)
-        else:
-            target = _target(settings, dsn, profile)
+        # with --json the target is part of the document, not a line before it
+        target = settings.target(dsn=dsn, profile=profile) if json else _target(settings, dsn, profile)
         report = run_verify(
             target,
             data_file=settings.path(file, settings.data_file) if file else None,

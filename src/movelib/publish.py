@@ -13,7 +13,7 @@ import getpass
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -79,7 +79,7 @@ def publish(
     """
     actor = actor or run_by()
     result = PublishResult()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     with conn.cursor() as cur:
         _load_incoming(cur, dataset.movements)
         cur.execute(
@@ -91,7 +91,7 @@ def publish(
              ORDER BY i.ord
             """
         )
-        conflicts = []
+        conflicts: list[str] = []
         for slug, same in cur.fetchall():
             (result.unchanged if same else conflicts).append(slug)
         if conflicts:

@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .profiles import DEFAULT_PROFILE, Profile, get_profile, load_profiles
 from .target import Target, resolve_target
 
+
 def _section(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     merged = dict(DEFAULTS[name]) if isinstance(DEFAULTS[name], dict) else {}
     value = config.get(name) or {}

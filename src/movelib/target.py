@@ -52,8 +52,9 @@ class Target:
 
     def describe(self) -> str:
         """``<masked DSN> (profile staging)`` or ``<masked DSN> (from --dsn)``."""
-        origin = f"profile {self.profile.name}" if self.source == "profile" else f"from {self.source}"
-        return f"{self.masked()} ({origin})"
+        if self.profile is not None:
+            return f"{self.masked()} (profile {self.profile.name})"
+        return f"{self.masked()} (from {self.source})"
 
     def libpq_env(self) -> dict[str, str]:
         """Connection settings as libpq environment variables, for child processes.

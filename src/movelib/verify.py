@@ -84,7 +84,7 @@ def require_schema(conn: psycopg.Connection, target: Target) -> None:
 
 
 def _rows(conn: psycopg.Connection, query: str, *params: object) -> list[tuple[Any, ...]]:
-    return conn.execute(query, params or None).fetchall()  # type: ignore[arg-type]
+    return conn.execute(query, params or None).fetchall()
 
 
 def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = None) -> VerifyReport:

@@ -10,7 +10,7 @@ from typing import Protocol
 from ..errors import BackendUnavailable, ConfigError
 from ..profiles import Profile
 from .base import EmulatorStatus
-from .embedded import EmbeddedEmulator, Echo
+from .embedded import Echo, EmbeddedEmulator
 from .pgbin import resolve_bin_dir
 
 BACKENDS = ("auto", "embedded", "docker")

@@ -26,6 +26,11 @@ class EmulatorStatus:
 def port_is_free(host: str, port: int) -> bool:
     """True when nothing listens on ``host:port`` (we can bind it ourselves)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As PostgreSQL does: a port whose last connections linger in TIME_WAIT is free.
+        if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # Windows
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -46,7 +51,7 @@ def port_holder(port: int) -> str:
                     return "a process of another user"
                 proc = psutil.Process(conn.pid)
                 return f"{proc.name()} (pid {conn.pid})"
-    except Exception:  # noqa: BLE001 - purely informative; never fail the real error over it
+    except Exception:
         pass
     return "another process"
 

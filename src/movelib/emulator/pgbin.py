@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError, EmulatorError
 
@@ -70,7 +71,7 @@ class ServerUser:
         if self.name is not None:
             # The server user's HOME: root's is unreadable to it.
             child_env.update(HOME="/", USER=self.name, LOGNAME=self.name)
-        return subprocess.run(  # noqa: PLW1510 - callers check returncode with context
+        proc: subprocess.CompletedProcess[str] = subprocess.run(  # callers check returncode
             [str(a) for a in args],
             env=child_env,
             stdout=stdout,
@@ -80,6 +81,7 @@ class ServerUser:
             timeout=timeout,
             **kwargs,  # type: ignore[call-overload]
         )
+        return proc
 
     def own(self, path: Path) -> None:
         """Give ``path`` (a directory or file we created) to this user."""
@@ -116,7 +118,7 @@ def server_user(name: str) -> ServerUser:
     return ServerUser(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
 
 
-def _create_system_user(name: str) -> "pwd.struct_passwd":  # noqa: F821 - POSIX only
+def _create_system_user(name: str) -> Any:  # a pwd.struct_passwd (POSIX only)
     import pwd
 
     if sys.platform == "darwin":

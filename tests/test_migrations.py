@@ -1,0 +1,128 @@
+"""yoyo migrations: atomic, lock-safe, and the schema's own guarantees."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import ROOT, table_hashes
+
+from movelib.errors import MigrationError, SchemaNotApplied
+from movelib.migrations import migrate
+from movelib.target import Target
+
+MIGRATIONS = ROOT / "migrations"
+
+
+def test_migrate_applies_then_is_a_no_op(any_empty_db: Target) -> None:
+    first = migrate(any_empty_db, MIGRATIONS)
+    assert first.applied == ["0001.movement-library"]
+    second = migrate(any_empty_db, MIGRATIONS)
+    assert second.applied == [] and second.already == 1
+    assert second.lines() == ["migrations: up to date (1 applied)"]
+
+
+def test_a_failing_migration_leaves_nothing_behind(empty_db: Target, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    (folder / "0002.broken.sql").write_text(
+        "-- depends: 0001.movement-library\n"
+        "CREATE TABLE half_done (x int);\n"
+        "SELECT no_such_function();\n"
+    )
+    with pytest.raises(MigrationError, match=r"0002\.broken failed") as info:
+        migrate(empty_db, folder)
+    assert "nothing of it was applied or recorded" in str(info.value)
+    with psycopg.connect(empty_db.conninfo) as conn:
+        assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
+        ids = [r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration")]
+        assert ids == ["0001.movement-library"]
+    # fixed, the rerun just works
+    (folder / "0002.broken.sql").write_text(
+        "-- depends: 0001.movement-library\nCREATE TABLE half_done (x int);\n")
+    assert migrate(empty_db, folder).applied == ["0002.broken"]
+
+
+def test_a_stale_yoyo_lock_row_does_not_block(migrated_db: Target) -> None:
+    with psycopg.connect(migrated_db.conninfo) as conn:
+        conn.execute("INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, now(), 999999)")
+    result = migrate(migrated_db, MIGRATIONS)
+    assert result.already == 1
+    with psycopg.connect(migrated_db.conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM yoyo_lock").fetchone() == (0,)
+
+
+def test_environment_label_is_set_only_on_purpose(migrated_db: Target) -> None:
+    with psycopg.connect(migrated_db.conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM movement_environment").fetchone() == (0,)
+    result = migrate(migrated_db, MIGRATIONS, environment="staging")
+    assert "environment: labelled staging" in result.lines()
+    assert migrate(migrated_db, MIGRATIONS, environment="staging").environment_changed is False
+    with psycopg.connect(migrated_db.conninfo) as conn:
+        assert conn.execute("SELECT label FROM movement_environment").fetchone() == ("staging",)
+
+
+def test_an_unknown_environment_is_refused(migrated_db: Target) -> None:
+    from movelib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="local, staging, production"):
+        migrate(migrated_db, MIGRATIONS, environment="prod")
+
+
+def _insert_draft(conn: psycopg.Connection, slug: str = "x") -> int:
+    row = conn.execute(
+        "INSERT INTO movement_staging (slug, version, document, content_hash) "
+        "VALUES (%s, 1, '{}', repeat('a', 64)) RETURNING id", (slug,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_drafts_move_one_workflow_step_at_a_time(migrated_db: Target) -> None:
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        draft = _insert_draft(conn)
+        with pytest.raises(psycopg.errors.RaiseException, match=r"draft -> approved is not a workflow step"):
+            conn.execute("UPDATE movement_staging SET status = 'approved' WHERE id = %s", (draft,))
+        conn.execute("UPDATE movement_staging SET status = 'in_review' WHERE id = %s", (draft,))
+        with pytest.raises(psycopg.errors.RaiseException, match="content is frozen"):
+            conn.execute("UPDATE movement_staging SET document = '{\"a\": 1}' WHERE id = %s", (draft,))
+
+
+def test_publishing_needs_two_distinct_approvals(migrated_db: Target) -> None:
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        draft = _insert_draft(conn)
+        conn.execute("UPDATE movement_staging SET status = 'in_review' WHERE id = %s", (draft,))
+        conn.execute("UPDATE movement_staging SET status = 'approved' WHERE id = %s", (draft,))
+        conn.execute("INSERT INTO movement_audit_log (action, slug, version, actor) "
+                     "VALUES ('APPROVED', 'x', 1, 'alice'), ('APPROVED', 'x', 1, 'alice')")
+        insert = (
+            "INSERT INTO movement_library (slug, version, name, classification, equipment, "
+            "primary_muscles, secondary_muscles, level, instructions, content_hash, "
+            "published_by, staging_id) VALUES ('x', 1, 'X', 'squat', '{}', '{quadriceps}', "
+            "'{}', 'beginner', '{go}', repeat('a', 64), 'me', %s)"
+        )
+        with pytest.raises(psycopg.errors.RaiseException, match="1 distinct approval"):
+            conn.execute(insert, (draft,))
+        conn.execute("INSERT INTO movement_audit_log (action, slug, version, actor) "
+                     "VALUES ('APPROVED', 'x', 1, 'bob')")
+        conn.execute(insert, (draft,))
+
+
+def test_audit_log_is_append_only(migrated_db: Target) -> None:
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        conn.execute("INSERT INTO movement_audit_log (action, slug, version, actor) "
+                     "VALUES ('CREATED', 'x', 1, 'me')")
+        for statement in ("UPDATE movement_audit_log SET actor = 'you'",
+                          "DELETE FROM movement_audit_log", "TRUNCATE movement_audit_log"):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                conn.execute(statement)
+
+
+def test_skip_migrations_on_an_empty_database_says_what_to_do(empty_db: Target) -> None:
+    from movelib.verify import verify
+
+    before = table_hashes(empty_db)
+    with pytest.raises(SchemaNotApplied, match=r'(?s)relation "movement_library" does not exist.*inv migrate'):
+        verify(empty_db, schema_file=ROOT / "schemas" / "movement.schema.json")
+    assert table_hashes(empty_db) == before
