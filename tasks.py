@@ -269,8 +269,95 @@ def verify(c: Context, dsn: str | None = None, profile: str | None = None,
         report.raise_if_failed()
 
 
+# -- artifacts --------------------------------------------------------------------------------
+
+
+@task(help={**TARGET_HELP, "output_dir": "where to write the dump (default artifacts/seed-dumps)"})
+def dump(c: Context, dsn: str | None = None, profile: str | None = None,
+         output_dir: str | None = None) -> None:
+    """Write movements_seed_<UTC time>.sql and its manifest (and the _latest copies)."""
+    from movelib.dump import dump as write_dump
+
+    with user_errors():
+        settings = _settings(c)
+        target = _target(settings, dsn, profile)
+        result = write_dump(target, settings.migrations_dir,
+                            settings.path(output_dir, settings.root / "artifacts" / "seed-dumps"))
+        for line in _artifact_lines(result):
+            say(line)
+
+
+@task(
+    help={
+        **TARGET_HELP,
+        "dump_file": "the .sql dump to apply (its .manifest.json must sit beside it)",
+        "yes": "do not ask for confirmation (CI); without it and without a terminal, refuse",
+        "lock_timeout": LOCK_HELP,
+    }
+)
+def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | None = None,
+            yes: bool = False, lock_timeout: float | None = None) -> None:
+    """Replace the target's movement library with a checked dump, all-or-nothing."""
+    from movelib.manifest import check_artifact
+    from movelib.prompt import confirm
+    from movelib.restore import plan_restore
+    from movelib.restore import restore as apply_restore
+
+    with user_errors():
+        settings = _settings(c)
+        path = Path(dump_file).absolute()
+        manifest = check_artifact(path)  # before any connection
+        say(f"dump: {path.name} (sha256 {manifest.sha256[:12]}..., {manifest.size} bytes, "
+            f"from PostgreSQL {manifest.source_server_version}, created {manifest.created_at})")
+        target = _target(settings, dsn, profile)
+        plan = plan_restore(target, path)
+        for table, want in manifest.row_counts.items():
+            have = plan.current_counts.get(table)
+            say(f"  {table:<22} now {'absent' if have is None else have:>8}  ->  {want:>8}")
+        confirm(f"This replaces the movement tables of {target.describe()}.", assume_yes=yes)
+        result = apply_restore(
+            plan, lock_timeout=settings.lock_timeout if lock_timeout is None else lock_timeout)
+        counts = result.verification.counts
+        say(f"restore: done; row counts match the manifest; verify: ok "
+            f"(library {counts['library']}, audit {counts['audit_log']})")
+
+
+@task(
+    help={
+        **TARGET_HELP,
+        "version": "release version, e.g. v1.0 (the dump goes to releases/<version>/)",
+        "tag": "commit the release dump and make the annotated tag <version>-seed",
+    }
+)
+def release(c: Context, version: str, dsn: str | None = None, profile: str | None = None,
+            tag: bool = False) -> None:
+    """Cut a versioned seed dump into releases/<version>/ (optionally committed and tagged)."""
+    from movelib.release import check_release
+    from movelib.release import release as cut_release
+
+    with user_errors():
+        settings = _settings(c)
+        check_release(settings.root, version, tag=tag)
+        target = _target(settings, dsn, profile)
+        result = cut_release(target, settings.root, settings.migrations_dir, version, tag=tag)
+        for line in _artifact_lines(result.dump):
+            say(line)
+        if result.tag:
+            say(f"tag: {result.tag} on {result.commit} (push with `git push --follow-tags`)")
+
+
+def _artifact_lines(result: Any) -> list[str]:
+    counts = ", ".join(f"{k} {v}" for k, v in result.manifest.row_counts.items()
+                       if k.startswith("movement_"))
+    lines = [f"dump: {result.path} ({result.manifest.size} bytes, sha256 {result.manifest.sha256})",
+             f"  manifest: {result.manifest_path.name}; rows: {counts}"]
+    if result.latest:
+        lines.append(f"  latest: {result.latest}")
+    return lines
+
+
 db = Collection("db", up, down, status, url, logs, psql)
-ns = Collection(db, migrate, validate, seed, verify)
+ns = Collection(db, migrate, validate, seed, verify, dump, restore, release)
 
 from movelib.defaults import DEFAULTS  # noqa: E402 - a constant, no heavy imports
 

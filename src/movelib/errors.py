@@ -88,3 +88,19 @@ class PublishedEditError(MovelibError):
 
 class VerificationFailed(MovelibError):
     """The database does not hold what a completed seed must leave behind."""
+
+
+class ArtifactError(MovelibError):
+    """A seed dump or its manifest is missing, malformed, or does not match."""
+
+
+class RestoreFailed(MovelibError):
+    """A restore failed; the transaction was rolled back and the target is as it was."""
+
+
+class ConfirmationRequired(MovelibError):
+    """A destructive step needs a yes that was not given."""
+
+
+class ReleaseError(MovelibError):
+    """A release cannot be cut (bad version, existing tag, dirty tree...)."""

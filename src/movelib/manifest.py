@@ -1,0 +1,165 @@
+"""The manifest beside every seed dump, and how artifacts reach the disk (atomically)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import ArtifactError
+
+FORMAT = "movelib-seed-dump"
+FORMAT_VERSION = 1
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    dump_file: str
+    size: int
+    sha256: str
+    row_counts: dict[str, int]
+    migrations: list[str]
+    data_sha256: str | None
+    data_file: str | None
+    source_server_version: str
+    environment: str | None
+    created_at: str
+    tool_version: str
+    release: str | None = None
+    movement_versions: dict[str, int] = field(default_factory=dict)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def migration_version(self) -> str | None:
+        return self.migrations[-1] if self.migrations else None
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["migration_version"] = self.migration_version
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> Manifest:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ArtifactError(f"{where} is not valid JSON ({exc}); refusing the dump") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ArtifactError(f"{where} is not a movelib seed-dump manifest; refusing the dump")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ArtifactError(
+                f"{where} has format version {data.get('format_version')!r}; this movelib reads "
+                f"version {FORMAT_VERSION}. Use the movelib release that wrote it."
+            )
+        data.pop("migration_version", None)
+        try:
+            manifest = cls(**data)
+        except TypeError as exc:
+            raise ArtifactError(f"{where} has unexpected or missing fields ({exc})") from None
+        if (not isinstance(manifest.size, int) or not _SHA256.match(str(manifest.sha256))
+                or not isinstance(manifest.row_counts, dict)
+                or not all(isinstance(v, int) and v >= 0 for v in manifest.row_counts.values())):
+            raise ArtifactError(f"{where} is malformed (size, sha256 or row counts)")
+        return manifest
+
+
+def manifest_path(dump_file: Path) -> Path:
+    """``x.sql`` -> ``x.manifest.json``."""
+    return dump_file.with_name(dump_file.stem + ".manifest.json")
+
+
+def file_sha256(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def check_artifact(dump_file: Path) -> Manifest:
+    """The dump's manifest, once size and sha256 match; nothing here opens a connection."""
+    if not dump_file.is_file():
+        raise ArtifactError(f"{dump_file}: no such dump file")
+    mpath = manifest_path(dump_file)
+    if not mpath.is_file():
+        raise ArtifactError(
+            f"{dump_file}: its manifest {mpath.name} is missing; a dump without its manifest "
+            "cannot be checked, so it is refused"
+        )
+    manifest = Manifest.from_json(mpath.read_text(encoding="utf-8"), str(mpath))
+    size, sha = file_sha256(dump_file)
+    if size != manifest.size or sha != manifest.sha256:
+        raise ArtifactError(
+            f"{dump_file} does not match its manifest (size {size} vs {manifest.size}, sha256 "
+            f"{sha[:12]}... vs {manifest.sha256[:12]}...): it was changed, truncated or "
+            "corrupted after it was written. Refusing it; nothing was touched."
+        )
+    return manifest
+
+
+class HashingWriter:
+    """A binary file that hashes what goes through it."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.handle.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """Write ``path`` through a temporary file: fsync, then rename; never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    with atomic_file(path) as handle:
+        handle.write(data)
+
+
+def copy_atomically(source: Path, path: Path) -> None:
+    with atomic_file(path) as handle, source.open("rb") as src:
+        while chunk := src.read(1 << 20):
+            handle.write(chunk)
+
+
+def _fsync_dir(directory: Path) -> None:
+    if sys.platform == "win32":
+        return  # directories cannot be opened for fsync on Windows; rename is durable there
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def manifest_dict(manifest: Manifest) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(manifest.to_json())
+    return data

@@ -1,0 +1,361 @@
+"""Seed dumps: written atomically, checked before use, restored all-or-nothing, across versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SENTINEL_PASSWORD, Server, assert_no_secret, table_hashes
+
+from movelib.dump import dump
+from movelib.errors import ArtifactError, ConfirmationRequired, ReleaseError, RestoreFailed
+from movelib.manifest import check_artifact, file_sha256, manifest_path
+from movelib.migrations import migrate
+from movelib.psql import tool_path
+from movelib.release import release
+from movelib.restore import plan_restore, restore
+from movelib.settings import Settings
+from movelib.target import Target, target_from_dsn
+from movelib.workflow import SeedOptions, run_seed
+
+SETTINGS = Settings.from_mapping({}, ROOT)
+CANONICAL = ROOT / "data" / "movements-canonical.json"
+MIGRATIONS = ROOT / "migrations"
+
+
+def seed(target: Target, data_file: Path = CANONICAL) -> None:
+    run_seed(SETTINGS, target, SeedOptions(data_file=data_file), lambda _line: None)
+
+
+def restore_into(target: Target, dump_file: Path) -> None:
+    restore(plan_restore(target, dump_file))
+
+
+def older_library(tmp_path: Path) -> Path:
+    """A data file holding the first five placeholders only."""
+    data = json.loads(CANONICAL.read_text())[:5]
+    path = tmp_path / "older.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def seeded_dump(migrated_db: Target, tmp_path: Path) -> Path:
+    seed(migrated_db)
+    return dump(migrated_db, MIGRATIONS, tmp_path / "dumps").path
+
+
+def test_dump_writes_the_file_its_manifest_and_latest(migrated_db: Target, tmp_path: Path) -> None:
+    seed(migrated_db)
+    result = dump(migrated_db, MIGRATIONS, tmp_path)
+    assert result.path.name.startswith("movements_seed_") and result.path.suffix == ".sql"
+    manifest = json.loads(result.manifest_path.read_text())
+    size, sha = file_sha256(result.path)
+    assert (manifest["size"], manifest["sha256"]) == (size, sha)
+    assert manifest["row_counts"]["movement_library"] == 8
+    assert manifest["row_counts"]["movement_audit_log"] == 40
+    assert manifest["migration_version"] == "0001.movement-library"
+    assert manifest["data_sha256"] == file_sha256(CANONICAL)[1]
+    assert manifest["source_server_version"].startswith("18.")
+    assert manifest["created_at"].endswith("Z") and manifest["format_version"] == 1
+    assert (tmp_path / "movements_seed_latest.sql").read_bytes() == result.path.read_bytes()
+    assert check_artifact(tmp_path / "movements_seed_latest.sql").sha256 == sha
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    text = result.path.read_text()
+    assert "\\restrict" not in text and "transaction_timeout" not in text
+    assert_no_secret(text + result.manifest_path.read_text())
+
+
+@pytest.mark.parametrize(("source", "destination"), [("pg18", "pg15"), ("pg15", "pg18")])
+def test_round_trip_to_another_server_is_exact(request: pytest.FixtureRequest, tmp_path: Path, source: str, destination: str) -> None:
+    src: Server = request.getfixturevalue(source)
+    dst: Server = request.getfixturevalue(destination)
+    src_db, dst_db = src.create_database("movelib_template"), dst.create_database()
+    try:
+        src_target = target_from_dsn(src.dsn(src_db), "--dsn")
+        dst_target = target_from_dsn(dst.dsn(dst_db), "--dsn")
+        seed(src_target)
+        restore_into(dst_target, dump(src_target, MIGRATIONS, tmp_path).path)
+        assert table_hashes(dst_target) == table_hashes(src_target)
+        from movelib.verify import verify
+
+        assert verify(dst_target, data_file=CANONICAL, schema_file=SETTINGS.schema_file).ok
+        # the restored database is fully bookkept: nothing to migrate, nothing to seed
+        assert migrate(dst_target, MIGRATIONS).applied == []
+        before = table_hashes(dst_target)
+        seed(dst_target)
+        assert table_hashes(dst_target) == before
+        # and it keeps working: new movements get fresh ids after the restored ones
+        data = json.loads(CANONICAL.read_text())
+        data.append({**data[0], "slug": "front-squat", "name": "Front Squat"})
+        more = tmp_path / "more.json"
+        more.write_text(json.dumps(data))
+        seed(dst_target, more)
+        assert verify(dst_target, data_file=more, schema_file=SETTINGS.schema_file).ok
+    finally:
+        src.drop_database(src_db)
+        dst.drop_database(dst_db)
+
+
+def test_restore_replaces_an_older_library(seeded_dump: Path, migrated_db: Target, pg18: Server, tmp_path: Path) -> None:
+    other = target_from_dsn(pg18.dsn(pg18.create_database("movelib_template")), "--dsn")
+    seed(other, older_library(tmp_path))
+    restore_into(other, seeded_dump)
+    assert table_hashes(other) == table_hashes(migrated_db)
+
+
+def _tamper(dump_file: Path, how: str) -> None:
+    data = bytearray(dump_file.read_bytes())
+    if how == "one-byte-changed":
+        data[len(data) // 2] ^= 0x01
+        dump_file.write_bytes(bytes(data))
+    elif how == "truncated":
+        dump_file.write_bytes(bytes(data[: len(data) - 100]))
+    elif how == "appended-to":
+        dump_file.write_bytes(bytes(data) + b"DROP TABLE movement_library;\n")
+    elif how == "manifest-missing":
+        manifest_path(dump_file).unlink()
+    elif how == "manifest-edited":
+        manifest = json.loads(manifest_path(dump_file).read_text())
+        manifest["row_counts"]["movement_library"] = 9
+        manifest_path(dump_file).write_text(json.dumps(manifest))
+    elif how == "manifest-not-json":
+        manifest_path(dump_file).write_text("{not json")
+
+
+TAMPERINGS = ["one-byte-changed", "truncated", "appended-to", "manifest-missing", "manifest-not-json"]
+
+
+@pytest.mark.parametrize("how", TAMPERINGS)
+def test_a_tampered_dump_is_refused_before_any_connection(cli, seeded_dump: Path, migrated_db: Target, how: str) -> None:  # type: ignore[no-untyped-def]
+    _tamper(seeded_dump, how)
+    with pytest.raises(ArtifactError):
+        check_artifact(seeded_dump)
+    before = table_hashes(migrated_db)
+    result = cli("restore", "--dump-file", str(seeded_dump), "--dsn", migrated_db.conninfo, "--yes")
+    assert result.code == 1
+    assert "target:" not in result.stdout  # refused before the target was even resolved
+    assert "Traceback" not in result.output
+    assert table_hashes(migrated_db) == before
+
+
+def test_an_edited_manifest_is_caught_by_the_restored_counts(seeded_dump: Path, pg18: Server, tmp_path: Path) -> None:
+    """A manifest whose counts lie (sha256 still right) fails after the load, rolled back."""
+    target = target_from_dsn(pg18.dsn(pg18.create_database("movelib_template")), "--dsn")
+    seed(target, older_library(tmp_path))
+    before = table_hashes(target)
+    _tamper(seeded_dump, "manifest-edited")
+    with pytest.raises(RestoreFailed, match="movement_library 8 \\(manifest 9\\)"):
+        restore_into(target, seeded_dump)
+    assert table_hashes(target) == before
+
+
+def _recompute_manifest(dump_file: Path) -> None:
+    mpath = manifest_path(dump_file)
+    manifest = json.loads(mpath.read_text())
+    manifest["size"], manifest["sha256"] = file_sha256(dump_file)
+    mpath.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda t: t.replace("\tsquat\t", "\tsquat\tEXTRA\t", 1), id="bad-copy-row"),
+        pytest.param(lambda t: t.replace("CREATE INDEX movement_audit_log_movement_idx",
+                                         "CREATE INDEX nonsense_idx ON no_such_table (x);\nCREATE INDEX movement_audit_log_movement_idx"), id="bad-ddl"),
+        pytest.param(lambda t: t.replace("-- end of movelib seed dump", "SELECT 1/0;"), id="failing-last-statement"),
+        pytest.param(lambda t: t.rsplit("\\.\n", 1)[0], id="unterminated-copy"),
+    ],
+)
+def test_a_dump_failing_partway_leaves_the_target_unchanged(seeded_dump: Path, pg18: Server, tmp_path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    target = target_from_dsn(pg18.dsn(pg18.create_database("movelib_template")), "--dsn")
+    seed(target, older_library(tmp_path))
+    before = table_hashes(target)
+    seeded_dump.write_text(edit(seeded_dump.read_text()))
+    _recompute_manifest(seeded_dump)
+    with pytest.raises((RestoreFailed, ArtifactError)):
+        restore_into(target, seeded_dump)
+    assert table_hashes(target) == before
+
+
+def test_restore_without_yes_and_without_a_tty_refuses_at_once(cli, seeded_dump: Path, migrated_db: Target) -> None:  # type: ignore[no-untyped-def]
+    before = table_hashes(migrated_db)
+    started = time.monotonic()
+    result = cli("restore", "--dump-file", str(seeded_dump), "--dsn", migrated_db.conninfo)
+    assert time.monotonic() - started < 2
+    assert result.code == 1 and "pass --yes" in result.stderr
+    assert table_hashes(migrated_db) == before
+
+
+def test_confirmation_reads_a_terminal_answer() -> None:
+    import io
+
+    from movelib.prompt import confirm
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    confirm("Replace?", assume_yes=False, stdin=Tty("yes\n"), stdout=io.StringIO())
+    with pytest.raises(ConfirmationRequired, match="not confirmed"):
+        confirm("Replace?", assume_yes=False, stdin=Tty("y\n"), stdout=io.StringIO())
+
+
+def test_cli_dump_and_restore(cli, seeded_dump: Path, migrated_db: Target, pg15: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out_dir = tmp_path / "cli-dumps"
+    dumped = cli("dump", "--dsn", migrated_db.conninfo, "--output-dir", str(out_dir))
+    assert dumped.code == 0, dumped.output
+    assert "rows: movement_environment 0, movement_seed_run 1, movement_staging 8, movement_audit_log 40, movement_library 8" in dumped.stdout
+    fresh = pg15.create_database()
+    try:
+        restored = cli("restore", "--dump-file", str(out_dir / "movements_seed_latest.sql"),
+                       "--dsn", pg15.dsn(fresh), "--yes")
+        assert restored.code == 0, restored.output
+        assert "movement_library       now   absent  ->         8" in restored.stdout
+        assert "restore: done; row counts match the manifest; verify: ok (library 8, audit 40)" in restored.stdout
+        assert_no_secret(dumped.output + restored.output)
+        verified = cli("verify", "--dsn", pg15.dsn(fresh), "--file", str(CANONICAL))
+        assert verified.code == 0, verified.output
+    finally:
+        pg15.drop_database(fresh)
+
+
+def test_the_dump_also_applies_with_psql(seeded_dump: Path, pg15: Server, migrated_db: Target) -> None:
+    fresh = pg15.create_database()
+    try:
+        target = target_from_dsn(pg15.dsn(fresh), "--dsn")
+        from movelib.psql import child_env
+
+        proc = subprocess.run(
+            [str(tool_path("psql", None)), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f", str(seeded_dump)],
+            env=child_env(target), capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert table_hashes(target) == table_hashes(migrated_db)
+    finally:
+        pg15.drop_database(fresh)
+
+
+def test_a_failed_dump_leaves_no_file(empty_db: Target, tmp_path: Path) -> None:
+    from movelib.errors import SchemaNotApplied
+
+    with pytest.raises(SchemaNotApplied):
+        dump(empty_db, MIGRATIONS, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_source_missing_migrations_is_refused(migrated_db: Target, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    (folder / "0002.more.sql").write_text("-- depends: 0001.movement-library\nSELECT 1;\n")
+    with pytest.raises(ArtifactError, match="run `inv migrate` on it first"):
+        dump(migrated_db, folder, tmp_path / "out")
+
+
+def test_no_child_process_ever_carries_the_password(cli, migrated_db: Target, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """psql is the one child movelib spawns with a target: its argv must be clean."""
+    if not Path("/proc").is_dir():
+        pytest.fail("needs /proc to read the argv of child processes")
+    seed(migrated_db)
+    env = {"PLANNING_DATABASE_URL": migrated_db.conninfo}
+    jobs = [
+        [sys.executable, "-m", "invoke", "db.psql", "-c", "SELECT pg_sleep(1.5)"],
+        [sys.executable, "-m", "invoke", "dump", "--output-dir", str(tmp_path)],
+    ]
+    from conftest import ROOT as root
+
+    seen: list[str] = []
+    for job in jobs:
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "PLANNING_"))}
+        proc = subprocess.Popen(job, cwd=root, env={**base_env, **env, "INVOKE_PATHS_DOTENV": str(tmp_path / "x")},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        while proc.poll() is None:
+            for pid_dir in Path("/proc").iterdir():
+                if not pid_dir.name.isdigit():
+                    continue
+                try:
+                    argv = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if "psql" in argv or "invoke" in argv:
+                    seen.append(argv)
+                assert SENTINEL_PASSWORD not in argv and "p4ss" not in argv, argv
+            time.sleep(0.02)
+        out, err = proc.communicate()
+        assert proc.returncode == 0, err
+        assert_no_secret(out.decode() + err.decode())
+    assert any("psql" in a and "--no-psqlrc" in a for a in seen), "never saw the psql child"
+    for dumped in tmp_path.glob("movements_seed_*"):
+        assert_no_secret(dumped.read_text())
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def release_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    shutil.copytree(MIGRATIONS, repo / "migrations")
+    _git(repo.parent, "init", "-q", str(repo))
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init")
+    _git(repo, "config", "user.name", "Release Engineer")
+    _git(repo, "config", "user.email", "re@example.com")
+    return repo
+
+
+def test_release_writes_a_versioned_dump_and_tags_it(release_repo: Path, migrated_db: Target) -> None:
+    seed(migrated_db)
+    result = release(migrated_db, release_repo, release_repo / "migrations", "v1.0", tag=True)
+    assert result.dump.path.parent == release_repo / "releases" / "v1.0"
+    assert json.loads(result.dump.manifest_path.read_text())["release"] == "v1.0"
+    assert _git(release_repo, "cat-file", "-t", "v1.0-seed").strip() == "tag"  # annotated
+    assert "Movement library v1.0" in _git(release_repo, "tag", "-n1", "v1.0-seed")
+    assert _git(release_repo, "status", "--porcelain") == ""
+    assert result.dump.path.name in _git(release_repo, "show", "--name-only", "v1.0-seed")
+    with pytest.raises(ReleaseError, match="already holds a dump"):
+        release(migrated_db, release_repo, release_repo / "migrations", "v1.0", tag=True)
+
+
+@pytest.mark.parametrize(
+    ("version", "prepare", "message"),
+    [
+        pytest.param("1.0", None, "is not like v1.0", id="bad-version"),
+        pytest.param("v2.0", "dirty", "uncommitted changes", id="dirty-tree"),
+        pytest.param("v3.0", "tagged", "tag v3.0-seed already exists", id="existing-tag"),
+    ],
+)
+def test_release_refusals(release_repo: Path, migrated_db: Target, version: str, prepare: str | None, message: str) -> None:
+    if prepare == "dirty":
+        (release_repo / "stray.txt").write_text("x")
+    if prepare == "tagged":
+        _git(release_repo, "tag", "-a", "v3.0-seed", "-m", "earlier")
+    with pytest.raises(ReleaseError, match=message):
+        release(migrated_db, release_repo, release_repo / "migrations", version, tag=True)
+    assert not (release_repo / "releases").exists()
+
+
+def test_workflows_pass_schema_and_security_checks() -> None:
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert {w.name for w in workflows} >= {"generate-seed-dump.yml", "tests.yml"}
+    bin_dir = Path(sys.executable).parent
+    schema = subprocess.run([str(bin_dir / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                             *map(str, workflows)], capture_output=True, text=True, check=False)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    audit = subprocess.run([str(bin_dir / "zizmor"), "--offline", "--min-severity", "medium",
+                            str(ROOT / ".github" / "workflows")], capture_output=True, text=True, check=False)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    text = (ROOT / ".github" / "workflows" / "generate-seed-dump.yml").read_text()
+    for needle in ("workflow_dispatch", "stream5", "movement-seed-dump-${{ github.sha }}",
+                   "retention-days: 30", "inv seed", "inv dump", "inv verify"):
+        assert needle in text
+    run_lines = [line.strip() for line in text.splitlines() if line.strip().startswith(("run:", "inv "))]
+    for line in run_lines:
+        command = line.removeprefix("run:").strip()
+        assert command in ("|", "") or command.startswith(("inv ", "python -m pip install")), command
