@@ -76,13 +76,15 @@ def _target(settings: Settings, dsn: str | None, profile: str | None) -> Target:
     help={
         "profile": "emulator profile: local (55432) or staging (55433); default local",
         "backend": "auto (docker if an engine answers, else embedded), embedded or docker",
+        "image": "docker backend: the PostgreSQL image (default postgres:18)",
     }
 )
-def up(c: Context, profile: str | None = None, backend: str | None = None) -> None:
+def up(c: Context, profile: str | None = None, backend: str | None = None,
+       image: str | None = None) -> None:
     """Start a profile's PostgreSQL emulator (does nothing if it already runs)."""
     with user_errors():
         settings = _settings(c)
-        emulator = settings.emulator_for(profile, backend)
+        emulator = settings.emulator_for(profile, backend, image=image, starting=True)
         started = emulator.up(echo=say)
         status = emulator.status()
         verb = "started" if started else "already running"

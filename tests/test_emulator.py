@@ -148,9 +148,9 @@ def test_a_bin_dir_without_postgres_is_a_clear_error(cli, tmp_path) -> None:  # 
     assert result.code == 1 and "no PostgreSQL server programs" in result.stderr
 
 
-def test_docker_backend_is_refused_clearly_for_now(cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("db.up", "--backend", "docker")
-    assert result.code == 1 and "--backend embedded" in result.stderr
+def test_unknown_backend_is_refused(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("db.up", "--backend", "podman")
+    assert result.code == 1 and "choose one of auto, embedded, docker" in result.stderr
     assert "Traceback" not in result.output
 
 

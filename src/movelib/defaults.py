@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
         "bin_dir": "",
         "system_user": "movelib",
         "server_settings": {},
+        "image": "postgres:18",  # docker backend: the official image of the embedded major
+        "project": "movelib",  # docker backend: container movelib-<profile>, volume ...-data
     },
     "paths": {
         "data_file": "data/movements-canonical.json",

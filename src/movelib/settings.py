@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ class Settings:
                 bin_dir=str(emulator["bin_dir"]) or None,
                 system_user=str(emulator["system_user"]),
                 server_settings={str(k): str(v) for k, v in dict(emulator["server_settings"]).items()},
+                image=str(emulator["image"]),
+                project=str(emulator["project"]),
             ),
             backend=str(emulator["backend"]),
             data_file=path(paths["data_file"]),
@@ -70,8 +72,11 @@ class Settings:
     def profile(self, name: str | None) -> Profile:
         return get_profile(self.profiles, name or DEFAULT_PROFILE)
 
-    def emulator_for(self, profile: str | None, backend: str | None = None) -> Emulator:
-        return get_emulator(self.profile(profile), backend or self.backend, self.emulator)
+    def emulator_for(self, profile: str | None, backend: str | None = None, *,
+                     image: str | None = None, starting: bool = False) -> Emulator:
+        settings = replace(self.emulator, image=image) if image else self.emulator
+        return get_emulator(self.profile(profile), backend or self.backend, settings,
+                            starting=starting)
 
     def path(self, value: str | None, default: Path) -> Path:
         """An option's path (relative to the working directory) or the configured default."""

@@ -43,7 +43,7 @@ def _connect(settings: Settings, target: Target, options: SeedOptions, echo: Ech
     except TargetUnreachable:
         if not (options.start_emulator and target.profile is not None):
             raise
-    emulator = settings.emulator_for(target.profile.name)
+    emulator = settings.emulator_for(target.profile.name, starting=True)
     try:
         emulator.up(echo=echo)
     except EmulatorError as exc:

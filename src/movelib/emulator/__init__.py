@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import BackendUnavailable, ConfigError
+from ..errors import ConfigError
 from ..profiles import Profile
 from .base import EmulatorStatus
 from .embedded import Echo, EmbeddedEmulator
@@ -41,16 +41,40 @@ class EmulatorSettings:
     bin_dir: str | None = None
     system_user: str = "movelib"
     server_settings: Mapping[str, str] = field(default_factory=dict)
+    image: str = ""
+    project: str = "movelib"  # docker backend: names and labels containers and volumes
 
 
-def get_emulator(profile: Profile, backend: str, settings: EmulatorSettings) -> Emulator:
-    """The emulator of ``profile`` on ``backend`` (``auto`` picks what this machine has)."""
+def get_emulator(
+    profile: Profile, backend: str, settings: EmulatorSettings, *, starting: bool = False
+) -> Emulator:
+    """The emulator of ``profile`` on ``backend``.
+
+    ``auto`` starts on docker when an engine answers and on the embedded server otherwise; to
+    inspect or stop (``starting=False``) it picks the backend that holds the profile.
+    """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = _pick(profile, settings, starting)
     if backend == "docker":
-        raise BackendUnavailable(
-            "the docker backend is not available yet; use --backend embedded (the default)"
-        )
+        from .container import DockerEmulator
+
+        emulator = DockerEmulator(profile, image=settings.image, project=settings.project)
+        emulator.client  # noqa: B018 - fail now, with the message, if no engine answers
+        return emulator
+    return _embedded(profile, settings)
+
+
+def _pick(profile: Profile, settings: EmulatorSettings, starting: bool) -> str:
+    from .container import engine_answers
+
+    if not starting and (settings.base_dir / profile.name / "pgdata").exists():
+        return "embedded"
+    return "docker" if engine_answers() else "embedded"
+
+
+def _embedded(profile: Profile, settings: EmulatorSettings) -> EmbeddedEmulator:
     return EmbeddedEmulator(
         profile,
         base_dir=settings.base_dir,

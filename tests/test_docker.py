@@ -1,0 +1,194 @@
+"""The docker backend against a real Docker Engine (CI starts one and builds the image)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from conftest import ROOT, SENTINEL_PASSWORD, assert_no_secret, free_port
+
+from movelib.defaults import DEFAULT_PROFILES
+
+IMAGE = os.environ.get("MOVELIB_TEST_DOCKER_IMAGE", "movelib/postgres:15-local")
+NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+
+
+def _engine() -> Any:
+    """docker-py client, or skip (fail under MOVELIB_REQUIRE_DOCKER=1, as CI sets)."""
+    import docker
+
+    required = os.environ.get("MOVELIB_REQUIRE_DOCKER") == "1"
+    try:
+        client = docker.from_env(timeout=5)
+        client.ping()
+        client.images.get(IMAGE)
+    except Exception as exc:
+        reason = (f"no Docker engine with the image {IMAGE} answers ({str(exc).splitlines()[0][:120]}); "
+                  "start dockerd and run compose/local-image/build.sh")
+        if required:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return client
+
+
+@pytest.fixture
+def engine() -> Iterator[Any]:
+    client = _engine()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def project(cli, engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A throw-away container project; everything labelled with it is removed afterwards."""
+    name = f"movelib-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    label = f"io.movelib.project={name}"
+    for container in engine.containers.list(all=True, filters={"label": label}):
+        container.remove(force=True, v=True)
+    for volume in engine.volumes.list(filters={"label": label}):
+        volume.remove(force=True)
+
+
+def dockered(project: str, **extra: str) -> dict[str, str]:
+    return {"INVOKE_EMULATOR_BACKEND": "docker", "INVOKE_EMULATOR_PROJECT": project,
+            "INVOKE_EMULATOR_IMAGE": IMAGE, **extra}
+
+
+def login(port: int, password: str, db: str) -> str:
+    with psycopg.connect(host="127.0.0.1", port=port, user="athlete", password=password,
+                         dbname=db, connect_timeout=3) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else ""
+
+
+@pytest.mark.docker
+def test_staging_container_seeds_verifies_survives_and_purges(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 55433)) == 0:
+            pytest.fail("port 55433 is busy on this machine; the test needs the guide's staging port")
+    env = {**dockered(project), "INVOKE_PROFILES_STAGING_PORT": "55433",
+           "INVOKE_EMULATOR_BACKEND": "embedded"}  # the option below must win over config
+    up = cli("db.up", "--backend", "docker", "--profile", "staging", "--image", IMAGE, env=env)
+    assert up.code == 0, up.output
+    assert "staging emulator started (docker, PostgreSQL 15" in up.stdout
+    assert login(55433, "athlete_staging", "athlete_planning_staging").startswith("15.")
+    container = engine.containers.get(f"{project}-staging")
+    assert container.labels == {"io.movelib.project": project, "io.movelib.profile": "staging"}
+    assert container.attrs["HostConfig"]["PortBindings"]["5432/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "55433"}]
+
+    env["INVOKE_EMULATOR_BACKEND"] = "docker"
+    seeded = cli("seed", "--profile", "staging", env=env)
+    assert seeded.code == 0, seeded.output
+    assert "seed: 8 published, 0 unchanged" in seeded.stdout
+    assert cli("verify", "--profile", "staging", env=env).code == 0
+
+    status = cli("db.status", env=env)
+    assert "staging  docker   55433  yes      15." in status.stdout
+
+    assert cli("db.down", "--profile", "staging", env=env).code == 0
+    assert not engine.containers.list(all=True, filters={"name": f"{project}-staging"})
+    assert cli("db.up", "--profile", "staging", env=env).code == 0
+    again = cli("verify", "--profile", "staging", "--file", str(ROOT / "data" / "movements-canonical.json"), env=env)
+    assert again.code == 0 and "verify: ok (library 8" in again.stdout
+    assert "ready to accept connections" in cli("db.logs", "--profile", "staging", env=env).stdout
+
+    purged = cli("db.down", "--profile", "staging", "--purge", env=env)
+    assert purged.code == 0 and "data deleted" in purged.stdout
+    label = {"label": f"io.movelib.project={project}"}
+    assert engine.containers.list(all=True, filters=label) == []
+    assert engine.volumes.list(filters=label) == []
+
+
+@pytest.mark.docker
+def test_auto_picks_docker_when_an_engine_answers(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
+    env = {**dockered(project), "INVOKE_EMULATOR_BACKEND": "auto"}
+    up = cli("db.up", env=env)
+    assert up.code == 0, up.output
+    assert "(docker, PostgreSQL 15" in up.stdout
+    down = cli("db.down", "--purge", env=env)
+    assert down.code == 0 and "local emulator stopped; data deleted" in down.stdout
+
+
+def test_auto_picks_embedded_when_no_engine_answers(cli) -> None:  # type: ignore[no-untyped-def]
+    env = {**NO_ENGINE, "INVOKE_EMULATOR_BACKEND": "auto"}
+    try:
+        up = cli("db.up", env=env)
+        assert up.code == 0, up.output
+        assert "(embedded, PostgreSQL 18" in up.stdout
+    finally:
+        cli("db.down", "--purge", env=env)
+
+
+def test_docker_backend_without_an_engine_says_what_to_do(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("db.up", "--backend", "docker", env=NO_ENGINE)
+    assert result.code == 1
+    assert "no Docker engine answers" in result.stderr
+    assert "--backend embedded" in result.stderr and "dockerd" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.docker
+def test_an_absent_unpullable_image_is_named(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
+    image = "movelib/no-such-image:0"
+    result = cli("db.up", "--image", image, env=dockered(project))
+    assert result.code == 1
+    assert f"the image {image} is not on this machine and could not be pulled" in result.stderr
+    assert "compose/local-image/build.sh" in result.stderr and "--image" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.docker
+def test_a_port_held_by_another_container_is_named(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
+    port = str(free_port())
+    env = {**dockered(project), "INVOKE_PROFILES_LOCAL_PORT": port, "INVOKE_PROFILES_STAGING_PORT": port,
+           "INVOKE_PROFILES_STAGING_PASSWORD": SENTINEL_PASSWORD}
+    assert cli("db.up", env=env).code == 0
+    result = cli("db.up", "--profile", "staging", env=env)
+    assert result.code == 1
+    assert f"port {port} on 127.0.0.1 is already in use by the Docker container {project}-local" in result.stderr
+    assert "Traceback" not in result.output
+    assert_no_secret(result.output)
+
+
+@pytest.mark.docker
+def test_a_port_held_by_a_process_is_named(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = cli("db.up", env={**dockered(project), "INVOKE_PROFILES_LOCAL_PORT": str(port)})
+    assert result.code == 1
+    assert f"port {port} on 127.0.0.1 is already in use by python" in result.stderr
+
+
+@pytest.mark.docker
+def test_a_container_that_never_accepts_a_login_shows_its_log(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
+    """An image without POSTGRES_PASSWORD support fails; the error carries the last log lines."""
+    env = {**dockered(project), "INVOKE_PROFILES_LOCAL_PASSWORD": ""}
+    result = cli("db.up", env=env)
+    assert result.code == 1
+    assert "did not accept a login" in result.stderr
+    assert "POSTGRES_PASSWORD is not set" in result.stderr
+
+
+def test_compose_file_agrees_with_the_profiles() -> None:
+    compose = yaml.safe_load(Path(ROOT / "compose" / "preview.yml").read_text())
+    services = compose["services"]
+    for service, profile in (("postgres", "local"), ("postgres-staging", "staging")):
+        spec, expected = services[service], DEFAULT_PROFILES[profile]
+        env = spec["environment"]
+        assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
+            expected["user"], expected["password"], expected["database"])
+        assert spec["ports"] == [f"127.0.0.1:{expected['port']}:5432"]
+        assert "pg_isready" in " ".join(spec["healthcheck"]["test"])
+        assert spec["volumes"][0].endswith(":/var/lib/postgresql")
+    assert services["postgres-staging"]["profiles"] == ["staging"]
+    assert "profiles" not in services["postgres"]
