@@ -220,17 +220,26 @@ def validate(c: Context, file: str | None = None) -> None:
         "skip_migrations": "do not apply migrations first (the schema must be there)",
         "lock_timeout": LOCK_HELP,
         "environment": "label the database local, staging or production while migrating",
+        "new_versions": "publish changed movements as version n+1 instead of failing",
+        "retire": "retire current movements that are missing from the data file (audited)",
+        "dry_run": "show the plan per movement (with field diffs) and write nothing",
+        "json": "with --dry-run: print the plan as JSON",
     }
 )
 def seed(c: Context, dsn: str | None = None, profile: str | None = None,
          file: str | None = None, skip_migrations: bool = False,
-         lock_timeout: float | None = None, environment: str | None = None) -> None:
+         lock_timeout: float | None = None, environment: str | None = None,
+         new_versions: bool = False, retire: bool = False, dry_run: bool = False,
+         json: bool = False) -> None:
     """Migrate, validate, publish every movement through the audited workflow, verify."""
     from movelib.workflow import SeedOptions, run_seed
 
     with user_errors():
         settings = _settings(c)
-        target = _target(settings, dsn, profile)
+        if json and not dry_run:
+            raise Exit("--json goes with --dry-run (inv verify --json reports a seeded database)", code=1)
+        as_json = json and dry_run
+        target = settings.target(dsn=dsn, profile=profile) if as_json else _target(settings, dsn, profile)
         run_seed(
             settings,
             target,
@@ -240,6 +249,10 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
                 lock_timeout=settings.lock_timeout if lock_timeout is None else lock_timeout,
                 environment=environment,
                 start_emulator=not dsn and target.source == "profile",
+                new_versions=new_versions,
+                retire=retire,
+                dry_run=dry_run,
+                as_json=as_json,
             ),
             echo=say,
         )

@@ -180,7 +180,7 @@ def cli(cli_env: dict[str, str]) -> object:
 
 def table_hashes(target: Target) -> dict[str, str]:
     """An ordered content hash of every movement table (and the bookkeeping)."""
-    tables = ["movement_library", "movement_staging", "movement_audit_log",
+    tables = ["movement_library", "movement_current", "movement_staging", "movement_audit_log",
               "movement_seed_run", "movement_environment", "_yoyo_migration"]
     out = {}
     with psycopg.connect(target.conninfo) as conn:

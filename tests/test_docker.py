@@ -87,7 +87,7 @@ def test_staging_container_seeds_verifies_survives_and_purges(cli, engine, proje
     env["INVOKE_EMULATOR_BACKEND"] = "docker"
     seeded = cli("seed", "--profile", "staging", env=env)
     assert seeded.code == 0, seeded.output
-    assert "seed: 8 published, 0 unchanged" in seeded.stdout
+    assert "seed: 8 published (0 new versions), 0 unchanged" in seeded.stdout
     assert cli("verify", "--profile", "staging", env=env).code == 0
 
     status = cli("db.status", env=env)
@@ -97,7 +97,7 @@ def test_staging_container_seeds_verifies_survives_and_purges(cli, engine, proje
     assert not engine.containers.list(all=True, filters={"name": f"{project}-staging"})
     assert cli("db.up", "--profile", "staging", env=env).code == 0
     again = cli("verify", "--profile", "staging", "--file", str(ROOT / "data" / "movements-canonical.json"), env=env)
-    assert again.code == 0 and "verify: ok (library 8" in again.stdout
+    assert again.code == 0 and "verify: ok (library 8, current 8" in again.stdout
     assert "ready to accept connections" in cli("db.logs", "--profile", "staging", env=env).stdout
 
     purged = cli("db.down", "--profile", "staging", "--purge", env=env)

@@ -43,7 +43,7 @@ def changed_copy(tmp_path: Path, **changes: str) -> Path:
 
 def test_fresh_seed_publishes_eight_with_forty_audit_rows(any_empty_db: Target) -> None:
     lines = seed(any_empty_db)
-    assert "seed: 8 published, 0 unchanged (seed run 1)" in lines
+    assert "seed: 8 published (0 new versions), 0 unchanged, 0 retired (seed run 1)" in lines
     assert scalar(any_empty_db, "SELECT count(*) FROM movement_library") == 8
     assert scalar(any_empty_db, "SELECT count(*) FROM movement_audit_log") == 40
     assert scalar(any_empty_db, "SELECT array_agg(DISTINCT action ORDER BY action) FROM movement_audit_log") == [
@@ -83,7 +83,7 @@ def test_a_second_seed_changes_nothing(any_empty_db: Target) -> None:
     seed(any_empty_db)
     before = table_hashes(any_empty_db)
     lines = seed(any_empty_db)
-    assert "seed: 0 published, 8 unchanged; nothing written" in lines
+    assert "seed: 0 published (0 new versions), 8 unchanged, 0 retired; nothing written" in lines
     assert table_hashes(any_empty_db) == before
 
 
@@ -115,7 +115,7 @@ def test_new_movements_are_added_to_an_existing_library(migrated_db: Target, tmp
     path = tmp_path / "more.json"
     path.write_text(json.dumps(data))
     lines = seed(migrated_db, path)
-    assert "seed: 1 published, 8 unchanged (seed run 2)" in lines
+    assert "seed: 1 published (0 new versions), 8 unchanged, 0 retired (seed run 2)" in lines
     assert scalar(migrated_db, "SELECT count(*) FROM movement_audit_log") == 45
 
 
@@ -154,7 +154,7 @@ def test_verify_passes_and_reports_json(migrated_db: Target) -> None:
     report = verify(migrated_db, data_file=CANONICAL, schema_file=SETTINGS.schema_file)
     assert report.ok, report.problems
     data = report.as_dict()
-    assert data["counts"] == {"library": 8, "staging": 8, "audit_log": 40}
+    assert data["counts"] == {"library": 8, "current": 8, "staging": 8, "audit_log": 40}
     assert data["audit_by_action"] == {"APPROVED": 16, "CREATED": 8, "PUBLISHED": 8, "REVIEW_SUBMITTED": 8}
 
 
@@ -200,7 +200,7 @@ def test_cli_seed_then_verify(cli, server: Server, any_empty_db: Target) -> None
     out = result.stdout
     assert out.startswith("target: postgresql://movelib_test:***@127.0.0.1:")
     assert "(from --dsn)" in out.splitlines()[0]
-    assert "verify: ok (library 8, staging 8, audit_log 40)" in out
+    assert "verify: ok (library 8, current 8, staging 8, audit_log 40)" in out
     assert "  8        40" in out  # the guide's count query, run
     assert "APPROVED          16" in out
     verified = cli("verify", "--dsn", any_empty_db.conninfo, "--json")
@@ -236,6 +236,6 @@ def test_seed_starts_the_local_emulator_when_it_is_down(cli, cli_env) -> None:  
         assert result.code == 0, result.output
         assert "emulator: the local emulator was not running; started it (embedded)" in result.stdout
         assert "(profile local)" in result.stdout.splitlines()[0]
-        assert "verify: ok (library 8, staging 8, audit_log 40)" in result.stdout
+        assert "verify: ok (library 8, current 8, staging 8, audit_log 40)" in result.stdout
     finally:
         cli("db.down", "--purge")

@@ -40,10 +40,12 @@ MOVEMENT_TABLES = (
     "movement_staging",
     "movement_audit_log",
     "movement_library",
+    "movement_current",
 )
 YOYO_TABLES = ("_yoyo_version", "_yoyo_migration", "_yoyo_log")
 ORDER_BY = {
     "movement_environment": "singleton",
+    "movement_current": "slug",
     "_yoyo_version": "version",
     "_yoyo_migration": "applied_at_utc, migration_hash",
     "_yoyo_log": "created_at_utc, id",

@@ -80,8 +80,9 @@ class PublishedEditError(MovelibError):
         lines = [f"ERROR   {slug} :: Published movements cannot be edited" for slug in self.slugs]
         lines.append(
             f"{len(self.slugs)} published movement(s) differ from the data file; nothing was "
-            "written. Published movements are immutable: revert the change in the data file, "
-            "or, for a throw-away database, drop the tables and seed again."
+            "written. Published movements are immutable: `inv seed --dry-run` shows the "
+            "differences, `inv seed --new-versions` publishes them as new versions, or revert "
+            "the change in the data file."
         )
         super().__init__("\n".join(lines))
 

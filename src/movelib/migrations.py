@@ -158,11 +158,13 @@ def set_environment(conn: psycopg.Connection, label: str) -> bool:
     return True
 
 
-def pending_count(target: Target, migrations_dir: Path) -> int:
+def pending_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[str]:
+    """Migrations not yet applied, read without writing (yoyo's backend creates tables)."""
     from yoyo import read_migrations
 
-    backend = open_backend(target)
-    try:
-        return len(backend.to_apply(read_migrations(str(migrations_dir))))
-    finally:
-        backend.connection.close()
+    ids = [m.id for m in read_migrations(str(migrations_dir))]
+    exists = conn.execute("SELECT to_regclass('_yoyo_migration') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return ids
+    applied = {r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration")}
+    return [i for i in ids if i not in applied]

@@ -1,25 +1,26 @@
 """The audited publish workflow, in bulk and in one transaction.
 
-Each new movement goes draft -> in_review -> approved -> published in movement_staging and
-writes five audit rows: CREATED and REVIEW_SUBMITTED by whoever runs the seed; APPROVED by two
-distinct reviewers, each recording what it checked (the schema check and the integrity check);
-PUBLISHED by the runner. Every step is one set-based statement over all movements of the run:
-the cost is a handful of round trips whatever the file's size.
+Each movement the plan publishes goes draft -> in_review -> approved -> published in
+movement_staging and writes five audit rows: CREATED and REVIEW_SUBMITTED by whoever runs the
+seed; APPROVED by two distinct reviewers, each recording what it checked (the schema check and
+the integrity check); PUBLISHED by the runner. A new version supersedes the current one by moving
+the movement_current pointer; the old row is never touched. Every step is one set-based
+statement over all movements of the run: a handful of round trips whatever the file's size.
 """
 
 from __future__ import annotations
 
 import getpass
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
 
 from . import __version__
-from .dataset import Dataset, Movement
+from .dataset import Dataset
 from .errors import PublishedEditError
+from .plan import PUBLISH, RETIRE, Plan
 
 SCHEMA_REVIEWER = "movelib/schema-check"
 INTEGRITY_REVIEWER = "movelib/integrity-check"
@@ -37,116 +38,105 @@ def run_by() -> str:
 
 @dataclass
 class PublishResult:
-    published: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
+    published: list[tuple[str, int]] = field(default_factory=list)  # (slug, version)
+    new_versions: int = 0
+    retired: list[str] = field(default_factory=list)
+    unchanged: int = 0
     seed_run_id: int | None = None
 
     @property
     def changed_anything(self) -> bool:
-        return bool(self.published)
-
-
-def _load_incoming(cur: psycopg.Cursor, movements: Sequence[Movement]) -> None:
-    cur.execute(
-        """
-        CREATE TEMP TABLE movelib_incoming (
-            ord integer PRIMARY KEY,
-            slug text NOT NULL UNIQUE,
-            document jsonb NOT NULL,
-            content_hash text NOT NULL
-        ) ON COMMIT DROP
-        """
-    )
-    with cur.copy(
-        "COPY movelib_incoming (ord, slug, document, content_hash) FROM STDIN"
-    ) as copy:
-        for m in movements:
-            copy.write_row((m.index, m.slug, m.canonical, m.content_hash))
-    cur.execute("ANALYZE movelib_incoming")
+        return bool(self.published or self.retired)
 
 
 def publish(
     conn: psycopg.Connection,
     dataset: Dataset,
+    plan: Plan,
     *,
     schema_sha256: str,
     actor: str | None = None,
 ) -> PublishResult:
-    """Publish what is new in ``dataset``; the caller owns the transaction and commits it.
+    """Carry out ``plan``; the caller owns the transaction and commits it.
 
-    Raises :class:`PublishedEditError` (and writes nothing) when a movement that is already
-    published differs from the file.
+    Raises :class:`PublishedEditError` (and writes nothing) when the plan has blocked changes.
     """
+    if plan.blocked:
+        raise PublishedEditError(plan.blocked)
     actor = actor or run_by()
-    result = PublishResult()
+    to_publish = plan.of(PUBLISH)
+    to_retire = [c.slug for c in plan.of(RETIRE)]
+    result = PublishResult(unchanged=plan.totals()["unchanged"])
+    if not plan.writes_anything:
+        return result
     started = datetime.now(UTC)
     with conn.cursor() as cur:
-        _load_incoming(cur, dataset.movements)
-        cur.execute(
-            """
-            SELECT i.slug, i.content_hash = l.content_hash AS same
-              FROM movelib_incoming i
-              JOIN LATERAL (SELECT content_hash FROM movement_library l
-                             WHERE l.slug = i.slug ORDER BY version DESC LIMIT 1) l ON true
-             ORDER BY i.ord
-            """
-        )
-        conflicts: list[str] = []
-        for slug, same in cur.fetchall():
-            (result.unchanged if same else conflicts).append(slug)
-        if conflicts:
-            raise PublishedEditError(conflicts)
-        if len(result.unchanged) == len(dataset.movements):
-            return result
-
         cur.execute(
             """
             INSERT INTO movement_seed_run (data_file, data_sha256, movement_count,
                                            unchanged_count, tool_version, run_by, started_at)
             VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id
             """,
-            (dataset.display_name, dataset.sha256, len(dataset.movements),
-             len(result.unchanged), __version__, actor, started),
+            (dataset.display_name, dataset.sha256, len(dataset.movements), result.unchanged,
+             __version__, actor, started),
         )
         row = cur.fetchone()
         assert row is not None
         run_id = int(row[0])
         result.seed_run_id = run_id
-        _workflow(cur, run_id, actor, schema_sha256, dataset.display_name)
-        cur.execute(
-            "SELECT slug FROM movement_library WHERE seed_run_id = %s ORDER BY id", (run_id,)
-        )
-        result.published = [r[0] for r in cur.fetchall()]
+        params = {"run": run_id, "actor": actor, "file": dataset.display_name}
+        if to_publish:
+            cur.execute(
+                """
+                CREATE TEMP TABLE movelib_incoming (
+                    ord integer PRIMARY KEY,
+                    slug text NOT NULL UNIQUE,
+                    version integer NOT NULL,
+                    document jsonb NOT NULL,
+                    content_hash text NOT NULL
+                ) ON COMMIT DROP
+                """
+            )
+            with cur.copy("COPY movelib_incoming (ord, slug, version, document, content_hash) "
+                          "FROM STDIN") as copy:
+                for change in to_publish:
+                    m = change.movement
+                    assert m is not None and change.next_version is not None
+                    copy.write_row((m.index, m.slug, change.next_version, m.canonical,
+                                    m.content_hash))
+            cur.execute("ANALYZE movelib_incoming")
+            _workflow(cur, params, schema_sha256)
+            cur.execute("SELECT slug, version FROM movement_library WHERE seed_run_id = %s "
+                        "ORDER BY id", (run_id,))
+            result.published = [(slug, int(version)) for slug, version in cur.fetchall()]
+            result.new_versions = sum(1 for _, v in result.published if v > 1)
+        if to_retire:
+            _retire(cur, params, to_retire)
+            result.retired = to_retire
         cur.execute(
             """
-            UPDATE movement_seed_run SET published_count = %s, finished_at = clock_timestamp()
+            UPDATE movement_seed_run
+               SET published_count = %s, new_version_count = %s, retired_count = %s,
+                   finished_at = clock_timestamp()
              WHERE id = %s
             """,
-            (len(result.published), run_id),
+            (len(result.published), result.new_versions, len(result.retired), run_id),
         )
     return result
 
 
-def _workflow(
-    cur: psycopg.Cursor, run_id: int, actor: str, schema_sha256: str, data_file: str
-) -> None:
-    params = {"run": run_id, "actor": actor}
-    # draft: every movement of the file that the library does not hold yet
+def _workflow(cur: psycopg.Cursor, params: dict[str, object], schema_sha256: str) -> None:
     cur.execute(
         """
         INSERT INTO movement_staging (slug, version, status, document, content_hash, seed_run_id)
-        SELECT i.slug,
-               coalesce((SELECT max(version) FROM movement_staging s WHERE s.slug = i.slug), 0) + 1,
-               'draft', i.document, i.content_hash, %(run)s
+        SELECT i.slug, i.version, 'draft', i.document, i.content_hash, %(run)s
           FROM movelib_incoming i
-         WHERE NOT EXISTS (SELECT 1 FROM movement_library l WHERE l.slug = i.slug)
          ORDER BY i.ord
         """,
         params,
     )
     _audit(cur, "CREATED", "%(actor)s",
-           "jsonb_build_object('data_file', %(file)s::text, 'content_hash', s.content_hash)",
-           {**params, "file": data_file})
+           "jsonb_build_object('data_file', %(file)s::text, 'content_hash', s.content_hash)", params)
 
     cur.execute(
         "UPDATE movement_staging SET status = 'in_review' WHERE seed_run_id = %(run)s", params
@@ -190,11 +180,34 @@ def _workflow(
         params,
     )
     _audit(cur, "PUBLISHED", "%(actor)s",
-           "jsonb_build_object('content_hash', s.content_hash, 'library_version', s.version)",
-           params)
+           "jsonb_strip_nulls(jsonb_build_object('content_hash', s.content_hash, "
+           "'library_version', s.version, 'supersedes', c.version))",
+           params, join="LEFT JOIN movement_current c ON c.slug = s.slug")
+    cur.execute(
+        """
+        INSERT INTO movement_current (slug, version, library_id)
+        SELECT l.slug, l.version, l.id FROM movement_library l WHERE l.seed_run_id = %(run)s
+        ON CONFLICT (slug) DO UPDATE
+           SET version = EXCLUDED.version, library_id = EXCLUDED.library_id, since = now()
+        """,
+        params,
+    )
     cur.execute(
         "UPDATE movement_staging SET status = 'published' WHERE seed_run_id = %(run)s", params
     )
+
+
+def _retire(cur: psycopg.Cursor, params: dict[str, object], slugs: list[str]) -> None:
+    cur.execute(
+        """
+        INSERT INTO movement_audit_log (action, slug, version, actor, seed_run_id, details)
+        SELECT 'RETIRED', c.slug, c.version, %(actor)s, %(run)s,
+               jsonb_build_object('reason', 'not in the data file', 'data_file', %(file)s::text)
+          FROM movement_current c WHERE c.slug = ANY(%(slugs)s) ORDER BY c.slug
+        """,
+        {**params, "slugs": slugs},
+    )
+    cur.execute("DELETE FROM movement_current WHERE slug = ANY(%(slugs)s)", {"slugs": slugs})
 
 
 def _audit(
@@ -205,6 +218,7 @@ def _audit(
     params: dict[str, object],
     join: str = "",
 ) -> None:
+    # action, actor_sql, details_sql and join are constants of this module, never input
     cur.execute(
         f"""
         INSERT INTO movement_audit_log (action, slug, version, actor, seed_run_id, details)
@@ -215,5 +229,3 @@ def _audit(
         """,
         params,
     )
-
-

@@ -15,7 +15,7 @@ from .errors import SchemaNotApplied, VerificationFailed
 from .publish import CHAIN
 from .target import Target
 
-MOVEMENT_TABLES = ("movement_library", "movement_staging", "movement_audit_log")
+MOVEMENT_TABLES = ("movement_library", "movement_current", "movement_staging", "movement_audit_log")
 SHOWN_PER_CHECK = 20
 
 # The guide's three verification queries, verbatim in meaning.
@@ -32,6 +32,7 @@ class VerifyReport:
     target: str
     counts: dict[str, int] = field(default_factory=dict)
     audit_by_action: dict[str, int] = field(default_factory=dict)
+    library_versions: dict[int, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     checked_file: str | None = None
 
@@ -45,6 +46,7 @@ class VerifyReport:
             "target": self.target,
             "counts": self.counts,
             "audit_by_action": self.audit_by_action,
+            "library_versions": {str(k): v for k, v in self.library_versions.items()},
             "checked_file": self.checked_file,
             "problems": self.problems,
         }
@@ -54,8 +56,10 @@ class VerifyReport:
             return [json.dumps(self.as_dict(), indent=2, sort_keys=True)]
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
         actions = ", ".join(f"{k} {v}" for k, v in self.audit_by_action.items()) or "none"
+        versions = ", ".join(f"v{k} {v}" for k, v in self.library_versions.items()) or "none"
         lines = [f"verify: {'ok' if self.ok else 'FAILED'} ({counts})",
-                 f"  audit by action: {actions}"]
+                 f"  audit by action: {actions}",
+                 f"  library rows by version: {versions}"]
         if self.checked_file:
             lines.append(f"  library matches {self.checked_file}: {'no' if self.problems else 'yes'}")
         lines += [f"  problem: {p}" for p in self.problems]
@@ -73,7 +77,8 @@ def require_schema(conn: psycopg.Connection, target: Target) -> None:
     row = conn.execute(
         "SELECT to_regclass('movement_library') IS NOT NULL "
         "AND to_regclass('movement_audit_log') IS NOT NULL "
-        "AND to_regclass('movement_staging') IS NOT NULL"
+        "AND to_regclass('movement_staging') IS NOT NULL "
+        "AND to_regclass('movement_current') IS NOT NULL"
     ).fetchone()
     if not row or not row[0]:
         raise SchemaNotApplied(
@@ -87,8 +92,13 @@ def _rows(conn: psycopg.Connection, query: str, *params: object) -> list[tuple[A
     return conn.execute(query, params or None).fetchall()
 
 
-def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = None) -> VerifyReport:
-    """Inspect the movement tables through ``conn`` (read only)."""
+def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = None, *,
+          extra_ok: bool = False) -> VerifyReport:
+    """Inspect the movement tables through ``conn`` (read only).
+
+    With ``dataset``, the current library must match it; ``extra_ok`` accepts current movements
+    the file lacks (a seed keeps them unless told to retire them, and says so).
+    """
     require_schema(conn, target)
     report = VerifyReport(target=target.masked())
     for table in MOVEMENT_TABLES:
@@ -98,6 +108,11 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
         action: int(n) for action, n in _rows(
             conn, "SELECT action, count(*) FROM movement_audit_log GROUP BY action ORDER BY action"
         )
+    }
+
+    report.library_versions = {
+        int(v): int(n) for v, n in _rows(
+            conn, "SELECT version, count(*) FROM movement_library GROUP BY version ORDER BY version")
     }
 
     def add(kind: str, rows: list[tuple[Any, ...]], describe: Any) -> None:
@@ -122,14 +137,17 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
 
     add("broken audit chains", _rows(conn, """
         SELECT l.slug, l.version,
-               array_remove(array_agg(a.action ORDER BY a.id), NULL) AS chain,
+               array_remove(array_agg(a.action ORDER BY a.id) FILTER (WHERE a.action <> 'RETIRED'),
+                            NULL) AS chain,
                count(DISTINCT a.actor) FILTER (WHERE a.action = 'APPROVED') AS approvers,
                bool_or(a.action = 'PUBLISHED' AND a.details->>'content_hash' = l.content_hash)
                    AS publish_matches
           FROM movement_library l
           LEFT JOIN movement_audit_log a ON a.slug = l.slug AND a.version = l.version
          GROUP BY l.slug, l.version, l.content_hash
-        HAVING array_remove(array_agg(a.action ORDER BY a.id), NULL) IS DISTINCT FROM %s::text[]
+        HAVING coalesce(array_remove(array_agg(a.action ORDER BY a.id)
+                                     FILTER (WHERE a.action <> 'RETIRED'), NULL), '{}')
+               IS DISTINCT FROM %s::text[]
             OR count(DISTINCT a.actor) FILTER (WHERE a.action = 'APPROVED') < 2
             OR NOT coalesce(bool_or(a.action = 'PUBLISHED'
                                     AND a.details->>'content_hash' = l.content_hash), false)
@@ -147,28 +165,46 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
          ORDER BY a.slug, a.version"""),
         lambda slug, v: f"{slug} v{v}: audit log says PUBLISHED but movement_library has no row")
 
+    add("movements whose current pointer is not their latest version", _rows(conn, """
+        SELECT c.slug, c.version, (SELECT max(version) FROM movement_library l
+                                    WHERE l.slug = c.slug) AS latest
+          FROM movement_current c
+         WHERE c.version <> (SELECT max(version) FROM movement_library l WHERE l.slug = c.slug)
+         ORDER BY c.slug"""),
+        lambda slug, v, latest: f"{slug}: current version is v{v} but v{latest} is published")
+
+    add("movements with no current version that were never retired", _rows(conn, """
+        SELECT l.slug, max(l.version) FROM movement_library l
+         WHERE NOT EXISTS (SELECT 1 FROM movement_current c WHERE c.slug = l.slug)
+         GROUP BY l.slug
+        HAVING NOT EXISTS (SELECT 1 FROM movement_audit_log a
+                            WHERE a.slug = l.slug AND a.version = max(l.version)
+                              AND a.action = 'RETIRED')
+         ORDER BY l.slug"""),
+        lambda slug, v: f"{slug} v{v}: has no current version and no RETIRED audit row")
+
     if dataset is not None:
         report.checked_file = dataset.display_name
-        _compare(conn, dataset, report)
+        _compare(conn, dataset, report, extra_ok)
     if not conn.autocommit:
         conn.rollback()
     return report
 
 
-def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport) -> None:
+def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
+             extra_ok: bool) -> None:
     current = {
         slug: digest for slug, digest in _rows(conn, """
-            SELECT DISTINCT ON (slug) slug, content_hash FROM movement_library
-             ORDER BY slug, version DESC""")
+            SELECT slug, content_hash FROM movement_library_current""")
     }
     expected = {m.slug: m.content_hash for m in dataset.movements}
     missing = [s for s in expected if s not in current]
-    extra = sorted(s for s in current if s not in expected)
+    extra = [] if extra_ok else sorted(s for s in current if s not in expected)
     differ = [s for s in expected if s in current and current[s] != expected[s]]
     for kind, slugs, text in (
         ("missing", missing, "is in the data file but not in the library"),
         ("different", differ, "differs between the data file and the library"),
-        ("extra", extra, "is in the library but not in the data file"),
+        ("extra", extra, "is a current movement but not in the data file"),
     ):
         for slug in slugs[:SHOWN_PER_CHECK]:
             report.problems.append(f"{slug}: {text}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import psycopg
 
 from . import db
-from .dataset import load_movements
+from .dataset import Dataset, load_movements
 from .errors import EmulatorError, TargetUnreachable
-from .migrations import apply_pending, set_environment
+from .migrations import apply_pending, pending_migrations, set_environment
+from .plan import KEEP, PUBLISH, Plan, make_plan
 from .publish import PublishResult, publish
 from .settings import Settings
 from .target import Target
@@ -29,12 +31,17 @@ class SeedOptions:
     lock_timeout: float = 30.0
     environment: str | None = None
     start_emulator: bool = False  # the target is a profile: start its emulator if it is down
+    new_versions: bool = False  # publish changed movements as version n+1
+    retire: bool = False  # retire current movements missing from the data file
+    dry_run: bool = False  # only compute and report the plan
+    as_json: bool = False  # dry run: report the plan as JSON
 
 
 @dataclass
 class SeedOutcome:
-    published: PublishResult
-    verification: VerifyReport
+    plan: Plan
+    published: PublishResult | None = None
+    verification: VerifyReport | None = None
 
 
 def _connect(settings: Settings, target: Target, options: SeedOptions, echo: Echo) -> psycopg.Connection:
@@ -59,7 +66,10 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
     """The whole ``inv seed``. Raises a :class:`~movelib.errors.MovelibError` on any failure;
     the movement tables then hold exactly what they held before."""
     dataset = load_movements(options.data_file, settings.schema_file)
-    echo(f"validate: {dataset.display_name}: {len(dataset.movements)} movements, valid")
+    if not options.as_json:
+        echo(f"validate: {dataset.display_name}: {len(dataset.movements)} movements, valid")
+    if options.dry_run:
+        return _dry_run(settings, target, options, dataset, echo)
     schema_sha256 = hashlib.sha256(settings.schema_file.read_bytes()).hexdigest()
 
     with _connect(settings, target, options, echo) as conn, db.advisory_lock(
@@ -76,9 +86,11 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
                 echo(f"environment: labelled {options.environment}")
 
             with conn.transaction():
-                result = publish(conn, dataset, schema_sha256=schema_sha256)
-            _report_publish(result, echo)
-            report = check(conn, target, dataset)
+                plan = make_plan(conn, dataset, new_versions=options.new_versions,
+                                 retire=options.retire)
+                result = publish(conn, dataset, plan, schema_sha256=schema_sha256)
+            _report_publish(plan, result, echo)
+            report = check(conn, target, dataset, extra_ok=True)
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the seed")
             raise
@@ -86,15 +98,50 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
         echo(line)
     report.raise_if_failed()
     _guide_checks(conn_target=target, settings=settings, echo=echo)
-    return SeedOutcome(result, report)
+    return SeedOutcome(plan, result, report)
 
 
-def _report_publish(result: PublishResult, echo: Echo) -> None:
+def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: Dataset,
+             echo: Echo) -> SeedOutcome:
+    """The plan, read in a READ ONLY transaction that is rolled back: nothing is written."""
+    with _connect(settings, target, options, echo) as conn:
+        try:
+            with conn.transaction(force_rollback=True):
+                conn.execute("SET TRANSACTION READ ONLY")
+                pending = pending_migrations(conn, settings.migrations_dir)
+                plan = make_plan(conn, dataset, new_versions=options.new_versions,
+                                 retire=options.retire)
+        except psycopg.Error as exc:
+            db.raise_sql_error(target, exc, "the dry run")
+            raise
+    if options.as_json:
+        echo(json.dumps({"target": target.masked(), "data_file": dataset.display_name,
+                         "pending_migrations": pending, **plan.as_dict()}, indent=2))
+        return SeedOutcome(plan)
+    echo("dry run: nothing is written")
+    if pending:
+        echo(f"migrations: {len(pending)} pending, would apply ({', '.join(pending)})")
+    for line in plan.render():
+        echo(line)
+    return SeedOutcome(plan)
+
+
+def _report_publish(plan: Plan, result: PublishResult, echo: Echo) -> None:
     run = f" (seed run {result.seed_run_id})" if result.seed_run_id else "; nothing written"
-    echo(f"seed: {len(result.published)} published, {len(result.unchanged)} unchanged{run}")
+    echo(f"seed: {len(result.published)} published ({result.new_versions} new versions), "
+         f"{result.unchanged} unchanged, {len(result.retired)} retired{run}")
+    superseded = {c.slug: c.current_version for c in plan.of(PUBLISH) if c.current_version}
     if len(result.published) <= LISTED_MOVEMENTS:
-        for slug in result.published:
-            echo(f"  PUBLISHED {slug}")
+        for slug, version in result.published:
+            note = f" (supersedes v{superseded[slug]})" if slug in superseded else ""
+            echo(f"  PUBLISHED {slug} v{version}{note}")
+    for slug in result.retired[:LISTED_MOVEMENTS]:
+        echo(f"  RETIRED   {slug}")
+    kept = plan.of(KEEP)
+    if kept:
+        echo(f"  {len(kept)} current movement(s) are not in the data file and were kept "
+             f"(--retire retires them): {', '.join(c.slug for c in kept[:10])}"
+             + (" ..." if len(kept) > 10 else ""))
 
 
 def _guide_checks(conn_target: Target, settings: Settings, echo: Echo) -> None:

@@ -1,0 +1,179 @@
+"""What a seed would do, movement by movement, computed without writing anything."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from .dataset import Dataset, Movement
+
+NEW, UNCHANGED, CHANGED, RETIRED, MISSING = "new", "unchanged", "changed", "retired", "missing"
+PUBLISH, NOTHING, BLOCKED, RETIRE, KEEP = "publish", "nothing", "blocked", "retire", "keep"
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    field: str
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        def show(value: Any) -> str:
+            return "(absent)" if value is _ABSENT else json.dumps(value, ensure_ascii=False)[:200]
+
+        return f"{self.field}: {show(self.old)} -> {show(self.new)}"
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_ABSENT: Any = _Absent()
+
+
+@dataclass(frozen=True)
+class Change:
+    slug: str
+    status: str  # new | unchanged | changed | retired | missing
+    action: str  # publish | nothing | blocked | retire | keep
+    current_version: int | None = None  # the live version (None: new or retired)
+    next_version: int | None = None  # the version this run publishes
+    movement: Movement | None = field(default=None, repr=False, compare=False)
+    diff: tuple[FieldDiff, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "slug": self.slug, "status": self.status, "action": self.action,
+            "current_version": self.current_version, "next_version": self.next_version,
+            "diff": [{"field": d.field, "old": None if d.old is _ABSENT else d.old,
+                      "new": None if d.new is _ABSENT else d.new} for d in self.diff],
+        }
+
+    def render(self) -> list[str]:
+        label = f"{self.status.upper():<10} {self.slug}"
+        if self.action == PUBLISH and self.current_version:
+            head = f"{label} v{self.current_version} -> v{self.next_version}"
+        elif self.action == PUBLISH:
+            head = f"{label} v{self.next_version}"
+        elif self.action == BLOCKED:
+            head = (f"{label} v{self.current_version or '?'}: blocked (published movements cannot "
+                    "be edited; --new-versions publishes a new version)")
+        elif self.action == RETIRE:
+            head = f"{label} v{self.current_version}: retire"
+        elif self.action == KEEP:
+            head = (f"{label} v{self.current_version}: not in the data file, kept "
+                    "(--retire retires it)")
+        else:
+            head = label
+        return [head, *(f"      {d.render()}" for d in self.diff)]
+
+
+@dataclass
+class Plan:
+    changes: list[Change]
+
+    def of(self, *actions: str) -> list[Change]:
+        return [c for c in self.changes if c.action in actions]
+
+    @property
+    def blocked(self) -> list[str]:
+        return [c.slug for c in self.of(BLOCKED)]
+
+    @property
+    def writes_anything(self) -> bool:
+        return bool(self.of(PUBLISH, RETIRE))
+
+    def totals(self) -> dict[str, int]:
+        totals = {s: 0 for s in (NEW, CHANGED, UNCHANGED, RETIRED, MISSING)}
+        for change in self.changes:
+            totals[change.status] += 1
+        totals["to_publish"] = len(self.of(PUBLISH))
+        totals["to_retire"] = len(self.of(RETIRE))
+        totals["blocked"] = len(self.of(BLOCKED))
+        return totals
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"totals": self.totals(),
+                "movements": [c.as_dict() for c in self.changes if c.status != UNCHANGED]}
+
+    def render(self) -> list[str]:
+        lines = []
+        for change in self.changes:
+            if change.status != UNCHANGED:
+                lines += [f"  {line}" for line in change.render()]
+        totals = self.totals()
+        lines.append("totals: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in totals.items()))
+        return lines
+
+
+@dataclass(frozen=True)
+class _State:
+    latest: int
+    current: int | None
+    current_hash: str | None
+
+
+def _state(conn: psycopg.Connection) -> dict[str, _State]:
+    if conn.execute("SELECT to_regclass('movement_library') IS NULL").fetchone() == (True,):
+        return {}  # nothing published yet (the schema is not even there)
+    has_pointer = conn.execute("SELECT to_regclass('movement_current') IS NOT NULL").fetchone()
+    if has_pointer and has_pointer[0]:
+        query = """
+            SELECT l.slug, max(l.version), c.version, cl.content_hash
+              FROM movement_library l
+              LEFT JOIN movement_current c ON c.slug = l.slug
+              LEFT JOIN movement_library cl ON cl.id = c.library_id
+             GROUP BY l.slug, c.version, cl.content_hash"""
+    else:  # before the versions migration, the latest version is the current one
+        query = """
+            SELECT DISTINCT ON (slug) slug, version, version, content_hash
+              FROM movement_library ORDER BY slug, version DESC"""
+    return {slug: _State(int(latest), current, digest)
+            for slug, latest, current, digest in conn.execute(query)}
+
+
+def _documents(conn: psycopg.Connection, slugs: list[str]) -> dict[str, dict[str, Any]]:
+    if not slugs:
+        return {}
+    rows = conn.execute(
+        """SELECT DISTINCT ON (l.slug) l.slug, s.document
+             FROM movement_library l JOIN movement_staging s ON s.id = l.staging_id
+            WHERE l.slug = ANY(%s) ORDER BY l.slug, l.version DESC""", (slugs,))
+    return {slug: doc for slug, doc in rows}
+
+
+def field_diff(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldDiff, ...]:
+    keys = list(new) + [k for k in old if k not in new]
+    return tuple(FieldDiff(k, old.get(k, _ABSENT), new.get(k, _ABSENT))
+                 for k in keys if old.get(k, _ABSENT) != new.get(k, _ABSENT))
+
+
+def make_plan(conn: psycopg.Connection, dataset: Dataset, *, new_versions: bool,
+              retire: bool) -> Plan:
+    """Compare ``dataset`` with what the target has published (read only)."""
+    state = _state(conn)
+    changes: list[Change] = []
+    differing = [m.slug for m in dataset.movements
+                 if m.slug in state and state[m.slug].current_hash != m.content_hash]
+    documents = _documents(conn, differing)
+    for m in dataset.movements:
+        st = state.get(m.slug)
+        if st is None:
+            changes.append(Change(m.slug, NEW, PUBLISH, None, 1, m))
+            continue
+        if st.current is not None and st.current_hash == m.content_hash:
+            changes.append(Change(m.slug, UNCHANGED, NOTHING, st.current, None, m))
+            continue
+        status = CHANGED if st.current is not None else RETIRED
+        diff = field_diff(documents.get(m.slug, {}), m.document)
+        action = PUBLISH if new_versions else BLOCKED
+        changes.append(Change(m.slug, status, action, st.current,
+                              st.latest + 1 if new_versions else None, m, diff))
+    in_file = {m.slug for m in dataset.movements}
+    for slug in sorted(s for s, st in state.items() if s not in in_file and st.current is not None):
+        changes.append(Change(slug, MISSING, RETIRE if retire else KEEP, state[slug].current))
+    return Plan(changes)
