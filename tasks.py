@@ -210,7 +210,7 @@ def validate(c: Context, file: str | None = None) -> None:
     with user_errors():
         settings = _settings(c)
         dataset = load_movements(settings.path(file, settings.data_file), settings.schema_file)
-        say(f"{dataset.display_name}: {len(dataset.movements)} movements, valid")
+        say(f"{dataset.display_name}: {len(dataset)} movements, valid")
 
 
 @task(
@@ -371,8 +371,47 @@ def _artifact_lines(result: Any) -> list[str]:
     return lines
 
 
+# -- data files -------------------------------------------------------------------------------
+
+
+@task(help={"count": "how many movements", "out": "file to write",
+            "seed": "random seed (the same seed gives the same file)"})
+def synth(c: Context, count: int = 0, out: str = "", seed: int = 20261125) -> None:
+    """Write a deterministic file of COUNT valid, varied synthetic movements."""
+    from movelib.synth import write_synthetic
+
+    with user_errors():
+        if count < 1 or not out:
+            raise Exit("give --count N (at least 1) and --out FILE", code=1)
+        write_synthetic(count, Path(out), seed=seed)
+        say(f"synth: {count} movements -> {out}")
+
+
+@task(
+    name="import",
+    help={
+        "source_format": "the catalogue's format; today: free-exercise-db",
+        "source": "the catalogue file (free-exercise-db: exercises.json)",
+        "out": "movement data file to write",
+    },
+)
+def import_(c: Context, source_format: str, source: str, out: str) -> None:
+    """Convert a public exercise catalogue into a movement data file (mapping in the docs)."""
+    from movelib.importers import free_exercise_db
+
+    with user_errors():
+        if source_format != "free-exercise-db":
+            raise Exit(f"unknown catalogue format {source_format!r}; known: free-exercise-db",
+                       code=1)
+        report = free_exercise_db.import_file(Path(source), Path(out))
+        for line in report.lines():
+            say(line)
+        say(f"  written to {out}; check it with `inv validate --file {out}`")
+
+
 db = Collection("db", up, down, status, url, logs, psql)
-ns = Collection(db, migrate, validate, seed, verify, dump, restore, release)
+data = Collection("data", synth, import_)
+ns = Collection(db, data, migrate, validate, seed, verify, dump, restore, release)
 
 from movelib.defaults import DEFAULTS  # noqa: E402 - a constant, no heavy imports
 

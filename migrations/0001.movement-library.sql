@@ -81,7 +81,7 @@ CREATE INDEX movement_audit_log_movement_idx ON movement_audit_log (slug, versio
 
 -- Published movements are immutable, whoever writes the SQL.
 CREATE FUNCTION movement_library_immutable() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     RAISE EXCEPTION 'Published movements cannot be edited'
         USING DETAIL = CASE WHEN TG_LEVEL = 'ROW'
@@ -99,7 +99,7 @@ CREATE TRIGGER movement_library_no_truncate
 
 -- The audit trail is append-only.
 CREATE FUNCTION movement_audit_log_append_only() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     RAISE EXCEPTION 'The movement audit log is append-only';
 END
@@ -114,7 +114,7 @@ CREATE TRIGGER movement_audit_log_no_truncate
 -- Drafts move one step at a time: draft -> in_review -> approved -> published; once a draft
 -- is submitted its content is frozen.
 CREATE FUNCTION movement_staging_transition() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     steps constant text[] := ARRAY['draft', 'in_review', 'approved', 'published'];
 BEGIN
@@ -140,7 +140,7 @@ CREATE TRIGGER movement_staging_transition
     FOR EACH ROW EXECUTE FUNCTION movement_staging_transition();
 
 CREATE FUNCTION movement_staging_no_delete() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     IF OLD.status IN ('approved', 'published') THEN
         RAISE EXCEPTION 'movement % version % is %: it cannot be deleted',
@@ -154,9 +154,11 @@ CREATE TRIGGER movement_staging_no_delete
     FOR EACH ROW EXECUTE FUNCTION movement_staging_no_delete();
 
 -- Publishing needs an approved draft with the same content and two approvals by distinct
--- reviewers. Checked once per statement, so a bulk publish costs one set-based query.
+-- reviewers. Checked once per statement, so a bulk publish costs one set-based query. (A bulk
+-- seed writes its drafts already 'published', inside the transaction that writes their library
+-- rows; each row may be published once, as library.staging_id is unique.)
 CREATE FUNCTION movement_library_check_publish() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     bad record;
 BEGIN
@@ -171,7 +173,7 @@ BEGIN
       LEFT JOIN movement_staging s ON s.id = n.staging_id
      WHERE s.id IS NULL
         OR s.slug <> n.slug OR s.version <> n.version
-        OR s.status <> 'approved'
+        OR s.status NOT IN ('approved', 'published')
         OR s.content_hash <> n.content_hash
         OR (SELECT count(DISTINCT a.actor) FROM movement_audit_log a
              WHERE a.slug = n.slug AND a.version = n.version AND a.action = 'APPROVED') < 2
@@ -188,12 +190,3 @@ CREATE TRIGGER movement_library_check_publish
     AFTER INSERT ON movement_library
     REFERENCING NEW TABLE AS published_rows
     FOR EACH STATEMENT EXECUTE FUNCTION movement_library_check_publish();
-
--- A jsonb array of strings as text[], in order ('{}' for null): maps a staged document onto
--- the library's array columns in one set-based statement.
-CREATE FUNCTION movement_text_array(items jsonb) RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(array_agg(item ORDER BY position), '{}')
-      FROM jsonb_array_elements_text(coalesce(items, '[]'::jsonb))
-           WITH ORDINALITY AS elements(item, position)
-$$;

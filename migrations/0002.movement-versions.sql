@@ -19,25 +19,47 @@ SELECT DISTINCT ON (slug) slug, version, id, published_at
  ORDER BY slug, version DESC;
 
 -- A pointer names a library row of its own slug and version, and only ever moves forward.
+-- Checked once per statement over the transition tables, so a bulk publish costs one query.
 CREATE FUNCTION movement_current_check() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    bad record;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM movement_library l
-                    WHERE l.id = NEW.library_id AND l.slug = NEW.slug
-                      AND l.version = NEW.version) THEN
+    SELECT n.slug, n.version, n.library_id INTO bad
+      FROM new_pointers n
+     WHERE NOT EXISTS (SELECT 1 FROM movement_library l
+                        WHERE l.id = n.library_id AND l.slug = n.slug
+                          AND l.version = n.version)
+     LIMIT 1;
+    IF FOUND THEN
         RAISE EXCEPTION 'movement_current: % version % is not library row %',
-            NEW.slug, NEW.version, NEW.library_id;
+            bad.slug, bad.version, bad.library_id;
     END IF;
-    IF TG_OP = 'UPDATE' AND (NEW.slug <> OLD.slug OR NEW.version <= OLD.version) THEN
-        RAISE EXCEPTION 'movement_current: % can only move to a newer version (% -> %)',
-            OLD.slug, OLD.version, NEW.version;
+    IF TG_OP = 'UPDATE' THEN
+        SELECT o.slug, o.version AS old_version, n.version AS new_version INTO bad
+          FROM old_pointers o JOIN new_pointers n ON n.slug = o.slug
+         WHERE n.version <= o.version
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'movement_current: % can only move to a newer version (% -> %)',
+                bad.slug, bad.old_version, bad.new_version;
+        END IF;
+        IF (SELECT count(*) FROM old_pointers) <> (SELECT count(*) FROM new_pointers o
+                                                    JOIN old_pointers p ON p.slug = o.slug) THEN
+            RAISE EXCEPTION 'movement_current: a pointer cannot change its slug';
+        END IF;
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END
 $$;
-CREATE TRIGGER movement_current_check
-    BEFORE INSERT OR UPDATE ON movement_current
-    FOR EACH ROW EXECUTE FUNCTION movement_current_check();
+CREATE TRIGGER movement_current_check_insert
+    AFTER INSERT ON movement_current
+    REFERENCING NEW TABLE AS new_pointers
+    FOR EACH STATEMENT EXECUTE FUNCTION movement_current_check();
+CREATE TRIGGER movement_current_check_update
+    AFTER UPDATE ON movement_current
+    REFERENCING OLD TABLE AS old_pointers NEW TABLE AS new_pointers
+    FOR EACH STATEMENT EXECUTE FUNCTION movement_current_check();
 
 ALTER TABLE movement_audit_log DROP CONSTRAINT movement_audit_log_action_check;
 ALTER TABLE movement_audit_log ADD CONSTRAINT movement_audit_log_action_check

@@ -35,8 +35,20 @@ def problems(path: Path) -> list[str]:
 
 def test_the_canonical_file_is_valid() -> None:
     dataset = load_movements(ROOT / "data" / "movements-canonical.json", SCHEMA)
-    assert len(dataset.movements) == 8
-    assert "back-squat" in {m.slug for m in dataset.movements}
+    assert len(dataset) == 8
+    assert "back-squat" in {e.slug for e in dataset.entries}
+    streamed = list(dataset.movements())
+    assert [m.content_hash for m in streamed] == [e.content_hash for e in dataset.entries]
+
+
+def test_a_file_changed_between_passes_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, CANONICAL)
+    dataset = load_movements(path, SCHEMA)
+    changed = json.loads(json.dumps(CANONICAL))
+    changed[0]["name"] = "Changed Behind Our Back"
+    write(tmp_path, changed)
+    with pytest.raises(DataFileError, match="changed while it was being seeded"):
+        list(dataset.movements())
 
 
 def test_three_faults_are_all_listed_with_their_pointers(tmp_path: Path) -> None:

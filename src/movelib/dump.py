@@ -211,10 +211,6 @@ def _write(
     counts: dict[str, int] = {}
     for table in (*YOYO_TABLES, *MOVEMENT_TABLES):
         columns = _columns(conn, table)
-        if table == "movement_library":
-            # Restored drafts are already 'published', which the publish check (made for the
-            # approved -> published step) refuses; the chains are verified after the load.
-            out.write(b"\nALTER TABLE movement_library DISABLE TRIGGER movement_library_check_publish;")
         column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
         order = sql.SQL(ORDER_BY.get(table, "id"))  # constants above, never user input
         out.write(b"\n" + sql.SQL("COPY {} ({}) FROM stdin;\n").format(
@@ -227,8 +223,7 @@ def _write(
                 rows += bytes(chunk).count(b"\n")
         out.write(b"\\.\n")
         counts[table] = rows
-        if table == "movement_library":
-            out.write(b"ALTER TABLE movement_library ENABLE TRIGGER movement_library_check_publish;\n")
+
     out.write(b"\n")
     for table in MOVEMENT_TABLES:
         if "id" in _columns(conn, table):

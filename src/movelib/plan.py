@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from .dataset import Dataset, Movement
+from .dataset import Dataset, Entry
 
 NEW, UNCHANGED, CHANGED, RETIRED, MISSING = "new", "unchanged", "changed", "retired", "missing"
 PUBLISH, NOTHING, BLOCKED, RETIRE, KEEP = "publish", "nothing", "blocked", "retire", "keep"
@@ -42,7 +42,7 @@ class Change:
     action: str  # publish | nothing | blocked | retire | keep
     current_version: int | None = None  # the live version (None: new or retired)
     next_version: int | None = None  # the version this run publishes
-    movement: Movement | None = field(default=None, repr=False, compare=False)
+    entry: Entry | None = field(default=None, repr=False, compare=False)
     diff: tuple[FieldDiff, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -153,14 +153,19 @@ def field_diff(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldDiff, ...
 
 
 def make_plan(conn: psycopg.Connection, dataset: Dataset, *, new_versions: bool,
-              retire: bool) -> Plan:
-    """Compare ``dataset`` with what the target has published (read only)."""
+              retire: bool, with_diffs: bool = False) -> Plan:
+    """Compare ``dataset`` with what the target has published (read only).
+
+    ``with_diffs`` adds field-level differences of changed movements (it reads their
+    documents from the database and streams the file once more).
+    """
     state = _state(conn)
     changes: list[Change] = []
-    differing = [m.slug for m in dataset.movements
-                 if m.slug in state and state[m.slug].current_hash != m.content_hash]
-    documents = _documents(conn, differing)
-    for m in dataset.movements:
+    differing = [e.slug for e in dataset.entries
+                 if e.slug in state and state[e.slug].current_hash != e.content_hash]
+    old_docs = _documents(conn, differing) if with_diffs else {}
+    new_docs = dataset.documents(set(differing)) if with_diffs and differing else {}
+    for m in dataset.entries:
         st = state.get(m.slug)
         if st is None:
             changes.append(Change(m.slug, NEW, PUBLISH, None, 1, m))
@@ -169,11 +174,11 @@ def make_plan(conn: psycopg.Connection, dataset: Dataset, *, new_versions: bool,
             changes.append(Change(m.slug, UNCHANGED, NOTHING, st.current, None, m))
             continue
         status = CHANGED if st.current is not None else RETIRED
-        diff = field_diff(documents.get(m.slug, {}), m.document)
+        diff = field_diff(old_docs[m.slug], new_docs[m.slug]) if with_diffs else ()
         action = PUBLISH if new_versions else BLOCKED
         changes.append(Change(m.slug, status, action, st.current,
                               st.latest + 1 if new_versions else None, m, diff))
-    in_file = {m.slug for m in dataset.movements}
+    in_file = {e.slug for e in dataset.entries}
     for slug in sorted(s for s, st in state.items() if s not in in_file and st.current is not None):
         changes.append(Change(slug, MISSING, RETIRE if retire else KEEP, state[slug].current))
     return Plan(changes)

@@ -197,7 +197,7 @@ def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
         slug: digest for slug, digest in _rows(conn, """
             SELECT slug, content_hash FROM movement_library_current""")
     }
-    expected = {m.slug: m.content_hash for m in dataset.movements}
+    expected = {e.slug: e.content_hash for e in dataset.entries}
     missing = [s for s in expected if s not in current]
     extra = [] if extra_ok else sorted(s for s in current if s not in expected)
     differ = [s for s in expected if s in current and current[s] != expected[s]]

@@ -67,7 +67,7 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
     the movement tables then hold exactly what they held before."""
     dataset = load_movements(options.data_file, settings.schema_file)
     if not options.as_json:
-        echo(f"validate: {dataset.display_name}: {len(dataset.movements)} movements, valid")
+        echo(f"validate: {dataset.display_name}: {len(dataset)} movements, valid")
     if options.dry_run:
         return _dry_run(settings, target, options, dataset, echo)
     schema_sha256 = hashlib.sha256(settings.schema_file.read_bytes()).hexdigest()
@@ -110,7 +110,7 @@ def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: 
                 conn.execute("SET TRANSACTION READ ONLY")
                 pending = pending_migrations(conn, settings.migrations_dir)
                 plan = make_plan(conn, dataset, new_versions=options.new_versions,
-                                 retire=options.retire)
+                                 retire=options.retire, with_diffs=True)
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the dry run")
             raise

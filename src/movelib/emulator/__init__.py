@@ -67,11 +67,18 @@ def get_emulator(
 
 
 def _pick(profile: Profile, settings: EmulatorSettings, starting: bool) -> str:
-    from .container import engine_answers
+    """docker when an engine answers and (to start) already has the image; else embedded."""
+    from .container import DockerEmulator, engine_answers
 
     if not starting and (settings.base_dir / profile.name / "pgdata").exists():
         return "embedded"
-    return "docker" if engine_answers() else "embedded"
+    if not engine_answers():
+        return "embedded"
+    if starting:
+        emulator = DockerEmulator(profile, image=settings.image, project=settings.project)
+        if not emulator.has_image():
+            return "embedded"  # auto never waits on a pull that may not work; --backend docker does
+    return "docker"
 
 
 def _embedded(profile: Profile, settings: EmulatorSettings) -> EmbeddedEmulator:

@@ -161,6 +161,15 @@ class DockerEmulator:
                     return f"the Docker container {other.name}"
         return port_holder(port)
 
+    def has_image(self) -> bool:
+        import docker.errors
+
+        try:
+            self.client.images.get(self.image)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
     def _ensure_image(self, echo: Echo) -> None:
         import docker.errors
 

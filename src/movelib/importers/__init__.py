@@ -1,0 +1,1 @@
+"""Converters from public exercise catalogues into the movement data format."""
