@@ -202,14 +202,17 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
             say(line)
 
 
-@task(help={"file": "data file to check (default data/movements-canonical.json)"})
-def validate(c: Context, file: str | None = None) -> None:
+@task(help={"file": "data file to check (default data/movements-canonical.json)",
+            "quiet": "no progress output"})
+def validate(c: Context, file: str | None = None, quiet: bool = False) -> None:
     """Check the data file against schemas/movement.schema.json; lists every error."""
     from movelib.dataset import load_movements
+    from movelib.progress import ProgressReporter
 
     with user_errors():
         settings = _settings(c)
-        dataset = load_movements(settings.path(file, settings.data_file), settings.schema_file)
+        dataset = load_movements(settings.path(file, settings.data_file), settings.schema_file,
+                                 progress=ProgressReporter(quiet=quiet))
         say(f"{dataset.display_name}: {len(dataset)} movements, valid")
 
 
@@ -224,14 +227,16 @@ def validate(c: Context, file: str | None = None) -> None:
         "retire": "retire current movements that are missing from the data file (audited)",
         "dry_run": "show the plan per movement (with field diffs) and write nothing",
         "json": "with --dry-run: print the plan as JSON",
+        "quiet": "no progress output (results and errors are still printed)",
     }
 )
 def seed(c: Context, dsn: str | None = None, profile: str | None = None,
          file: str | None = None, skip_migrations: bool = False,
          lock_timeout: float | None = None, environment: str | None = None,
          new_versions: bool = False, retire: bool = False, dry_run: bool = False,
-         json: bool = False) -> None:
+         json: bool = False, quiet: bool = False) -> None:
     """Migrate, validate, publish every movement through the audited workflow, verify."""
+    from movelib.progress import ProgressReporter
     from movelib.workflow import SeedOptions, run_seed
 
     with user_errors():
@@ -255,6 +260,7 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
                 as_json=as_json,
             ),
             echo=say,
+            progress=ProgressReporter(quiet=quiet),
         )
 
 

@@ -141,7 +141,7 @@ def _load(cur: psycopg.Cursor, dataset: Dataset, versions: dict[str, int | None]
                             *(doc.get(f) for f in TEXT_FIELDS),
                             *(_array_literal(doc.get(f, ())) for f in LIST_FIELDS)))
             done += 1
-            if progress and done % 5000 == 0:
+            if progress and done % 5000 == 0 and done < len(versions):
                 progress("load", done, len(versions))
     if progress:
         progress("load", len(versions), len(versions))
@@ -235,9 +235,13 @@ def _workflow(cur: psycopg.Cursor, params: dict[str, object], schema_sha256: str
     values = {**params, "schema": schema_sha256, "schema_reviewer": SCHEMA_REVIEWER,
               "integrity_reviewer": INTEGRITY_REVIEWER}
     for n, (name, statement) in enumerate(steps, 1):
-        cur.execute(statement, values)
+        try:
+            cur.execute(statement, values)
+        except psycopg.Error as exc:
+            exc.add_note(f"during the publish step: {name}")
+            raise
         if progress:
-            progress(f"publish: {name}", n, len(steps))
+            progress("publish steps", n, len(steps))
 
 
 def _retire(cur: psycopg.Cursor, params: dict[str, object], slugs: list[str]) -> None:

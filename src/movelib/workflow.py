@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 
 from . import db
-from .dataset import Dataset, load_movements
+from .dataset import Dataset, Progress, load_movements
 from .errors import EmulatorError, TargetUnreachable
 from .migrations import apply_pending, pending_migrations, set_environment
 from .plan import KEEP, PUBLISH, Plan, make_plan
@@ -62,10 +62,11 @@ def _connect(settings: Settings, target: Target, options: SeedOptions, echo: Ech
     return db.connect(target, task="seed", autocommit=True)
 
 
-def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Echo) -> SeedOutcome:
+def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Echo,
+             progress: Progress | None = None) -> SeedOutcome:
     """The whole ``inv seed``. Raises a :class:`~movelib.errors.MovelibError` on any failure;
     the movement tables then hold exactly what they held before."""
-    dataset = load_movements(options.data_file, settings.schema_file)
+    dataset = load_movements(options.data_file, settings.schema_file, progress=progress)
     if not options.as_json:
         echo(f"validate: {dataset.display_name}: {len(dataset)} movements, valid")
     if options.dry_run:
@@ -88,7 +89,8 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
             with conn.transaction():
                 plan = make_plan(conn, dataset, new_versions=options.new_versions,
                                  retire=options.retire)
-                result = publish(conn, dataset, plan, schema_sha256=schema_sha256)
+                result = publish(conn, dataset, plan, schema_sha256=schema_sha256,
+                                 progress=progress)
             _report_publish(plan, result, echo)
             report = check(conn, target, dataset, extra_ok=True)
         except psycopg.Error as exc:

@@ -1,0 +1,62 @@
+"""Progress of long steps: a live line on a terminal, plain log lines otherwise.
+
+Library code reports through a plain callback ``(stage, done, total)``; this module turns
+those calls into output. A step is shown only once it has run for about a second, so short
+runs stay quiet; ``quiet=True`` silences it all.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+SHOW_AFTER = 1.0  # seconds a step runs before it is shown
+LOG_EVERY = 5.0  # seconds between plain log lines
+
+
+class ProgressReporter:
+    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False,
+                 tty: bool | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.stage = ""
+        self.started = 0.0
+        self.last = 0.0
+        self.live = False
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if self.quiet:
+            return
+        now = self.clock()
+        if stage != self.stage:
+            self._end_line()
+            self.stage, self.started, self.last = stage, now, now
+        elapsed = now - self.started
+        finished = total is not None and done >= total
+        if elapsed < SHOW_AFTER:
+            return
+        rate = done / elapsed if elapsed > 0 else 0.0
+        count = f"{done:,}/{total:,}" if total is not None else f"{done:,}"
+        text = f"{stage}: {count} ({rate:,.0f}/s, {elapsed:.1f} s)"
+        if self.tty:
+            self.stream.write(f"\r\033[K{text}")
+            self.live = True
+            if finished:
+                self._end_line()
+        elif finished or now - self.last >= LOG_EVERY:
+            self.stream.write(text + "\n")
+            self.last = now
+        self.stream.flush()
+
+    def _end_line(self) -> None:
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.live = False
+
+    def close(self) -> None:
+        self._end_line()
