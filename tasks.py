@@ -28,6 +28,10 @@ TARGET_HELP = {
     "profile": "emulator profile to target: local (55432) or staging (55433); default local",
 }
 LOCK_HELP = "seconds to wait for another run holding the target's lock (default 30)"
+PROTECT_HELP = {
+    "allow_protected": "allow writing to a production-labelled target (needs the name confirmed)",
+    "confirm": "the target database's name, confirming a production write without a prompt (CI)",
+}
 
 
 def _plain(value: Any) -> Any:
@@ -61,6 +65,19 @@ def user_errors() -> Iterator[None]:
         yield
     except MovelibError as exc:
         raise Exit(redact(str(exc)), code=exc.exit_code) from None
+
+
+def _seconds(default: float, option: float | str | None) -> float:
+    """--lock-timeout arrives as text (its default is None, so invoke cannot infer a type)."""
+    if option is None:
+        return default
+    try:
+        value = float(option)
+    except ValueError:
+        raise Exit(f"--lock-timeout takes seconds, not {option!r}", code=1) from None
+    if value < 0:
+        raise Exit("--lock-timeout cannot be negative", code=1)
+    return value
 
 
 def _target(settings: Settings, dsn: str | None, profile: str | None) -> Target:
@@ -182,11 +199,14 @@ def psql(c: Context, profile: str | None = None, dsn: str | None = None,
         **TARGET_HELP,
         "environment": "label the database local, staging or production (set once, on purpose)",
         "lock_timeout": LOCK_HELP,
+        **PROTECT_HELP,
     }
 )
 def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
-            environment: str | None = None, lock_timeout: float | None = None) -> None:
+            environment: str | None = None, lock_timeout: float | None = None,
+            allow_protected: bool = False, confirm: str | None = None) -> None:
     """Apply the SQL migrations in migrations/ (each one atomically)."""
+    from movelib.guard import Permission
     from movelib.migrations import migrate as run_migrations
 
     with user_errors():
@@ -196,7 +216,8 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
             target,
             settings.migrations_dir,
             environment=environment,
-            lock_timeout=settings.lock_timeout if lock_timeout is None else lock_timeout,
+            lock_timeout=_seconds(settings.lock_timeout, lock_timeout),
+            permission=Permission(allow_protected, confirm),
         )
         for line in result.lines():
             say(line)
@@ -228,14 +249,17 @@ def validate(c: Context, file: str | None = None, quiet: bool = False) -> None:
         "dry_run": "show the plan per movement (with field diffs) and write nothing",
         "json": "with --dry-run: print the plan as JSON",
         "quiet": "no progress output (results and errors are still printed)",
+        **PROTECT_HELP,
     }
 )
 def seed(c: Context, dsn: str | None = None, profile: str | None = None,
          file: str | None = None, skip_migrations: bool = False,
          lock_timeout: float | None = None, environment: str | None = None,
          new_versions: bool = False, retire: bool = False, dry_run: bool = False,
-         json: bool = False, quiet: bool = False) -> None:
+         json: bool = False, quiet: bool = False, allow_protected: bool = False,
+         confirm: str | None = None) -> None:
     """Migrate, validate, publish every movement through the audited workflow, verify."""
+    from movelib.guard import Permission
     from movelib.progress import ProgressReporter
     from movelib.workflow import SeedOptions, run_seed
 
@@ -251,13 +275,14 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
             SeedOptions(
                 data_file=settings.path(file, settings.data_file),
                 skip_migrations=skip_migrations,
-                lock_timeout=settings.lock_timeout if lock_timeout is None else lock_timeout,
+                lock_timeout=_seconds(settings.lock_timeout, lock_timeout),
                 environment=environment,
                 start_emulator=not dsn and target.source == "profile",
                 new_versions=new_versions,
                 retire=retire,
                 dry_run=dry_run,
                 as_json=as_json,
+                permission=Permission(allow_protected, confirm),
             ),
             echo=say,
             progress=ProgressReporter(quiet=quiet),
@@ -314,13 +339,16 @@ def dump(c: Context, dsn: str | None = None, profile: str | None = None,
         "dump_file": "the .sql dump to apply (its .manifest.json must sit beside it)",
         "yes": "do not ask for confirmation (CI); without it and without a terminal, refuse",
         "lock_timeout": LOCK_HELP,
+        **PROTECT_HELP,
     }
 )
 def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | None = None,
-            yes: bool = False, lock_timeout: float | None = None) -> None:
+            yes: bool = False, lock_timeout: float | None = None,
+            allow_protected: bool = False, confirm: str | None = None) -> None:
     """Replace the target's movement library with a checked dump, all-or-nothing."""
+    from movelib.guard import Permission
     from movelib.manifest import check_artifact
-    from movelib.prompt import confirm
+    from movelib.prompt import confirm as ask
     from movelib.restore import plan_restore
     from movelib.restore import restore as apply_restore
 
@@ -335,9 +363,10 @@ def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | N
         for table, want in manifest.row_counts.items():
             have = plan.current_counts.get(table)
             say(f"  {table:<22} now {'absent' if have is None else have:>8}  ->  {want:>8}")
-        confirm(f"This replaces the movement tables of {target.describe()}.", assume_yes=yes)
+        ask(f"This replaces the movement tables of {target.describe()}.", assume_yes=yes)
         result = apply_restore(
-            plan, lock_timeout=settings.lock_timeout if lock_timeout is None else lock_timeout)
+            plan, lock_timeout=_seconds(settings.lock_timeout, lock_timeout),
+            permission=Permission(allow_protected, confirm))
         counts = result.verification.counts
         say(f"restore: done; row counts match the manifest; verify: ok "
             f"(library {counts['library']}, audit {counts['audit_log']})")

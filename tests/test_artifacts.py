@@ -211,7 +211,7 @@ def test_cli_dump_and_restore(cli, seeded_dump: Path, migrated_db: Target, pg15:
     out_dir = tmp_path / "cli-dumps"
     dumped = cli("dump", "--dsn", migrated_db.conninfo, "--output-dir", str(out_dir))
     assert dumped.code == 0, dumped.output
-    assert "rows: movement_environment 0, movement_seed_run 1, movement_staging 8, movement_audit_log 40, movement_library 8" in dumped.stdout
+    assert "rows: movement_seed_run 1, movement_staging 8, movement_audit_log 40, movement_library 8, movement_current 8" in dumped.stdout
     fresh = pg15.create_database()
     try:
         restored = cli("restore", "--dump-file", str(out_dir / "movements_seed_latest.sql"),

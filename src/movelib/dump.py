@@ -210,6 +210,8 @@ def _write(
 
     counts: dict[str, int] = {}
     for table in (*YOYO_TABLES, *MOVEMENT_TABLES):
+        if table == "movement_environment":
+            continue  # the label belongs to each database; the manifest records the source's
         columns = _columns(conn, table)
         column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
         order = sql.SQL(ORDER_BY.get(table, "id"))  # constants above, never user input

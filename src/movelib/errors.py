@@ -105,3 +105,7 @@ class ConfirmationRequired(MovelibError):
 
 class ReleaseError(MovelibError):
     """A release cannot be cut (bad version, existing tag, dirty tree...)."""
+
+
+class ProtectedTarget(MovelibError):
+    """The target is labelled production and the run was not explicitly allowed on it."""

@@ -22,6 +22,7 @@ import psycopg
 
 from . import db
 from .errors import ConfigError, MigrationError
+from .guard import Permission, check_protected, environment_label
 from .target import Target
 
 ENVIRONMENTS = ("local", "staging", "production")
@@ -98,6 +99,7 @@ def migrate(
     *,
     environment: str | None = None,
     lock_timeout: float = 30.0,
+    permission: Permission | None = None,
 ) -> MigrateResult:
     """Apply pending migrations to ``target`` under its advisory lock."""
     if environment is not None and environment not in ENVIRONMENTS:
@@ -107,6 +109,9 @@ def migrate(
     with db.connect(target, task="migrate", autocommit=True) as conn, db.advisory_lock(
         conn, target, task="migrate", timeout=lock_timeout
     ):
+        relabel = environment is not None and environment != environment_label(conn)
+        if relabel or pending_migrations(conn, migrations_dir):
+            check_protected(conn, target, permission or Permission(), "migrate")
         result = apply_pending(target, migrations_dir)
         if environment is not None:
             result.environment = environment

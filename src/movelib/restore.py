@@ -16,6 +16,7 @@ import psycopg
 
 from . import db, secrets
 from .errors import ArtifactError, RestoreFailed
+from .guard import Permission, check_protected, environment_label
 from .manifest import Manifest, check_artifact
 from .target import Target
 from .verify import VerifyReport, check
@@ -99,7 +100,8 @@ def plan_restore(target: Target, dump_file: Path) -> RestorePlan:
     return RestorePlan(target, dump_file, manifest, counts)
 
 
-def restore(plan: RestorePlan, *, lock_timeout: float = 30.0) -> RestoreResult:
+def restore(plan: RestorePlan, *, lock_timeout: float = 30.0,
+            permission: Permission | None = None) -> RestoreResult:
     """Apply ``plan`` all-or-nothing. The dump is checked again right before it is applied."""
     target, manifest = plan.target, plan.manifest
     again = check_artifact(plan.dump_file)
@@ -108,9 +110,14 @@ def restore(plan: RestorePlan, *, lock_timeout: float = 30.0) -> RestoreResult:
     with db.connect(target, task="restore", autocommit=True) as conn, db.advisory_lock(
         conn, target, task="restore", timeout=lock_timeout
     ):
+        check_protected(conn, target, permission or Permission(), "restore")
+        label = environment_label(conn)
         try:
             with conn.transaction():
                 _apply(conn, plan.dump_file)
+                if label is not None:  # the label belongs to the database, not to the dump
+                    conn.execute("INSERT INTO movement_environment (singleton, label) "
+                                 "VALUES (true, %s)", (label,))
                 counts = {k: v for k, v in current_counts(conn, list(manifest.row_counts)).items()
                           if v is not None}
                 mismatched = {k: (counts.get(k), v) for k, v in manifest.row_counts.items()

@@ -11,6 +11,7 @@ import threading
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
+MIN_SUBSTITUTED = 4
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -23,8 +24,10 @@ def register(password: str | None, public: tuple[str, ...] = ()) -> None:
     database): a password that is one of them, like the local emulator's ``athlete``, is
     not masked by substitution, or every user name in the output would turn into ``***``.
     Such a password is still never formatted into output: masked DSNs are built from parts.
+    Neither is one of under four characters substituted (it would turn every ``p`` of the
+    output into ``***``); such a password protects nothing anyway.
     """
-    if not password or any(password in part for part in public):
+    if not password or len(password) < MIN_SUBSTITUTED or any(password in part for part in public):
         return
     with _lock:
         for spelling in (password, quote(password, safe=""), quote(password), quote_plus(password)):

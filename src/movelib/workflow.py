@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -13,6 +13,7 @@ import psycopg
 from . import db
 from .dataset import Dataset, Progress, load_movements
 from .errors import EmulatorError, TargetUnreachable
+from .guard import Permission, check_protected
 from .migrations import apply_pending, pending_migrations, set_environment
 from .plan import KEEP, PUBLISH, Plan, make_plan
 from .publish import PublishResult, publish
@@ -35,6 +36,7 @@ class SeedOptions:
     retire: bool = False  # retire current movements missing from the data file
     dry_run: bool = False  # only compute and report the plan
     as_json: bool = False  # dry run: report the plan as JSON
+    permission: Permission = field(default_factory=Permission)  # for a production target
 
 
 @dataclass
@@ -77,6 +79,7 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
         conn, target, task="seed", timeout=options.lock_timeout
     ):
         try:
+            check_protected(conn, target, options.permission, "seed")
             if options.skip_migrations:
                 require_schema(conn, target)
                 echo("migrations: skipped (--skip-migrations)")

@@ -1,0 +1,71 @@
+"""Production is never touched by accident.
+
+A database labelled ``production`` (``inv migrate --environment production``) accepts a seed,
+a restore or a migration only with ``--allow-protected`` plus the database's name, typed at a
+prompt or given as ``--confirm <dbname>`` (for CI). ``--yes`` alone is never enough there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TextIO
+
+import psycopg
+
+from .errors import ProtectedTarget
+from .target import Target
+
+PROTECTED = {"production"}
+
+
+@dataclass(frozen=True)
+class Permission:
+    allow_protected: bool = False
+    confirm: str | None = None  # the database name, typed in advance (CI)
+    stdin: TextIO | None = None  # where to ask (tests); default sys.stdin
+    stdout: TextIO | None = None
+
+
+def environment_label(conn: psycopg.Connection) -> str | None:
+    exists = conn.execute("SELECT to_regclass('movement_environment') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return None
+    row = conn.execute("SELECT label FROM movement_environment").fetchone()
+    return str(row[0]) if row else None
+
+
+def check_protected(conn: psycopg.Connection, target: Target, permission: Permission,
+                    action: str) -> None:
+    """Return if ``action`` may write to ``target``; raise :class:`ProtectedTarget` if not."""
+    label = environment_label(conn)
+    if label not in PROTECTED:
+        return
+    dbname = target.dbname
+    where = f"{target.describe()} is labelled {label}"
+    if not permission.allow_protected:
+        raise ProtectedTarget(
+            f"refusing to {action}: {where}. To go ahead on purpose, pass --allow-protected and "
+            f"confirm the database name (typed at the prompt, or --confirm {dbname} in CI); "
+            "--yes is not enough here"
+        )
+    if permission.confirm is not None:
+        if permission.confirm != dbname:
+            raise ProtectedTarget(
+                f"refusing to {action}: --confirm {permission.confirm!r} does not name the "
+                f"target database ({where})"
+            )
+        return
+    import sys
+
+    stdin = permission.stdin or sys.stdin
+    stdout = permission.stdout or sys.stdout
+    if stdin is None or not stdin.isatty():
+        raise ProtectedTarget(
+            f"refusing to {action}: {where} and there is no terminal to type its name on; "
+            f"pass --confirm {dbname}"
+        )
+    stdout.write(f"{where}. Type the database name to {action}: ")
+    stdout.flush()
+    if stdin.readline().strip() != dbname:
+        raise ProtectedTarget(f"refusing to {action}: the typed name does not match; nothing "
+                              "was touched")

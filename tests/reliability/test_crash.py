@@ -1,0 +1,188 @@
+"""Every run is all-or-nothing: SIGKILL at random moments, and the server dying under a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import FAST_SETTINGS, ROOT, TEST_USER, Server, free_port, table_hashes
+
+from movelib.emulator.embedded import EmbeddedEmulator
+from movelib.emulator.pgbin import wheel_bin_dir
+from movelib.profiles import Profile
+from movelib.settings import Settings
+from movelib.synth import write_synthetic
+from movelib.target import Target, target_from_dsn
+from movelib.verify import verify
+
+pytestmark = pytest.mark.slow
+SETTINGS = Settings.from_mapping({}, ROOT)
+TRIALS = int(os.environ.get("MOVELIB_CRASH_TRIALS", "20"))
+TALLY: dict[str, int] = {}
+
+
+def inv(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def content(target: Target) -> dict[str, str]:
+    """The movement data (an absent table holds no rows). Migrations are their own atomic
+    steps: a kill between the last migration and the seed leaves an empty, migrated library,
+    which is the old content."""
+    return {table: "0:" if digest == "absent" else digest
+            for table, digest in table_hashes(target).items()
+            if table.startswith("movement_") and table != "movement_environment"}
+
+
+def settle(server: Server, dbname: str) -> None:
+    """Wait for the killed client's backend to notice and roll back (or end it)."""
+    deadline = time.monotonic() + 10
+    with server.admin() as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                               (dbname,)).fetchone()
+            if row == (0,):
+                return
+            time.sleep(0.05)
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                     (dbname,))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("crash")
+    new, old = base / "new.json", base / "old.json"
+    write_synthetic(3000, new)
+    old.write_text(json.dumps(json.loads(new.read_text())[:1000]))
+    return {"new": new, "old": old}
+
+
+def _kill_at_random(run: subprocess.Popen[str], rng: random.Random, window: float) -> bool:
+    time.sleep(rng.uniform(0.05 * window, 0.95 * window))
+    if run.poll() is None:
+        os.kill(run.pid, signal.SIGKILL)
+        run.communicate()
+        return True
+    run.communicate()
+    return False
+
+
+@pytest.mark.parametrize("start", ["empty", "older-library"])
+def test_seed_killed_at_random_is_old_or_new_never_a_mix(cli, cli_env: dict[str, str], pg18: Server, files: dict[str, Path], start: str) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(f"seed-{start}")
+    killed = trial = 0
+    started = time.monotonic()
+    run = inv(cli_env, "seed", "--dsn", pg18.dsn(pg18.create_database()), "--file", str(files["new"]), "--quiet")
+    run.communicate()
+    window = time.monotonic() - started
+    while killed < TRIALS and trial < 3 * TRIALS:
+        trial += 1
+        db = pg18.create_database()
+        target = target_from_dsn(pg18.dsn(db), "--dsn")
+        if start == "older-library":
+            assert cli("seed", "--dsn", target.conninfo, "--file", str(files["old"]), "--quiet").code == 0
+        before = content(target)
+        run = inv(cli_env, "seed", "--dsn", target.conninfo, "--file", str(files["new"]), "--quiet")
+        killed += _kill_at_random(run, rng, window)
+        settle(pg18, db)
+        after = content(target)
+        if after != before:  # then it must be exactly the new library
+            report = verify(target, data_file=files["new"], schema_file=SETTINGS.schema_file)
+            assert report.ok, (trial, report.problems)
+            assert report.counts["library"] == 3000
+        rerun = cli("seed", "--dsn", target.conninfo, "--file", str(files["new"]), "--quiet")
+        assert rerun.code == 0, (trial, rerun.output)
+        assert verify(target, data_file=files["new"], schema_file=SETTINGS.schema_file).ok
+        pg18.drop_database(db)
+    TALLY[f"seed/{start}"] = killed
+    assert killed >= TRIALS, f"only {killed} of {trial} runs were killed mid-way"
+
+
+def test_restore_killed_at_random_is_old_or_new_never_a_mix(cli, cli_env: dict[str, str], pg18: Server, files: dict[str, Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = target_from_dsn(pg18.dsn(pg18.create_database()), "--dsn")
+    assert cli("seed", "--dsn", source.conninfo, "--file", str(files["new"]), "--quiet").code == 0
+    assert cli("dump", "--dsn", source.conninfo, "--output-dir", str(tmp_path)).code == 0
+    dump_file = tmp_path / "movements_seed_latest.sql"
+    rng = random.Random("restore")
+    killed = trial = 0
+    started = time.monotonic()
+    run = inv(cli_env, "restore", "--dump-file", str(dump_file), "--dsn", pg18.dsn(pg18.create_database()), "--yes")
+    run.communicate()
+    window = time.monotonic() - started
+    while killed < TRIALS and trial < 3 * TRIALS:
+        trial += 1
+        db = pg18.create_database()
+        target = target_from_dsn(pg18.dsn(db), "--dsn")
+        if trial % 2:  # half into an older library, half into an empty database
+            assert cli("seed", "--dsn", target.conninfo, "--file", str(files["old"]), "--quiet").code == 0
+        before = table_hashes(target)
+        run = inv(cli_env, "restore", "--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes")
+        killed += _kill_at_random(run, rng, window)
+        settle(pg18, db)
+        after = table_hashes(target)
+        assert after in (before, table_hashes(source)), trial
+        rerun = cli("restore", "--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes")
+        assert rerun.code == 0, (trial, rerun.output)
+        assert table_hashes(target) == table_hashes(source)
+        pg18.drop_database(db)
+    TALLY["restore"] = killed
+    assert killed >= TRIALS, f"only {killed} of {trial} runs were killed mid-way"
+
+
+@pytest.fixture
+def fragile_server(tmp_path: Path) -> Iterator[EmbeddedEmulator]:
+    profile = Profile("fragile", "127.0.0.1", free_port(), TEST_USER, "fr@gile:/%#pw", "fragile")
+    server = EmbeddedEmulator(profile, base_dir=tmp_path, bin_dir=wheel_bin_dir(), settings=FAST_SETTINGS)
+    server.up()
+    try:
+        yield server
+    finally:
+        server.down(purge=True)
+
+
+def _stop_immediately(server: EmbeddedEmulator) -> None:
+    from movelib.emulator.pgbin import server_user
+
+    proc = server_user(server.system_user).run(
+        [server.bin_dir / "pg_ctl", "stop", "-D", server.data_dir, "-m", "immediate", "-w"])
+    assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("task", ["seed", "restore"])
+def test_the_server_dying_under_a_run_is_a_clean_error_and_a_retry_works(cli, cli_env: dict[str, str], fragile_server: EmbeddedEmulator, files: dict[str, Path], tmp_path: Path, task: str) -> None:  # type: ignore[no-untyped-def]
+    dsn = fragile_server.profile.url()
+    big = tmp_path / "big.json"
+    write_synthetic(20_000, big)
+    args = ["seed", "--dsn", dsn, "--file", str(big), "--quiet"]
+    if task == "restore":
+        assert cli(*args).code == 0
+        assert cli("dump", "--dsn", dsn, "--output-dir", str(tmp_path)).code == 0
+        args = ["restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"), "--dsn", dsn, "--yes"]
+    run = inv(cli_env, *args)
+    time.sleep(2.5)
+    _stop_immediately(fragile_server)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 1, out + err
+    assert "Traceback" not in out + err
+    assert "fragile_server" not in err and "fr@gile" not in out + err
+    assert "postgresql://movelib_test:***@127.0.0.1:" in err
+    assert ("lost the connection" in err or "cannot reach" in err or "failed and was rolled back" in err), err
+    fragile_server.up()
+    retry = cli(*args)
+    assert retry.code == 0, retry.output
+    target: Target = target_from_dsn(dsn, "--dsn")
+    assert verify(target, data_file=big, schema_file=SETTINGS.schema_file).ok
+
+
+def test_report_the_tally() -> None:
+    """Prints how many runs each crash test killed mid-way (for the closing note)."""
+    print(f"\ncrash trials killed mid-run: {TALLY}")
