@@ -217,14 +217,21 @@ def _write(
         order = sql.SQL(ORDER_BY.get(table, "id"))  # constants above, never user input
         out.write(b"\n" + sql.SQL("COPY {} ({}) FROM stdin;\n").format(
             sql.Identifier(table), column_list).as_bytes(conn))
-        rows = 0
-        with conn.cursor().copy(sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT").format(
+        cur = conn.cursor()
+        with cur.copy(sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT").format(
                 column_list, sql.Identifier(table), order)) as copy:
-            for chunk in copy:
-                out.write(chunk)
-                rows += bytes(chunk).count(b"\n")
+            buffer: list[bytes] = []
+            size = 0
+            for chunk in copy:  # one row per chunk: write them a megabyte at a time
+                buffer.append(bytes(chunk))
+                size += len(chunk)
+                if size >= 1 << 20:
+                    out.write(b"".join(buffer))
+                    buffer.clear()
+                    size = 0
+            out.write(b"".join(buffer))
         out.write(b"\\.\n")
-        counts[table] = rows
+        counts[table] = cur.rowcount
 
     out.write(b"\n")
     for table in MOVEMENT_TABLES:

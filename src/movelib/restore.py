@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import psycopg
 
@@ -54,7 +55,11 @@ def current_counts(conn: psycopg.Connection, tables: list[str]) -> dict[str, int
 
 
 def _apply(conn: psycopg.Connection, path: Path) -> None:
-    """Run the dump's statements and COPY blocks on ``conn`` (inside the caller's transaction)."""
+    """Run the dump's statements and COPY blocks on ``conn`` (inside the caller's transaction).
+
+    COPY data is passed on in blocks of a megabyte, found by searching for the end-of-data
+    marker, rather than line by line.
+    """
     pending: list[bytes] = []
 
     def flush() -> None:
@@ -64,32 +69,41 @@ def _apply(conn: psycopg.Connection, path: Path) -> None:
             conn.execute(text)
 
     with path.open("rb") as handle:
-        for line in handle:
+        while line := handle.readline():
             stripped = line.strip()
             if not (stripped.startswith(b"COPY ") and stripped.endswith(b"FROM stdin;")):
                 pending.append(line)
                 continue
             flush()
-            statement = stripped[:-1].decode("utf-8")
-            buffer: list[bytes] = []
-            size = 0
-            terminated = False
-            with conn.cursor().copy(statement) as copy:
-                for data in handle:
-                    if data in (b"\\.\n", b"\\.\r\n", b"\\."):
-                        terminated = True
-                        break
-                    buffer.append(data)
-                    size += len(data)
-                    if size >= COPY_CHUNK:
-                        copy.write(b"".join(buffer))
-                        buffer.clear()
-                        size = 0
-                if buffer:
-                    copy.write(b"".join(buffer))
-            if not terminated:
-                raise ArtifactError(f"{path}: a COPY block is not terminated (truncated dump?)")
+            with conn.cursor().copy(stripped[:-1].decode("utf-8")) as copy:
+                if not _copy_block(handle, copy.write):
+                    raise ArtifactError(f"{path}: a COPY block is not terminated (truncated dump?)")
     flush()
+
+
+END_OF_DATA = b"\\.\n"
+
+
+def _copy_block(handle: BinaryIO, write: Callable[[bytes], None]) -> bool:
+    """Pass COPY data from ``handle`` to ``write`` up to the ``\\.`` line; leave ``handle`` just
+    after it. False if the file ends first."""
+    carry = b""
+    while True:
+        block = handle.read(COPY_CHUNK)
+        data = carry + block
+        if data.startswith(END_OF_DATA):
+            handle.seek(-(len(data) - len(END_OF_DATA)), 1)
+            return True
+        end = data.find(b"\n" + END_OF_DATA)
+        if end >= 0:
+            write(data[: end + 1])
+            handle.seek(-(len(data) - end - 1 - len(END_OF_DATA)), 1)
+            return True
+        if not block:
+            return False
+        cut = data.rfind(b"\n") + 1  # keep a partial last line (it may hold the marker's start)
+        write(data[:cut])
+        carry = data[cut:]
 
 
 def plan_restore(target: Target, dump_file: Path) -> RestorePlan:
