@@ -25,6 +25,8 @@ def _engine() -> Any:
     import docker
 
     required = os.environ.get("MOVELIB_REQUIRE_DOCKER") == "1"
+    client = None
+    reason = ""
     try:
         client = docker.from_env(timeout=5)
         client.ping()
@@ -32,10 +34,25 @@ def _engine() -> Any:
     except Exception as exc:
         reason = (f"no Docker engine with the image {IMAGE} answers ({str(exc).splitlines()[0][:120]}); "
                   "start dockerd and run compose/local-image/build.sh")
+        if client is not None:
+            client.close()
+    if reason:  # outside the except block, so the traceback no longer holds the leaked socket
+        _collect_leaked_sockets()
         if required:
             pytest.fail(reason)
         pytest.skip(reason)
     return client
+
+
+def _collect_leaked_sockets() -> None:
+    """docker-py leaves the socket of a failed version probe open; collect it quietly now
+    rather than have it fail an unrelated test as an unraisable ResourceWarning."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @pytest.fixture

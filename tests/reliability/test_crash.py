@@ -66,6 +66,18 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"new": new, "old": old}
 
 
+def calibrate(env: dict[str, str], server: Server, args: list[str]) -> float:
+    """How long one uninterrupted run takes, into a scratch database: kills fall inside it."""
+    scratch = server.create_database()
+    started = time.monotonic()
+    run = inv(env, *args, "--dsn", server.dsn(scratch))
+    run.communicate()
+    window = time.monotonic() - started
+    assert run.returncode == 0
+    server.drop_database(scratch)
+    return window
+
+
 def _kill_at_random(run: subprocess.Popen[str], rng: random.Random, window: float) -> bool:
     time.sleep(rng.uniform(0.05 * window, 0.95 * window))
     if run.poll() is None:
@@ -80,10 +92,7 @@ def _kill_at_random(run: subprocess.Popen[str], rng: random.Random, window: floa
 def test_seed_killed_at_random_is_old_or_new_never_a_mix(cli, cli_env: dict[str, str], pg18: Server, files: dict[str, Path], start: str) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(f"seed-{start}")
     killed = trial = 0
-    started = time.monotonic()
-    run = inv(cli_env, "seed", "--dsn", pg18.dsn(pg18.create_database()), "--file", str(files["new"]), "--quiet")
-    run.communicate()
-    window = time.monotonic() - started
+    window = calibrate(cli_env, pg18, ["seed", "--file", str(files["new"]), "--quiet"])
     while killed < TRIALS and trial < 3 * TRIALS:
         trial += 1
         db = pg18.create_database()
@@ -114,10 +123,7 @@ def test_restore_killed_at_random_is_old_or_new_never_a_mix(cli, cli_env: dict[s
     dump_file = tmp_path / "movements_seed_latest.sql"
     rng = random.Random("restore")
     killed = trial = 0
-    started = time.monotonic()
-    run = inv(cli_env, "restore", "--dump-file", str(dump_file), "--dsn", pg18.dsn(pg18.create_database()), "--yes")
-    run.communicate()
-    window = time.monotonic() - started
+    window = calibrate(cli_env, pg18, ["restore", "--dump-file", str(dump_file), "--yes"])
     while killed < TRIALS and trial < 3 * TRIALS:
         trial += 1
         db = pg18.create_database()

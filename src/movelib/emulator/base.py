@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from ..errors import PortInUse
 from ..profiles import Profile
 from ..target import mask_conninfo
 
@@ -54,6 +55,14 @@ def port_holder(port: int) -> str:
     except Exception:
         pass
     return "another process"
+
+
+def port_in_use(profile: Profile, holder: str) -> PortInUse:
+    return PortInUse(
+        f"port {profile.port} on 127.0.0.1 is already in use by {holder}, so the {profile.name} "
+        f"emulator cannot listen there. Stop that, or give the profile another port "
+        f"(INVOKE_PROFILES_{profile.name.upper()}_PORT=...)"
+    )
 
 
 def query_server_version(profile: Profile) -> tuple[str, str]:

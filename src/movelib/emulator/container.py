@@ -14,9 +14,16 @@ from typing import Any
 
 import psycopg
 
-from ..errors import BackendUnavailable, EmulatorError, PortInUse
+from ..errors import BackendUnavailable, EmulatorError
 from ..profiles import Profile
-from .base import EmulatorStatus, masked_profile_dsn, port_holder, port_is_free, query_server_version
+from .base import (
+    EmulatorStatus,
+    masked_profile_dsn,
+    port_holder,
+    port_in_use,
+    port_is_free,
+    query_server_version,
+)
 from .embedded import Echo
 
 DEFAULT_IMAGE = "postgres:18"
@@ -41,12 +48,29 @@ def docker_client(timeout: float = PING_TIMEOUT) -> Any:
     except ImportError:
         raise BackendUnavailable(NO_ENGINE.format(
             reason="the docker Python package is missing: pip install docker")) from None
+    client = None
+    reason = ""
     try:
         client = docker.from_env(timeout=int(max(timeout, 1)))
         client.ping()
-    except Exception as exc:
-        raise BackendUnavailable(NO_ENGINE.format(reason=_first_line(exc))) from None
+    except Exception as exc:  # docker-py raises many kinds; all mean "no engine"
+        reason = _first_line(exc)
+        if client is not None:
+            client.close()
+    if reason:  # outside the except block, so the traceback no longer holds the leaked socket
+        _collect_leaked_sockets()
+        raise BackendUnavailable(NO_ENGINE.format(reason=reason))
     return client
+
+
+def _collect_leaked_sockets() -> None:
+    """docker-py leaves the socket of a failed version probe open; collect it quietly."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def engine_answers() -> bool:
@@ -120,12 +144,7 @@ class DockerEmulator:
         if container is not None and container.status == "running":
             return False
         if not port_is_free("127.0.0.1", self.profile.port):
-            raise PortInUse(
-                f"port {self.profile.port} on 127.0.0.1 is already in use by "
-                f"{self._port_user(self.profile.port)}, so the {self.profile.name} emulator cannot "
-                f"publish it. Stop that, or give the profile another port "
-                f"(INVOKE_PROFILES_{self.profile.name.upper()}_PORT=...)"
-            )
+            raise port_in_use(self.profile, self._port_user(self.profile.port))
         if container is not None:
             echo(f"starting the existing container {self.container_name}")
             container.start()

@@ -17,12 +17,13 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ..errors import EmulatorError, PortInUse
+from ..errors import EmulatorError
 from ..profiles import Profile
 from .base import (
     EmulatorStatus,
     masked_profile_dsn,
     port_holder,
+    port_in_use,
     port_is_free,
     query_server_version,
 )
@@ -120,12 +121,7 @@ class EmbeddedEmulator:
                 )
             return False
         if not port_is_free("127.0.0.1", self.profile.port):
-            raise PortInUse(
-                f"port {self.profile.port} on 127.0.0.1 is already in use by "
-                f"{port_holder(self.profile.port)}, so the {self.profile.name} emulator cannot "
-                f"listen there. Stop that process, or give the profile another port "
-                f"(INVOKE_PROFILES_{self.profile.name.upper()}_PORT=...)"
-            )
+            raise port_in_use(self.profile, port_holder(self.profile.port))
         user = server_user(self.system_user)
         self._prepare_dirs(user)
         if not (self.data_dir / "PG_VERSION").exists():
