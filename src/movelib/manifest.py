@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from .errors import ArtifactError
 
@@ -158,8 +158,3 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def manifest_dict(manifest: Manifest) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(manifest.to_json())
-    return data

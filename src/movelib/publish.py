@@ -44,10 +44,6 @@ class PublishResult:
     unchanged: int = 0
     seed_run_id: int | None = None
 
-    @property
-    def changed_anything(self) -> bool:
-        return bool(self.published or self.retired)
-
 
 def publish(
     conn: psycopg.Connection,
