@@ -233,7 +233,7 @@ def validate(c: Context, file: str | None = None, quiet: bool = False) -> None:
     with user_errors():
         settings = _settings(c)
         dataset = load_movements(settings.path(file, settings.data_file), settings.schema_file,
-                                 progress=ProgressReporter(quiet=quiet))
+                                 progress=ProgressReporter(quiet=quiet), hashes=False)
         say(f"{dataset.display_name}: {len(dataset)} movements, valid")
 
 
@@ -328,7 +328,8 @@ def dump(c: Context, dsn: str | None = None, profile: str | None = None,
         settings = _settings(c)
         target = _target(settings, dsn, profile)
         result = write_dump(target, settings.migrations_dir,
-                            settings.path(output_dir, settings.root / "artifacts" / "seed-dumps"))
+                            settings.path(output_dir, settings.root / "artifacts" / "seed-dumps"),
+                            bin_dir=settings.emulator.bin_dir)
         for line in _artifact_lines(result):
             say(line)
 

@@ -8,13 +8,20 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, SENTINEL_PASSWORD, Server, assert_no_secret, table_hashes
 
 from movelib.dump import dump
-from movelib.errors import ArtifactError, ConfirmationRequired, ReleaseError, RestoreFailed
+from movelib.errors import (
+    ArtifactError,
+    ConfirmationRequired,
+    InvalidTarget,
+    ReleaseError,
+    RestoreFailed,
+)
 from movelib.manifest import check_artifact, file_sha256, manifest_path
 from movelib.migrations import migrate
 from movelib.psql import tool_path
@@ -255,6 +262,44 @@ def test_a_source_missing_migrations_is_refused(migrated_db: Target, tmp_path: P
     (folder / "0002.more.sql").write_text("-- depends: 0001.movement-library\nSELECT 1;\n")
     with pytest.raises(ArtifactError, match="run `inv migrate` on it first"):
         dump(migrated_db, folder, tmp_path / "out")
+
+
+def test_psql_and_psycopg_readers_write_the_same_dump(migrated_db: Target, tmp_path: Path) -> None:
+    data = json.loads(CANONICAL.read_text())
+    data[0]["instructions"] = ["tab\there", "new\nline \\ back\\slash", "unicode ü 🏋️", "\\."]
+    unusual = tmp_path / "unusual.json"
+    unusual.write_text(json.dumps(data))
+    seed(migrated_db, unusual)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    by_psql = dump(migrated_db, MIGRATIONS, tmp_path / "psql", now=now, reader="psql")
+    by_psycopg = dump(migrated_db, MIGRATIONS, tmp_path / "psycopg", now=now, reader="psycopg")
+    assert by_psql.path.read_bytes() == by_psycopg.path.read_bytes()
+    assert by_psql.manifest == by_psycopg.manifest
+    assert by_psql.manifest.row_counts["movement_audit_log"] == 40
+
+
+def test_a_dsn_psql_cannot_take_is_dumped_through_psycopg(migrated_db: Target, tmp_path: Path) -> None:
+    seed(migrated_db)
+    conninfo = migrated_db.conninfo
+    joiner = " " if "://" not in conninfo else ("&" if "?" in conninfo else "?")
+    dsn = f"{conninfo}{joiner}keepalives=1"
+    target = target_from_dsn(dsn, "--dsn")
+    with pytest.raises(InvalidTarget, match="keepalives"):
+        target.libpq_env()
+    result = dump(target, MIGRATIONS, tmp_path)  # auto: psql is installed, but cannot be used
+    assert result.manifest.row_counts["movement_library"] == 8
+
+
+def test_a_failing_psql_leaves_no_dump_and_no_password(migrated_db: Target, tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "postgres").write_text("")
+    (fake / "psql").write_text('#!/bin/sh\necho "FATAL: password \"$PGPASSWORD\" refused" >&2\nexit 2\n')
+    (fake / "psql").chmod(0o755)
+    with pytest.raises(ArtifactError, match="psql could not read the tables") as info:
+        dump(migrated_db, MIGRATIONS, tmp_path / "out", reader="psql", bin_dir=str(fake))
+    assert_no_secret(str(info.value))
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_no_child_process_ever_carries_the_password(cli, migrated_db: Target, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

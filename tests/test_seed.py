@@ -173,6 +173,51 @@ def test_verify_passes_and_reports_json(migrated_db: Target) -> None:
                      "UPDATE movement_library SET content_hash = repeat('0', 64) WHERE slug = 'bench-press'",
                      "bench-press v1: library row has no matching published draft",
                      id="library-row-edited-with-trigger-disabled"),
+        # every way an audit chain can be wrong, each caught by the one-pass trail check
+        pytest.param("ALTER TABLE movement_audit_log DISABLE TRIGGER movement_audit_log_no_update_delete",
+                     "UPDATE movement_audit_log SET action = CASE action WHEN 'CREATED' THEN 'PUBLISHED' "
+                     "ELSE 'CREATED' END WHERE slug = 'deadlift' AND action IN ('CREATED', 'PUBLISHED')",
+                     "deadlift v1: audit chain is PUBLISHED > REVIEW_SUBMITTED > APPROVED > APPROVED > CREATED",
+                     id="published-before-created"),
+        pytest.param("ALTER TABLE movement_audit_log DISABLE TRIGGER movement_audit_log_no_update_delete",
+                     "UPDATE movement_audit_log SET action = CASE action WHEN 'REVIEW_SUBMITTED' THEN "
+                     "'APPROVED' ELSE 'REVIEW_SUBMITTED' END WHERE slug = 'deadlift' AND (action = "
+                     "'REVIEW_SUBMITTED' OR actor = 'movelib/schema-check')",
+                     "deadlift v1: audit chain is CREATED > APPROVED > REVIEW_SUBMITTED > APPROVED > PUBLISHED",
+                     id="approved-before-review"),
+        pytest.param("ALTER TABLE movement_audit_log DISABLE TRIGGER movement_audit_log_no_update_delete",
+                     "UPDATE movement_audit_log SET actor = 'movelib/schema-check' WHERE slug = 'deadlift' "
+                     "AND action = 'APPROVED'",
+                     "deadlift v1: audit chain is CREATED > REVIEW_SUBMITTED > APPROVED > APPROVED > "
+                     "PUBLISHED, expected CREATED > REVIEW_SUBMITTED > APPROVED > APPROVED > PUBLISHED; "
+                     "1 distinct approver(s)",
+                     id="one-approver-twice"),
+        pytest.param("ALTER TABLE movement_audit_log DISABLE TRIGGER movement_audit_log_no_update_delete",
+                     "UPDATE movement_audit_log SET details = '{\"content_hash\": \"x\"}' "
+                     "WHERE slug = 'deadlift' AND action = 'PUBLISHED'",
+                     "PUBLISHED row does not name the library content",
+                     id="published-names-other-content"),
+        pytest.param("ALTER TABLE movement_audit_log DISABLE TRIGGER movement_audit_log_no_update_delete",
+                     "INSERT INTO movement_audit_log (action, slug, version, actor) "
+                     "SELECT action, slug, version, actor FROM movement_audit_log "
+                     "WHERE slug = 'deadlift' AND action = 'CREATED'",
+                     "deadlift v1: audit chain is CREATED > REVIEW_SUBMITTED > APPROVED > APPROVED > "
+                     "PUBLISHED > CREATED",
+                     id="a-step-twice"),
+        pytest.param("ALTER TABLE movement_audit_log DISABLE TRIGGER movement_audit_log_no_update_delete",
+                     "INSERT INTO movement_audit_log (action, slug, version, actor) "
+                     "VALUES ('PUBLISHED', 'ghost-squat', 1, 'someone')",
+                     "ghost-squat v1: audit log says PUBLISHED but movement_library has no row",
+                     id="published-without-library-row"),
+        pytest.param("SET session_replication_role = replica",
+                     "UPDATE movement_current SET version = 1 WHERE slug = 'pull-up'; "
+                     "INSERT INTO movement_library (slug, version, name, classification, equipment, "
+                     "primary_muscles, secondary_muscles, level, instructions, content_hash, "
+                     "published_by, staging_id) SELECT slug, 2, name, classification, equipment, "
+                     "primary_muscles, secondary_muscles, level, instructions, content_hash, "
+                     "published_by, -1 FROM movement_library WHERE slug = 'pull-up'",
+                     "pull-up: current version is v1 but v2 is published",
+                     id="current-pointer-behind"),
     ],
 )
 def test_verify_catches_tampering_behind_its_back(migrated_db: Target, bypass: str, tamper: str, expected: str) -> None:

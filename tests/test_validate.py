@@ -8,9 +8,13 @@ from typing import Any
 
 import pytest
 from conftest import ROOT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from movelib import dataset as dataset_module
 from movelib.dataset import load_movements
 from movelib.errors import DataFileError
+from movelib.synth import write_synthetic
 
 SCHEMA = ROOT / "schemas" / "movement.schema.json"
 CANONICAL = json.loads((ROOT / "data" / "movements-canonical.json").read_text(encoding="utf-8"))
@@ -110,3 +114,108 @@ def test_cli_exit_codes(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped
     assert "Traceback" not in bad.output
     missing = cli("validate", "--file", str(tmp_path / "nope.json"))
     assert missing.code == 1 and "no such file" in missing.stderr
+
+
+# The batched reader cuts the file after "},{" and counts string delimiters to find duplicate
+# keys. Texts full of braces, quotes and backslashes, tiny batches and duplicated keys: whatever
+# it accepts must be exactly what the reference parser accepts, with the same hashes.
+TRICKY = st.text(alphabet=list('ab },{[]":\\\n\u00e9x'), min_size=1, max_size=14)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(TRICKY, min_size=1, max_size=6), dup=st.one_of(st.none(), st.integers(0, 5)),
+       batch=st.sampled_from([8, 40, 200, 1 << 21]), ascii_only=st.booleans(),
+       separator=st.sampled_from([",", ", ", ",\n  "]), two_processes=st.booleans())
+def test_the_batched_reader_agrees_with_the_reference(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, names: list[str], dup: int | None,
+    batch: int, ascii_only: bool, separator: str, two_processes: bool,
+) -> None:
+    monkeypatch.setattr(dataset_module, "BATCH_BYTES", batch)
+    monkeypatch.setattr(dataset_module, "PARALLEL_MIN_BYTES", 0 if two_processes else 1 << 40)
+    records = []
+    for i, name in enumerate(names):
+        pairs = [*{**CANONICAL[i % 8], "slug": f"s-{i}", "name": name}.items()]
+        if dup == i:
+            pairs.append(("name", "Second Name"))
+        records.append("{" + separator.join(
+            f"{json.dumps(k)}:{json.dumps(v, ensure_ascii=ascii_only)}" for k, v in pairs) + "}")
+    raw = ("[\n" + separator.join(records) + "\n]\n").encode("utf-8")
+    path = tmp_path / "tricky.json"
+    path.write_bytes(raw)
+    try:
+        expected = dataset_module._careful_pass(raw, "tricky.json", SCHEMA)
+    except DataFileError:
+        expected = None
+    try:
+        got = dataset_module._fast_pass(path, SCHEMA, None)
+    except dataset_module._NeedsReport:
+        got = None
+    if expected is None:
+        assert got is None, "the fast pass accepted what the reference refuses"
+    elif got is not None:
+        assert got == expected
+
+
+def test_escaped_quotes_and_duplicates_behind_unicode_escapes(tmp_path: Path) -> None:
+    record = json.dumps({**CANONICAL[0], "name": 'Say "hi" \\ there'})
+    # \u0022 is a quote written as an escape; a duplicate key hides behind it
+    tricky = record.replace('\\"hi\\"', "\\u0022hi\\u0022")
+    path = write(tmp_path, f"[{tricky}]")
+    assert load_movements(path, SCHEMA).entries[0].content_hash == \
+        load_movements(write(tmp_path, f"[{record}]", "plain.json"), SCHEMA).entries[0].content_hash
+    duplicated = tricky[:-1] + ', "name": "x\\u0022y"}'
+    path = write(tmp_path, f"[{duplicated}]", "dup.json")
+    with pytest.raises(dataset_module._NeedsReport):
+        dataset_module._fast_pass(path, SCHEMA, None)
+    assert any("duplicate key 'name'" in line for line in problems(path))
+
+
+def test_a_slug_with_a_final_newline_is_refused(tmp_path: Path) -> None:
+    # Python's re lets "$" match before a final newline; the schema's patterns are ECMA-262.
+    data = json.loads(json.dumps(CANONICAL))
+    data[2]["slug"] = "romanian-deadlift\n"
+    lines = problems(write(tmp_path, data))
+    assert lines[0].startswith("movements.json: record 2")
+    assert "at /2/slug" in lines[0] and "does not match" in lines[0]
+
+
+@pytest.mark.parametrize("fault", [None, "slug of the first record, again in the last",
+                                   "a duplicate key in the second half"])
+def test_two_processes_read_a_large_file_like_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                  fault: str | None) -> None:
+    path = tmp_path / "synth.json"
+    write_synthetic(3000, path)
+    if fault:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        if fault.startswith("slug"):
+            data[-1]["slug"] = data[0]["slug"]
+            text = json.dumps(data)
+        else:
+            last = json.dumps(data[-1])
+            text = text.replace(last, last[:-1] + ', "level": "advanced"}')
+        path.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(dataset_module, "PARALLEL_MIN_BYTES", 1 << 40)
+    try:
+        one = load_movements(path, SCHEMA, display_name="synth.json")
+    except DataFileError as exc:
+        one_error = str(exc)
+    else:
+        one_error = ""
+    monkeypatch.setattr(dataset_module, "PARALLEL_MIN_BYTES", 0)
+    forks = []
+    real_pass = dataset_module._two_process_pass
+    monkeypatch.setattr(dataset_module, "_two_process_pass",
+                        lambda *a: forks.append(1) or real_pass(*a))  # type: ignore[func-returns-value]
+    if fault:
+        with pytest.raises(DataFileError) as info:
+            load_movements(path, SCHEMA, display_name="synth.json")
+        assert str(info.value) == one_error
+        assert "record 2999" in one_error
+    else:
+        two = load_movements(path, SCHEMA, display_name="synth.json")
+        assert (two.sha256, two.entries) == (one.sha256, one.entries)
+        validator = dataset_module._fast_validator(SCHEMA, SCHEMA.stat().st_mtime)
+        halves = real_pass(path, validator, True, None)  # used, not a fallback to one pass
+        assert halves == (one.sha256, one.entries)
+    assert forks

@@ -5,8 +5,9 @@ duplicate keys, NaN/Infinity, schema violations with the record index, its slug 
 pointer, and duplicate slugs.
 
 A valid file is read as a stream, twice at most, and never held in memory: the first pass
-(ijson's C parser, jsonschema-rs per record) keeps only each record's slug and content hash; the
-publish pass streams the records again and checks that the file's sha256 has not changed. Only
+(orjson on batches of a couple of megabytes, jsonschema-rs per batch) keeps only each record's
+slug and content hash; the publish pass streams the records again and checks that the file's
+sha256 has not changed. Only
 when the fast pass finds a problem is the file parsed whole by the standard library and checked
 with the reference ``jsonschema``, for the precise report (line, column, pointer, expectation).
 """
@@ -16,6 +17,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
+import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,13 +50,13 @@ class Problem:
         if self.index is not None:
             where += f": record {self.index}"
             if self.slug:
-                where += f" ({self.slug})"
+                where += f" ({self.slug if self.slug.isprintable() else repr(self.slug)})"
         if self.pointer is not None:
             where += f" at {self.pointer or '/'}"
         return f"{where}: {self.message}"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Movement:
     index: int
     slug: str
@@ -61,9 +65,9 @@ class Movement:
     content_hash: str  # sha256 of ``canonical``
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
-    """What is kept of a record between passes."""
+    """What is kept of a record between passes (not frozen: one per record, built fast)."""
 
     index: int
     slug: str
@@ -83,20 +87,32 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def movements(self) -> Iterator[Movement]:
-        """Stream the records again; raise if the file changed since it was validated."""
-        reader = _HashingReader(self.path)
+    def batches(self) -> Iterator[tuple[int, list[dict[str, Any]], list[bytes]]]:
+        """Stream the records again, a batch at a time: (index of the first record, records,
+        their canonical JSON as UTF-8). Raises :class:`DataFileError` at the end if the file
+        is not the one that was validated (its sha256 differs): a caller writing from the
+        stream must not commit before the iteration finished."""
+        batches = _Batches.of_file(self.path)
+        first = 0
+        sort = orjson.OPT_SORT_KEYS
         try:
-            for index, record in enumerate(_stream_records(reader)):
-                canonical = canonical_json(record)
-                yield Movement(index, record["slug"], record, canonical, content_hash(canonical))
-            digest = reader.hexdigest()
-        finally:
-            reader.close()
+            for batch in batches:
+                yield first, batch, [orjson.dumps(record, option=sort) for record in batch]
+                first += len(batch)
+            digest: str | None = batches.digest.hexdigest()
+        except (_NeedsReport, orjson.JSONEncodeError):
+            digest = None
         if digest != self.sha256:
             raise DataFileError(
                 f"{self.display_name} changed while it was being seeded; nothing was written"
             )
+
+    def movements(self) -> Iterator[Movement]:
+        """Stream the records again, one :class:`Movement` at a time (see :meth:`batches`)."""
+        for first, records, canonical in self.batches():
+            for index, (record, text) in enumerate(zip(records, canonical, strict=True), first):
+                yield Movement(index, record["slug"], record, text.decode("utf-8"),
+                               hashlib.sha256(text).hexdigest())
 
     def documents(self, slugs: set[str]) -> dict[str, dict[str, Any]]:
         return {m.slug: m.document for m in self.movements() if m.slug in slugs}
@@ -233,6 +249,11 @@ def check_document(document: Any, name: str, schema_path: Path) -> list[Problem]
         pointer = "".join(f"/{_escape(str(p))}" for p in error.absolute_path)
         index, slug = _record_of(pointer, document)
         problems.append(Problem(name, _explain(error), index, slug, pointer))
+    if not problems:
+        # The schema's patterns are ECMA-262 regular expressions; the reference validator runs
+        # them with Python's re, where "$" also matches before a final newline ("squat\n").
+        # jsonschema-rs follows ECMA-262: where the two disagree, the stricter verdict stands.
+        problems += _ecma_problems(document, name, schema_path)
 
     if isinstance(document, list):
         first_seen: dict[str, int] = {}
@@ -246,6 +267,21 @@ def check_document(document: Any, name: str, schema_path: Path) -> list[Problem]
             else:
                 first_seen[slug] = i
     return sorted(problems, key=_order)
+
+
+def _ecma_problems(document: Any, name: str, schema_path: Path) -> list[Problem]:
+    import jsonschema_rs
+
+    try:
+        validator = jsonschema_rs.validator_for(json.loads(schema_path.read_text(encoding="utf-8")))
+    except (ValueError, jsonschema_rs.ValidationError):
+        return []  # the reference validator reads the schema and says what is wrong with it
+    problems = []
+    for error in validator.iter_errors(document):
+        pointer = "".join(f"/{_escape(str(p))}" for p in error.instance_path)
+        index, slug = _record_of(pointer, document)
+        problems.append(Problem(name, str(error.message)[:300], index, slug, pointer))
+    return problems
 
 
 def _order(p: Problem) -> tuple[int, str]:
@@ -269,117 +305,262 @@ def _explain(error: Any) -> str:
     return str(error.message)[:300]
 
 
-class _HashingReader:
-    """A binary file that hashes every byte read through it."""
-
-    def __init__(self, path: Path) -> None:
-        self.handle = path.open("rb")
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.handle.read(size)
-        self.digest.update(data)
-        return data
-
-    def hexdigest(self) -> str:
-        while self.read(1 << 20):  # anything after the array still counts
-            pass
-        return self.digest.hexdigest()
-
-    def close(self) -> None:
-        self.handle.close()
-
-
 class _NeedsReport(Exception):
     """The fast pass met something wrong: the precise (slow) pass will say what."""
 
 
-def _stream_records(reader: _HashingReader) -> Iterator[Any]:
-    import ijson
+BATCH_BYTES = 1 << 21
+_BOUNDARY = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_WHITESPACE = b" \t\r\n"
+MAX_RETRIES = 4
 
-    yield from ijson.items(reader, "item", use_float=True, map_type=_DupCheckingDict)
+
+def _delimiters(text: bytes) -> int:
+    """How many string delimiters (unescaped double quotes) ``text`` holds: twice its strings."""
+    quotes = text.count(b'"')
+    if b"\\" in text:
+        quotes -= _ESCAPE.findall(text).count(b'\\"')
+    return quotes
 
 
-class _DupCheckingDict(dict[str, Any]):
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key in self:
-            raise _NeedsReport(f"duplicate key {key!r}")
-        super().__setitem__(key, value)
+def _blocks(path: Path, digest: Any = None, start: int = 0, stop: int | None = None,
+            before: bytes = b"", after: bytes = b"") -> Iterator[bytes]:
+    """The bytes ``[start, stop)`` of ``path`` in blocks, hashed into ``digest`` as read, with
+    ``before`` and ``after`` (not hashed) around them."""
+    if before:
+        yield before
+    with path.open("rb") as handle:
+        handle.seek(start)
+        left = None if stop is None else stop - start
+        while left is None or left > 0:
+            block = handle.read(BATCH_BYTES if left is None else min(BATCH_BYTES, left))
+            if not block:
+                break
+            if digest is not None:
+                digest.update(block)
+            if left is not None:
+                left -= len(block)
+            yield block
+    if after:
+        yield after
+
+
+class _Batches:
+    """The records of a JSON array, parsed by orjson a couple of megabytes at a time.
+
+    Each batch is cut after a ``},{`` between records; as a JSON value cannot end early, a batch
+    that parses as an array proves that its cut fell between two top-level records (a cut
+    inside a string or a nested value cannot parse), and a batch that does not parse is retried
+    with more of the file. orjson keeps the last of two equal keys, so duplicates are found by
+    counting: every string of the text must be in the parsed records (:func:`_delimiters` on
+    both sides, see :meth:`finish`).
+
+    Anything unexpected raises :class:`_NeedsReport`: the careful pass then reports it.
+    """
+
+    def __init__(self, blocks: Iterator[bytes], digest: Any = None) -> None:
+        self.blocks = blocks
+        self.digest = digest  # what hashes the blocks, when the caller wants it back
+        self.raw_strings = 0
+
+    @classmethod
+    def of_file(cls, path: Path) -> _Batches:
+        digest = hashlib.sha256()
+        return cls(_blocks(path, digest), digest)
+
+    def _read(self) -> bytes:
+        return next(self.blocks, b"")
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        buf = self._read().lstrip(_WHITESPACE)
+        if not buf.startswith(b"["):
+            raise _NeedsReport("not an array")
+        buf, eof, final, failures = buf[1:], False, False, 0
+        while True:
+            while not eof and len(buf) < BATCH_BYTES:
+                block = self._read()
+                eof = not block
+                buf += block
+            last = None
+            if not final:
+                for last in _BOUNDARY.finditer(buf):  # noqa: B007 (the last one)
+                    pass
+            if last is None and not eof:  # one record longer than a batch: read on
+                block = self._read()
+                eof = not block
+                buf += block
+                continue
+            if last is None:
+                final = True
+                text, rest = buf.rstrip(_WHITESPACE), b""
+                if not text.endswith(b"]"):
+                    raise _NeedsReport("the array is not closed")
+                text = text[:-1]
+            else:
+                text, rest = buf[: last.start() + 1], buf[last.end() - 1:]
+            try:
+                batch = orjson.loads(b"[" + text + b"]")
+            except orjson.JSONDecodeError:
+                failures += 1
+                if final or failures > MAX_RETRIES:
+                    raise _NeedsReport("syntax") from None
+                block = self._read()  # the cut may have fallen inside a record
+                eof = not block
+                buf += block
+                final = eof
+                continue
+            failures = 0
+            self.raw_strings += _delimiters(text)
+            yield batch
+            if final:
+                return
+            buf = rest
+
+    def finish(self, parsed_strings: int) -> None:
+        """Raise unless every string of the text was in the parsed records (no duplicate key
+        was dropped)."""
+        if parsed_strings != self.raw_strings:
+            raise _NeedsReport("duplicate keys")
+
+
+# Top-level keywords the batch validator may apply to a part of the array; with any other
+# (minItems, contains...) only the whole file can be judged, by the careful pass.
+_BATCHABLE = {"$schema", "$id", "$defs", "$comment", "title", "description", "type", "items"}
 
 
 @lru_cache(maxsize=8)
 def _fast_validator(schema_path: Path, mtime: float) -> Any:
-    """jsonschema-rs for one record (the schema's ``items``): ~100x the pure-Python speed."""
+    """jsonschema-rs for a batch of records: ~100x the pure-Python speed."""
     import jsonschema_rs
 
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
-    item = {key: value for key, value in schema.items() if key not in ("type", "items", "$id")}
-    item.update(schema["items"])
-    return jsonschema_rs.validator_for(item)
+    if not isinstance(schema, dict) or not set(schema) <= _BATCHABLE:
+        return None
+    return jsonschema_rs.validator_for(schema)
 
 
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-MAX_DEPTH = 8  # a movement file nests 3 deep (array, record, list of strings)
+PARALLEL_MIN_BYTES = 16 << 20  # smaller files are read by one process
 
 
-def _shallow(path: Path) -> bool:
-    """Cheap guard before the streaming parser, whose cost grows with the square of the
-    nesting depth: counting every bracket (those inside strings too, which can only make
-    the answer more cautious), does the file nest at most MAX_DEPTH deep?"""
-    with path.open("rb") as handle:
-        brackets = b"".join(iter(lambda: handle.read(1 << 22).translate(None, _NOT_BRACKETS), b""))
-    for _ in range(MAX_DEPTH):
-        shorter = brackets.replace(b"[]", b"").replace(b"{}", b"")
-        if not shorter:
-            return True
-        if shorter == brackets:
-            return False
-        brackets = shorter
-    return False
-
-
-def _fast_pass(path: Path, schema_path: Path, progress: Progress | None) -> tuple[str, list[Entry]]:
-    validator = _fast_validator(schema_path, schema_path.stat().st_mtime)
-    if not _shallow(path):
-        raise _NeedsReport("deep or unbalanced nesting")
-    reader = _HashingReader(path)
+def _scan(batches: _Batches, validator: Any, hashes: bool, first: int = 0,
+          progress: Progress | None = None) -> list[Entry]:
+    """Validate every batch; the entries (slugs unique within this scan)."""
     entries: list[Entry] = []
     seen: set[str] = set()
+    strings = 0
+    sort = orjson.OPT_SORT_KEYS
+    for batch in batches:
+        if not validator.is_valid(batch):
+            raise _NeedsReport("schema")
+        index = first + len(entries)
+        slugs = [record["slug"] for record in batch]
+        seen.update(slugs)
+        if len(seen) != len(entries) + len(slugs):
+            raise _NeedsReport("duplicate slug")
+        if hashes:
+            canonical = [orjson.dumps(record, option=sort) for record in batch]
+            strings += _delimiters(b"".join(canonical))
+            digests = [hashlib.sha256(text).hexdigest() for text in canonical]
+        else:
+            strings += _delimiters(orjson.dumps(batch))
+            digests = [""] * len(batch)
+        entries.extend(map(Entry, range(index, index + len(batch)), slugs, digests))
+        if progress:
+            progress("validate", index + len(batch), None)
+    batches.finish(strings)
+    return entries
+
+
+def _fast_pass(path: Path, schema_path: Path, progress: Progress | None,
+               hashes: bool = True) -> tuple[str, list[Entry]]:
+    validator = _fast_validator(schema_path, schema_path.stat().st_mtime)
+    if validator is None:
+        raise _NeedsReport("the schema constrains the whole array")
     collecting = gc.isenabled()
     gc.disable()  # millions of short-lived objects, no cycles: the collector only slows us down
     try:
-        head = reader.handle.read(64).lstrip()
-        reader.handle.seek(0)
-        if not head.startswith(b"["):
-            raise _NeedsReport("not an array")
-        try:
-            for index, record in enumerate(_stream_records(reader)):
-                if not validator.is_valid(record):
-                    raise _NeedsReport(f"record {index}")
-                slug = record["slug"]
-                if slug in seen:
-                    raise _NeedsReport(f"duplicate slug {slug}")
-                seen.add(slug)
-                entries.append(Entry(index, slug, content_hash(canonical_json(record))))
-                if progress and index % 5000 == 4999:
-                    progress("validate", index + 1, None)
-        except _NeedsReport:
-            raise
-        except Exception as exc:
-            raise _NeedsReport(str(exc)) from None
-        digest = reader.hexdigest()
+        if (path.stat().st_size >= PARALLEL_MIN_BYTES and sys.platform == "linux"
+                and (os.cpu_count() or 1) > 1):
+            halves = _two_process_pass(path, validator, hashes, progress)
+            if halves is not None:
+                return halves
+        batches = _Batches.of_file(path)
+        entries = _scan(batches, validator, hashes, progress=progress)
+        return batches.digest.hexdigest(), entries
     finally:
-        reader.close()
         if collecting:
             gc.enable()
+
+
+def _two_process_pass(path: Path, validator: Any, hashes: bool,
+                      progress: Progress | None) -> tuple[str, list[Entry]] | None:
+    """Both halves of a large file at once: the second in a forked child process.
+
+    The file is cut after a ``},{`` near its middle. The first half is read here as an array
+    closed at the cut: if it parses, the cut was between two records (see :class:`_Batches`)
+    and the child's half starts at a record. ``None`` when the halves cannot be used (the cut
+    fell inside a record, or the child failed): the caller then reads the file in one pass.
+    """
+    import multiprocessing
+
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(size // 2)
+        found = _BOUNDARY.search(handle.read(1 << 20))
+    if found is None:
+        return None
+    cut, resume = size // 2 + found.start() + 1, size // 2 + found.end() - 1
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_scan_in_child, daemon=True,
+                            args=(sender, path, resume, validator, hashes))
+    child.start()
+    sender.close()
+    try:
+        digest = hashlib.sha256()
+        head = _scan(_Batches(_blocks(path, digest, 0, cut, after=b"]")), validator, hashes,
+                     progress=progress)
+        for _ in _blocks(path, digest, cut):  # the child's half still counts in the hash
+            pass
+        tail: list[tuple[str, str]] | None = receiver.recv()
+    except (_NeedsReport, EOFError, OSError):
+        tail = None
+    finally:
+        receiver.close()
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+    if tail is None:
+        return None
+    first = len(head)
+    entries = head + [Entry(first + i, slug, digest_) for i, (slug, digest_) in enumerate(tail)]
+    if len({entry.slug for entry in entries}) != len(entries):
+        raise _NeedsReport("duplicate slug")
     if progress:
-        progress("validate", len(entries), len(entries))
-    return digest, entries
+        progress("validate", len(entries), None)
+    return digest.hexdigest(), entries
+
+
+def _scan_in_child(sender: Any, path: Path, resume: int, validator: Any, hashes: bool) -> None:
+    """The forked half: its (slug, hash) pairs, or None for anything the parent must redo."""
+    gc.disable()
+    result: list[tuple[str, str]] | None
+    try:
+        entries = _scan(_Batches(_blocks(path, None, resume, before=b"[")), validator, hashes)
+        result = [(entry.slug, entry.content_hash) for entry in entries]
+    except Exception:  # the parent reads the file again and says what is wrong
+        result = None
+    sender.send(result)
+    sender.close()
 
 
 def load_movements(path: Path, schema_path: Path, display_name: str | None = None,
-                   progress: Progress | None = None) -> Dataset:
-    """Validate ``path``; raise :class:`DataFileError` listing every problem."""
+                   progress: Progress | None = None, *, hashes: bool = True) -> Dataset:
+    """Validate ``path``; raise :class:`DataFileError` listing every problem.
+
+    ``hashes=False`` skips the content hashes (left empty) when only the verdict is wanted.
+    """
     name = display_name or _display(path)
     try:
         with path.open("rb") as handle:
@@ -393,8 +574,8 @@ def load_movements(path: Path, schema_path: Path, display_name: str | None = Non
     except OSError as exc:
         raise DataFileError(f"{name}: cannot read it ({exc.strerror})") from None
     try:
-        digest, entries = _fast_pass(path, schema_path, progress)
-    except _NeedsReport:
+        digest, entries = _fast_pass(path, schema_path, progress, hashes)
+    except (_NeedsReport, KeyError, TypeError, orjson.JSONEncodeError):
         digest, entries = _careful_pass(path.read_bytes(), name, schema_path)
     return Dataset(path, name, digest, entries)
 

@@ -3,13 +3,15 @@
 The dump is plain SQL that both ``inv restore`` and ``psql -1 -v ON_ERROR_STOP=1 -f`` can apply:
 DROP + CREATE of the movement tables with their functions and triggers (the DDL of the
 migrations the source has applied), yoyo's bookkeeping (so ``inv migrate`` is a no-op after a
-restore), then every row as ``COPY ... FROM stdin`` blocks, in id order. It is written from one
-REPEATABLE READ snapshot through psycopg's COPY, so it needs no pg_dump and carries none of its
-version-specific lines (``\\restrict``, ``SET transaction_timeout``) that older servers reject.
+restore), then every row as ``COPY ... FROM stdin`` blocks. Everything is read from one
+REPEATABLE READ snapshot: the rows by psql importing that snapshot (or by psycopg's COPY), so it
+needs no pg_dump and carries none of its version-specific lines (``\\restrict``,
+``SET transaction_timeout``) that older servers reject.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,12 +21,13 @@ import psycopg
 from psycopg import sql
 
 from . import __version__, db
-from .errors import ArtifactError
+from .errors import ArtifactError, InvalidTarget
 from .manifest import (
+    BackgroundWriter,
     HashingWriter,
     Manifest,
     atomic_file,
-    copy_atomically,
+    link_atomically,
     manifest_path,
     write_atomically,
 )
@@ -43,13 +46,6 @@ MOVEMENT_TABLES = (
     "movement_current",
 )
 YOYO_TABLES = ("_yoyo_version", "_yoyo_migration", "_yoyo_log")
-ORDER_BY = {
-    "movement_environment": "singleton",
-    "movement_current": "slug",
-    "_yoyo_version": "version",
-    "_yoyo_migration": "applied_at_utc, migration_hash",
-    "_yoyo_log": "created_at_utc, id",
-}
 # yoyo's own tables as yoyo 9 creates them (internal schema version 2).
 YOYO_DDL = """\
 CREATE TABLE _yoyo_version (version integer NOT NULL PRIMARY KEY, installed_at_utc timestamp);
@@ -125,8 +121,21 @@ def dump(
     release: str | None = None,
     update_latest: bool = True,
     now: datetime | None = None,
+    reader: str = "auto",
+    bin_dir: str | None = None,
 ) -> DumpResult:
-    """Write a dump of ``target``'s movement library into ``output_dir``."""
+    """Write a dump of ``target``'s movement library into ``output_dir``.
+
+    ``reader`` says who reads the rows: ``psql`` (PostgreSQL's client, in C: as fast as
+    pg_dump), ``psycopg`` (no external program), or ``auto``: psql where it is installed
+    (the embedded PostgreSQL wheel brings one; ``bin_dir`` names another), except on Windows.
+    """
+    psql = _psql_for(reader, bin_dir)
+    if psql is not None and reader == "auto":
+        try:
+            target.libpq_env()
+        except InvalidTarget:  # a connection parameter psql cannot take from its environment
+            psql = None
     now = now or datetime.now(UTC)
     path = output_dir / dump_name(now)
     if path.exists():
@@ -138,7 +147,11 @@ def dump(
             migrations = _applied_migrations(conn, migrations_dir)
             with atomic_file(path) as handle:
                 out = HashingWriter(handle)
-                counts = _write(conn, out, migrations, now)
+                writer = BackgroundWriter(out)
+                try:
+                    counts = _write(conn, writer, migrations, now, target, psql)
+                finally:
+                    writer.close()
             info = conn.execute(
                 "SELECT data_file, data_sha256 FROM movement_seed_run ORDER BY id DESC LIMIT 1"
             ).fetchone()
@@ -171,7 +184,7 @@ def dump(
     latest = None
     if update_latest:
         latest = output_dir / f"{LATEST}.sql"
-        copy_atomically(path, latest)
+        link_atomically(path, latest)  # the same bytes under a second name
         write_atomically(manifest_path(latest), manifest.to_json().encode())
     return DumpResult(path, mpath, manifest, latest)
 
@@ -183,9 +196,11 @@ def _environment(conn: psycopg.Connection) -> str | None:
 
 def _write(
     conn: psycopg.Connection,
-    out: HashingWriter,
+    out: BackgroundWriter,
     migrations: list[tuple[str, Path]],
     now: datetime,
+    target: Target,
+    psql: Path | None,
 ) -> dict[str, int]:
     head = [
         "-- movelib seed dump (format 1): the movement library, its workflow and audit trail.",
@@ -208,30 +223,17 @@ def _write(
     out.write(b"\n-- yoyo's bookkeeping: `inv migrate` finds every migration applied\n")
     out.write(YOYO_DDL.encode())
 
-    counts: dict[str, int] = {}
-    for table in (*YOYO_TABLES, *MOVEMENT_TABLES):
-        if table == "movement_environment":
-            continue  # the label belongs to each database; the manifest records the source's
-        columns = _columns(conn, table)
-        column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
-        order = sql.SQL(ORDER_BY.get(table, "id"))  # constants above, never user input
-        out.write(b"\n" + sql.SQL("COPY {} ({}) FROM stdin;\n").format(
-            sql.Identifier(table), column_list).as_bytes(conn))
-        cur = conn.cursor()
-        with cur.copy(sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT").format(
-                column_list, sql.Identifier(table), order)) as copy:
-            buffer: list[bytes] = []
-            size = 0
-            for chunk in copy:  # one row per chunk: write them a megabyte at a time
-                buffer.append(bytes(chunk))
-                size += len(chunk)
-                if size >= 1 << 20:
-                    out.write(b"".join(buffer))
-                    buffer.clear()
-                    size = 0
-            out.write(b"".join(buffer))
-        out.write(b"\\.\n")
-        counts[table] = cur.rowcount
+    tables = [(t, _columns(conn, t)) for t in (*YOYO_TABLES, *MOVEMENT_TABLES)
+              # the label belongs to each database; the manifest records the source's
+              if t != "movement_environment"]
+    for setting in SESSION_SETTINGS:
+        conn.execute(setting)
+    if psql is not None:
+        _copy_with_psql(conn, target, psql, tables, out)
+        counts = {table: _count(conn, table) for table, _ in tables}  # the same snapshot
+    else:
+        counts = {table: _copy_with_psycopg(conn, table, columns, out)
+                  for table, columns in tables}
 
     out.write(b"\n")
     for table in MOVEMENT_TABLES:
@@ -242,3 +244,110 @@ def _write(
             )
     out.write(FOOTER)
     return counts
+
+
+# How every row is written, whatever the server's defaults (pg_dump sets the same).
+SESSION_SETTINGS = ("SET datestyle = ISO", "SET intervalstyle = postgres",
+                    "SET extra_float_digits = 3", "SET TIME ZONE 'UTC'")
+
+
+def _count(conn: psycopg.Connection, table: str) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _copy_header(table: str, columns: list[str]) -> str:
+    return "COPY {} ({}) FROM stdin;".format(
+        _quote_ident(table), ", ".join(_quote_ident(c) for c in columns))
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _copy_with_psycopg(conn: psycopg.Connection, table: str, columns: list[str],
+                       out: BackgroundWriter) -> int:
+    """One table's COPY block, read through psycopg (one Python call per row)."""
+    out.write(f"\n{_copy_header(table, columns)}\n".encode())
+    cur = conn.cursor()
+    column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
+    # Table order, like pg_dump: ids are kept, so row order carries no meaning.
+    with cur.copy(sql.SQL("COPY {} ({}) TO STDOUT").format(sql.Identifier(table), column_list)) as copy:
+        rows: list[bytes | bytearray | memoryview] = []  # joined into a new block
+        size = 0
+        for row in copy:  # one row per message: written a megabyte at a time
+            rows.append(row)
+            size += len(row)
+            if size >= 1 << 20:
+                out.write(b"".join(rows))
+                rows.clear()
+                size = 0
+        out.write(b"".join(rows))
+    out.write(b"\\.\n")
+    return cur.rowcount
+
+
+def _psql_for(reader: str, bin_dir: str | None) -> Path | None:
+    if reader not in ("auto", "psql", "psycopg"):
+        raise ArtifactError(f"unknown dump reader {reader!r}; expected auto, psql or psycopg")
+    if reader == "psycopg" or (reader == "auto" and sys.platform == "win32"):
+        return None
+    from .errors import ConfigError
+    from .psql import tool_path
+
+    try:
+        return tool_path("psql", bin_dir)
+    except ConfigError:
+        if reader == "psql":
+            raise
+        return None
+
+
+def _copy_with_psql(conn: psycopg.Connection, target: Target, psql: Path,
+                    tables: list[tuple[str, list[str]]], out: BackgroundWriter) -> None:
+    """Every table's COPY block, read by psql inside this connection's snapshot.
+
+    psql imports the snapshot this REPEATABLE READ transaction exports, so it sees exactly
+    what the rest of the dump (and its row counts) sees. It gets the password through its
+    environment, never its command line, and prints the blocks' first and last lines itself,
+    so its output is the dump's table section verbatim.
+    """
+    import subprocess
+    import tempfile
+
+    from .psql import child_env
+    from .secrets import redact
+
+    snapshot = str(_scalar(conn, "SELECT pg_export_snapshot()"))
+    script = ["\\set ON_ERROR_STOP on",
+              "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;",
+              f"SET TRANSACTION SNAPSHOT '{snapshot}';",
+              *(f"{setting};" for setting in SESSION_SETTINGS)]
+    for table, columns in tables:
+        header = _copy_header(table, columns).replace("\\", "\\\\").replace("'", "''")
+        script += ["\\echo", f"\\echo '{header}'",
+                   f"COPY {_quote_ident(table)} ({', '.join(map(_quote_ident, columns))}) TO STDOUT;",
+                   "\\echo '\\\\.'"]
+    script.append("COMMIT;")
+    env = {**child_env(target), "PGCLIENTENCODING": "UTF8", "PGAPPNAME": "movelib dump"}
+    with tempfile.TemporaryFile() as errors:
+        with subprocess.Popen([str(psql), "--no-psqlrc", "--quiet", "--file=-"], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=errors) as proc:
+            try:
+                assert proc.stdin is not None and proc.stdout is not None
+                try:
+                    proc.stdin.write("\n".join(script).encode() + b"\n")
+                    proc.stdin.close()
+                except BrokenPipeError:  # psql stopped before reading (cannot connect...)
+                    pass
+                while block := proc.stdout.read(1 << 20):
+                    out.write(block)
+                code = proc.wait()
+            except BaseException:
+                proc.kill()
+                raise
+        if code:
+            errors.seek(0)
+            said = redact(errors.read().decode("utf-8", "replace").strip())[-2000:]
+            raise ArtifactError(f"psql could not read the tables (exit {code}): {said}")

@@ -122,6 +122,31 @@ class HashingWriter:
         self.size += len(data)
 
 
+class BackgroundWriter:
+    """Writes (and hashes) on a second thread, one block behind, so the caller keeps reading
+    from the database while the previous megabyte goes to disk. Blocks are written in order;
+    a write error is raised by the next ``write`` or by ``close``."""
+
+    def __init__(self, inner: HashingWriter) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self.inner = inner
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="movelib-writer")
+        self._pending: Future[None] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self.inner.write, data)
+
+    def close(self) -> None:
+        try:
+            if self._pending is not None:
+                self._pending.result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 @contextmanager
 def atomic_file(path: Path) -> Iterator[IO[bytes]]:
     """Write ``path`` through a temporary file: fsync, then rename; never half a file."""
@@ -148,6 +173,24 @@ def copy_atomically(source: Path, path: Path) -> None:
     with atomic_file(path) as handle, source.open("rb") as src:
         while chunk := src.read(1 << 20):
             handle.write(chunk)
+
+
+def link_atomically(source: Path, path: Path) -> None:
+    """Make ``path`` a second name of ``source`` (a hard link, renamed into place), or a copy
+    where the file system has no hard links. Either way ``path`` is never half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.link")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(source, tmp)
+    except OSError:
+        copy_atomically(source, path)
+        return
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

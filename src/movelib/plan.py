@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 import psycopg
 
 from .dataset import Dataset, Entry
@@ -35,8 +36,10 @@ class _Absent:
 _ABSENT: Any = _Absent()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Change:
+    """One movement's fate (not frozen: a plan holds one per movement and builds them fast)."""
+
     slug: str
     status: str  # new | unchanged | changed | retired | missing
     action: str  # publish | nothing | blocked | retire | keep
@@ -110,8 +113,7 @@ class Plan:
         return lines
 
 
-@dataclass(frozen=True)
-class _State:
+class _State(NamedTuple):
     latest: int
     current: int | None
     current_hash: str | None
@@ -121,19 +123,29 @@ def _state(conn: psycopg.Connection) -> dict[str, _State]:
     if conn.execute("SELECT to_regclass('movement_library') IS NULL").fetchone() == (True,):
         return {}  # nothing published yet (the schema is not even there)
     has_pointer = conn.execute("SELECT to_regclass('movement_current') IS NOT NULL").fetchone()
-    if has_pointer and has_pointer[0]:
-        query = """
-            SELECT l.slug, max(l.version), c.version, cl.content_hash
-              FROM movement_library l
-              LEFT JOIN movement_current c ON c.slug = l.slug
-              LEFT JOIN movement_library cl ON cl.id = c.library_id
-             GROUP BY l.slug, c.version, cl.content_hash"""
-    else:  # before the versions migration, the latest version is the current one
-        query = """
+    if not (has_pointer and has_pointer[0]):  # before the versions migration: latest is current
+        rows = conn.execute("""
             SELECT DISTINCT ON (slug) slug, version, version, content_hash
-              FROM movement_library ORDER BY slug, version DESC"""
-    return {slug: _State(int(latest), current, digest)
-            for slug, latest, current, digest in conn.execute(query)}
+              FROM movement_library ORDER BY slug, version DESC""").fetchall()
+        return {slug: _State(latest, current, digest) for slug, latest, current, digest in rows}
+    # Two JSON documents instead of 100k rows: psycopg builds a Python row per row, orjson
+    # reads the whole array at once. A current pointer is its slug's latest version unless
+    # the slug has older versions too, or none current (retired): those come separately.
+    row = conn.execute("""
+        SELECT (SELECT coalesce(json_agg(json_build_array(c.slug, c.version, l.content_hash)), '[]')
+                  FROM movement_current c JOIN movement_library l ON l.id = c.library_id)::text,
+               (SELECT coalesce(json_agg(json_build_array(slug, latest)), '[]')
+                  FROM (SELECT l.slug, max(l.version) AS latest FROM movement_library l
+                         GROUP BY l.slug
+                        HAVING count(*) > 1 OR NOT EXISTS (SELECT 1 FROM movement_current c
+                                                           WHERE c.slug = l.slug)) versions)::text
+    """).fetchone()
+    assert row is not None
+    latest = dict(orjson.loads(row[1]))
+    state = {slug: _State(latest.pop(slug, version), version, digest)
+             for slug, version, digest in orjson.loads(row[0])}
+    state.update((slug, _State(version, None, None)) for slug, version in latest.items())
+    return state
 
 
 def _documents(conn: psycopg.Connection, slugs: list[str]) -> dict[str, dict[str, Any]]:

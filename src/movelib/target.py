@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-import psycopg.conninfo
-from psycopg import ProgrammingError
-
 from . import secrets
 from .errors import InvalidTarget
 from .profiles import DEFAULT_PROFILE, Profile, get_profile
@@ -36,7 +33,7 @@ class Target:
 
     @property
     def params(self) -> dict[str, str]:
-        return {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(self.conninfo).items()}
+        return _parse(self.conninfo)
 
     @property
     def dbname(self) -> str:
@@ -113,9 +110,11 @@ def mask_conninfo(conninfo: str) -> str:
 
 
 def _parse(conninfo: str) -> dict[str, str]:
+    import psycopg.conninfo  # here: resolving settings must not load the driver
+
     try:
         parsed = psycopg.conninfo.conninfo_to_dict(conninfo)
-    except ProgrammingError:
+    except psycopg.ProgrammingError:
         # libpq's message may quote the DSN, password included: say it in our own words.
         raise InvalidTarget(
             "the DSN cannot be parsed; expected postgresql://user:password@host:port/database "

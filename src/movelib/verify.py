@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 
 from . import db
@@ -101,14 +102,14 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
     """
     require_schema(conn, target)
     report = VerifyReport(target=target.masked())
+    trail = _audit_trails(conn)  # one pass over the audit log for every audit check
     for table in MOVEMENT_TABLES:
-        count = _rows(conn, f"SELECT count(*) FROM {table}")[0][0]
-        report.counts[table.removeprefix("movement_")] = int(count)
-    report.audit_by_action = {
-        action: int(n) for action, n in _rows(
-            conn, "SELECT action, count(*) FROM movement_audit_log GROUP BY action ORDER BY action"
-        )
-    }
+        if table == "movement_audit_log":
+            count = trail.total
+        else:
+            count = int(_rows(conn, f"SELECT count(*) FROM {table}")[0][0])
+        report.counts[table.removeprefix("movement_")] = count
+    report.audit_by_action = trail.by_action
 
     report.library_versions = {
         int(v): int(n) for v, n in _rows(
@@ -135,41 +136,22 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
          ORDER BY s.slug, s.version"""),
         lambda slug, v: f"{slug} v{v}: draft is marked published but movement_library has no row for it")
 
-    add("broken audit chains", _rows(conn, """
-        SELECT l.slug, l.version,
-               array_remove(array_agg(a.action ORDER BY a.id) FILTER (WHERE a.action <> 'RETIRED'),
-                            NULL) AS chain,
-               count(DISTINCT a.actor) FILTER (WHERE a.action = 'APPROVED') AS approvers,
-               bool_or(a.action = 'PUBLISHED' AND a.details->>'content_hash' = l.content_hash)
-                   AS publish_matches
-          FROM movement_library l
-          LEFT JOIN movement_audit_log a ON a.slug = l.slug AND a.version = l.version
-         GROUP BY l.slug, l.version, l.content_hash
-        HAVING coalesce(array_remove(array_agg(a.action ORDER BY a.id)
-                                     FILTER (WHERE a.action <> 'RETIRED'), NULL), '{}')
-               IS DISTINCT FROM %s::text[]
-            OR count(DISTINCT a.actor) FILTER (WHERE a.action = 'APPROVED') < 2
-            OR NOT coalesce(bool_or(a.action = 'PUBLISHED'
-                                    AND a.details->>'content_hash' = l.content_hash), false)
-         ORDER BY l.slug, l.version""", list(CHAIN)),
-        lambda slug, v, chain, approvers, matches: (
-            f"{slug} v{v}: audit chain is {' > '.join(chain) or 'empty'}, expected "
+    add("broken audit chains", _describe_chains(conn, trail.broken[:SHOWN_PER_CHECK])
+        + trail.broken[SHOWN_PER_CHECK:],
+        lambda slug, v, chain=None, approvers=2, matches=True: (
+            f"{slug} v{v}: audit chain is {' > '.join(chain or ()) or 'empty'}, expected "
             f"{' > '.join(CHAIN)}" + (f"; {approvers} distinct approver(s)" if approvers < 2 else "")
             + ("" if matches else "; PUBLISHED row does not name the library content")))
 
-    add("published audit trails without a library row", _rows(conn, """
-        SELECT DISTINCT a.slug, a.version FROM movement_audit_log a
-         WHERE a.action = 'PUBLISHED'
-           AND NOT EXISTS (SELECT 1 FROM movement_library l
-                            WHERE l.slug = a.slug AND l.version = a.version)
-         ORDER BY a.slug, a.version"""),
+    add("published audit trails without a library row", trail.orphans,
         lambda slug, v: f"{slug} v{v}: audit log says PUBLISHED but movement_library has no row")
 
     add("movements whose current pointer is not their latest version", _rows(conn, """
-        SELECT c.slug, c.version, (SELECT max(version) FROM movement_library l
-                                    WHERE l.slug = c.slug) AS latest
+        SELECT c.slug, c.version, l.latest
           FROM movement_current c
-         WHERE c.version <> (SELECT max(version) FROM movement_library l WHERE l.slug = c.slug)
+          JOIN (SELECT slug, max(version) AS latest FROM movement_library GROUP BY slug) l
+            ON l.slug = c.slug
+         WHERE c.version <> l.latest
          ORDER BY c.slug"""),
         lambda slug, v, latest: f"{slug}: current version is v{v} but v{latest} is published")
 
@@ -191,12 +173,97 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
     return report
 
 
+@dataclass
+class _Trails:
+    total: int
+    by_action: dict[str, int]
+    broken: list[tuple[Any, ...]]  # (slug, version) of library rows whose chain is wrong
+    orphans: list[tuple[Any, ...]]  # (slug, version) said PUBLISHED without a library row
+
+
+# Per (slug, version), in one pass: a chain is right when its non-RETIRED rows are exactly one
+# CREATED, one REVIEW_SUBMITTED, two APPROVED (by two reviewers) and one PUBLISHED naming the
+# library row's content, in that order by id. That is the chain CHAIN spells, without sorting
+# half a million rows into arrays.
+_TRAILS = """
+WITH trail AS (
+    SELECT slug, version, count(*) AS rows,
+           count(*) FILTER (WHERE action = 'CREATED') AS created,
+           count(*) FILTER (WHERE action = 'REVIEW_SUBMITTED') AS submitted,
+           count(*) FILTER (WHERE action = 'APPROVED') AS approved,
+           count(*) FILTER (WHERE action = 'PUBLISHED') AS published,
+           count(*) FILTER (WHERE action = 'RETIRED') AS retired,
+           max(id) FILTER (WHERE action = 'CREATED') AS created_last,
+           min(id) FILTER (WHERE action = 'REVIEW_SUBMITTED') AS submitted_first,
+           max(id) FILTER (WHERE action = 'REVIEW_SUBMITTED') AS submitted_last,
+           min(id) FILTER (WHERE action = 'APPROVED') AS approved_first,
+           max(id) FILTER (WHERE action = 'APPROVED') AS approved_last,
+           min(id) FILTER (WHERE action = 'PUBLISHED') AS published_first,
+           min(actor) FILTER (WHERE action = 'APPROVED') AS first_approver,
+           max(actor) FILTER (WHERE action = 'APPROVED') AS last_approver,
+           max(details->>'content_hash') FILTER (WHERE action = 'PUBLISHED') AS published_hash
+      FROM movement_audit_log
+     GROUP BY slug, version
+)
+SELECT 'totals' AS kind, NULL AS slug, NULL::integer AS version,
+       ARRAY[sum(created), sum(submitted), sum(approved), sum(published), sum(retired),
+             sum(rows)]::bigint[] AS sums
+  FROM trail
+UNION ALL
+SELECT CASE WHEN l.id IS NULL THEN 'orphan' ELSE 'broken' END,
+       coalesce(l.slug, t.slug), coalesce(l.version, t.version), NULL
+  FROM trail t
+  FULL JOIN movement_library l ON l.slug = t.slug AND l.version = t.version
+ WHERE (l.id IS NULL AND t.published > 0)
+    OR (l.id IS NOT NULL
+        AND (t.slug IS NULL OR t.rows - t.retired <> 5 OR t.created <> 1 OR t.submitted <> 1
+             OR t.approved <> 2 OR t.published <> 1
+             OR t.created_last > t.submitted_first OR t.submitted_last > t.approved_first
+             OR t.approved_last > t.published_first
+             OR t.first_approver = t.last_approver
+             OR t.published_hash IS DISTINCT FROM l.content_hash))
+ ORDER BY kind DESC, slug, version  -- 'totals' > 'orphan' > 'broken': the totals first
+"""
+_ACTIONS = ("CREATED", "REVIEW_SUBMITTED", "APPROVED", "PUBLISHED", "RETIRED")
+
+
+def _audit_trails(conn: psycopg.Connection) -> _Trails:
+    with conn.transaction():  # a savepoint inside a transaction; the setting ends with it
+        # room to group 100k trails in memory instead of sorting them through disk (~30% faster)
+        conn.execute("SET LOCAL work_mem = '64MB'")
+        rows = _rows(conn, _TRAILS)
+    sums = [int(n or 0) for n in rows[0][3]]
+    return _Trails(
+        total=sums[-1],
+        by_action={action: n for action, n in sorted(zip(_ACTIONS, sums, strict=False)) if n},
+        broken=[(slug, v) for kind, slug, v, _ in rows[1:] if kind == "broken"],
+        orphans=[(slug, v) for kind, slug, v, _ in rows[1:] if kind == "orphan"],
+    )
+
+
+def _describe_chains(conn: psycopg.Connection, keys: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """(slug, version, chain, distinct approvers, PUBLISHED names the content) of ``keys``."""
+    if not keys:
+        return []
+    return _rows(conn, """
+        SELECT l.slug, l.version,
+               coalesce(array_agg(a.action ORDER BY a.id)
+                        FILTER (WHERE a.action IS NOT NULL AND a.action <> 'RETIRED'), '{}'),
+               count(DISTINCT a.actor) FILTER (WHERE a.action = 'APPROVED'),
+               coalesce(bool_or(a.action = 'PUBLISHED'
+                                AND a.details->>'content_hash' = l.content_hash), false)
+          FROM movement_library l
+          LEFT JOIN movement_audit_log a ON a.slug = l.slug AND a.version = l.version
+         WHERE (l.slug, l.version) IN (SELECT * FROM unnest(%s::text[], %s::int[]))
+         GROUP BY l.slug, l.version, l.content_hash
+         ORDER BY l.slug, l.version""", [k[0] for k in keys], [k[1] for k in keys])
+
+
 def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
              extra_ok: bool) -> None:
-    current = {
-        slug: digest for slug, digest in _rows(conn, """
-            SELECT slug, content_hash FROM movement_library_current""")
-    }
+    row = _rows(conn, """SELECT coalesce(json_agg(json_build_array(slug, content_hash)), '[]')::text
+                           FROM movement_library_current""")[0]
+    current: dict[str, str] = dict(orjson.loads(row[0]))  # one document, not 100k rows
     expected = {e.slug: e.content_hash for e in dataset.entries}
     missing = [s for s in expected if s not in current]
     extra = [] if extra_ok else sorted(s for s in current if s not in expected)

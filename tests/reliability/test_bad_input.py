@@ -191,7 +191,7 @@ def test_fast_and_reference_validators_agree(tmp_path: Path, index: int, field: 
 
 
 UNUSUAL = ["O'Brien's \"Quoted\" Squat", "x'); DROP TABLE movement_library; --", "Squat 🏋️‍♀️ 💪",
-           "قرفصاء خلفية", "סקוואט אחורי", "Back\\Slash \t Tab", "日本語のスクワット", "%s %(x)s {} $1"]
+           "قرفصاء خلفية", "סקוואט אחורי", "Back\\Slash \t Tab\r\nNew line \u0007 bell \"quoted\"", "日本語のスクワット", "%s %(x)s {} $1"]
 
 
 def test_unusual_valid_text_is_stored_and_read_back_verbatim(migrated_db: Target, tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ import errno
 import socket
 from dataclasses import dataclass
 
-import psycopg
-
 from ..errors import PortInUse
 from ..profiles import Profile
 from ..target import mask_conninfo
@@ -67,6 +65,7 @@ def port_in_use(profile: Profile, holder: str) -> PortInUse:
 
 def query_server_version(profile: Profile) -> tuple[str, str]:
     """(version, problem): log in as the profile and ask the server its version."""
+    import psycopg
     try:
         with psycopg.connect(profile.url(), connect_timeout=3) as conn:
             row = conn.execute("SHOW server_version").fetchone()

@@ -14,9 +14,6 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
 from ..errors import EmulatorError
 from ..profiles import Profile
 from .base import (
@@ -228,6 +225,9 @@ class EmbeddedEmulator:
             )
 
     def _ensure_database(self) -> None:
+        import psycopg  # here, not at the top: `inv validate` never loads the driver
+        from psycopg import sql
+
         profile = self.profile
         try:
             with psycopg.connect(
