@@ -1,9 +1,10 @@
 """Side-by-side benchmarks: movelib against the database's own tools, same server, same run.
 
-    python benchmarks/run.py [--sizes 1000,10000,100000] [--write]
+    python benchmarks/run.py [--sizes 1000,10000,100000] [--rounds 3] [--write]
 
 For each size N it starts from a fresh database each time and measures, one right after the
-other on one embedded PostgreSQL server:
+other on one embedded PostgreSQL server, each pair ``--rounds`` times with the two sides taking
+turns to go first (the medians are compared):
 
 * seed (``inv seed``) vs the floor: the same final rows, dumped with ``pg_dump --data-only`` and
   replayed with ``psql -1`` into the same empty migrated schema (triggers and keys included);
@@ -22,6 +23,7 @@ import argparse
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,7 +81,15 @@ class Bench:
             self.inv("migrate", "--dsn", self.dsn(name))
         return name
 
+    def settle(self) -> None:
+        """Write out what earlier steps left dirty, so no command pays for the one before it."""
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+        if hasattr(os, "sync"):
+            os.sync()
+
     def run(self, *cmd: str) -> float:
+        self.settle()  # not timed
         started = time.perf_counter()
         proc = subprocess.run(cmd, env=self.env, cwd=ROOT, capture_output=True, text=True,
                               check=False)
@@ -96,10 +106,11 @@ class Bench:
 
 
 def measure(bench: Bench, n: int, work: Path, rounds: int) -> dict[str, tuple[float, float]]:
-    """Each pair ``rounds`` times, the two sides in alternating order; the best of each side.
+    """Each pair ``rounds`` times, the two sides in alternating order; the median of each side.
 
-    The machine is shared and noisy (the same command varies by a third between runs); the best
-    of a few alternated runs is the fairest comparison of what each side costs.
+    The machine is shared and noisy (the same pg_dump took 1.7 s and 4.0 s in one run): the
+    median of alternated runs is the fairest comparison of what each side costs. Every single
+    time is printed too.
     """
     data = work / f"synth-{n}.json"
     write_synthetic(n, data)
@@ -151,7 +162,8 @@ def measure(bench: Bench, n: int, work: Path, rounds: int) -> dict[str, tuple[fl
     for name, (ours, theirs) in times.items():
         print(f"  {n:,} {name}: movelib {', '.join(f'{t:.2f}' for t in ours)} s; "
               f"reference {', '.join(f'{t:.2f}' for t in theirs)} s", flush=True)
-    return {name: (min(ours), min(theirs)) for name, (ours, theirs) in times.items()}
+    return {name: (statistics.median(ours), statistics.median(theirs))
+            for name, (ours, theirs) in times.items()}
 
 
 TARGETS = {
@@ -166,8 +178,8 @@ TARGETS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="runs of each pair, alternating which side goes first (best counts)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of each pair, alternating which side goes first (medians count)")
     parser.add_argument("--write", action="store_true", help="update benchmarks/README.md")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -229,8 +229,15 @@ def _write(
     for setting in SESSION_SETTINGS:
         conn.execute(setting)
     if psql is not None:
-        _copy_with_psql(conn, target, psql, tables, out)
-        counts = {table: _count(conn, table) for table, _ in tables}  # the same snapshot
+        from concurrent.futures import ThreadPoolExecutor
+
+        # psql exports nothing back; the counts come from this transaction's snapshot (the one
+        # psql imports), counted on this connection while psql streams the rows
+        snapshot = str(_scalar(conn, "SELECT pg_export_snapshot()"))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="movelib-count") as pool:
+            counting = pool.submit(lambda: {table: _count(conn, table) for table, _ in tables})
+            _copy_with_psql(target, psql, snapshot, tables, out)
+            counts = counting.result()
     else:
         counts = {table: _copy_with_psycopg(conn, table, columns, out)
                   for table, columns in tables}
@@ -303,12 +310,12 @@ def _psql_for(reader: str, bin_dir: str | None) -> Path | None:
         return None
 
 
-def _copy_with_psql(conn: psycopg.Connection, target: Target, psql: Path,
+def _copy_with_psql(target: Target, psql: Path, snapshot: str,
                     tables: list[tuple[str, list[str]]], out: BackgroundWriter) -> None:
     """Every table's COPY block, read by psql inside this connection's snapshot.
 
-    psql imports the snapshot this REPEATABLE READ transaction exports, so it sees exactly
-    what the rest of the dump (and its row counts) sees. It gets the password through its
+    psql imports ``snapshot``, exported by the dump's REPEATABLE READ transaction, so it sees
+    exactly what the rest of the dump (and its row counts) sees. It gets the password through its
     environment, never its command line, and prints the blocks' first and last lines itself,
     so its output is the dump's table section verbatim.
     """
@@ -318,7 +325,6 @@ def _copy_with_psql(conn: psycopg.Connection, target: Target, psql: Path,
     from .psql import child_env
     from .secrets import redact
 
-    snapshot = str(_scalar(conn, "SELECT pg_export_snapshot()"))
     script = ["\\set ON_ERROR_STOP on",
               "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;",
               f"SET TRANSACTION SNAPSHOT '{snapshot}';",
