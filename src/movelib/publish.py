@@ -86,7 +86,7 @@ def publish(
             _load_drafts(cur, dataset, {c.slug: c.next_version for c in to_publish}, run_id,
                          progress)
             published = _workflow(cur, params, schema_sha256, progress)
-            if published != len(to_publish):  # the publish check raises first; never trust it
+            if published != len(to_publish):  # the publish trigger raises first: our own guard
                 raise RuntimeError(f"published {published} of {len(to_publish)} movements")
             result.published = [(c.slug, int(c.next_version or 1)) for c in to_publish]
             result.new_versions = sum(1 for c in to_publish if c.current_version)
