@@ -219,3 +219,13 @@ def test_two_processes_read_a_large_file_like_one(monkeypatch: pytest.MonkeyPatc
         halves = real_pass(path, validator, True, None)  # used, not a fallback to one pass
         assert halves == (one.sha256, one.entries)
     assert forks
+
+
+def test_nul_is_refused_but_a_backslash_before_u0000_is_text(tmp_path: Path) -> None:
+    data = json.loads(json.dumps(CANONICAL))
+    data[4]["instructions"] = ["Write \\u0000 on the board"]  # a backslash, then "u0000"
+    path = write(tmp_path, data)
+    assert len(load_movements(path, SCHEMA)) == 8  # the careful pass tells the two apart
+    data[4]["instructions"] = ["Back\u0000Squat"]
+    lines = problems(write(tmp_path, data, "nul.json"))
+    assert lines[0].startswith("nul.json: record 4") and "/4/instructions/0: holds \\u0000" in lines[0]

@@ -241,6 +241,9 @@ def check_document(document: Any, name: str, schema_path: Path) -> list[Problem]
         elif isinstance(node, _NonFinite):
             problems.append(Problem(name, f"{node.token} is not valid JSON; expected a finite "
                                     "number or a string", index, slug, pointer))
+        elif isinstance(node, str) and "\x00" in node:
+            problems.append(Problem(name, "holds \\u0000 (NUL), which PostgreSQL text cannot "
+                                    "store; remove it", index, slug, pointer))
     if problems:
         return sorted(problems, key=_order)
 
@@ -411,6 +414,8 @@ class _Batches:
                 final = eof
                 continue
             failures = 0
+            if b"\\u0000" in text:  # NUL, which PostgreSQL text cannot hold (or an escaped "\\")
+                raise _NeedsReport("\\u0000")
             self.raw_strings += _delimiters(text)
             yield batch
             if final:

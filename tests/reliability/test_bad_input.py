@@ -81,6 +81,7 @@ CASES: list[tuple[str, str | bytes, str]] = [
     ("empty-primary-muscles", records(setting(0, "primary_muscles", [])), "at /0/primary_muscles"),
     ("repeated-equipment", records(setting(0, "equipment", ["barbell", "barbell"])), "at /0/equipment"),
     ("blank-name", records(setting(0, "name", "   ")), "at /0/name"),
+    ("nul-in-a-name", records(setting(0, "name", "Back\u0000Squat")), "at /0/name: holds \\u0000 (NUL)"),
     ("sql-in-slug", records(setting(0, "slug", "x'); DROP TABLE movement_library; --")), "at /0/slug"),
     ("shell-in-slug", records(setting(0, "slug", "$(rm -rf /)`reboot`")), "at /0/slug"),
     ("uppercase-slug", records(setting(0, "slug", "Back-Squat")), "at /0/slug"),
