@@ -223,7 +223,10 @@ def _write(
     out.write(b"\n-- yoyo's bookkeeping: `inv migrate` finds every migration applied\n")
     out.write(YOYO_DDL.encode())
 
-    tables = [(t, _columns(conn, t)) for t in (*YOYO_TABLES, *MOVEMENT_TABLES)
+    # (table, '"table" ("column", ...)'), quoted once by psycopg for both readers
+    tables = [(t, sql.SQL("{} ({})").format(sql.Identifier(t), sql.SQL(", ").join(
+                  map(sql.Identifier, _columns(conn, t)))).as_string(conn))
+              for t in (*YOYO_TABLES, *MOVEMENT_TABLES)
               # the label belongs to each database; the manifest records the source's
               if t != "movement_environment"]
     for setting in SESSION_SETTINGS:
@@ -239,8 +242,7 @@ def _write(
             _copy_with_psql(target, psql, snapshot, tables, out)
             counts = counting.result()
     else:
-        counts = {table: _copy_with_psycopg(conn, table, columns, out)
-                  for table, columns in tables}
+        counts = {table: _copy_with_psycopg(conn, spec, out) for table, spec in tables}
 
     out.write(b"\n")
     for table in MOVEMENT_TABLES:
@@ -263,23 +265,12 @@ def _count(conn: psycopg.Connection, table: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _copy_header(table: str, columns: list[str]) -> str:
-    return "COPY {} ({}) FROM stdin;".format(
-        _quote_ident(table), ", ".join(_quote_ident(c) for c in columns))
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _copy_with_psycopg(conn: psycopg.Connection, table: str, columns: list[str],
-                       out: BackgroundWriter) -> int:
+def _copy_with_psycopg(conn: psycopg.Connection, spec: str, out: BackgroundWriter) -> int:
     """One table's COPY block, read through psycopg (one Python call per row)."""
-    out.write(f"\n{_copy_header(table, columns)}\n".encode())
+    out.write(f"\nCOPY {spec} FROM stdin;\n".encode())
     cur = conn.cursor()
-    column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
     # Table order, like pg_dump: ids are kept, so row order carries no meaning.
-    with cur.copy(sql.SQL("COPY {} ({}) TO STDOUT").format(sql.Identifier(table), column_list)) as copy:
+    with cur.copy(f"COPY {spec} TO STDOUT") as copy:
         rows: list[bytes | bytearray | memoryview] = []  # joined into a new block
         size = 0
         for row in copy:  # one row per message: written a megabyte at a time
@@ -311,7 +302,7 @@ def _psql_for(reader: str, bin_dir: str | None) -> Path | None:
 
 
 def _copy_with_psql(target: Target, psql: Path, snapshot: str,
-                    tables: list[tuple[str, list[str]]], out: BackgroundWriter) -> None:
+                    tables: list[tuple[str, str]], out: BackgroundWriter) -> None:
     """Every table's COPY block, read by psql inside this connection's snapshot.
 
     psql imports ``snapshot``, exported by the dump's REPEATABLE READ transaction, so it sees
@@ -329,11 +320,9 @@ def _copy_with_psql(target: Target, psql: Path, snapshot: str,
               "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;",
               f"SET TRANSACTION SNAPSHOT '{snapshot}';",
               *(f"{setting};" for setting in SESSION_SETTINGS)]
-    for table, columns in tables:
-        header = _copy_header(table, columns).replace("\\", "\\\\").replace("'", "''")
-        script += ["\\echo", f"\\echo '{header}'",
-                   f"COPY {_quote_ident(table)} ({', '.join(map(_quote_ident, columns))}) TO STDOUT;",
-                   "\\echo '\\\\.'"]
+    for _, spec in tables:
+        header = f"COPY {spec} FROM stdin;".replace("\\", "\\\\").replace("'", "''")
+        script += ["\\echo", f"\\echo '{header}'", f"COPY {spec} TO STDOUT;", "\\echo '\\\\.'"]
     script.append("COMMIT;")
     env = {**child_env(target), "PGCLIENTENCODING": "UTF8", "PGAPPNAME": "movelib dump"}
     with tempfile.TemporaryFile() as errors:
