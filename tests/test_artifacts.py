@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import pytest
-from conftest import ROOT, SENTINEL_PASSWORD, Server, assert_no_secret, table_hashes
+from support import (
+    CANONICAL,
+    ROOT,
+    SENTINEL_PASSWORD,
+    Cli,
+    Server,
+    assert_no_secret,
+    process_env,
+    seed,
+    settings,
+    table_hashes,
+)
 
 from movelib.dump import dump
 from movelib.errors import (
@@ -27,17 +39,10 @@ from movelib.migrations import migrate
 from movelib.psql import tool_path
 from movelib.release import release
 from movelib.restore import plan_restore, restore
-from movelib.settings import Settings
 from movelib.target import Target, target_from_dsn
-from movelib.workflow import SeedOptions, run_seed
 
-SETTINGS = Settings.from_mapping({}, ROOT)
-CANONICAL = ROOT / "data" / "movements-canonical.json"
+SETTINGS = settings()
 MIGRATIONS = ROOT / "migrations"
-
-
-def seed(target: Target, data_file: Path = CANONICAL) -> None:
-    run_seed(SETTINGS, target, SeedOptions(data_file=data_file), lambda _line: None)
 
 
 def restore_into(target: Target, dump_file: Path) -> None:
@@ -140,7 +145,7 @@ TAMPERINGS = ["one-byte-changed", "truncated", "appended-to", "manifest-missing"
 
 
 @pytest.mark.parametrize("how", TAMPERINGS)
-def test_a_tampered_dump_is_refused_before_any_connection(cli, seeded_dump: Path, migrated_db: Target, how: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_tampered_dump_is_refused_before_any_connection(cli: Cli, seeded_dump: Path, migrated_db: Target, how: str) -> None:
     _tamper(seeded_dump, how)
     with pytest.raises(ArtifactError):
         check_artifact(seeded_dump)
@@ -180,7 +185,7 @@ def _recompute_manifest(dump_file: Path) -> None:
         pytest.param(lambda t: t.rsplit("\\.\n", 1)[0], id="unterminated-copy"),
     ],
 )
-def test_a_dump_failing_partway_leaves_the_target_unchanged(seeded_dump: Path, pg18: Server, tmp_path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+def test_a_dump_failing_partway_leaves_the_target_unchanged(seeded_dump: Path, pg18: Server, tmp_path: Path, edit: Callable[[str], str]) -> None:
     target = target_from_dsn(pg18.dsn(pg18.create_database("movelib_template")), "--dsn")
     seed(target, older_library(tmp_path))
     before = table_hashes(target)
@@ -191,7 +196,7 @@ def test_a_dump_failing_partway_leaves_the_target_unchanged(seeded_dump: Path, p
     assert table_hashes(target) == before
 
 
-def test_restore_without_yes_and_without_a_tty_refuses_at_once(cli, seeded_dump: Path, migrated_db: Target) -> None:  # type: ignore[no-untyped-def]
+def test_restore_without_yes_and_without_a_tty_refuses_at_once(cli: Cli, seeded_dump: Path, migrated_db: Target) -> None:
     before = table_hashes(migrated_db)
     started = time.monotonic()
     result = cli("restore", "--dump-file", str(seeded_dump), "--dsn", migrated_db.conninfo)
@@ -214,7 +219,7 @@ def test_confirmation_reads_a_terminal_answer() -> None:
         confirm("Replace?", assume_yes=False, stdin=Tty("y\n"), stdout=io.StringIO())
 
 
-def test_cli_dump_and_restore(cli, seeded_dump: Path, migrated_db: Target, pg15: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_dump_and_restore(cli: Cli, seeded_dump: Path, migrated_db: Target, pg15: Server, tmp_path: Path) -> None:
     out_dir = tmp_path / "cli-dumps"
     dumped = cli("dump", "--dsn", migrated_db.conninfo, "--output-dir", str(out_dir))
     assert dumped.code == 0, dumped.output
@@ -290,6 +295,7 @@ def test_a_dsn_psql_cannot_take_is_dumped_through_psycopg(migrated_db: Target, t
     assert result.manifest.row_counts["movement_library"] == 8
 
 
+@pytest.mark.posix  # the stand-in psql is a shell script
 def test_a_failing_psql_leaves_no_dump_and_no_password(migrated_db: Target, tmp_path: Path) -> None:
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -302,36 +308,36 @@ def test_a_failing_psql_leaves_no_dump_and_no_password(migrated_db: Target, tmp_
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_no_child_process_ever_carries_the_password(cli, migrated_db: Target, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """psql is the one child movelib spawns with a target: its argv must be clean."""
-    if not Path("/proc").is_dir():
-        pytest.fail("needs /proc to read the argv of child processes")
+@pytest.mark.linux  # /proc shows every process's argv
+def test_no_child_process_ever_carries_the_password(cli: Cli, migrated_db: Target, tmp_path: Path) -> None:
+    """psql is the one child movelib spawns with a target: its argv (which /proc shows every user
+    of the machine) must be clean. The run and all its descendants are read while they live."""
     seed(migrated_db)
     env = {"PLANNING_DATABASE_URL": migrated_db.conninfo}
     jobs = [
         [sys.executable, "-m", "invoke", "db.psql", "-c", "SELECT pg_sleep(1.5)"],
         [sys.executable, "-m", "invoke", "dump", "--output-dir", str(tmp_path)],
     ]
-    from conftest import ROOT as root
-
     seen: list[str] = []
     for job in jobs:
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "PLANNING_"))}
-        proc = subprocess.Popen(job, cwd=root, env={**base_env, **env, "INVOKE_PATHS_DOTENV": str(tmp_path / "x")},
+        proc = subprocess.Popen(job, cwd=ROOT, env=process_env({**env, "INVOKE_PATHS_DOTENV": str(tmp_path / "x")}),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        while proc.poll() is None:
-            for pid_dir in Path("/proc").iterdir():
-                if not pid_dir.name.isdigit():
-                    continue
-                try:
-                    argv = (pid_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
-                    continue
-                if "psql" in argv or "invoke" in argv:
+        try:
+            run = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                for process in [run, *run.children(recursive=True)]:
+                    try:
+                        argv = " ".join(process.cmdline())
+                    except psutil.Error:
+                        continue
                     seen.append(argv)
-                assert SENTINEL_PASSWORD not in argv and "p4ss" not in argv, argv
-            time.sleep(0.02)
-        out, err = proc.communicate()
+                    assert SENTINEL_PASSWORD not in argv and "p4ss" not in argv, argv
+                time.sleep(0.02)
+            out, err = proc.communicate()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
         assert proc.returncode == 0, err
         assert_no_secret(out.decode() + err.decode())
     assert any("psql" in a and "--no-psqlrc" in a for a in seen), "never saw the psql child"

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
-from conftest import ROOT, SENTINEL_PASSWORD, assert_no_secret, free_port
+from support import ROOT, SENTINEL_PASSWORD, Cli, assert_no_secret, free_port, login, require
 
 from movelib.defaults import DEFAULT_PROFILES
 
@@ -21,10 +21,9 @@ NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 def _engine() -> Any:
-    """docker-py client, or skip (fail under MOVELIB_REQUIRE_DOCKER=1, as CI sets)."""
+    """docker-py client, or skip (fail where MOVELIB_REQUIRE lists docker, as CI sets)."""
     import docker
 
-    required = os.environ.get("MOVELIB_REQUIRE_DOCKER") == "1"
     client = None
     reason = ""
     try:
@@ -38,9 +37,7 @@ def _engine() -> Any:
             client.close()
     if reason:  # outside the except block, so the traceback no longer holds the leaked socket
         _collect_leaked_sockets()
-        if required:
-            pytest.fail(reason)
-        pytest.skip(reason)
+        require("docker", False, reason)
     return client
 
 
@@ -56,21 +53,21 @@ def _collect_leaked_sockets() -> None:
 
 
 @pytest.fixture
-def engine() -> Iterator[Any]:
+def docker_engine() -> Iterator[Any]:
     client = _engine()
     yield client
     client.close()
 
 
 @pytest.fixture
-def project(cli, engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def project(cli: Cli, docker_engine: Any) -> Iterator[str]:
     """A throw-away container project; everything labelled with it is removed afterwards."""
     name = f"movelib-test-{uuid.uuid4().hex[:8]}"
     yield name
     label = f"io.movelib.project={name}"
-    for container in engine.containers.list(all=True, filters={"label": label}):
+    for container in docker_engine.containers.list(all=True, filters={"label": label}):
         container.remove(force=True, v=True)
-    for volume in engine.volumes.list(filters={"label": label}):
+    for volume in docker_engine.volumes.list(filters={"label": label}):
         volume.remove(force=True)
 
 
@@ -79,27 +76,19 @@ def dockered(project: str, **extra: str) -> dict[str, str]:
             "INVOKE_EMULATOR_IMAGE": IMAGE, **extra}
 
 
-def login(port: int, password: str, db: str) -> str:
-    with psycopg.connect(host="127.0.0.1", port=port, user="athlete", password=password,
-                         dbname=db, connect_timeout=3) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-        return str(row[0]) if row else ""
 
 
-@pytest.mark.docker
-def test_staging_container_seeds_verifies_survives_and_purges(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 55433)) == 0:
-            pytest.fail("port 55433 is busy on this machine; the test needs the guide's staging port")
-    env = {**dockered(project), "INVOKE_PROFILES_STAGING_PORT": "55433",
+def test_staging_container_seeds_verifies_survives_and_purges(cli: Cli, docker_engine: Any, project: str) -> None:
+    port = free_port()
+    env = {**dockered(project), "INVOKE_PROFILES_STAGING_PORT": str(port),
            "INVOKE_EMULATOR_BACKEND": "embedded"}  # the option below must win over config
     up = cli("db.up", "--backend", "docker", "--profile", "staging", "--image", IMAGE, env=env)
     assert up.code == 0, up.output
     assert "staging emulator started (docker, PostgreSQL 15" in up.stdout
-    assert login(55433, "athlete_staging", "athlete_planning_staging").startswith("15.")
-    container = engine.containers.get(f"{project}-staging")
+    assert login(port, "athlete_staging", "athlete_planning_staging").startswith("15.")
+    container = docker_engine.containers.get(f"{project}-staging")
     assert container.labels == {"io.movelib.project": project, "io.movelib.profile": "staging"}
-    assert container.attrs["HostConfig"]["PortBindings"]["5432/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "55433"}]
+    assert container.attrs["HostConfig"]["PortBindings"]["5432/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
 
     env["INVOKE_EMULATOR_BACKEND"] = "docker"
     seeded = cli("seed", "--profile", "staging", env=env)
@@ -108,10 +97,10 @@ def test_staging_container_seeds_verifies_survives_and_purges(cli, engine, proje
     assert cli("verify", "--profile", "staging", env=env).code == 0
 
     status = cli("db.status", env=env)
-    assert "staging  docker   55433  yes      15." in status.stdout
+    assert re.search(rf"staging +docker +{port} +yes +15\.", status.stdout), status.stdout
 
     assert cli("db.down", "--profile", "staging", env=env).code == 0
-    assert not engine.containers.list(all=True, filters={"name": f"{project}-staging"})
+    assert not docker_engine.containers.list(all=True, filters={"name": f"{project}-staging"})
     assert cli("db.up", "--profile", "staging", env=env).code == 0
     again = cli("verify", "--profile", "staging", "--file", str(ROOT / "data" / "movements-canonical.json"), env=env)
     assert again.code == 0 and "verify: ok (library 8, current 8" in again.stdout
@@ -120,12 +109,11 @@ def test_staging_container_seeds_verifies_survives_and_purges(cli, engine, proje
     purged = cli("db.down", "--profile", "staging", "--purge", env=env)
     assert purged.code == 0 and "data deleted" in purged.stdout
     label = {"label": f"io.movelib.project={project}"}
-    assert engine.containers.list(all=True, filters=label) == []
-    assert engine.volumes.list(filters=label) == []
+    assert docker_engine.containers.list(all=True, filters=label) == []
+    assert docker_engine.volumes.list(filters=label) == []
 
 
-@pytest.mark.docker
-def test_auto_picks_docker_when_an_engine_answers(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
+def test_auto_picks_docker_when_an_engine_answers(cli: Cli, docker_engine: Any, project: str) -> None:
     env = {**dockered(project), "INVOKE_EMULATOR_BACKEND": "auto"}
     up = cli("db.up", env=env)
     assert up.code == 0, up.output
@@ -134,7 +122,7 @@ def test_auto_picks_docker_when_an_engine_answers(cli, engine, project) -> None:
     assert down.code == 0 and "local emulator stopped; data deleted" in down.stdout
 
 
-def test_auto_picks_embedded_when_no_engine_answers(cli) -> None:  # type: ignore[no-untyped-def]
+def test_auto_picks_embedded_when_no_engine_answers(cli: Cli) -> None:
     env = {**NO_ENGINE, "INVOKE_EMULATOR_BACKEND": "auto"}
     try:
         up = cli("db.up", env=env)
@@ -144,7 +132,7 @@ def test_auto_picks_embedded_when_no_engine_answers(cli) -> None:  # type: ignor
         cli("db.down", "--purge", env=env)
 
 
-def test_docker_backend_without_an_engine_says_what_to_do(cli) -> None:  # type: ignore[no-untyped-def]
+def test_docker_backend_without_an_engine_says_what_to_do(cli: Cli) -> None:
     result = cli("db.up", "--backend", "docker", env=NO_ENGINE)
     assert result.code == 1
     assert "no Docker engine answers" in result.stderr
@@ -152,8 +140,7 @@ def test_docker_backend_without_an_engine_says_what_to_do(cli) -> None:  # type:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.docker
-def test_an_absent_unpullable_image_is_named(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
+def test_an_absent_unpullable_image_is_named(cli: Cli, docker_engine: Any, project: str) -> None:
     image = "movelib/no-such-image:0"
     result = cli("db.up", "--image", image, env=dockered(project))
     assert result.code == 1
@@ -162,8 +149,7 @@ def test_an_absent_unpullable_image_is_named(cli, engine, project) -> None:  # t
     assert "Traceback" not in result.output
 
 
-@pytest.mark.docker
-def test_a_port_held_by_another_container_is_named(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
+def test_a_port_held_by_another_container_is_named(cli: Cli, docker_engine: Any, project: str) -> None:
     port = str(free_port())
     env = {**dockered(project), "INVOKE_PROFILES_LOCAL_PORT": port, "INVOKE_PROFILES_STAGING_PORT": port,
            "INVOKE_PROFILES_STAGING_PASSWORD": SENTINEL_PASSWORD}
@@ -175,8 +161,7 @@ def test_a_port_held_by_another_container_is_named(cli, engine, project) -> None
     assert_no_secret(result.output)
 
 
-@pytest.mark.docker
-def test_a_port_held_by_a_process_is_named(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
+def test_a_port_held_by_a_process_is_named(cli: Cli, docker_engine: Any, project: str) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
@@ -186,8 +171,7 @@ def test_a_port_held_by_a_process_is_named(cli, engine, project) -> None:  # typ
     assert f"port {port} on 127.0.0.1 is already in use by python" in result.stderr
 
 
-@pytest.mark.docker
-def test_a_container_that_never_accepts_a_login_shows_its_log(cli, engine, project) -> None:  # type: ignore[no-untyped-def]
+def test_a_container_that_never_accepts_a_login_shows_its_log(cli: Cli, docker_engine: Any, project: str) -> None:
     """An image without POSTGRES_PASSWORD support fails; the error carries the last log lines."""
     env = {**dockered(project), "INVOKE_PROFILES_LOCAL_PASSWORD": ""}
     result = cli("db.up", env=env)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import ROOT, table_hashes
+from support import ROOT, table_hashes
 
 from movelib.errors import MigrationError, SchemaNotApplied
 from movelib.migrations import migrate
@@ -126,3 +126,31 @@ def test_skip_migrations_on_an_empty_database_says_what_to_do(empty_db: Target) 
     with pytest.raises(SchemaNotApplied, match=r'(?s)relation "movement_library" does not exist.*inv migrate'):
         verify(empty_db, schema_file=ROOT / "schemas" / "movement.schema.json")
     assert table_hashes(empty_db) == before
+
+
+YOYO_SHAPE = """
+SELECT c.table_name, c.column_name, c.data_type, c.character_maximum_length, c.is_nullable,
+       c.column_default,
+       (SELECT string_agg(k.column_name, ',') FROM information_schema.key_column_usage k
+          JOIN information_schema.table_constraints t USING (constraint_name, table_name)
+         WHERE t.constraint_type = 'PRIMARY KEY' AND k.table_name = c.table_name
+           AND k.column_name = c.column_name) AS primary_key
+  FROM information_schema.columns c
+ WHERE c.table_schema = current_schema() AND (c.table_name LIKE '\\_yoyo%' OR c.table_name = 'yoyo_lock')
+ ORDER BY c.table_name, c.ordinal_position
+"""
+
+
+def test_the_yoyo_tables_a_dump_carries_are_the_ones_yoyo_creates(migrated_db: Target, empty_db: Target) -> None:
+    """A dump writes yoyo's bookkeeping tables itself (so a restored database needs no yoyo run):
+    they must be exactly what the installed yoyo creates, and hold its schema version."""
+    from movelib.dumpformat import YOYO_DDL, YOYO_SCHEMA_VERSION
+
+    with psycopg.connect(empty_db.conninfo, autocommit=True) as conn:
+        conn.execute(YOYO_DDL)
+        written = conn.execute(YOYO_SHAPE).fetchall()
+    with psycopg.connect(migrated_db.conninfo) as conn:
+        created = conn.execute(YOYO_SHAPE).fetchall()
+        versions = [str(v) for (v,) in conn.execute("SELECT version FROM _yoyo_version")]
+    assert created and written == created
+    assert versions == [YOYO_SCHEMA_VERSION.decode()]

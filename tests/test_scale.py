@@ -7,21 +7,18 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from support import FREE_EXERCISE_DB, SCHEMA, Cli, settings
 
-from movelib.dataset import canonical_json, load_movements
+from movelib.datafile import canonical_json, load_movements
 from movelib.errors import DataFileError
 from movelib.importers.free_exercise_db import convert, import_file
 from movelib.progress import ProgressReporter
-from movelib.settings import Settings
 from movelib.synth import write_synthetic
 from movelib.target import Target
 from movelib.verify import verify
 from movelib.workflow import SeedOptions, run_seed
 
-SETTINGS = Settings.from_mapping({}, ROOT)
-SCHEMA = ROOT / "schemas" / "movement.schema.json"
-FREE_EXERCISE_DB = ROOT.parent / "shared" / "data" / "free-exercise-db" / "exercises.json"
+SETTINGS = settings()
 
 
 def test_ten_thousand_synthetic_movements_seed_and_verify(migrated_db: Target, tmp_path: Path) -> None:
@@ -47,7 +44,7 @@ def test_synthetic_files_are_deterministic_valid_and_varied(tmp_path: Path) -> N
     assert len({tuple(r["equipment"]) for r in records}) >= 50
 
 
-def test_free_exercise_db_imports_seeds_and_verifies(cli, migrated_db: Target, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_free_exercise_db_imports_seeds_and_verifies(cli: Cli, migrated_db: Target, tmp_path: Path) -> None:
     out = tmp_path / "free-exercise-db.json"
     imported = cli("data.import", "free-exercise-db", "--source", str(FREE_EXERCISE_DB), "--out", str(out))
     assert imported.code == 0, imported.output

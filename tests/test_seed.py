@@ -7,28 +7,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import ROOT, Server, table_hashes
+from support import CANONICAL, Cli, Server, scalar, seed, settings, table_hashes
 
 from movelib.errors import PublishedEditError, SchemaNotApplied, VerificationFailed
-from movelib.settings import Settings
 from movelib.target import Target
 from movelib.verify import verify
-from movelib.workflow import SeedOptions, run_seed
 
-SETTINGS = Settings.from_mapping({}, ROOT)
-CANONICAL = ROOT / "data" / "movements-canonical.json"
-
-
-def seed(target: Target, data_file: Path = CANONICAL, **options: object) -> list[str]:
-    lines: list[str] = []
-    run_seed(SETTINGS, target, SeedOptions(data_file=data_file, **options), lines.append)  # type: ignore[arg-type]
-    return lines
-
-
-def scalar(target: Target, query: str) -> object:
-    with psycopg.connect(target.conninfo) as conn:
-        row = conn.execute(query).fetchone()  # type: ignore[arg-type]
-        return row[0] if row else None
+SETTINGS = settings()
 
 
 def changed_copy(tmp_path: Path, **changes: str) -> Path:
@@ -126,10 +111,10 @@ def test_sql_cannot_edit_a_published_movement(server: Server, any_empty_db: Targ
                           "DELETE FROM movement_library WHERE slug = 'back-squat'",
                           "TRUNCATE movement_library CASCADE"):
             with pytest.raises(psycopg.errors.RaiseException, match=r"^Published movements cannot be edited"):
-                conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(statement)
 
 
-def test_psql_update_shows_the_message(cli, server: Server, any_empty_db: Target) -> None:  # type: ignore[no-untyped-def]
+def test_psql_update_shows_the_message(cli: Cli, server: Server, any_empty_db: Target) -> None:
     seed(any_empty_db)
     result = cli("db.psql", "--dsn", any_empty_db.conninfo, "-c",
                  "UPDATE movement_library SET name = 'x' WHERE slug = 'back-squat'")
@@ -223,13 +208,34 @@ def test_verify_passes_and_reports_json(migrated_db: Target) -> None:
 def test_verify_catches_tampering_behind_its_back(migrated_db: Target, bypass: str, tamper: str, expected: str) -> None:
     seed(migrated_db)
     with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
-        conn.execute(bypass)  # type: ignore[arg-type]
-        conn.execute(tamper)  # type: ignore[arg-type]
+        conn.execute(bypass)
+        conn.execute(tamper)
     report = verify(migrated_db, data_file=CANONICAL, schema_file=SETTINGS.schema_file)
     assert not report.ok
     assert any(expected in p for p in report.problems), report.problems
     with pytest.raises(VerificationFailed):
         report.raise_if_failed()
+
+
+def test_a_seed_that_fails_verification_is_rolled_back(migrated_db: Target, tmp_path: Path) -> None:
+    """Verification runs inside the seed's transaction: a library it cannot vouch for (here a
+    step of another movement's audit chain recorded twice, behind the tool's back) stops the
+    seed before it commits, and the new movement is not published."""
+    seed(migrated_db)
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        conn.execute("ALTER TABLE movement_audit_log DISABLE TRIGGER movement_audit_log_no_update_delete")
+        conn.execute("INSERT INTO movement_audit_log (action, slug, version, actor) "
+                     "SELECT action, slug, version, actor FROM movement_audit_log "
+                     "WHERE slug = 'deadlift' AND action = 'CREATED'")
+    data = json.loads(CANONICAL.read_text(encoding="utf-8"))
+    data.append({**data[0], "slug": "box-squat", "name": "Box Squat"})
+    grown = tmp_path / "grown.json"
+    grown.write_text(json.dumps(data), encoding="utf-8")
+    before = table_hashes(migrated_db)
+    with pytest.raises(VerificationFailed, match="failed before the seed committed: 1 problem"):
+        seed(migrated_db, grown)
+    assert table_hashes(migrated_db) == before
+    assert scalar(migrated_db, "SELECT count(*) FROM movement_library WHERE slug = 'box-squat'") == 0
 
 
 def test_verify_with_file_reports_differences(migrated_db: Target, tmp_path: Path) -> None:
@@ -239,7 +245,7 @@ def test_verify_with_file_reports_differences(migrated_db: Target, tmp_path: Pat
     assert report.problems == ["pull-up: differs between the data file and the library"]
 
 
-def test_cli_seed_then_verify(cli, server: Server, any_empty_db: Target) -> None:  # type: ignore[no-untyped-def]
+def test_cli_seed_then_verify(cli: Cli, server: Server, any_empty_db: Target) -> None:
     result = cli("seed", "--dsn", any_empty_db.conninfo)
     assert result.code == 0, result.output
     out = result.stdout
@@ -253,7 +259,7 @@ def test_cli_seed_then_verify(cli, server: Server, any_empty_db: Target) -> None
     assert json.loads(verified.stdout)["ok"] is True
 
 
-def test_cli_published_edit_exits_1_with_the_guides_line(cli, migrated_db: Target, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_published_edit_exits_1_with_the_guides_line(cli: Cli, migrated_db: Target, tmp_path: Path) -> None:
     assert cli("seed", "--dsn", migrated_db.conninfo).code == 0
     before = table_hashes(migrated_db)
     path = changed_copy(tmp_path, **{"back-squat": "Squat"})
@@ -264,7 +270,7 @@ def test_cli_published_edit_exits_1_with_the_guides_line(cli, migrated_db: Targe
     assert table_hashes(migrated_db) == before
 
 
-def test_cli_verify_exits_1_on_tampering(cli, migrated_db: Target) -> None:  # type: ignore[no-untyped-def]
+def test_cli_verify_exits_1_on_tampering(cli: Cli, migrated_db: Target) -> None:
     assert cli("seed", "--dsn", migrated_db.conninfo).code == 0
     with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")
@@ -275,7 +281,7 @@ def test_cli_verify_exits_1_on_tampering(cli, migrated_db: Target) -> None:  # t
     assert "verification of" in result.stderr
 
 
-def test_seed_starts_the_local_emulator_when_it_is_down(cli, cli_env) -> None:  # type: ignore[no-untyped-def]
+def test_seed_starts_the_local_emulator_when_it_is_down(cli: Cli, cli_env: dict[str, str]) -> None:
     try:
         result = cli("seed")
         assert result.code == 0, result.output

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import ROOT, Cli
 
-from movelib import dataset as dataset_module
-from movelib.dataset import load_movements
-from movelib.errors import DataFileError
+from movelib.datafile import batches, fanout, load_movements, precise, schema
+from movelib.datafile import load as load_module
+from movelib.errors import ConfigError, DataFileError
 from movelib.synth import write_synthetic
 
 SCHEMA = ROOT / "schemas" / "movement.schema.json"
@@ -104,7 +105,7 @@ def test_slug_must_be_kebab_case(tmp_path: Path) -> None:
     assert "at /0/slug" in text and "lower-case words joined by hyphens" in text
 
 
-def test_cli_exit_codes(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_exit_codes(cli: Cli, tmp_path: Path) -> None:
     ok = cli("validate")
     assert ok.code == 0 and "8 movements, valid" in ok.stdout
     bad = cli("validate", "--file", str(write(tmp_path, "[1, 2]")))
@@ -130,8 +131,8 @@ def test_the_batched_reader_agrees_with_the_reference(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, names: list[str], dup: int | None,
     batch: int, ascii_only: bool, separator: str, two_processes: bool,
 ) -> None:
-    monkeypatch.setattr(dataset_module, "BATCH_BYTES", batch)
-    monkeypatch.setattr(dataset_module, "PARALLEL_MIN_BYTES", 0 if two_processes else 1 << 40)
+    monkeypatch.setattr(batches, "BATCH_BYTES", batch)
+    monkeypatch.setattr(load_module, "PARALLEL_MIN_BYTES", 0 if two_processes else 1 << 40)
     records = []
     for i, name in enumerate(names):
         pairs = [*{**CANONICAL[i % 8], "slug": f"s-{i}", "name": name}.items()]
@@ -143,12 +144,12 @@ def test_the_batched_reader_agrees_with_the_reference(
     path = tmp_path / "tricky.json"
     path.write_bytes(raw)
     try:
-        expected = dataset_module._careful_pass(raw, "tricky.json", SCHEMA)
+        expected = precise.careful_pass(raw, "tricky.json", SCHEMA)
     except DataFileError:
         expected = None
     try:
-        got = dataset_module._fast_pass(path, SCHEMA, None)
-    except dataset_module._NeedsReport:
+        got = load_module._fast_pass(path, SCHEMA, None)
+    except batches.NeedsReport:
         got = None
     if expected is None:
         assert got is None, "the fast pass accepted what the reference refuses"
@@ -165,8 +166,8 @@ def test_escaped_quotes_and_duplicates_behind_unicode_escapes(tmp_path: Path) ->
         load_movements(write(tmp_path, f"[{record}]", "plain.json"), SCHEMA).entries[0].content_hash
     duplicated = tricky[:-1] + ', "name": "x\\u0022y"}'
     path = write(tmp_path, f"[{duplicated}]", "dup.json")
-    with pytest.raises(dataset_module._NeedsReport):
-        dataset_module._fast_pass(path, SCHEMA, None)
+    with pytest.raises(batches.NeedsReport):
+        load_module._fast_pass(path, SCHEMA, None)
     assert any("duplicate key 'name'" in line for line in problems(path))
 
 
@@ -179,6 +180,7 @@ def test_a_slug_with_a_final_newline_is_refused(tmp_path: Path) -> None:
     assert "at /2/slug" in lines[0] and "does not match" in lines[0]
 
 
+@pytest.mark.linux  # the two-process pass forks
 @pytest.mark.parametrize("fault", [None, "slug of the first record, again in the last",
                                    "a duplicate key in the second half"])
 def test_two_processes_read_a_large_file_like_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
@@ -195,17 +197,17 @@ def test_two_processes_read_a_large_file_like_one(monkeypatch: pytest.MonkeyPatc
             last = json.dumps(data[-1])
             text = text.replace(last, last[:-1] + ', "level": "advanced"}')
         path.write_text(text, encoding="utf-8")
-    monkeypatch.setattr(dataset_module, "PARALLEL_MIN_BYTES", 1 << 40)
+    monkeypatch.setattr(load_module, "PARALLEL_MIN_BYTES", 1 << 40)
     try:
         one = load_movements(path, SCHEMA, display_name="synth.json")
     except DataFileError as exc:
         one_error = str(exc)
     else:
         one_error = ""
-    monkeypatch.setattr(dataset_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(load_module, "PARALLEL_MIN_BYTES", 0)
     forks = []
-    real_pass = dataset_module._two_process_pass
-    monkeypatch.setattr(dataset_module, "_two_process_pass",
+    real_pass = fanout.two_process_pass
+    monkeypatch.setattr(fanout, "two_process_pass",
                         lambda *a: forks.append(1) or real_pass(*a))  # type: ignore[func-returns-value]
     if fault:
         with pytest.raises(DataFileError) as info:
@@ -215,7 +217,7 @@ def test_two_processes_read_a_large_file_like_one(monkeypatch: pytest.MonkeyPatc
     else:
         two = load_movements(path, SCHEMA, display_name="synth.json")
         assert (two.sha256, two.entries) == (one.sha256, one.entries)
-        validator = dataset_module._fast_validator(SCHEMA, SCHEMA.stat().st_mtime)
+        validator = schema.fast_validator(SCHEMA, SCHEMA.stat().st_mtime)
         halves = real_pass(path, validator, True, None)  # used, not a fallback to one pass
         assert halves == (one.sha256, one.entries)
     assert forks
@@ -229,3 +231,112 @@ def test_nul_is_refused_but_a_backslash_before_u0000_is_text(tmp_path: Path) -> 
     data[4]["instructions"] = ["Back\u0000Squat"]
     lines = problems(write(tmp_path, data, "nul.json"))
     assert lines[0].startswith("nul.json: record 4") and "/4/instructions/0: holds \\u0000" in lines[0]
+
+
+# What orjson refuses to read but the reference parser reads: the precise report names it.
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("9" * 5000, "record 2 (bench-press) at /2/name: an integer of 5000 digits, too long to read", id="a-5000-digit-integer"),
+        pytest.param('"Bench \\ud800 Press"', "record 2 (bench-press) at /2/name: holds a lone surrogate (\\ud800)", id="a-lone-surrogate"),
+    ],
+)
+def test_values_orjson_cannot_read_get_a_precise_report(cli: Cli, tmp_path: Path, value: str, expected: str) -> None:
+    records = [json.dumps(record) for record in CANONICAL]
+    records[2] = json.dumps({**CANONICAL[2], "name": "@"}).replace('"@"', value)
+    path = write(tmp_path, "[" + ",\n".join(records) + "]")
+    lines = problems(path)
+    assert lines[0].startswith(f"movements.json: {expected}"), lines
+    assert lines[-1] == "movements.json: 1 problem(s); nothing was written"
+    result = cli("validate", "--file", str(path))
+    assert result.code == 1 and expected in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_lone_surrogate_in_a_key_is_reported_printably(tmp_path: Path) -> None:
+    records = [json.dumps(record) for record in CANONICAL]
+    records[5] = records[5][:-1] + ', "\\udc00": {"x": "\\u0000"}}'
+    lines = problems(write(tmp_path, "[" + ",".join(records) + "]"))
+    assert lines[0] == ("movements.json: record 5 (bent-over-row) at /5: the key '\\udc00' holds a "
+                        "lone surrogate, which is not Unicode text; rename it")
+    assert lines[1].startswith("movements.json: record 5 (bent-over-row) at /5/\\udc00/x: holds \\u0000")
+    "\n".join(lines).encode("utf-8")  # printable: no lone surrogate reaches the terminal
+
+
+LAX_SCHEMA = {"type": "array"}  # a schema that leaves what a movement file is to movelib
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param('[{"slug": "a"}, 3]', "record 1 at /1: expected an object with a string \"slug\"", id="a-record-that-is-not-an-object"),
+        pytest.param('[{"slug": "a"}, {"name": "b"}]', "record 1 at /1: expected an object with a string \"slug\"", id="a-record-without-a-slug"),
+        pytest.param('[{"slug": ["a"]}, {"slug": 2}]', "record 0 at /0: expected an object with a string \"slug\"", id="slugs-that-are-not-strings"),
+    ],
+)
+def test_a_lax_schema_still_gets_a_precise_report(tmp_path: Path, content: str, expected: str) -> None:
+    schema = write(tmp_path, LAX_SCHEMA, "lax.schema.json")
+    path = write(tmp_path, content)
+    with pytest.raises(batches.NeedsReport):
+        load_module._fast_pass(path, schema, None)
+    with pytest.raises(DataFileError) as info:
+        load_movements(path, schema, display_name=path.name)
+    assert f"movements.json: {expected}" in str(info.value).splitlines()
+
+
+def test_a_record_nested_deeper_than_orjson_writes_is_read_the_same_by_both_passes(tmp_path: Path) -> None:
+    schema = write(tmp_path, LAX_SCHEMA, "lax.schema.json")
+    deep = {"slug": "deep", "x": json.loads("[" * 300 + "]" * 300)}
+    path = write(tmp_path, json.dumps([deep]))
+    fast = load_module._fast_pass(path, schema, None)  # no NeedsReport: the fast pass reads it
+    assert fast == precise.careful_pass(path.read_bytes(), "movements.json", schema)
+    reference = json.dumps(deep, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    movements = list(load_movements(path, schema).movements())
+    assert [m.canonical for m in movements] == [reference]
+    assert len(load_movements(path, schema, hashes=False)) == 1
+
+
+def test_a_schema_that_cannot_be_used_is_a_config_error(tmp_path: Path) -> None:
+    path = write(tmp_path, CANONICAL)
+    for name, content, expected in [("missing.json", None, "cannot read the schema"),
+                                    ("broken.json", "{", "cannot read the schema"),
+                                    ("invalid.json", '{"type": 5}', "is not a valid JSON Schema")]:
+        schema = tmp_path / name if content is None else write(tmp_path, content, name)
+        with pytest.raises(ConfigError, match=expected):
+            load_movements(path, schema)
+
+
+# TypeError and KeyError are what a broad except once turned into a silent re-read of the file.
+@pytest.mark.parametrize("bug", [RuntimeError, TypeError, KeyError])
+def test_a_bug_on_the_fast_path_is_raised_not_hidden_by_the_precise_report(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bug: type[Exception],
+) -> None:
+    def broken(text: bytes) -> int:
+        raise bug("a bug in the batch reader")
+
+    path = write(tmp_path, CANONICAL)
+    monkeypatch.setattr(batches, "delimiters", broken)
+    monkeypatch.setattr(load_module, "careful_pass", lambda *a: pytest.fail("fell back to the precise report"))
+    with pytest.raises(bug, match="a bug in the batch reader"):
+        load_movements(path, SCHEMA)
+
+
+def test_a_bug_in_the_child_process_is_raised_in_the_parent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "synth.json"
+    write_synthetic(3000, path)
+    parent = os.getpid()
+    real = batches.delimiters
+
+    def broken_in_the_child(text: bytes) -> int:
+        if os.getpid() != parent:
+            raise RuntimeError("a bug in the child's reader")
+        return real(text)
+
+    monkeypatch.setattr(batches, "delimiters", broken_in_the_child)
+    monkeypatch.setattr(load_module, "PARALLEL_MIN_BYTES", 0)
+    validator = schema.fast_validator(SCHEMA, SCHEMA.stat().st_mtime)
+    with pytest.raises(RuntimeError, match="failed in a child process") as info:
+        fanout.two_process_pass(path, validator, True, None)
+    assert "RuntimeError: a bug in the child's reader" in str(info.value)
+    with pytest.raises(RuntimeError, match="a bug in the child's reader"):
+        load_movements(path, SCHEMA)

@@ -8,29 +8,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import ROOT, Server, table_hashes
+from support import CANONICAL, ROOT, Cli, Server, rows, settings, table_hashes
+from support import seed_run as seed
 
 from movelib.dump import dump
 from movelib.errors import PublishedEditError
 from movelib.restore import plan_restore, restore
-from movelib.settings import Settings
 from movelib.target import Target, target_from_dsn
 from movelib.verify import verify
-from movelib.workflow import SeedOptions, SeedOutcome, run_seed
 
-SETTINGS = Settings.from_mapping({}, ROOT)
-CANONICAL = ROOT / "data" / "movements-canonical.json"
-
-
-def seed(target: Target, data_file: Path = CANONICAL, **options: Any) -> tuple[SeedOutcome, list[str]]:
-    lines: list[str] = []
-    outcome = run_seed(SETTINGS, target, SeedOptions(data_file=data_file, **options), lines.append)
-    return outcome, lines
-
-
-def rows(target: Target, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(target.conninfo) as conn:
-        return conn.execute(query).fetchall()  # type: ignore[arg-type]
+SETTINGS = settings()
 
 
 def edited(tmp_path: Path, name: str = "edited.json", drop: tuple[str, ...] = ()) -> Path:
@@ -60,7 +47,7 @@ def test_versions_from_dry_run_to_round_trip(migrated_db: Target, pg15: Server, 
     listed = [c for c in outcome.plan.changes if c.status != "unchanged"]
     assert [(c.slug, c.status, c.action) for c in listed] == [
         ("back-squat", "changed", "blocked"), ("deadlift", "changed", "blocked")]
-    assert [d.render() for d in listed[0].diff] == ['name: "Back Squat" -> "Back Squat (High Bar)"']
+    assert [str(d) for d in listed[0].diff] == ['name: "Back Squat" -> "Back Squat (High Bar)"']
     assert [d.field for d in listed[1].diff] == ["equipment", "coaching_cues"]
     assert "dry run: nothing is written" in lines
     assert table_hashes(migrated_db) == before
@@ -110,7 +97,7 @@ def test_versions_from_dry_run_to_round_trip(migrated_db: Target, pg15: Server, 
     assert table_hashes(migrated_db) == after
 
 
-def test_cli_dry_run_json(cli, migrated_db: Target, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_dry_run_json(cli: Cli, migrated_db: Target, tmp_path: Path) -> None:
     assert cli("seed", "--dsn", migrated_db.conninfo).code == 0
     before = table_hashes(migrated_db)
     result = cli("seed", "--dsn", migrated_db.conninfo, "--file", str(edited(tmp_path)), "--dry-run", "--json")

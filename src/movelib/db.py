@@ -23,6 +23,9 @@ from .errors import (
 from .target import Target
 
 CONNECT_TIMEOUT = 5
+# Every movelib connection speaks UTF-8, whatever the server's or database's default: on a
+# SQL_ASCII database psycopg would otherwise hand back bytes, not text.
+CLIENT_ENCODING = "UTF8"
 APPLICATION = "movelib"
 # One advisory lock key for every task that writes to a target (per database, as
 # PostgreSQL scopes advisory locks to the current database).
@@ -47,6 +50,7 @@ def connect(target: Target, *, task: str = "", autocommit: bool = False) -> psyc
             connect_timeout=CONNECT_TIMEOUT,
             application_name=app[:63],
             autocommit=autocommit,
+            client_encoding=CLIENT_ENCODING,
         )
     except psycopg.OperationalError as exc:
         raise translate_connect_error(target, exc) from None
@@ -150,8 +154,3 @@ def describe_lock_holder(conn: psycopg.Connection) -> str:
     pid, app, addr, since = row
     since_text = since.isoformat(timespec="seconds") if isinstance(since, datetime) else since
     return f"server pid {pid}, {app or 'unknown client'} from {addr or 'local socket'}, since {since_text}"
-
-
-def server_version(conn: psycopg.Connection) -> str:
-    row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]) if row else "unknown"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 # The ports and credentials of the deployment guide (Method 3 and Scenario 1).
@@ -22,6 +23,23 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 
+LOCK_TIMEOUT = 30.0  # seconds a writing task waits for another run's lock on the target
+DOCKER_IMAGE = "postgres:18"  # docker backend: the official image of the embedded major
+DOCKER_PROJECT = "movelib"  # docker backend: container movelib-<profile>, volume ...-data
+SYSTEM_USER = "movelib"  # the unprivileged user the embedded server runs as under root
+SYNTH_SEED = 20261125  # inv data.synth: the same seed gives the same file
+
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """How much of a data file the tool reads (setting ``limits``)."""
+
+    max_bytes: int = 4 << 30  # larger files are refused before they are read
+    report_bytes: int = 256 << 20  # the detailed report of a bad file parses it whole
+    shown_problems: int = 200  # problems listed, then "... and N more"
+
+
 # Defaults of every setting; tasks.py hands them to invoke (``ns.configure``), so each can be
 # overridden in invoke.yaml or the environment (``INVOKE_EMULATOR_BIN_DIR=...``).
 DEFAULTS: dict[str, Any] = {
@@ -30,16 +48,18 @@ DEFAULTS: dict[str, Any] = {
         "backend": "auto",
         "dir": ".emulators",
         "bin_dir": "",
-        "system_user": "movelib",
+        "system_user": SYSTEM_USER,
         "server_settings": {},
-        "image": "postgres:18",  # docker backend: the official image of the embedded major
-        "project": "movelib",  # docker backend: container movelib-<profile>, volume ...-data
+        "image": DOCKER_IMAGE,
+        "project": DOCKER_PROJECT,
     },
     "paths": {
         "data_file": "data/movements-canonical.json",
         "schema_file": "schemas/movement.schema.json",
         "migrations_dir": "migrations",
         "dotenv": ".env",
+        "allowed_signers": ".movelib/allowed_signers",  # who may sign releases (git's format)
     },
-    "lock_timeout": 30.0,
+    "lock_timeout": LOCK_TIMEOUT,
+    "limits": asdict(FileLimits()),
 }

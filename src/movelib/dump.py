@@ -3,7 +3,9 @@
 The dump is plain SQL that both ``inv restore`` and ``psql -1 -v ON_ERROR_STOP=1 -f`` can apply:
 DROP + CREATE of the movement tables with their functions and triggers (the DDL of the
 migrations the source has applied), yoyo's bookkeeping (so ``inv migrate`` is a no-op after a
-restore), then every row as ``COPY ... FROM stdin`` blocks. Everything is read from one
+restore), then every row as ``COPY ... FROM stdin`` blocks. All of it but the rows is rendered
+by ``dumpformat`` from this checkout's migrations, as ``inv restore`` renders it again to check
+the file; a source whose columns differ from the known ones is refused. Everything is read from one
 REPEATABLE READ snapshot: the rows by psql importing that snapshot (or by psycopg's COPY), so it
 needs no pg_dump and carries none of its version-specific lines (``\\restrict``,
 ``SET transaction_timeout``) that older servers reject.
@@ -21,6 +23,7 @@ import psycopg
 from psycopg import sql
 
 from . import __version__, db
+from .dumpformat import END_OF_DATA, Layout, Table, checkout_migrations, render
 from .errors import ArtifactError, InvalidTarget
 from .manifest import (
     BackgroundWriter,
@@ -31,34 +34,12 @@ from .manifest import (
     manifest_path,
     write_atomically,
 )
+from .tables import require_schema
 from .target import Target
-from .verify import require_schema
 
 Echo = Callable[[str], None]
 
-# Load order (parents before children). Identity columns get their sequences reset.
-MOVEMENT_TABLES = (
-    "movement_environment",
-    "movement_seed_run",
-    "movement_staging",
-    "movement_audit_log",
-    "movement_library",
-    "movement_current",
-)
-YOYO_TABLES = ("_yoyo_version", "_yoyo_migration", "_yoyo_log")
-# yoyo's own tables as yoyo 9 creates them (internal schema version 2).
-YOYO_DDL = """\
-CREATE TABLE _yoyo_version (version integer NOT NULL PRIMARY KEY, installed_at_utc timestamp);
-CREATE TABLE _yoyo_migration (migration_hash varchar(64) NOT NULL PRIMARY KEY,
-    migration_id varchar(255), applied_at_utc timestamp);
-CREATE TABLE _yoyo_log (id varchar(36) NOT NULL PRIMARY KEY, migration_hash varchar(64),
-    migration_id varchar(255), operation varchar(10), username varchar(255),
-    hostname varchar(255), comment varchar(255), created_at_utc timestamp);
-CREATE TABLE yoyo_lock (locked integer DEFAULT 1 NOT NULL PRIMARY KEY, ctime timestamp,
-    pid integer NOT NULL);
-"""
 LATEST = "movements_seed_latest"
-FOOTER = b"-- end of movelib seed dump\n"
 
 
 @dataclass(frozen=True)
@@ -69,10 +50,10 @@ class DumpResult:
     latest: Path | None
 
 
-def _applied_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[tuple[str, Path]]:
+def _applied_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[str]:
     from yoyo import read_migrations
 
-    known = {m.id: Path(m.path) for m in read_migrations(str(migrations_dir))}
+    known = [m.id for m in read_migrations(str(migrations_dir))]
     applied = [r[0] for r in conn.execute(
         "SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc, migration_id")]
     unknown = [m for m in applied if m not in known]
@@ -87,7 +68,7 @@ def _applied_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[
             f"the source lacks migrations {', '.join(pending)}: run `inv migrate` on it first, "
             "so the dump's schema is this checkout's"
         )
-    return [(m, known[m]) for m in applied]
+    return applied
 
 
 def _columns(conn: psycopg.Connection, table: str) -> list[str]:
@@ -96,12 +77,17 @@ def _columns(conn: psycopg.Connection, table: str) -> list[str]:
         "AND NOT attisdropped ORDER BY attnum", (table,))]
 
 
-def _functions(conn: psycopg.Connection) -> list[str]:
-    """The movement functions of the source, as signatures for DROP FUNCTION."""
-    return [r[0] for r in conn.execute(
-        r"""SELECT p.oid::regprocedure::text FROM pg_proc p
-             WHERE p.pronamespace = current_schema()::regnamespace
-               AND p.proname LIKE 'movement\_%' ORDER BY 1""")]
+def _check_columns(conn: psycopg.Connection, layout: Layout) -> None:
+    """The source's tables must have exactly the columns its migrations give them: those are
+    the only ones a restore accepts."""
+    for table in layout.tables:
+        found = tuple(_columns(conn, table.name))
+        if found != table.columns:
+            raise ArtifactError(
+                f"{table.name} of the source has columns ({', '.join(found)}) where its "
+                f"migrations give ({', '.join(table.columns)}): it was altered outside the "
+                "migrations (or dumpformat.MIGRATION_COLUMNS lacks a migration); not dumping it"
+            )
 
 
 def _scalar(conn: psycopg.Connection, query: str) -> object:
@@ -137,6 +123,7 @@ def dump(
         except InvalidTarget:  # a connection parameter psql cannot take from its environment
             psql = None
     now = now or datetime.now(UTC)
+    created_at = now.isoformat(timespec="seconds").replace("+00:00", "Z")
     path = output_dir / dump_name(now)
     if path.exists():
         raise ArtifactError(f"{path} already exists; wait a second and dump again")
@@ -144,12 +131,14 @@ def dump(
         try:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             require_schema(conn, target)
-            migrations = _applied_migrations(conn, migrations_dir)
+            layout = render(checkout_migrations(migrations_dir, _applied_migrations(
+                conn, migrations_dir)), created_at, __version__)
+            _check_columns(conn, layout)
             with atomic_file(path) as handle:
                 out = HashingWriter(handle)
                 writer = BackgroundWriter(out)
                 try:
-                    counts = _write(conn, writer, migrations, now, target, psql)
+                    counts = _write(conn, writer, layout, target, psql)
                 finally:
                     writer.close()
             info = conn.execute(
@@ -164,12 +153,12 @@ def dump(
                 size=out.size,
                 sha256=out.digest.hexdigest(),
                 row_counts=counts,
-                migrations=[m for m, _ in migrations],
+                migrations=list(layout.migrations),
                 data_file=info[0] if info else None,
                 data_sha256=info[1] if info else None,
                 source_server_version=str(_scalar(conn, "SHOW server_version")).split()[0],
                 environment=_environment(conn),
-                created_at=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                created_at=created_at,
                 tool_version=__version__,
                 release=release,
                 movement_versions=versions,
@@ -197,38 +186,12 @@ def _environment(conn: psycopg.Connection) -> str | None:
 def _write(
     conn: psycopg.Connection,
     out: BackgroundWriter,
-    migrations: list[tuple[str, Path]],
-    now: datetime,
+    layout: Layout,
     target: Target,
     psql: Path | None,
 ) -> dict[str, int]:
-    head = [
-        "-- movelib seed dump (format 1): the movement library, its workflow and audit trail.",
-        f"-- written {now.isoformat(timespec='seconds')} by movelib {__version__}; apply with",
-        "-- `inv restore --dump-file FILE` or `psql -1 -v ON_ERROR_STOP=1 -f FILE`.",
-        "SET client_encoding = 'UTF8';",
-        "SET standard_conforming_strings = on;",
-        "SET check_function_bodies = false;",
-        "SET client_min_messages = warning;",
-        "",
-        "DROP TABLE IF EXISTS " + ", ".join(
-            [*reversed(MOVEMENT_TABLES), *YOYO_TABLES, "yoyo_lock"]) + " CASCADE;",
-        *(f"DROP FUNCTION IF EXISTS {fn} CASCADE;" for fn in _functions(conn)),
-        "",
-    ]
-    out.write("\n".join(head).encode())
-    for migration_id, file in migrations:
-        out.write(f"\n-- migration {migration_id}\n".encode())
-        out.write(file.read_bytes().rstrip() + b"\n")
-    out.write(b"\n-- yoyo's bookkeeping: `inv migrate` finds every migration applied\n")
-    out.write(YOYO_DDL.encode())
-
-    # (table, '"table" ("column", ...)'), quoted once by psycopg for both readers
-    tables = [(t, sql.SQL("{} ({})").format(sql.Identifier(t), sql.SQL(", ").join(
-                  map(sql.Identifier, _columns(conn, t)))).as_string(conn))
-              for t in (*YOYO_TABLES, *MOVEMENT_TABLES)
-              # the label belongs to each database; the manifest records the source's
-              if t != "movement_environment"]
+    """The dump: movelib's rendering, its holes filled with each table's rows."""
+    out.write(layout.head)
     for setting in SESSION_SETTINGS:
         conn.execute(setting)
     if psql is not None:
@@ -238,20 +201,12 @@ def _write(
         # psql imports), counted on this connection while psql streams the rows
         snapshot = str(_scalar(conn, "SELECT pg_export_snapshot()"))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="movelib-count") as pool:
-            counting = pool.submit(lambda: {table: _count(conn, table) for table, _ in tables})
-            _copy_with_psql(target, psql, snapshot, tables, out)
+            counting = pool.submit(lambda: {t.name: _count(conn, t.name) for t in layout.tables})
+            _copy_with_psql(target, psql, snapshot, layout.tables, out)
             counts = counting.result()
     else:
-        counts = {table: _copy_with_psycopg(conn, spec, out) for table, spec in tables}
-
-    out.write(b"\n")
-    for table in MOVEMENT_TABLES:
-        if "id" in _columns(conn, table):
-            out.write(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false);\n".encode()
-            )
-    out.write(FOOTER)
+        counts = {t.name: _copy_with_psycopg(conn, t, out) for t in layout.tables}
+    out.write(layout.tail)
     return counts
 
 
@@ -265,12 +220,12 @@ def _count(conn: psycopg.Connection, table: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _copy_with_psycopg(conn: psycopg.Connection, spec: str, out: BackgroundWriter) -> int:
+def _copy_with_psycopg(conn: psycopg.Connection, table: Table, out: BackgroundWriter) -> int:
     """One table's COPY block, read through psycopg (one Python call per row)."""
-    out.write(f"\nCOPY {spec} FROM stdin;\n".encode())
+    out.write(table.opening)
     cur = conn.cursor()
     # Table order, like pg_dump: ids are kept, so row order carries no meaning.
-    with cur.copy(f"COPY {spec} TO STDOUT") as copy:
+    with cur.copy(f"COPY {table.spec} TO STDOUT") as copy:
         rows: list[bytes | bytearray | memoryview] = []  # joined into a new block
         size = 0
         for row in copy:  # one row per message: written a megabyte at a time
@@ -281,7 +236,7 @@ def _copy_with_psycopg(conn: psycopg.Connection, spec: str, out: BackgroundWrite
                 rows.clear()
                 size = 0
         out.write(b"".join(rows))
-    out.write(b"\\.\n")
+    out.write(END_OF_DATA)
     return cur.rowcount
 
 
@@ -302,7 +257,7 @@ def _psql_for(reader: str, bin_dir: str | None) -> Path | None:
 
 
 def _copy_with_psql(target: Target, psql: Path, snapshot: str,
-                    tables: list[tuple[str, str]], out: BackgroundWriter) -> None:
+                    tables: tuple[Table, ...], out: BackgroundWriter) -> None:
     """Every table's COPY block, read by psql inside this connection's snapshot.
 
     psql imports ``snapshot``, exported by the dump's REPEATABLE READ transaction, so it sees
@@ -320,9 +275,10 @@ def _copy_with_psql(target: Target, psql: Path, snapshot: str,
               "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;",
               f"SET TRANSACTION SNAPSHOT '{snapshot}';",
               *(f"{setting};" for setting in SESSION_SETTINGS)]
-    for _, spec in tables:
-        header = f"COPY {spec} FROM stdin;".replace("\\", "\\\\").replace("'", "''")
-        script += ["\\echo", f"\\echo '{header}'", f"COPY {spec} TO STDOUT;", "\\echo '\\\\.'"]
+    for table in tables:  # each block's table.opening, rows and END_OF_DATA
+        header = table.header.replace("\\", "\\\\").replace("'", "''")
+        script += ["\\echo", f"\\echo '{header}'", f"COPY {table.spec} TO STDOUT;",
+                   "\\echo '\\\\.'"]
     script.append("COMMIT;")
     env = {**child_env(target), "PGCLIENTENCODING": "UTF8", "PGAPPNAME": "movelib dump"}
     with tempfile.TemporaryFile() as errors:

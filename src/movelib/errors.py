@@ -107,5 +107,33 @@ class ReleaseError(MovelibError):
     """A release cannot be cut (bad version, existing tag, dirty tree...)."""
 
 
+class SigningError(ReleaseError):
+    """The release manifest (or tag) could not be signed: no key, no ssh-keygen, a refused key."""
+
+
+class SignatureRefused(ArtifactError):
+    """A release signature is malformed or unsupported; the subclasses say what else is wrong."""
+
+
+class UnsignedRelease(SignatureRefused):
+    """The restore needs a signed release and the manifest has no signature."""
+
+
+class UnknownSigner(SignatureRefused):
+    """The signing key is not in the allowed_signers file."""
+
+
+class SignatureMismatch(SignatureRefused):
+    """The signature does not match the manifest: it was changed after signing."""
+
+
+class SignerExpired(SignatureRefused):
+    """The signer's key is outside its valid-after / valid-before window."""
+
+
+class WrongNamespace(SignatureRefused):
+    """The signature was made for another namespace, or the key may not sign movelib releases."""
+
+
 class ProtectedTarget(MovelibError):
     """The target is labelled production and the run was not explicitly allowed on it."""

@@ -13,6 +13,7 @@ from typing import TextIO
 import psycopg
 
 from .errors import ProtectedTarget
+from .tables import environment_label
 from .target import Target
 
 PROTECTED = {"production"}
@@ -24,14 +25,6 @@ class Permission:
     confirm: str | None = None  # the database name, typed in advance (CI)
     stdin: TextIO | None = None  # where to ask (tests); default sys.stdin
     stdout: TextIO | None = None
-
-
-def environment_label(conn: psycopg.Connection) -> str | None:
-    exists = conn.execute("SELECT to_regclass('movement_environment') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
-        return None
-    row = conn.execute("SELECT label FROM movement_environment").fetchone()
-    return str(row[0]) if row else None
 
 
 def check_protected(conn: psycopg.Connection, target: Target, permission: Permission,

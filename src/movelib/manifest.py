@@ -10,14 +10,18 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from functools import cache
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import ArtifactError
 
 FORMAT = "movelib-seed-dump"
 FORMAT_VERSION = 1
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# The checkout's schema of this file (src layout).
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "manifest.schema.json"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,11 @@ class Manifest:
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, where: str) -> Manifest:
+    def from_json(cls, text: str, where: str, schema_file: Path | None = None) -> Manifest:
+        """Parse and validate (``schemas/manifest.schema.json``); one line when refused."""
         try:
-            data = json.loads(text)
+            # a float is never an integer here ("size": 1.0 is refused, not rounded)
+            data = json.loads(text, parse_float=Decimal)
         except ValueError as exc:
             raise ArtifactError(f"{where} is not valid JSON ({exc}); refusing the dump") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -60,16 +66,43 @@ class Manifest:
                 f"{where} has format version {data.get('format_version')!r}; this movelib reads "
                 f"version {FORMAT_VERSION}. Use the movelib release that wrote it."
             )
+        problem = _schema_problem(data, schema_file or SCHEMA_FILE)
+        if problem:
+            raise ArtifactError(f"{where} is not a valid manifest: {problem}; refusing the dump")
         data.pop("migration_version", None)
-        try:
-            manifest = cls(**data)
-        except TypeError as exc:
-            raise ArtifactError(f"{where} has unexpected or missing fields ({exc})") from None
-        if (not isinstance(manifest.size, int) or not _SHA256.match(str(manifest.sha256))
-                or not isinstance(manifest.row_counts, dict)
-                or not all(isinstance(v, int) and v >= 0 for v in manifest.row_counts.values())):
-            raise ArtifactError(f"{where} is malformed (size, sha256 or row counts)")
-        return manifest
+        return cls(**data)
+
+
+def _schema_problem(data: object, schema_file: Path) -> str | None:
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator(schema_file).iter_errors(data))
+    if error is not None:
+        where = "/".join(map(str, error.absolute_path)) or "the top level"
+        message = error.message if len(error.message) <= 160 else error.message[:160] + "..."
+        return f"{where}: {message}"
+    # Python's `$` also matches before a final line break, where the schema's ECMA-262 one
+    # does not: no value of a manifest holds a control character.
+    values: list[tuple[str, object]] = [("", data)]
+    while values:
+        where, item = values.pop()
+        if isinstance(item, dict):
+            values.extend((f"{where}/{k}", k) for k in item)
+            values.extend((f"{where}/{k}", v) for k, v in item.items())
+        elif isinstance(item, list):
+            values.extend((f"{where}/{i}", v) for i, v in enumerate(item))
+        elif isinstance(item, str) and _CONTROL.search(item):
+            return f"{where.lstrip('/') or 'a key'}: {item[:40]!r} holds a control character"
+    return None
+
+
+@cache
+def _validator(schema_file: Path) -> Any:
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
 
 
 def manifest_path(dump_file: Path) -> Path:
@@ -87,8 +120,8 @@ def file_sha256(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def check_artifact(dump_file: Path) -> Manifest:
-    """The dump's manifest, once size and sha256 match; nothing here opens a connection."""
+def load_manifest(dump_file: Path) -> Manifest:
+    """The dump's manifest, validated; its sha256 is not checked here. No connection."""
     if not dump_file.is_file():
         raise ArtifactError(f"{dump_file}: no such dump file")
     mpath = manifest_path(dump_file)
@@ -97,7 +130,16 @@ def check_artifact(dump_file: Path) -> Manifest:
             f"{dump_file}: its manifest {mpath.name} is missing; a dump without its manifest "
             "cannot be checked, so it is refused"
         )
-    manifest = Manifest.from_json(mpath.read_text(encoding="utf-8"), str(mpath))
+    try:
+        text = mpath.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{mpath} cannot be read ({exc}); refusing the dump") from None
+    return Manifest.from_json(text, str(mpath))
+
+
+def check_artifact(dump_file: Path) -> Manifest:
+    """The dump's manifest, once size and sha256 match; nothing here opens a connection."""
+    manifest = load_manifest(dump_file)
     size, sha = file_sha256(dump_file)
     if size != manifest.size or sha != manifest.sha256:
         raise ArtifactError(

@@ -21,8 +21,10 @@ from typing import Any
 import psycopg
 
 from . import db
+from .defaults import LOCK_TIMEOUT
 from .errors import ConfigError, MigrationError
-from .guard import Permission, check_protected, environment_label
+from .guard import Permission, check_protected
+from .tables import YOYO_MIGRATION_TABLE, environment_label, table_exists
 from .target import Target
 
 ENVIRONMENTS = ("local", "staging", "production")
@@ -59,6 +61,7 @@ def open_backend(target: Target) -> Any:
             if k not in {"user", "password", "host", "port", "dbname"}}
     args.setdefault("connect_timeout", str(db.CONNECT_TIMEOUT))
     args.setdefault("application_name", "movelib migrate")
+    args["client_encoding"] = db.CLIENT_ENCODING  # yoyo's connection too (SQL_ASCII databases)
     uri = DatabaseURI(
         "postgresql+psycopg",
         params.get("user"),
@@ -69,7 +72,7 @@ def open_backend(target: Target) -> Any:
         args,
     )
     try:
-        backend = _backend_class()(uri, "_yoyo_migration")
+        backend = _backend_class()(uri, YOYO_MIGRATION_TABLE)
         backend.init_database()
     except psycopg.OperationalError as exc:
         raise db.translate_connect_error(target, exc) from None
@@ -98,7 +101,7 @@ def migrate(
     migrations_dir: Path,
     *,
     environment: str | None = None,
-    lock_timeout: float = 30.0,
+    lock_timeout: float = LOCK_TIMEOUT,
     permission: Permission | None = None,
 ) -> MigrateResult:
     """Apply pending migrations to ``target`` under its advisory lock."""
@@ -168,8 +171,7 @@ def pending_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[s
     from yoyo import read_migrations
 
     ids = [m.id for m in read_migrations(str(migrations_dir))]
-    exists = conn.execute("SELECT to_regclass('_yoyo_migration') IS NOT NULL").fetchone()
-    if not exists or not exists[0]:
+    if not table_exists(conn, YOYO_MIGRATION_TABLE):
         return ids
     applied = {r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration")}
     return [i for i in ids if i not in applied]

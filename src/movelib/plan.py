@@ -9,7 +9,9 @@ from typing import Any, NamedTuple
 import orjson
 import psycopg
 
-from .dataset import Dataset, Entry
+from .datafile import Dataset, Entry
+from .tables import table_exists
+from .text import shown
 
 NEW, UNCHANGED, CHANGED, RETIRED, MISSING = "new", "unchanged", "changed", "retired", "missing"
 PUBLISH, NOTHING, BLOCKED, RETIRE, KEEP = "publish", "nothing", "blocked", "retire", "keep"
@@ -21,9 +23,9 @@ class FieldDiff:
     old: Any
     new: Any
 
-    def render(self) -> str:
-        def show(value: Any) -> str:
-            return "(absent)" if value is _ABSENT else json.dumps(value, ensure_ascii=False)[:200]
+    def __str__(self) -> str:
+        def show(value: Any) -> str:  # a long value is cut with a visible marker
+            return "(absent)" if value is _ABSENT else shown(json.dumps(value, ensure_ascii=False))
 
         return f"{self.field}: {show(self.old)} -> {show(self.new)}"
 
@@ -56,14 +58,17 @@ class Change:
                       "new": None if d.new is _ABSENT else d.new} for d in self.diff],
         }
 
-    def render(self) -> list[str]:
+    def lines(self) -> list[str]:
         label = f"{self.status.upper():<10} {self.slug}"
         if self.action == PUBLISH and self.current_version:
             head = f"{label} v{self.current_version} -> v{self.next_version}"
         elif self.action == PUBLISH:
             head = f"{label} v{self.next_version}"
+        elif self.action == BLOCKED and self.status == RETIRED:
+            head = (f"{label}: this slug was retired; it comes back only as a new version "
+                    "(--new-versions publishes it)")
         elif self.action == BLOCKED:
-            head = (f"{label} v{self.current_version or '?'}: blocked (published movements cannot "
+            head = (f"{label} v{self.current_version}: blocked (published movements cannot "
                     "be edited; --new-versions publishes a new version)")
         elif self.action == RETIRE:
             head = f"{label} v{self.current_version}: retire"
@@ -72,7 +77,7 @@ class Change:
                     "(--retire retires it)")
         else:
             head = label
-        return [head, *(f"      {d.render()}" for d in self.diff)]
+        return [head, *(f"      {d}" for d in self.diff)]
 
 
 @dataclass
@@ -103,11 +108,11 @@ class Plan:
         return {"totals": self.totals(),
                 "movements": [c.as_dict() for c in self.changes if c.status != UNCHANGED]}
 
-    def render(self) -> list[str]:
+    def lines(self) -> list[str]:
         lines = []
         for change in self.changes:
             if change.status != UNCHANGED:
-                lines += [f"  {line}" for line in change.render()]
+                lines += [f"  {line}" for line in change.lines()]
         totals = self.totals()
         lines.append("totals: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in totals.items()))
         return lines
@@ -120,10 +125,9 @@ class _State(NamedTuple):
 
 
 def _state(conn: psycopg.Connection) -> dict[str, _State]:
-    if conn.execute("SELECT to_regclass('movement_library') IS NULL").fetchone() == (True,):
+    if not table_exists(conn, "movement_library"):
         return {}  # nothing published yet (the schema is not even there)
-    has_pointer = conn.execute("SELECT to_regclass('movement_current') IS NOT NULL").fetchone()
-    if not (has_pointer and has_pointer[0]):  # before the versions migration: latest is current
+    if not table_exists(conn, "movement_current"):  # before the versions migration: latest is current
         rows = conn.execute("""
             SELECT DISTINCT ON (slug) slug, version, version, content_hash
               FROM movement_library ORDER BY slug, version DESC""").fetchall()

@@ -24,6 +24,7 @@ def child_env(target: Target) -> dict[str, str]:
     """Our environment plus the target's libpq variables (password in PGPASSWORD, not argv)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update(target.libpq_env())
+    env["PGCLIENTENCODING"] = "UTF8"  # as movelib's own connections (SQL_ASCII databases)
     return env
 
 

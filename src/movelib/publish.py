@@ -1,11 +1,20 @@
 """The audited publish workflow, in bulk and in one transaction.
 
-Each movement the plan publishes goes draft -> in_review -> approved -> published in
-movement_staging and writes five audit rows: CREATED and REVIEW_SUBMITTED by whoever runs the
-seed; APPROVED by two distinct reviewers, each recording what it checked (the schema check and
-the integrity check); PUBLISHED by the runner. A new version supersedes the current one by moving
-the movement_current pointer; the old row is never touched. Every step is one set-based
-statement over all movements of the run: a handful of round trips whatever the file's size.
+Each movement the plan publishes is recorded by five audit rows, in this order: CREATED and
+REVIEW_SUBMITTED by whoever runs the seed; APPROVED by two distinct reviewers, each recording what
+it checked (the schema check and the integrity check); PUBLISHED by the runner. A new version
+supersedes the current one by moving the movement_current pointer; the old row is never touched.
+Every step is one set-based statement over all movements of the run: a handful of round trips
+whatever the file's size.
+
+What the database enforces on this path, and what it does not: the drafts are COPYed into
+movement_staging already in their final ``published`` status (inside one transaction nobody sees
+an intermediate state), so the row trigger that lets a draft move only one step at a time
+(``movement_staging_transition``, which guards hand-made UPDATEs) does not run for them. What does
+run is the statement trigger on movement_library, which refuses any library row whose draft is not
+approved or published with the same content hash, or lacks APPROVED audit rows by two distinct
+actors; the audit log is append-only and library rows immutable. The order of the five steps is
+the order of the audit rows' ids, which ``inv verify`` checks for every movement.
 """
 
 from __future__ import annotations
@@ -18,13 +27,12 @@ from datetime import UTC, datetime
 import psycopg
 
 from . import __version__
-from .dataset import Dataset, Progress
+from .datafile import Dataset, Progress
 from .errors import PublishedEditError
 from .plan import PUBLISH, RETIRE, Plan
 
 SCHEMA_REVIEWER = "movelib/schema-check"
 INTEGRITY_REVIEWER = "movelib/integrity-check"
-CHAIN = ("CREATED", "REVIEW_SUBMITTED", "APPROVED", "APPROVED", "PUBLISHED")
 
 
 def run_by() -> str:

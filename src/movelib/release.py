@@ -6,12 +6,25 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .dump import DumpResult, dump
 from .errors import ReleaseError
 from .target import Target
 
+if TYPE_CHECKING:
+    from .signing import PublicKey
+
 VERSION = re.compile(r"^v\d+(\.\d+){0,2}([-+][0-9A-Za-z.]+)?$")
+
+
+@dataclass(frozen=True)
+class Signed:
+    """The manifest's signature: who made it, and whether allowed_signers knows them yet."""
+
+    path: Path
+    key: PublicKey
+    principals: list[str]
 
 
 @dataclass(frozen=True)
@@ -19,6 +32,7 @@ class ReleaseResult:
     dump: DumpResult
     tag: str | None
     commit: str | None
+    signed: Signed | None = None
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -29,8 +43,13 @@ def tag_name(version: str) -> str:
     return f"{version}-seed"
 
 
-def check_release(root: Path, version: str, *, tag: bool) -> Path:
-    """Refuse a bad version, an existing release, or (with ``tag``) a dirty tree or taken tag."""
+def check_release(root: Path, version: str, *, tag: bool, sign_key: Path | None = None) -> Path:
+    """Refuse a bad version, an existing release, an unusable signing key, or (with ``tag``) a
+    dirty tree or taken tag: all before anything is written."""
+    if sign_key is not None:
+        from .signing import check_signing_key
+
+        check_signing_key(sign_key)
     if not VERSION.match(version):
         raise ReleaseError(f"version {version!r} is not like v1.0, v1.2.3 or v2.0-rc1")
     folder = root / "releases" / version
@@ -50,22 +69,46 @@ def check_release(root: Path, version: str, *, tag: bool) -> Path:
     return folder
 
 
+def _sign(result: DumpResult, key: Path, allowed_signers: Path | None) -> Signed:
+    """Sign the manifest (it carries the dump's sha256); a failure removes the whole release,
+    so that it can be cut again rather than being refused as already there."""
+    from .signing import Signature, load_allowed_signers, sign_file
+
+    try:
+        path = sign_file(result.manifest_path, key)
+    except BaseException:
+        for written in (result.path, result.manifest_path):
+            written.unlink(missing_ok=True)
+        raise
+    signature = Signature.parse(path.read_text(encoding="utf-8"), str(path))
+    signers = load_allowed_signers(allowed_signers) if allowed_signers else []
+    return Signed(path, signature.key, [s.principals for s in signers if s.key == signature.key])
+
+
 def release(target: Target, root: Path, migrations_dir: Path, version: str, *,
-            tag: bool = False) -> ReleaseResult:
-    folder = check_release(root, version, tag=tag)
+            tag: bool = False, sign_key: Path | None = None,
+            allowed_signers: Path | None = None) -> ReleaseResult:
+    """Dump into ``releases/<version>/``; with ``sign_key`` write ``<manifest>.sig``
+    (namespace movelib-release) and, with ``tag``, sign the tag with the same key."""
+    folder = check_release(root, version, tag=tag, sign_key=sign_key)
     result = dump(target, migrations_dir, folder, release=version, update_latest=False)
+    signed = _sign(result, sign_key, allowed_signers) if sign_key else None
     if not tag:
-        return ReleaseResult(result, None, None)
+        return ReleaseResult(result, None, None, signed)
     name = tag_name(version)
-    files = [str(p.relative_to(root)) for p in (result.path, result.manifest_path)]
+    written = [result.path, result.manifest_path, *([signed.path] if signed else [])]
+    files = [str(p.relative_to(root)) for p in written]
+    # git signs the tag through ssh-keygen too: gpg.format ssh, user.signingkey = the key file
+    tagging = (["-c", "gpg.format=ssh", "-c", f"user.signingkey={sign_key}", "tag", "-s"]
+               if sign_key else ["tag", "-a"])
     steps = [
-        ("add", "-f", "--", *files),
-        ("commit", "-q", "-m", f"Movement library seed {version}", "--", *files),
-        ("tag", "-a", name, "-m", f"Movement library {version}"),
+        ("add", ["add", "-f", "--", *files]),
+        ("commit", ["commit", "-q", "-m", f"Movement library seed {version}", "--", *files]),
+        ("tag", [*tagging, name, "-m", f"Movement library {version}"]),
     ]
-    for step in steps:
-        proc = _git(root, *step)
+    for step, args in steps:
+        proc = _git(root, *args)
         if proc.returncode != 0:
-            raise ReleaseError(f"git {step[0]} failed: {proc.stderr.strip()}")
+            raise ReleaseError(f"git {step} failed: {proc.stderr.strip()}")
     commit = _git(root, "rev-parse", "HEAD").stdout.strip()
-    return ReleaseResult(result, name, commit)
+    return ReleaseResult(result, name, commit, signed)

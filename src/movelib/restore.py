@@ -1,37 +1,71 @@
-"""``inv restore``: apply a checked seed dump in one transaction, verified before it commits.
+"""``inv restore``: a checked seed dump, loaded as data in one transaction, verified before it
+commits.
 
-The dump's size and sha256 are checked against its manifest before any connection. The SQL and
-its COPY blocks then run through one psycopg transaction; the row counts are compared with the
-manifest and the audit chains verified inside that same transaction, so any failure (a bad
-statement, a count mismatch, a lost connection) leaves the target exactly as it was.
+Nothing of the dump file runs as SQL. Before any connection the manifest is validated against
+its JSON Schema, the dump's size and sha256 are compared with it, and every line of the file is
+walked against what movelib itself writes for the manifest's migrations (``dumpreader``): the
+schema part must be movelib's rendering byte for byte, the rest COPY rows of known tables with
+known columns. The restore then runs movelib's own rendering and streams the checked rows, in
+one psycopg transaction; the row counts are compared with the manifest and the audit chains
+verified inside that same transaction, so any failure (a changed file, a bad row, a count
+mismatch, a lost connection) leaves the target exactly as it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import psycopg
 
 from . import db, secrets
+from .dumpformat import CHECKOUT_MIGRATIONS, Layout
+from .dumpreader import Sql, check_dump, layout_for, read_dump
 from .errors import ArtifactError, RestoreFailed
-from .guard import Permission, check_protected, environment_label
-from .manifest import Manifest, check_artifact
+from .guard import Permission, check_protected
+from .manifest import Manifest, check_artifact, load_manifest, manifest_path
+from .settings import Settings
+from .signing import Verified, check_release_signature, require_signed_for
+from .tables import current_counts, environment_label
 from .target import Target
 from .verify import VerifyReport, check
 
 Echo = Callable[[str], None]
-COPY_CHUNK = 1 << 20
+Ask = Callable[[str], None]  # returns when the person confirms; raises ConfirmationRequired
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    dump_file: Path
+    assume_yes: bool = False  # --yes: do not ask
+    lock_timeout: float = 30.0
+    permission: Permission = field(default_factory=Permission)  # for a production target
+    require_signature: bool = False  # --require-signature (a production target always does)
+
+
+@dataclass(frozen=True)
+class CheckedDump:
+    """A dump file whose manifest, sha256 and every line were checked, and what it loads."""
+
+    path: Path
+    manifest: Manifest
+    layout: Layout
 
 
 @dataclass(frozen=True)
 class RestorePlan:
     target: Target
-    dump_file: Path
-    manifest: Manifest
+    dump: CheckedDump
     current_counts: dict[str, int | None]
+
+    @property
+    def dump_file(self) -> Path:
+        return self.dump.path
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.dump.manifest
 
 
 @dataclass(frozen=True)
@@ -40,95 +74,56 @@ class RestoreResult:
     verification: VerifyReport
 
 
-def current_counts(conn: psycopg.Connection, tables: list[str]) -> dict[str, int | None]:
-    counts: dict[str, int | None] = {}
-    for table in tables:
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
-        if exists and exists[0]:
-            row = conn.execute(
-                psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(table))
-            ).fetchone()
-            counts[table] = int(row[0]) if row else 0
-        else:
-            counts[table] = None
-    return counts
-
-
-def _apply(conn: psycopg.Connection, path: Path) -> None:
-    """Run the dump's statements and COPY blocks on ``conn`` (inside the caller's transaction).
-
-    COPY data is passed on in blocks of a megabyte, found by searching for the end-of-data
-    marker, rather than line by line.
-    """
-    pending: list[bytes] = []
-
-    def flush() -> None:
-        text = b"".join(pending).strip()
-        pending.clear()
-        if text:
-            conn.execute(text)
-
-    with path.open("rb") as handle:
-        while line := handle.readline():
-            stripped = line.strip()
-            if not (stripped.startswith(b"COPY ") and stripped.endswith(b"FROM stdin;")):
-                pending.append(line)
-                continue
-            flush()
-            with conn.cursor().copy(stripped[:-1].decode("utf-8")) as copy:
-                if not _copy_block(handle, copy.write):
-                    raise ArtifactError(f"{path}: a COPY block is not terminated (truncated dump?)")
-    flush()
-
-
-END_OF_DATA = b"\\.\n"
-
-
-def _copy_block(handle: BinaryIO, write: Callable[[bytes], None]) -> bool:
-    """Pass COPY data from ``handle`` to ``write`` up to the ``\\.`` line; leave ``handle`` just
-    after it. False if the file ends first."""
-    carry = b""
-    while True:
-        block = handle.read(COPY_CHUNK)
-        data = carry + block
-        if data.startswith(END_OF_DATA):
-            handle.seek(-(len(data) - len(END_OF_DATA)), 1)
-            return True
-        end = data.find(b"\n" + END_OF_DATA)
-        if end >= 0:
-            write(data[: end + 1])
-            handle.seek(-(len(data) - end - 1 - len(END_OF_DATA)), 1)
-            return True
-        if not block:
-            return False
-        cut = data.rfind(b"\n") + 1  # keep a partial last line (it may hold the marker's start)
-        write(data[:cut])
-        carry = data[cut:]
-
-
-def plan_restore(target: Target, dump_file: Path) -> RestorePlan:
-    """Check the artifact (no connection), then read the target's current counts."""
+def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS) -> CheckedDump:
+    """Everything that is checked without a connection: the manifest (schema, migrations this
+    checkout has), the size and sha256, and every line of the file."""
     manifest = check_artifact(dump_file)
+    layout = layout_for(manifest, migrations_dir, str(manifest_path(dump_file)))
+    check_dump(dump_file, layout, manifest)
+    return CheckedDump(dump_file, manifest, layout)
+
+
+def _apply(conn: psycopg.Connection, dump: CheckedDump) -> None:
+    """Load ``dump`` on ``conn`` (inside the caller's transaction): movelib's own SQL, and the
+    rows of each known table through COPY, checked again line by line as they stream."""
+    cursor = conn.cursor()
+    for part in read_dump(dump.path, dump.layout, dump.manifest):
+        if isinstance(part, Sql):
+            conn.execute(part.text)
+            continue
+        with cursor.copy(f"COPY {part.table.spec} FROM STDIN") as copy:
+            for block in part.blocks:
+                copy.write(block)
+
+
+def plan_restore(target: Target, dump_file: Path, *,
+                 migrations_dir: Path = CHECKOUT_MIGRATIONS) -> RestorePlan:
+    """Check the dump (no connection), then read the target's current counts."""
+    return _plan(target, check_dump_file(dump_file, migrations_dir))
+
+
+def _plan(target: Target, dump: CheckedDump) -> RestorePlan:
     with db.connect(target, task="restore", autocommit=True) as conn:
-        counts = current_counts(conn, list(manifest.row_counts))
-    return RestorePlan(target, dump_file, manifest, counts)
+        counts = current_counts(conn, list(dump.manifest.row_counts))
+    return RestorePlan(target, dump, counts)
 
 
 def restore(plan: RestorePlan, *, lock_timeout: float = 30.0,
-            permission: Permission | None = None) -> RestoreResult:
-    """Apply ``plan`` all-or-nothing. The dump is checked again right before it is applied."""
+            permission: Permission | None = None, signer: Verified | None = None) -> RestoreResult:
+    """Apply ``plan`` all-or-nothing. Its lines are checked again as they load, and the file's
+    sha256 before the commit, so a dump changed since its check is never committed."""
     target, manifest = plan.target, plan.manifest
-    again = check_artifact(plan.dump_file)
-    if again != manifest:
+    if load_manifest(plan.dump_file) != manifest:
         raise ArtifactError(f"{plan.dump_file} changed since it was checked; refusing it")
     with db.connect(target, task="restore", autocommit=True) as conn, db.advisory_lock(
         conn, target, task="restore", timeout=lock_timeout
     ):
         check_protected(conn, target, permission or Permission(), "restore")
         label = environment_label(conn)
+        require_signed_for(label, signer, manifest_path(plan.dump_file), target.describe())
         try:
             with conn.transaction():
-                _apply(conn, plan.dump_file)
+                _apply(conn, plan.dump)
                 if label is not None:  # the label belongs to the database, not to the dump
                     conn.execute("INSERT INTO movement_environment (singleton, label) "
                                  "VALUES (true, %s)", (label,))
@@ -157,3 +152,32 @@ def restore(plan: RestorePlan, *, lock_timeout: float = 30.0,
                 f"unchanged:\n  {secrets.redact(str(exc).strip())}"
             ) from None
     return RestoreResult(counts, report)
+
+
+def run_restore(settings: Settings, target: Target, options: RestoreOptions, echo: Echo,
+                ask: Ask) -> RestoreResult:
+    """The whole ``inv restore``: check the dump before any connection, show the target's
+    counts next to the dump's, ask (unless ``options.assume_yes``), apply, report. Raises a
+    :class:`~movelib.errors.MovelibError` on any failure; the target is then as it was."""
+    path = options.dump_file
+    dump = check_dump_file(path, settings.migrations_dir)
+    manifest = dump.manifest
+    echo(f"dump: {path.name} (sha256 {manifest.sha256[:12]}..., {manifest.size} bytes, "
+         f"from PostgreSQL {manifest.source_server_version}, created {manifest.created_at})")
+    # still no connection: the manifest (which pins the dump's sha256) is checked and loaded
+    signer = check_release_signature(manifest_path(path), settings.allowed_signers,
+                                     required=options.require_signature)
+    echo(f"signature: {signer.describe() if signer else 'none'}")
+    echo(f"target: {target.describe()}")
+    plan = _plan(target, dump)
+    for table, want in manifest.row_counts.items():
+        have = plan.current_counts.get(table)
+        echo(f"  {table:<22} now {'absent' if have is None else have:>8}  ->  {want:>8}")
+    if not options.assume_yes:
+        ask(f"This replaces the movement tables of {target.describe()}.")
+    result = restore(plan, lock_timeout=options.lock_timeout, permission=options.permission,
+                     signer=signer)
+    counts = result.verification.counts
+    echo(f"restore: done; row counts match the manifest; verify: ok "
+         f"(library {counts['library']}, audit {counts['audit_log']})")
+    return result

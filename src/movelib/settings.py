@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .defaults import DEFAULTS
+from .defaults import DEFAULTS, FileLimits
 from .emulator import Emulator, EmulatorSettings, get_emulator
 from .errors import ConfigError
 from .profiles import DEFAULT_PROFILE, Profile, get_profile, load_profiles
@@ -23,6 +23,17 @@ def _section(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return merged
 
 
+def _count(section: Mapping[str, Any], key: str) -> int:
+    value = section[key]
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting limits.{key} must be a whole number, not {value!r}") from None
+    if number < 1:
+        raise ConfigError(f"setting limits.{key} must be at least 1")
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     root: Path
@@ -34,12 +45,15 @@ class Settings:
     migrations_dir: Path
     dotenv_path: Path
     lock_timeout: float
+    file_limits: FileLimits
+    allowed_signers: Path
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any], root: Path) -> Settings:
         root = Path(root).absolute()
         emulator = _section(config, "emulator")
         paths = _section(config, "paths")
+        limits = _section(config, "limits")
 
         def path(value: Any) -> Path:
             p = Path(str(value)).expanduser()
@@ -62,6 +76,9 @@ class Settings:
             migrations_dir=path(paths["migrations_dir"]),
             dotenv_path=path(paths["dotenv"]),
             lock_timeout=float(config.get("lock_timeout", DEFAULTS["lock_timeout"])),
+            allowed_signers=path(paths["allowed_signers"]),
+            file_limits=FileLimits(**{key: _count(limits, key) for key in limits
+                                      if key in DEFAULTS["limits"]}),
         )
 
     def target(self, dsn: str | None = None, profile: str | None = None) -> Target:

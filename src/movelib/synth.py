@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from .defaults import SYNTH_SEED
 from .manifest import atomic_file
 
 BASES = [
@@ -64,7 +65,7 @@ def movement(i: int, rng: random.Random) -> dict[str, Any]:
     return record
 
 
-def write_synthetic(count: int, out: Path, seed: int = 20261125) -> None:
+def write_synthetic(count: int, out: Path, seed: int = SYNTH_SEED) -> None:
     """Write ``count`` valid, varied movements to ``out``, the same for the same seed."""
     rng = random.Random(seed)
     with atomic_file(out) as handle:

@@ -109,9 +109,38 @@ def mask_conninfo(conninfo: str) -> str:
     return f"postgresql://{auth}{netloc}/{quote(dbname, safe='')}{query}"
 
 
+_URL_SCHEMES = ("postgresql://", "postgres://")
+_AMBIGUOUS = (
+    "the DSN cannot be read safely: its user name or password holds a character that must be "
+    "percent-encoded in a URL (@ / : ? # % or a space; p@ss is written p%40ss), or give "
+    "key=value pairs; no part of it is shown"
+)
+
+
+def _check_url_userinfo(conninfo: str) -> None:
+    """Refuse a URL whose user name or password holds an unencoded ``@`` or ``/``.
+
+    libpq ends the credentials at the first ``@`` before any ``/``: with ``p@ss`` as password it
+    reads ``ss@host`` as the host, with ``pa/ss`` it reads ``pa`` as the port, and the rest of the
+    password would be printed as a host, port or database name. An ``@`` anywhere after the
+    credentials libpq found (host, port, path and query hold none unencoded) means they were cut
+    short.
+    """
+    lowered = conninfo[:16].lower()
+    scheme = next((s for s in _URL_SCHEMES if lowered.startswith(s)), None)
+    if scheme is None:
+        return
+    rest = conninfo[len(scheme):]
+    end = next((i for i, ch in enumerate(rest) if ch in "@/"), len(rest))
+    remainder = rest[end + 1:] if end < len(rest) and rest[end] == "@" else rest
+    if "@" in remainder:
+        raise InvalidTarget(_AMBIGUOUS)
+
+
 def _parse(conninfo: str) -> dict[str, str]:
     import psycopg.conninfo  # here: resolving settings must not load the driver
 
+    _check_url_userinfo(conninfo)
     try:
         parsed = psycopg.conninfo.conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
@@ -159,9 +188,27 @@ def resolve_target(
     if env.get(ENV_VAR):
         return target_from_dsn(env[ENV_VAR], ENV_VAR)
     if dotenv_path is not None and dotenv_path.is_file():
-        from dotenv import dotenv_values
-
-        value = dotenv_values(dotenv_path).get(ENV_VAR)
+        value = read_dotenv(dotenv_path).get(ENV_VAR)
         if value:
             return target_from_dsn(value, f"{ENV_VAR} in {dotenv_path.name}")
     return target_from_profile(get_profile(profiles, DEFAULT_PROFILE))
+
+
+def read_dotenv(path: Path) -> dict[str, str | None]:
+    """The variables of a ``.env`` file; a line python-dotenv cannot parse is an error (it
+    would only warn and skip it, and the task would go on to the local profile unnoticed)."""
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    try:
+        with path.open(encoding="utf-8") as stream:
+            bad = [b.original.line for b in parse_stream(stream) if b.error]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidTarget(f"cannot read {path.name}: {exc.__class__.__name__}") from None
+    if bad:
+        lines = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        raise InvalidTarget(
+            f"{path.name} cannot be parsed (line {lines}); fix it: lines are NAME=value, "
+            "comments start with #, values with spaces are quoted (the lines are not shown: "
+            "they may hold a password)")
+    return dotenv_values(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,12 +10,12 @@ import orjson
 import psycopg
 
 from . import db
-from .dataset import Dataset, load_movements
-from .errors import SchemaNotApplied, VerificationFailed
-from .publish import CHAIN
+from .datafile import Dataset, load_movements
+from .defaults import FileLimits
+from .errors import VerificationFailed
+from .tables import CHAIN, COUNTED_TABLES, require_schema
 from .target import Target
 
-MOVEMENT_TABLES = ("movement_library", "movement_current", "movement_staging", "movement_audit_log")
 SHOWN_PER_CHECK = 20
 
 # The guide's three verification queries, verbatim in meaning.
@@ -52,9 +51,7 @@ class VerifyReport:
             "problems": self.problems,
         }
 
-    def render(self, as_json: bool = False) -> list[str]:
-        if as_json:
-            return [json.dumps(self.as_dict(), indent=2, sort_keys=True)]
+    def lines(self) -> list[str]:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
         actions = ", ".join(f"{k} {v}" for k, v in self.audit_by_action.items()) or "none"
         versions = ", ".join(f"v{k} {v}" for k, v in self.library_versions.items()) or "none"
@@ -74,21 +71,6 @@ class VerifyReport:
             )
 
 
-def require_schema(conn: psycopg.Connection, target: Target) -> None:
-    row = conn.execute(
-        "SELECT to_regclass('movement_library') IS NOT NULL "
-        "AND to_regclass('movement_audit_log') IS NOT NULL "
-        "AND to_regclass('movement_staging') IS NOT NULL "
-        "AND to_regclass('movement_current') IS NOT NULL"
-    ).fetchone()
-    if not row or not row[0]:
-        raise SchemaNotApplied(
-            f'relation "movement_library" does not exist on {target.describe()}: the schema '
-            "is not applied.\n  run `inv migrate` first, or drop --skip-migrations "
-            "(inv seed applies it), or restore a seed dump (it carries the schema)"
-        )
-
-
 def _rows(conn: psycopg.Connection, query: str, *params: object) -> list[tuple[Any, ...]]:
     return conn.execute(query, params or None).fetchall()
 
@@ -103,7 +85,7 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
     require_schema(conn, target)
     report = VerifyReport(target=target.masked())
     trail = _audit_trails(conn)  # one pass over the audit log for every audit check
-    for table in MOVEMENT_TABLES:
+    for table in COUNTED_TABLES:
         if table == "movement_audit_log":
             count = trail.total
         else:
@@ -279,9 +261,11 @@ def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
             report.problems.append(f"... and {len(slugs) - SHOWN_PER_CHECK} more {kind}")
 
 
-def verify(target: Target, *, data_file: Path | None = None, schema_file: Path) -> VerifyReport:
+def verify(target: Target, *, data_file: Path | None = None, schema_file: Path,
+           limits: FileLimits | None = None) -> VerifyReport:
     """Open a connection to ``target`` and check it; see :func:`check`."""
-    dataset = load_movements(data_file, schema_file) if data_file is not None else None
+    dataset = (load_movements(data_file, schema_file, limits=limits)
+               if data_file is not None else None)
     with db.connect(target, task="verify", autocommit=True) as conn:
         try:
             return check(conn, target, dataset)

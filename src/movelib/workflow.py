@@ -11,15 +11,17 @@ from pathlib import Path
 import psycopg
 
 from . import db
-from .dataset import Dataset, Progress, load_movements
-from .errors import EmulatorError, TargetUnreachable
+from .datafile import Dataset, Progress, load_movements
+from .defaults import LOCK_TIMEOUT
+from .errors import EmulatorError, TargetUnreachable, VerificationFailed
 from .guard import Permission, check_protected
 from .migrations import apply_pending, pending_migrations, set_environment
 from .plan import KEEP, PUBLISH, Plan, make_plan
 from .publish import PublishResult, publish
 from .settings import Settings
+from .tables import require_schema
 from .target import Target
-from .verify import GUIDE_QUERIES, VerifyReport, check, require_schema
+from .verify import GUIDE_QUERIES, VerifyReport, check
 
 Echo = Callable[[str], None]
 LISTED_MOVEMENTS = 50
@@ -29,7 +31,7 @@ LISTED_MOVEMENTS = 50
 class SeedOptions:
     data_file: Path
     skip_migrations: bool = False
-    lock_timeout: float = 30.0
+    lock_timeout: float = LOCK_TIMEOUT
     environment: str | None = None
     start_emulator: bool = False  # the target is a profile: start its emulator if it is down
     new_versions: bool = False  # publish changed movements as version n+1
@@ -66,9 +68,16 @@ def _connect(settings: Settings, target: Target, options: SeedOptions, echo: Ech
 
 def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Echo,
              progress: Progress | None = None) -> SeedOutcome:
-    """The whole ``inv seed``. Raises a :class:`~movelib.errors.MovelibError` on any failure;
-    the movement tables then hold exactly what they held before."""
-    dataset = load_movements(options.data_file, settings.schema_file, progress=progress)
+    """The whole ``inv seed``. Raises a :class:`~movelib.errors.MovelibError` on any failure.
+
+    The publish and its verification share one transaction: verification runs before the
+    commit, and a failed one rolls the publish back, so on any failure the movement rows hold
+    exactly what they held before. What may stay is what committed on its own before the
+    publish began: migrations applied by this run (each atomically) and an ``--environment``
+    label.
+    """
+    dataset = load_movements(options.data_file, settings.schema_file, progress=progress,
+                             limits=settings.file_limits)
     if not options.as_json:
         echo(f"validate: {dataset.display_name}: {len(dataset)} movements, valid")
     if options.dry_run:
@@ -94,14 +103,20 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
                                  retire=options.retire)
                 result = publish(conn, dataset, plan, schema_sha256=schema_sha256,
                                  progress=progress)
+                report = check(conn, target, dataset, extra_ok=True)
+                if not report.ok:  # raising here rolls the publish back
+                    for line in report.lines():
+                        echo(line)
+                    raise VerificationFailed(
+                        f"verification of {report.target} failed before the seed committed: "
+                        f"{len(report.problems)} problem(s) (listed above); the seed was rolled "
+                        "back and nothing was written")
             _report_publish(plan, result, echo)
-            report = check(conn, target, dataset, extra_ok=True)
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the seed")
             raise
-    for line in report.render():
+    for line in report.lines():
         echo(line)
-    report.raise_if_failed()
     _guide_checks(conn_target=target, settings=settings, echo=echo)
     return SeedOutcome(plan, result, report)
 
@@ -126,7 +141,7 @@ def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: 
     echo("dry run: nothing is written")
     if pending:
         echo(f"migrations: {len(pending)} pending, would apply ({', '.join(pending)})")
-    for line in plan.render():
+    for line in plan.lines():
         echo(line)
     return SeedOutcome(plan)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -11,12 +12,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import ROOT, table_hashes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import ROOT, SENTINEL_PASSWORD, TEST_USER, Cli, Server, table_hashes
 
-from movelib.dataset import check_document, load_movements
+from movelib.datafile import check_document, load_movements
+from movelib.emulator.base import query_server_version
 from movelib.errors import DataFileError
+from movelib.profiles import Profile
 from movelib.settings import Settings
 from movelib.target import Target
 from movelib.workflow import SeedOptions, run_seed
@@ -128,7 +131,7 @@ def test_there_are_at_least_forty_bad_inputs() -> None:
 
 
 @pytest.mark.parametrize(("content", "expected"), [pytest.param(c, e, id=i) for i, c, e in CASES])
-def test_bad_input_is_refused_before_any_connection(cli, listener: ConnectionCounter, tmp_path: Path, content: str | bytes, expected: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_refused_before_any_connection(cli: Cli, listener: ConnectionCounter, tmp_path: Path, content: str | bytes, expected: str) -> None:
     path = tmp_path / "bad-movements.json"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     before = listener.count
@@ -142,7 +145,7 @@ def test_bad_input_is_refused_before_any_connection(cli, listener: ConnectionCou
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["syntax-at-the-end", "bad-record-at-the-end"])
-def test_a_fifty_megabyte_file_with_one_fault(cli, listener: ConnectionCounter, tmp_path: Path, fault: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_fifty_megabyte_file_with_one_fault(cli: Cli, listener: ConnectionCounter, tmp_path: Path, fault: str) -> None:
     from movelib.synth import write_synthetic
 
     path = tmp_path / "huge.json"
@@ -158,7 +161,7 @@ def test_a_fifty_megabyte_file_with_one_fault(cli, listener: ConnectionCounter, 
         data = data[:last] + b'"level": "grandmaster", ' + data[last:]
         expected = "record 84999"
     path.write_bytes(data)
-    result = cli("seed", "--dsn", f"postgresql://u:unused-pw@127.0.0.1:{listener.port}/db", "--file", str(path), timeout=300)
+    result = cli("seed", "--dsn", f"postgresql://u:unused-pw@127.0.0.1:{listener.port}/db", "--file", str(path))
     assert result.code == 1 and expected in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.output and listener.count == 0
 
@@ -212,3 +215,28 @@ def test_unusual_valid_text_is_stored_and_read_back_verbatim(migrated_db: Target
     before = table_hashes(migrated_db)
     run_seed(SETTINGS, migrated_db, SeedOptions(data_file=path), lambda _line: None)
     assert table_hashes(migrated_db) == before
+
+
+def test_a_sql_ascii_database_is_seeded_verified_dumped_and_restored(cli: Cli, pg18: Server, tmp_path: Path) -> None:
+    """initdb without a locale gives SQL_ASCII databases, still common on old servers: movelib's
+    connections (and yoyo's, and psql's) speak UTF-8 there all the same."""
+    names: list[str] = []
+    with pg18.admin() as conn:
+        for _ in range(2):
+            names.append(f"ascii_{len(names)}_{os.getpid()}")
+            conn.execute(f"CREATE DATABASE {names[-1]} TEMPLATE template0 ENCODING 'SQL_ASCII' "
+                         "LC_COLLATE 'C' LC_CTYPE 'C'")
+    try:
+        source, copy = (pg18.dsn(name) for name in names)
+        seeded = cli("seed", "--dsn", source)
+        assert seeded.code == 0, seeded.output
+        assert cli("verify", "--dsn", source, "--file", str(ROOT / "data" / "movements-canonical.json")).code == 0
+        assert cli("dump", "--dsn", source, "--output-dir", str(tmp_path)).code == 0
+        restored = cli("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"), "--dsn", copy, "--yes")
+        assert restored.code == 0, restored.output
+        version, problem = query_server_version(Profile("ascii", "127.0.0.1", pg18.port, TEST_USER,
+                                                        SENTINEL_PASSWORD, names[0]))
+        assert not problem and version.startswith("18."), version
+    finally:
+        for name in names:
+            pg18.drop_database(name)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psycopg
-from conftest import ROOT, Server
+from support import ROOT, Cli, Server, start_inv
 
 from movelib.db import LOCK_KEY
 from movelib.settings import Settings
@@ -21,12 +17,9 @@ from movelib.verify import verify
 SETTINGS = Settings.from_mapping({}, ROOT)
 
 
-def inv(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_a_second_run_waits_then_names_the_holder(cli, migrated_db: Target) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_run_waits_then_names_the_holder(cli: Cli, migrated_db: Target) -> None:
     with psycopg.connect(migrated_db.conninfo, autocommit=True,
                          application_name="movelib seed pid=4242 host=ci-runner-7") as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
@@ -40,7 +33,7 @@ def test_a_second_run_waits_then_names_the_holder(cli, migrated_db: Target) -> N
     assert 1 <= waited < 10
 
 
-def test_migrate_and_restore_take_the_same_lock(cli, migrated_db: Target, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_migrate_and_restore_take_the_same_lock(cli: Cli, migrated_db: Target, tmp_path: Path) -> None:
     with psycopg.connect(migrated_db.conninfo, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         migrated = cli("migrate", "--dsn", migrated_db.conninfo, "--lock-timeout", "0.5")
@@ -56,7 +49,7 @@ def test_migrate_and_restore_take_the_same_lock(cli, migrated_db: Target, tmp_pa
 
 
 def test_ten_concurrent_seeds_end_with_the_content_of_one(cli_env: dict[str, str], migrated_db: Target) -> None:
-    runs = [inv(cli_env, "seed", "--dsn", migrated_db.conninfo, "--quiet") for _ in range(10)]
+    runs = [start_inv(cli_env, "seed", "--dsn", migrated_db.conninfo, "--quiet") for _ in range(10)]
     outputs = [run.communicate(timeout=300) for run in runs]
     codes = [run.returncode for run in runs]
     assert codes == [0] * 10, outputs
@@ -77,12 +70,12 @@ def _lock_held(target: Target) -> bool:
         return bool(row and row[0])
 
 
-def test_a_killed_run_leaves_no_stale_lock(cli, cli_env: dict[str, str], pg18: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_killed_run_leaves_no_stale_lock(cli: Cli, cli_env: dict[str, str], pg18: Server, tmp_path: Path) -> None:
     target_db = pg18.create_database()  # empty: the run migrates, then seeds
     dsn = pg18.dsn(target_db)
     data = tmp_path / "big.json"
     write_synthetic(20_000, data)
-    run = inv(cli_env, "seed", "--dsn", dsn, "--file", str(data), "--quiet")
+    run = start_inv(cli_env, "seed", "--dsn", dsn, "--file", str(data), "--quiet")
     from movelib.target import target_from_dsn
 
     target = target_from_dsn(dsn, "--dsn")
@@ -90,7 +83,7 @@ def test_a_killed_run_leaves_no_stale_lock(cli, cli_env: dict[str, str], pg18: S
     while not _lock_held(target) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _lock_held(target), "the seed never took the lock"
-    os.kill(run.pid, signal.SIGKILL)
+    run.kill()
     run.communicate()
     started = time.monotonic()
     rerun = cli("seed", "--dsn", dsn, "--lock-timeout", "5", "--quiet")

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
-from conftest import FAST_SETTINGS, ROOT, TEST_USER, Server, free_port, table_hashes
+from support import FAST_SETTINGS, ROOT, TEST_USER, Cli, Server, free_port, start_inv, table_hashes
 
 from movelib.emulator.embedded import EmbeddedEmulator
 from movelib.emulator.pgbin import wheel_bin_dir
@@ -29,9 +28,6 @@ TRIALS = int(os.environ.get("MOVELIB_CRASH_TRIALS", "20"))
 TALLY: dict[str, int] = {}
 
 
-def inv(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def content(target: Target) -> dict[str, str]:
@@ -70,7 +66,7 @@ def calibrate(env: dict[str, str], server: Server, args: list[str]) -> float:
     """How long one uninterrupted run takes, into a scratch database: kills fall inside it."""
     scratch = server.create_database()
     started = time.monotonic()
-    run = inv(env, *args, "--dsn", server.dsn(scratch))
+    run = start_inv(env, *args, "--dsn", server.dsn(scratch))
     run.communicate()
     window = time.monotonic() - started
     assert run.returncode == 0
@@ -81,7 +77,7 @@ def calibrate(env: dict[str, str], server: Server, args: list[str]) -> float:
 def _kill_at_random(run: subprocess.Popen[str], rng: random.Random, window: float) -> bool:
     time.sleep(rng.uniform(0.05 * window, 0.95 * window))
     if run.poll() is None:
-        os.kill(run.pid, signal.SIGKILL)
+        run.kill()
         run.communicate()
         return True
     run.communicate()
@@ -89,7 +85,7 @@ def _kill_at_random(run: subprocess.Popen[str], rng: random.Random, window: floa
 
 
 @pytest.mark.parametrize("start", ["empty", "older-library"])
-def test_seed_killed_at_random_is_old_or_new_never_a_mix(cli, cli_env: dict[str, str], pg18: Server, files: dict[str, Path], start: str) -> None:  # type: ignore[no-untyped-def]
+def test_seed_killed_at_random_is_old_or_new_never_a_mix(cli: Cli, cli_env: dict[str, str], pg18: Server, files: dict[str, Path], start: str) -> None:
     rng = random.Random(f"seed-{start}")
     killed = trial = 0
     window = calibrate(cli_env, pg18, ["seed", "--file", str(files["new"]), "--quiet"])
@@ -100,7 +96,7 @@ def test_seed_killed_at_random_is_old_or_new_never_a_mix(cli, cli_env: dict[str,
         if start == "older-library":
             assert cli("seed", "--dsn", target.conninfo, "--file", str(files["old"]), "--quiet").code == 0
         before = content(target)
-        run = inv(cli_env, "seed", "--dsn", target.conninfo, "--file", str(files["new"]), "--quiet")
+        run = start_inv(cli_env, "seed", "--dsn", target.conninfo, "--file", str(files["new"]), "--quiet")
         killed += _kill_at_random(run, rng, window)
         settle(pg18, db)
         after = content(target)
@@ -116,7 +112,7 @@ def test_seed_killed_at_random_is_old_or_new_never_a_mix(cli, cli_env: dict[str,
     assert killed >= TRIALS, f"only {killed} of {trial} runs were killed mid-way"
 
 
-def test_restore_killed_at_random_is_old_or_new_never_a_mix(cli, cli_env: dict[str, str], pg18: Server, files: dict[str, Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_restore_killed_at_random_is_old_or_new_never_a_mix(cli: Cli, cli_env: dict[str, str], pg18: Server, files: dict[str, Path], tmp_path: Path) -> None:
     source = target_from_dsn(pg18.dsn(pg18.create_database()), "--dsn")
     assert cli("seed", "--dsn", source.conninfo, "--file", str(files["new"]), "--quiet").code == 0
     assert cli("dump", "--dsn", source.conninfo, "--output-dir", str(tmp_path)).code == 0
@@ -131,7 +127,7 @@ def test_restore_killed_at_random_is_old_or_new_never_a_mix(cli, cli_env: dict[s
         if trial % 2:  # half into an older library, half into an empty database
             assert cli("seed", "--dsn", target.conninfo, "--file", str(files["old"]), "--quiet").code == 0
         before = table_hashes(target)
-        run = inv(cli_env, "restore", "--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes")
+        run = start_inv(cli_env, "restore", "--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes")
         killed += _kill_at_random(run, rng, window)
         settle(pg18, db)
         after = table_hashes(target)
@@ -155,6 +151,21 @@ def fragile_server(tmp_path: Path) -> Iterator[EmbeddedEmulator]:
         server.down(purge=True)
 
 
+def _wait_until_writing(server: EmbeddedEmulator, task: str, run: subprocess.Popen[str]) -> None:
+    """Return once the run's connection is busy inside its transaction (not on a timer: a fast
+    machine could finish first, a slow one not have started)."""
+    query = ("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s "
+             "AND state = 'active' AND xact_start IS NOT NULL")
+    with psycopg.connect(server.profile.url(), autocommit=True) as watcher:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and run.poll() is None:
+            row = watcher.execute(query, (f"movelib {task} pid={run.pid} %",)).fetchone()
+            if row and row[0]:
+                return
+            time.sleep(0.01)
+    pytest.fail(f"the {task} run ended (code {run.poll()}) before it was seen writing")
+
+
 def _stop_immediately(server: EmbeddedEmulator) -> None:
     from movelib.emulator.pgbin import server_user
 
@@ -164,7 +175,7 @@ def _stop_immediately(server: EmbeddedEmulator) -> None:
 
 
 @pytest.mark.parametrize("task", ["seed", "restore"])
-def test_the_server_dying_under_a_run_is_a_clean_error_and_a_retry_works(cli, cli_env: dict[str, str], fragile_server: EmbeddedEmulator, files: dict[str, Path], tmp_path: Path, task: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_server_dying_under_a_run_is_a_clean_error_and_a_retry_works(cli: Cli, cli_env: dict[str, str], fragile_server: EmbeddedEmulator, files: dict[str, Path], tmp_path: Path, task: str) -> None:
     dsn = fragile_server.profile.url()
     big = tmp_path / "big.json"
     write_synthetic(20_000, big)
@@ -173,8 +184,8 @@ def test_the_server_dying_under_a_run_is_a_clean_error_and_a_retry_works(cli, cl
         assert cli(*args).code == 0
         assert cli("dump", "--dsn", dsn, "--output-dir", str(tmp_path)).code == 0
         args = ["restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"), "--dsn", dsn, "--yes"]
-    run = inv(cli_env, *args)
-    time.sleep(2.5)
+    run = start_inv(cli_env, *args)
+    _wait_until_writing(fragile_server, task, run)
     _stop_immediately(fragile_server)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 1, out + err

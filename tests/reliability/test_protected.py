@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import table_hashes
+from support import Cli, Server, signed_release, table_hashes
 
 from movelib.errors import ProtectedTarget
 from movelib.guard import Permission, check_protected
@@ -15,7 +15,7 @@ from movelib.target import Target
 
 
 @pytest.fixture
-def production(cli, migrated_db: Target) -> Target:  # type: ignore[no-untyped-def]
+def production(cli: Cli, migrated_db: Target) -> Target:
     assert cli("seed", "--dsn", migrated_db.conninfo).code == 0
     labelled = cli("migrate", "--dsn", migrated_db.conninfo, "--environment", "production")
     assert labelled.code == 0 and "environment: labelled production" in labelled.stdout
@@ -23,7 +23,7 @@ def production(cli, migrated_db: Target) -> Target:  # type: ignore[no-untyped-d
 
 
 @pytest.fixture
-def dump_file(cli, production: Target, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+def dump_file(cli: Cli, production: Target, tmp_path: Path) -> Path:
     assert cli("dump", "--dsn", production.conninfo, "--output-dir", str(tmp_path)).code == 0
     return tmp_path / "movements_seed_latest.sql"
 
@@ -39,7 +39,7 @@ def dump_file(cli, production: Target, tmp_path: Path) -> Path:  # type: ignore[
         pytest.param(["migrate", "--environment", "staging"], "refusing to migrate: ", id="relabel"),
     ],
 )
-def test_refusals(cli, production: Target, dump_file: Path, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_refusals(cli: Cli, production: Target, dump_file: Path, args: list[str], message: str) -> None:
     before = table_hashes(production)
     args = [a.format(db=production.dbname, dump=dump_file) for a in args]
     result = cli(*args, "--dsn", production.conninfo)
@@ -50,10 +50,11 @@ def test_refusals(cli, production: Target, dump_file: Path, args: list[str], mes
     assert table_hashes(production) == before
 
 
-def test_the_allowed_path_works_and_keeps_the_label(cli, production: Target, dump_file: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_allowed_path_works_and_keeps_the_label(cli: Cli, production: Target, dump_file: Path, ssh_keygen: None, tmp_path: Path) -> None:
     ok = ["--allow-protected", "--confirm", production.dbname, "--dsn", production.conninfo]
     assert cli("seed", *ok).code == 0
-    restored = cli("restore", "--dump-file", str(dump_file), "--yes", *ok)
+    restored = cli("restore", "--dump-file", str(dump_file), "--yes", *ok,
+                   env=signed_release(dump_file, tmp_path))  # production takes signed releases only
     assert restored.code == 0, restored.output
     with psycopg.connect(production.conninfo) as conn:
         assert conn.execute("SELECT label FROM movement_environment").fetchone() == ("production",)
@@ -70,7 +71,7 @@ def test_a_typed_name_at_the_prompt_is_accepted(production: Target) -> None:
             check_protected(conn, production, Permission(True, None, Tty("yes\n"), io.StringIO()), "seed")
 
 
-def test_restore_keeps_the_targets_own_label(cli, migrated_db: Target, pg18, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_restore_keeps_the_targets_own_label(cli: Cli, migrated_db: Target, pg18: Server, tmp_path: Path, ssh_keygen: None) -> None:
     """A staging dump restored into production must not relabel production as staging."""
     assert cli("migrate", "--dsn", migrated_db.conninfo, "--environment", "staging").code == 0
     assert cli("seed", "--dsn", migrated_db.conninfo).code == 0
@@ -79,8 +80,9 @@ def test_restore_keeps_the_targets_own_label(cli, migrated_db: Target, pg18, tmp
     dsn = pg18.dsn(other)
     try:
         assert cli("migrate", "--dsn", dsn, "--environment", "production").code == 0
-        restored = cli("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"),
-                       "--dsn", dsn, "--yes", "--allow-protected", "--confirm", other)
+        dump_file = tmp_path / "movements_seed_latest.sql"
+        restored = cli("restore", "--dump-file", str(dump_file), "--dsn", dsn, "--yes",
+                       "--allow-protected", "--confirm", other, env=signed_release(dump_file, tmp_path))
         assert restored.code == 0, restored.output
         with psycopg.connect(dsn) as conn:
             assert conn.execute("SELECT label FROM movement_environment").fetchone() == ("production",)

@@ -3,32 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
-from conftest import SENTINEL_PASSWORD, Server, assert_no_secret, free_port
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg import sql
+from support import SENTINEL_PASSWORD, Cli, Server, assert_no_secret, free_port
 
 
-def test_no_failure_shows_the_password(cli, pg18: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_no_failure_shows_the_password(cli_process: Cli, pg18: Server, tmp_path: Path) -> None:
     assert all(c in SENTINEL_PASSWORD for c in "@:/%#")
     db = pg18.create_database()
     good = pg18.dsn(db)
     dumps = tmp_path / "dumps"
     bad_sql = tmp_path / "bad.json"
     runs = {
-        "bad host": cli("seed", "--dsn", good.replace("127.0.0.1", "no-such-host.invalid")),
-        "bad port": cli("migrate", "--dsn", good.replace(f":{pg18.port}/", f":{free_port()}/")),
-        "bad password": cli("migrate", "--dsn", pg18.dsn(db, password=SENTINEL_PASSWORD + "x")),
-        "bad database": cli("verify", "--dsn", pg18.dsn("no_such_db")),
-        "schema missing (SQL error)": cli("seed", "--dsn", good, "--skip-migrations"),
-        "seed": cli("seed", "--dsn", good),
-        "child process failure": cli("db.psql", "--dsn", good, "-c", "SELECT no_such_column"),
-        "dump": cli("dump", "--dsn", good, "--output-dir", str(dumps)),
-        "environment variable": cli("verify", env={"PLANNING_DATABASE_URL": good}),
-        "dotenv": cli("verify", env={"INVOKE_PATHS_DOTENV": str(_dotenv(tmp_path, good))}),
+        "bad host": cli_process("seed", "--dsn", good.replace("127.0.0.1", "no-such-host.invalid")),
+        "bad port": cli_process("migrate", "--dsn", good.replace(f":{pg18.port}/", f":{free_port()}/")),
+        "bad password": cli_process("migrate", "--dsn", pg18.dsn(db, password=SENTINEL_PASSWORD + "x")),
+        "bad database": cli_process("verify", "--dsn", pg18.dsn("no_such_db")),
+        "schema missing (SQL error)": cli_process("seed", "--dsn", good, "--skip-migrations"),
+        "seed": cli_process("seed", "--dsn", good),
+        "child process failure": cli_process("db.psql", "--dsn", good, "-c", "SELECT no_such_column"),
+        "dump": cli_process("dump", "--dsn", good, "--output-dir", str(dumps)),
+        "environment variable": cli_process("verify", env={"PLANNING_DATABASE_URL": good}),
+        "dotenv": cli_process("verify", env={"INVOKE_PATHS_DOTENV": str(_dotenv(tmp_path, good))}),
     }
-    runs["restore"] = cli("restore", "--dump-file", str(dumps / "movements_seed_latest.sql"),
+    runs["restore"] = cli_process("restore", "--dump-file", str(dumps / "movements_seed_latest.sql"),
                           "--dsn", good, "--yes")
     bad_sql.write_text("{")
-    runs["bad data"] = cli("seed", "--dsn", good, "--file", str(bad_sql))
+    runs["bad data"] = cli_process("seed", "--dsn", good, "--file", str(bad_sql))
     assert runs["child process failure"].code != 0 and runs["bad password"].code == 1
     assert runs["seed"].code == 0 and runs["restore"].code == 0, runs["restore"].output
     for name, result in runs.items():
@@ -44,3 +48,54 @@ def _dotenv(tmp_path: Path, dsn: str) -> Path:
     path = tmp_path / ".env"
     path.write_text(f"PLANNING_DATABASE_URL={dsn}\n")
     return path
+
+
+# Passwords full of what a URL treats specially, with marker letters that no output holds on
+# its own: any four characters of a password that carry a marker and show up in an output are a
+# leak, whether the password was given raw or percent-encoded.
+MARKERS = "QZXJ"
+PASSWORDS = st.text(alphabet=MARKERS + "@/#?:%&= +!$'\\\"~;,é", min_size=4, max_size=16).filter(
+    lambda p: any(m in p for m in MARKERS))
+
+
+def _leaks(password: str, output: str) -> list[str]:
+    fragments = set()
+    for spelling in (password, quote(password, safe=""), quote(password), quote_plus(password)):
+        for size in range(4, len(spelling) + 1):
+            for start in range(len(spelling) - size + 1):
+                piece = spelling[start:start + size]
+                if any(m in piece for m in MARKERS):
+                    fragments.add(piece)
+    return sorted(f for f in fragments if f in output)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(password=PASSWORDS, encoded=st.booleans())
+def test_no_spelling_of_any_password_is_ever_printed(cli: Cli, pg18: Server, password: str, encoded: bool) -> None:
+    """Raw and percent-encoded passwords through every way a task can fail: a DSN that cannot be
+    parsed (or not safely), a refused connection, a failed login, an SQL error."""
+    user = f"u_{abs(hash(password)) % 10**8}"
+    with pg18.admin() as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(user), sql.Literal(password)))
+    secret = quote(password, safe="") if encoded else password
+
+    def dsn(port: int, db: str = "postgres", pw: str = secret) -> str:
+        return f"postgresql://{user}:{pw}@127.0.0.1:{port}/{db}"
+
+    runs = [
+        cli("verify", "--dsn", dsn(free_port())),                      # refused (or unparsable)
+        cli("migrate", "--dsn", dsn(pg18.port, pw=secret + "Q")),      # failed login
+        cli("seed", "--dsn", dsn(pg18.port), "--skip-migrations"),     # SQL: no schema
+        cli("db.psql", "--dsn", dsn(pg18.port), "-c", "SELECT no_such_column"),  # SQL error
+        cli("verify", env={"PLANNING_DATABASE_URL": dsn(free_port())}),
+        cli("db.psql", "--dsn", f"host=127.0.0.1 port={pg18.port} user={user} password='{password.replace(chr(92), chr(92) * 2).replace(chr(39), chr(92) + chr(39))}' dbname=nosuchdb"),
+    ]
+    with pg18.admin() as conn:
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))
+    for result in runs:
+        assert result.code != 0, result.output
+        assert "Traceback" not in result.output
+        assert not _leaks(password, result.output), (password, result.output)

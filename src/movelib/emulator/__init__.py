@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ..defaults import DOCKER_PROJECT, SYSTEM_USER
 from ..errors import ConfigError
 from ..profiles import Profile
 from .base import EmulatorStatus
@@ -39,10 +40,10 @@ class Emulator(Protocol):
 class EmulatorSettings:
     base_dir: Path
     bin_dir: str | None = None
-    system_user: str = "movelib"
+    system_user: str = SYSTEM_USER
     server_settings: Mapping[str, str] = field(default_factory=dict)
     image: str = ""
-    project: str = "movelib"  # docker backend: names and labels containers and volumes
+    project: str = DOCKER_PROJECT  # docker backend: names and labels containers and volumes
 
 
 def get_emulator(

@@ -67,7 +67,7 @@ def query_server_version(profile: Profile) -> tuple[str, str]:
     """(version, problem): log in as the profile and ask the server its version."""
     import psycopg
     try:
-        with psycopg.connect(profile.url(), connect_timeout=3) as conn:
+        with psycopg.connect(profile.url(), connect_timeout=3, client_encoding="UTF8") as conn:
             row = conn.execute("SHOW server_version").fetchone()
             return (str(row[0]).split()[0] if row else "?"), ""
     except psycopg.Error as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from ..defaults import DOCKER_IMAGE, DOCKER_PROJECT
 from ..errors import BackendUnavailable, EmulatorError
 from ..profiles import Profile
 from .base import (
@@ -26,10 +27,8 @@ from .base import (
 )
 from .embedded import Echo
 
-DEFAULT_IMAGE = "postgres:18"
 PROJECT_LABEL = "io.movelib.project"
 PROFILE_LABEL = "io.movelib.profile"
-PROJECT = "movelib"
 DATA_MOUNT = "/var/lib/postgresql"
 PGDATA = "/var/lib/postgresql/data"
 PING_TIMEOUT = 3
@@ -89,11 +88,11 @@ def _first_line(exc: BaseException) -> str:
 class DockerEmulator:
     backend = "docker"
 
-    def __init__(self, profile: Profile, *, image: str = DEFAULT_IMAGE, project: str = PROJECT,
+    def __init__(self, profile: Profile, *, image: str = DOCKER_IMAGE, project: str = DOCKER_PROJECT,
                  start_timeout: float = 90) -> None:
         self.profile = profile
-        self.image = image or DEFAULT_IMAGE
-        self.project = project or PROJECT
+        self.image = image or DOCKER_IMAGE
+        self.project = project or DOCKER_PROJECT
         self.start_timeout = start_timeout
         self.container_name = f"{self.project}-{profile.name}"
         self.volume_name = f"{self.project}-{profile.name}-data"

@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from ..defaults import SYSTEM_USER
 from ..errors import EmulatorError
 from ..profiles import Profile
 from .base import (
@@ -39,7 +40,7 @@ class EmbeddedEmulator:
         *,
         base_dir: Path,
         bin_dir: Path,
-        system_user: str = "movelib",
+        system_user: str = SYSTEM_USER,
         settings: Mapping[str, str] | None = None,
         start_timeout: float = 60,
     ) -> None:
@@ -233,7 +234,7 @@ class EmbeddedEmulator:
             with psycopg.connect(
                 host=profile.host, port=profile.port, user=profile.user,
                 password=profile.password, dbname="postgres", autocommit=True,
-                connect_timeout=10,
+                connect_timeout=10, client_encoding="UTF8",
             ) as conn:
                 exists = conn.execute(
                     "SELECT 1 FROM pg_database WHERE datname = %s", (profile.database,)

@@ -1,0 +1,140 @@
+"""Reading a JSON array of records in batches of a couple of megabytes, parsed by orjson.
+
+The fast path's reader: it proves each cut fell between two records, counts string delimiters
+so that a dropped duplicate key shows, and raises :class:`NeedsReport`, the one signal that
+sends a file to the precise report, for anything it cannot vouch for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+BATCH_BYTES = 1 << 21
+BOUNDARY = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")  # between two records, or two nested objects
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_WHITESPACE = b" \t\r\n"
+MAX_RETRIES = 4
+
+
+class NeedsReport(Exception):
+    """The fast pass met something it cannot vouch for: the precise (slow) pass will say what.
+
+    The only exception the fast path raises on purpose; any other is a bug and propagates.
+    """
+
+
+def delimiters(text: bytes) -> int:
+    """How many string delimiters (unescaped double quotes) ``text`` holds: twice its strings."""
+    quotes = text.count(b'"')
+    if b"\\" in text:
+        quotes -= _ESCAPE.findall(text).count(b'\\"')
+    return quotes
+
+
+def blocks(path: Path, digest: Any = None, start: int = 0, stop: int | None = None,
+           before: bytes = b"", after: bytes = b"") -> Iterator[bytes]:
+    """The bytes ``[start, stop)`` of ``path`` in blocks, hashed into ``digest`` as read, with
+    ``before`` and ``after`` (not hashed) around them."""
+    if before:
+        yield before
+    with path.open("rb") as handle:
+        handle.seek(start)
+        left = None if stop is None else stop - start
+        while left is None or left > 0:
+            block = handle.read(BATCH_BYTES if left is None else min(BATCH_BYTES, left))
+            if not block:
+                break
+            if digest is not None:
+                digest.update(block)
+            if left is not None:
+                left -= len(block)
+            yield block
+    if after:
+        yield after
+
+
+class Batches:
+    """The records of a JSON array, parsed by orjson a couple of megabytes at a time.
+
+    Each batch is cut after a ``},{`` between records; as a JSON value cannot end early, a batch
+    that parses as an array proves that its cut fell between two top-level records (a cut
+    inside a string or a nested value cannot parse), and a batch that does not parse is retried
+    with more of the file. orjson keeps the last of two equal keys, so duplicates are found by
+    counting: every string of the text must be in the parsed records (:func:`delimiters` on
+    both sides, see :meth:`finish`).
+
+    Anything unexpected raises :class:`NeedsReport`: the careful pass then reports it. That
+    includes what orjson refuses to parse but the reference parser reads, to report it: a lone
+    surrogate (``"\\ud800"``), an integer too large for a double.
+    """
+
+    def __init__(self, blocks: Iterator[bytes], digest: Any = None) -> None:
+        self.blocks = blocks
+        self.digest = digest  # what hashes the blocks, when the caller wants it back
+        self.raw_strings = 0
+
+    @classmethod
+    def of_file(cls, path: Path) -> Batches:
+        digest = hashlib.sha256()
+        return cls(blocks(path, digest), digest)
+
+    def _read(self) -> bytes:
+        return next(self.blocks, b"")
+
+    def _more(self, buf: bytes) -> tuple[bytes, bool]:
+        """``buf`` and the next block; whether the text has ended."""
+        block = self._read()
+        return buf + block, not block
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        buf = self._read().lstrip(_WHITESPACE)
+        if not buf.startswith(b"["):
+            raise NeedsReport("not an array")
+        buf, eof, final, failures = buf[1:], False, False, 0
+        while True:
+            while not eof and len(buf) < BATCH_BYTES:
+                buf, eof = self._more(buf)
+            last = None
+            if not final:
+                for last in BOUNDARY.finditer(buf):  # noqa: B007 (the last one)
+                    pass
+            if last is None and not eof:  # one record longer than a batch: read on
+                buf, eof = self._more(buf)
+                continue
+            if last is None:
+                final = True
+                text, rest = buf.rstrip(_WHITESPACE), b""
+                if not text.endswith(b"]"):
+                    raise NeedsReport("the array is not closed")
+                text = text[:-1]
+            else:
+                text, rest = buf[: last.start() + 1], buf[last.end() - 1:]
+            try:
+                batch = orjson.loads(b"[" + text + b"]")
+            except orjson.JSONDecodeError:
+                failures += 1
+                if final or failures > MAX_RETRIES:
+                    raise NeedsReport("syntax") from None
+                buf, eof = self._more(buf)  # the cut may have fallen inside a record
+                final = eof
+                continue
+            failures = 0
+            if b"\\u0000" in text:  # NUL, which PostgreSQL text cannot hold (or an escaped "\\")
+                raise NeedsReport("\\u0000")
+            self.raw_strings += delimiters(text)
+            yield batch
+            if final:
+                return
+            buf = rest
+
+    def finish(self, parsed_strings: int) -> None:
+        """Raise unless every string of the text was in the parsed records (no duplicate key
+        was dropped)."""
+        if parsed_strings != self.raw_strings:
+            raise NeedsReport("duplicate keys")

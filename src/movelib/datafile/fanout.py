@@ -1,0 +1,88 @@
+"""Both halves of a large file at once: the second read by a forked child process."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import signal
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .batches import BOUNDARY, Batches, NeedsReport, blocks
+from .records import Entry, Progress
+from .scan import scan
+
+
+def two_process_pass(path: Path, validator: Any, hashes: bool,
+                     progress: Progress | None) -> tuple[str, list[Entry]] | None:
+    """The fast pass in two processes: (sha256 of the file, entries).
+
+    The file is cut after a ``},{`` near its middle. The first half is read here as an array
+    closed at the cut: if it parses, the cut was between two records (see :class:`Batches`)
+    and the child's half starts at a record. ``None`` when the halves cannot be used (the cut
+    fell inside a record, either half needs the precise report, or the child died): the caller
+    then reads the file in one pass. Any other exception, in either process, is raised here.
+    """
+    import multiprocessing
+
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(size // 2)
+        found = BOUNDARY.search(handle.read(1 << 20))
+    if found is None:
+        return None
+    cut, resume = size // 2 + found.start() + 1, size // 2 + found.end() - 1
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_scan_in_child, daemon=True,
+                            args=(sender, path, resume, validator, hashes))
+    child.start()
+    sender.close()
+    try:
+        digest = hashlib.sha256()
+        head = scan(Batches(blocks(path, digest, 0, cut, after=b"]")), validator, hashes,
+                    progress=progress)
+        for _ in blocks(path, digest, cut):  # the child's half still counts in the hash
+            pass
+        tail: list[tuple[str, str]] | str | None = receiver.recv()
+    except (NeedsReport, EOFError):  # EOFError: the child died without a word
+        tail = None
+    except BaseException:  # Ctrl-C or a bug here: the child's half is of no use any more
+        child.kill()
+        raise
+    finally:
+        receiver.close()
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+    if isinstance(tail, str):
+        raise RuntimeError(f"reading the second half of {path} failed in a child process:\n{tail}")
+    if tail is None:
+        return None
+    first = len(head)
+    entries = head + [Entry(first + i, slug, digest_) for i, (slug, digest_) in enumerate(tail)]
+    if len({entry.slug for entry in entries}) != len(entries):
+        raise NeedsReport("duplicate slug")
+    if progress:
+        progress("validate", len(entries), None)
+    return digest.hexdigest(), entries
+
+
+def _scan_in_child(sender: Any, path: Path, resume: int, validator: Any, hashes: bool) -> None:
+    """The forked half: its (slug, hash) pairs; ``None`` when it needs the precise report (the
+    parent reads the file again, and says what is wrong); the traceback of anything else.
+    Ctrl-C reaches the whole process group: the parent says what was interrupted and stops
+    this child, which must not print a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.disable()
+    result: list[tuple[str, str]] | str | None
+    try:
+        entries = scan(Batches(blocks(path, None, resume, before=b"[")), validator, hashes)
+        result = [(entry.slug, entry.content_hash) for entry in entries]
+    except NeedsReport:
+        result = None
+    except Exception:  # a bug, not the data: the parent raises it rather than redo the work
+        result = traceback.format_exc()
+    sender.send(result)
+    sender.close()

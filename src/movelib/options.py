@@ -1,0 +1,58 @@
+"""Task options as people type them: their help texts (said once, from the defaults) and the
+parsing of values invoke hands over as text, with a one-line error for a bad one.
+
+Importing this module costs nothing beyond the defaults: ``inv --list`` and ``--help`` load it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .defaults import DEFAULT_PROFILES, DOCKER_IMAGE, LOCK_TIMEOUT, SYNTH_SEED
+from .errors import ConfigError
+
+_PORTS = " or ".join(f"{name} ({p['port']})" for name, p in DEFAULT_PROFILES.items())
+
+# Which database a task touches, in the order movelib.target decides it.
+TARGET_ORDER = ("--dsn; else --profile; else PLANNING_DATABASE_URL from the environment; else "
+                "PLANNING_DATABASE_URL from .env; else the local profile")
+PROFILE_HELP = f"emulator profile: {_PORTS} by default (INVOKE_PROFILES_*); default local"
+TARGET_HELP = {
+    "dsn": f"PostgreSQL URL of the target (password percent-encoded). Order: {TARGET_ORDER}",
+    "profile": f"target this {PROFILE_HELP}",
+}
+LOCK_HELP = (f"seconds to wait for another run holding the target's lock (default "
+             f"{LOCK_TIMEOUT:g}, setting lock_timeout)")
+PROTECT_HELP = {
+    "allow_protected": "allow writing to a production-labelled target (needs the name confirmed)",
+    "confirm": "the target database's name, confirming a production write without a prompt (CI)",
+}
+BACKEND_HELP = "auto (docker if an engine answers, else embedded), embedded or docker"
+IMAGE_HELP = f"docker backend: the PostgreSQL image (default {DOCKER_IMAGE})"
+SYNTH_SEED_HELP = f"random seed (default {SYNTH_SEED}; the same seed gives the same file)"
+
+
+def seconds(option: str | float | None, default: float, name: str = "--lock-timeout") -> float:
+    """A finite, non-negative number of seconds (``None``: the default)."""
+    if option is None:
+        return default
+    try:
+        value = float(option)
+    except ValueError:
+        raise ConfigError(f"{name} takes seconds, not {str(option)[:40]!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} takes a finite number of seconds, 0 or more (not {option})")
+    return value
+
+
+def whole_number(option: str | int | None, default: int, name: str, *, minimum: int = 0) -> int:
+    """A whole number of at least ``minimum`` (``None``: the default)."""
+    if option is None:
+        return default
+    try:
+        value = int(str(option).strip())
+    except ValueError:
+        raise ConfigError(f"{name} takes a whole number, not {str(option)[:40]!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return value

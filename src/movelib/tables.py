@@ -1,0 +1,78 @@
+"""The database's shape, in one place: which tables hold the movement library and in what
+order, yoyo's bookkeeping tables, the audit chain a published version carries, and the small
+read-only questions asked of them (does a table exist, how many rows, which environment label,
+which server version)."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from .errors import SchemaNotApplied
+from .target import Target
+
+# Every movement table, parents before children: what a seed dump carries, in the order a
+# restore loads them (identity columns get their sequences reset).
+MOVEMENT_TABLES = (
+    "movement_environment",
+    "movement_seed_run",
+    "movement_staging",
+    "movement_audit_log",
+    "movement_library",
+    "movement_current",
+)
+# The tables whose row counts verification reports, in its order (as library, current, staging,
+# audit_log): a seeded database has all four.
+COUNTED_TABLES = ("movement_library", "movement_current", "movement_staging", "movement_audit_log")
+# yoyo's bookkeeping, as a dump carries it (its lock table is recreated empty, never copied).
+YOYO_MIGRATION_TABLE = "_yoyo_migration"  # one row per applied migration
+YOYO_TABLES = ("_yoyo_version", YOYO_MIGRATION_TABLE, "_yoyo_log")
+
+# The audit rows of one published version, in order (RETIRED rows aside).
+CHAIN = ("CREATED", "REVIEW_SUBMITTED", "APPROVED", "APPROVED", "PUBLISHED")
+
+
+def table_exists(conn: psycopg.Connection, table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    return bool(row and row[0])
+
+
+def require_schema(conn: psycopg.Connection, target: Target) -> None:
+    """Raise :class:`SchemaNotApplied` unless every table verification counts exists."""
+    row = conn.execute(
+        "SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) AS name",
+        (list(COUNTED_TABLES),),
+    ).fetchone()
+    if not row or not row[0]:
+        raise SchemaNotApplied(
+            f'relation "movement_library" does not exist on {target.describe()}: the schema '
+            "is not applied.\n  run `inv migrate` first, or drop --skip-migrations "
+            "(inv seed applies it), or restore a seed dump (it carries the schema)"
+        )
+
+
+def current_counts(conn: psycopg.Connection, tables: list[str]) -> dict[str, int | None]:
+    """Each table's row count; ``None`` for a table that does not exist."""
+    counts: dict[str, int | None] = {}
+    for table in tables:
+        if table_exists(conn, table):
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+            ).fetchone()
+            counts[table] = int(row[0]) if row else 0
+        else:
+            counts[table] = None
+    return counts
+
+
+def environment_label(conn: psycopg.Connection) -> str | None:
+    """The label ``inv migrate --environment`` gave the database, if any."""
+    if not table_exists(conn, "movement_environment"):
+        return None
+    row = conn.execute("SELECT label FROM movement_environment").fetchone()
+    return str(row[0]) if row else None
+
+
+def server_version(conn: psycopg.Connection) -> str:
+    row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "unknown"

@@ -1,0 +1,343 @@
+"""What tests share: the test servers, the ways to run `inv`, and checks on what a run left.
+
+Fixtures live in ``conftest.py``; everything a test imports by name lives here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from movelib.emulator.embedded import EmbeddedEmulator
+from movelib.settings import Settings
+from movelib.target import Target
+from movelib.workflow import SeedOptions, SeedOutcome, run_seed
+
+ROOT = Path(__file__).resolve().parent.parent
+CANONICAL = ROOT / "data" / "movements-canonical.json"
+SCHEMA = ROOT / "schemas" / "movement.schema.json"
+FREE_EXERCISE_DB = ROOT / "data" / "free-exercise-db" / "exercises.json"
+PG15_BIN = Path(os.environ.get("MOVELIB_TEST_PG15_BIN", "/usr/lib/postgresql/15/bin"))
+SENTINEL_PASSWORD = "Sx@:/%#?&= p4ss"
+TEST_USER = "movelib_test"
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+# Environment variables of the developer's shell that would point a run elsewhere.
+FOREIGN_ENV = ("PG", "INVOKE_", "PLANNING_")
+
+
+# -- prerequisites ----------------------------------------------------------------------------
+
+# What a test may need beyond Python, with the marker that selects it. CI lists them in
+# MOVELIB_REQUIRE (comma-separated, or "all"): a missing one then fails instead of skipping.
+PREREQUISITES = {
+    "pg15": "PostgreSQL 15 server binaries",
+    "docker": "a Docker engine with the test image",
+    "posix": "a POSIX system (signals, #!/bin/sh scripts, file modes)",
+    "linux": "Linux (/proc, fork)",
+    "ssh": "ssh-keygen (openssh-client, OpenSSH 8.2+; git for Windows ships it)",
+}
+
+
+def required(name: str) -> bool:
+    wanted = {w.strip() for w in os.environ.get("MOVELIB_REQUIRE", "").split(",") if w.strip()}
+    return name in wanted or "all" in wanted
+
+
+def require(name: str, available: bool, reason: str) -> None:
+    """Skip the test when ``name`` is missing (with ``reason``); fail instead when CI requires it."""
+    if available:
+        return
+    message = f"needs {PREREQUISITES[name]}: {reason}"
+    if required(name):
+        pytest.fail(f"{message} (MOVELIB_REQUIRE lists {name!r})")
+    pytest.skip(message)
+
+
+def require_posix() -> None:
+    require("posix", os.name == "posix", f"this is {sys.platform}")
+
+
+def require_linux() -> None:
+    require("linux", sys.platform == "linux" and Path("/proc/self").is_dir(), f"this is {sys.platform}")
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Server:
+    """A running test server; ``dsn(db)`` gives a URL with the sentinel password."""
+
+    emulator: EmbeddedEmulator
+    major: int
+
+    @property
+    def port(self) -> int:
+        return self.emulator.profile.port
+
+    def dsn(self, dbname: str, password: str = SENTINEL_PASSWORD) -> str:
+        return (f"postgresql://{TEST_USER}:{quote(password, safe='')}@127.0.0.1:"
+                f"{self.port}/{dbname}")
+
+    def admin(self) -> psycopg.Connection:
+        return psycopg.connect(self.dsn("postgres"), autocommit=True)
+
+    def create_database(self, template: str = "template0") -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with self.admin() as conn:  # a file copy: ~10x faster than WAL-logging every block
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(template)))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
+def login(port: int, password: str, db: str, user: str = "athlete") -> str:
+    """Log in as a user would; the server's version."""
+    with psycopg.connect(host="127.0.0.1", port=port, user=user, password=password,
+                         dbname=db, connect_timeout=3) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        assert row is not None
+        return str(row[0])
+
+
+def scalar(target: Target, query: str) -> Any:
+    with psycopg.connect(target.conninfo) as conn:
+        row = conn.execute(query).fetchone()
+        return row[0] if row else None
+
+
+def rows(target: Target, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(target.conninfo) as conn:
+        return conn.execute(query).fetchall()
+
+
+def table_hashes(target: Target) -> dict[str, str]:
+    """An ordered content hash of every movement table (and the bookkeeping)."""
+    tables = ["movement_library", "movement_current", "movement_staging", "movement_audit_log",
+              "movement_seed_run", "movement_environment", "_yoyo_migration"]
+    out = {}
+    with psycopg.connect(target.conninfo) as conn:
+        for table in tables:
+            if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,):
+                out[table] = "absent"
+                continue
+            row = conn.execute(sql.SQL(
+                "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text "
+                "COLLATE \"C\")), '') FROM {} t").format(sql.Identifier(table))).fetchone()
+            out[table] = row[0] if row else ""
+    return out
+
+
+def assert_no_secret(text: str) -> None:
+    for spelling in {SENTINEL_PASSWORD, quote(SENTINEL_PASSWORD, safe=""),
+                     quote(SENTINEL_PASSWORD), "p4ss"}:
+        assert spelling not in text, f"password leaked as {spelling!r}"
+
+
+# -- running `inv` ----------------------------------------------------------------------------
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class Cli(Protocol):
+    def __call__(self, *args: str, env: Mapping[str, str] | None = None) -> CliResult: ...
+
+
+def isolated_env(tmp_path: Path) -> dict[str, str]:
+    """Settings for `inv` that cannot touch the developer's emulators, ports or .env."""
+    return {
+        "INVOKE_PATHS_DOTENV": str(tmp_path / "no.env"),
+        "INVOKE_EMULATOR_DIR": str(tmp_path / "emulators"),
+        "INVOKE_EMULATOR_BACKEND": "embedded",
+        "INVOKE_PROFILES_LOCAL_PORT": str(free_port()),
+        "INVOKE_PROFILES_STAGING_PORT": str(free_port()),
+    }
+
+
+def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment without the developer's targets, plus ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_ENV)}
+    env.update(overrides)
+    return env
+
+
+def namespace() -> Any:
+    """The project's invoke namespace, freshly loaded from tasks.py (invoke consumes a task's
+    help texts while it parses, so no two runs may share one)."""
+    spec = importlib.util.spec_from_file_location("movelib_tasks", ROOT / "tasks.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ns
+
+
+class InProcessCli:
+    """`inv ARGS` run by invoke's own ``Program`` inside the test process.
+
+    The same parser, configuration loading (``INVOKE_*`` from the environment), task bodies and
+    exit codes as the `inv` command, without a new interpreter: the environment is swapped for
+    the call, the working directory is the project root, nothing is on stdin, and the password
+    registry starts empty as in a new process. Output is captured at the file-descriptor level,
+    so child processes (psql) are captured too.
+    """
+
+    def __init__(self, env: Mapping[str, str], capfd: pytest.CaptureFixture[str],
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+        self.env = dict(env)
+        self.capfd = capfd
+        self.monkeypatch = monkeypatch
+
+    def __call__(self, *args: str, env: Mapping[str, str] | None = None) -> CliResult:
+        from invoke import __version__ as invoke_version
+        from invoke.program import Program
+
+        from movelib import secrets
+
+        self.capfd.readouterr()  # what the test printed before is not this run's output
+        with self.monkeypatch.context() as patch:
+            for key in os.environ:
+                if key.startswith(FOREIGN_ENV):
+                    patch.delenv(key)
+            for key, value in {**self.env, **(env or {})}.items():
+                patch.setenv(key, value)
+            patch.chdir(ROOT)
+            patch.setattr(sys, "stdin", io.StringIO())  # no terminal, nothing to read
+            patch.setattr(secrets, "_secrets", set())
+            program = Program(namespace=namespace(), name="Invoke", binary="inv[oke]",
+                              version=invoke_version)
+            code = 0
+            try:
+                program.run(["inv", *args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = self.capfd.readouterr()
+        return CliResult(code, out, err)
+
+
+def run_inv(env: Mapping[str, str], *args: str, timeout: float = 300) -> CliResult:
+    """`inv ARGS` as a new process: for what needs a real process boundary."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=ROOT, env=process_env(env),
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_inv(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
+    """`inv ARGS` started in the background (to be killed, or to race another)."""
+    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT,
+                            env=process_env(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+
+
+@contextlib.contextmanager
+def database(server: Server, template: str = "template0") -> Iterator[str]:
+    """A throw-away database on ``server`` (its name)."""
+    name = server.create_database(template)
+    try:
+        yield name
+    finally:
+        server.drop_database(name)
+
+
+# -- seeding ----------------------------------------------------------------------------------
+
+
+def settings() -> Settings:
+    """The project's default settings (as `inv` has them with no configuration)."""
+    return Settings.from_mapping({}, ROOT)
+
+
+def seed_run(target: Target, data_file: Path = CANONICAL,
+             **options: Any) -> tuple[SeedOutcome, list[str]]:
+    """``inv seed`` through the package: the outcome and the lines it printed."""
+    lines: list[str] = []
+    outcome = run_seed(settings(), target, SeedOptions(data_file=data_file, **options), lines.append)
+    return outcome, lines
+
+
+def seed(target: Target, data_file: Path = CANONICAL, **options: Any) -> list[str]:
+    """``inv seed`` through the package: the lines it printed."""
+    return seed_run(target, data_file, **options)[1]
+
+
+# -- signed releases --------------------------------------------------------------------------
+
+SIGNER = "re@example.com"
+KEY_TYPES = {
+    "ed25519": ["-t", "ed25519"],
+    "ecdsa-nistp256": ["-t", "ecdsa", "-b", "256"],
+    "ecdsa-nistp384": ["-t", "ecdsa", "-b", "384"],
+    "ecdsa-nistp521": ["-t", "ecdsa", "-b", "521"],
+    "rsa": ["-t", "rsa", "-b", "3072"],
+}
+
+
+def make_key(folder: Path, name: str = "release", kind: str = "ed25519") -> Path:
+    """A fresh private key without a passphrase; its public half is ``<key>.pub``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder / name
+    subprocess.run(["ssh-keygen", "-q", *KEY_TYPES[kind], "-N", "", "-C", f"{name}@laptop", "-f", str(key)],
+                   check=True, capture_output=True)
+    return key
+
+
+def public(key: Path) -> str:
+    """``key-type base64`` of the key's public half."""
+    return " ".join(Path(f"{key}.pub").read_text().split()[:2])
+
+
+def allowed_signers(folder: Path, *lines: str) -> Path:
+    path = folder / "allowed_signers"
+    path.write_text("# test signers\n" + "".join(f"{line}\n" for line in lines))
+    return path
+
+
+def signed_release(dump_file: Path, folder: Path) -> dict[str, str]:
+    """Sign ``dump_file``'s manifest with a new key; the `inv` settings that trust that key."""
+    from movelib.manifest import manifest_path
+    from movelib.signing import sign_file
+
+    key = make_key(folder / "keys")
+    sign_file(manifest_path(dump_file), key)
+    trusted = allowed_signers(folder / "keys", f"{SIGNER} {public(key)}")
+    return {"INVOKE_PATHS_ALLOWED_SIGNERS": str(trusted)}
