@@ -22,11 +22,14 @@ from invoke.tasks import task
 from movelib.options import (  # help texts and option parsing: nothing heavy
     BACKEND_HELP,
     IMAGE_HELP,
-    LOCK_HELP,
+    MIGRATE_HELP,
     PROFILE_HELP,
-    PROTECT_HELP,
+    RELEASE_HELP,
+    RESTORE_HELP,
+    SEED_HELP,
     SYNTH_SEED_HELP,
     TARGET_HELP,
+    VERIFY_HELP,
     seconds,
     whole_number,
 )
@@ -54,13 +57,14 @@ def _settings(c: Context) -> Settings:
     return Settings.from_mapping(config, ROOT)
 
 
-def say(line: str = "") -> None:
-    """Print one line with every known password masked. When the reader has gone (``inv seed |
+def say(*lines: str) -> None:
+    """Print lines with every known password masked. When the reader has gone (``inv seed |
     head -1``), the rest of the output is dropped and the task still finishes its work."""
     from movelib.secrets import redact
 
     try:
-        print(redact(line), flush=True)
+        for line in lines or ("",):
+            print(redact(line), flush=True)
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # and the interpreter's last flush goes there too
@@ -137,19 +141,12 @@ def down(c: Context, profile: str | None = None, purge: bool = False,
 @task(help={"backend": BACKEND_HELP})
 def status(c: Context, backend: str | None = None) -> None:
     """Show every profile's emulator: backend, port, running, server version, DSN."""
-    from movelib.report import table
+    from movelib.emulator.base import status_lines
 
     with user_errors("inv db.status"):
         settings = _settings(c)
-        rows = []
-        for name in settings.profiles:
-            st = settings.emulator_for(name, backend).status()
-            rows.append([st.profile, st.backend, str(st.port), "yes" if st.running else "no",
-                         st.server_version, st.dsn, st.detail])
-        for line in table(
-            ["profile", "backend", "port", "running", "version", "dsn", "note"], rows
-        ):
-            say(line)
+        say(*status_lines([settings.emulator_for(name, backend).status()
+                           for name in settings.profiles]))
 
 
 @task(
@@ -202,14 +199,7 @@ def psql(c: Context, profile: str | None = None, dsn: str | None = None,
 # -- the main job -----------------------------------------------------------------------------
 
 
-@task(
-    help={
-        **TARGET_HELP,
-        "environment": "label the database local, staging or production (set once, on purpose)",
-        "lock_timeout": LOCK_HELP,
-        **PROTECT_HELP,
-    }
-)
+@task(help=MIGRATE_HELP)
 def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
             environment: str | None = None, lock_timeout: float | None = None,
             allow_protected: bool = False, confirm: str | None = None) -> None:
@@ -227,8 +217,7 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
             lock_timeout=seconds(lock_timeout, settings.lock_timeout),
             permission=Permission(allow_protected, confirm),
         )
-        for line in result.lines():
-            say(line)
+        say(*result.lines())
 
 
 @task(help={"file": "data file to check (default data/movements-canonical.json)",
@@ -246,21 +235,7 @@ def validate(c: Context, file: str | None = None, quiet: bool = False) -> None:
         say(f"{dataset.display_name}: {len(dataset)} movements, valid")
 
 
-@task(
-    help={
-        **TARGET_HELP,
-        "file": "data file to seed (default data/movements-canonical.json)",
-        "skip_migrations": "do not apply migrations first (the schema must be there)",
-        "lock_timeout": LOCK_HELP,
-        "environment": "label the database local, staging or production while migrating",
-        "new_versions": "publish changed movements as version n+1 instead of failing",
-        "retire": "retire current movements that are missing from the data file (audited)",
-        "dry_run": "show the plan per movement (with field diffs) and write nothing",
-        "json": "with --dry-run: print the plan as JSON",
-        "quiet": "no progress output (results and errors are still printed)",
-        **PROTECT_HELP,
-    }
-)
+@task(help=SEED_HELP)
 def seed(c: Context, dsn: str | None = None, profile: str | None = None,
          file: str | None = None, skip_migrations: bool = False,
          lock_timeout: float | None = None, environment: str | None = None,
@@ -298,13 +273,7 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
         )
 
 
-@task(
-    help={
-        **TARGET_HELP,
-        "file": "also check that the library matches this data file",
-        "json": "print the report as JSON",
-    }
-)
+@task(help=VERIFY_HELP)
 def verify(c: Context, dsn: str | None = None, profile: str | None = None,
            file: str | None = None, json: bool = False) -> None:
     """Check counts, every audit chain and (with --file) the content against the data file."""
@@ -320,8 +289,7 @@ def verify(c: Context, dsn: str | None = None, profile: str | None = None,
             schema_file=settings.schema_file,
             limits=settings.file_limits,
         )
-        for line in report.lines() if not json else [as_json(report.as_dict())]:
-            say(line)
+        say(*(report.lines() if not json else [as_json(report.as_dict())]))
         report.raise_if_failed()
 
 
@@ -340,21 +308,10 @@ def dump(c: Context, dsn: str | None = None, profile: str | None = None,
         result = write_dump(target, settings.migrations_dir,
                             settings.path(output_dir, settings.root / "artifacts" / "seed-dumps"),
                             bin_dir=settings.emulator.bin_dir)
-        for line in _artifact_lines(result):
-            say(line)
+        say(*result.lines())
 
 
-@task(
-    help={
-        **TARGET_HELP,
-        "dump_file": "the .sql dump to apply (its .manifest.json must sit beside it)",
-        "yes": "do not ask for confirmation (CI); without it and without a terminal, refuse",
-        "lock_timeout": LOCK_HELP,
-        **PROTECT_HELP,
-        "require_signature": "refuse a dump whose manifest lacks a good signature from an allowed "
-                             "signer (always so for a production-labelled target)",
-    }
-)
+@task(help=RESTORE_HELP)
 def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | None = None,
             yes: bool = False, lock_timeout: float | None = None,
             allow_protected: bool = False, confirm: str | None = None,
@@ -375,15 +332,7 @@ def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | N
                     ask=lambda question: ask(question, assume_yes=False))
 
 
-@task(
-    help={
-        **TARGET_HELP,
-        "version": "release version, e.g. v1.0 (the dump goes to releases/<version>/)",
-        "tag": "commit the release dump and make the annotated tag <version>-seed",
-        "sign": "SSH key file (as git's user.signingkey) to sign the manifest (<manifest>.sig, "
-                "namespace movelib-release) and, with --tag, the tag",
-    }
-)
+@task(help=RELEASE_HELP)
 def release(c: Context, version: str, dsn: str | None = None, profile: str | None = None,
             tag: bool = False, sign: str | None = None) -> None:
     """Cut a versioned seed dump into releases/<version>/ (optionally signed, committed, tagged)."""
@@ -397,27 +346,7 @@ def release(c: Context, version: str, dsn: str | None = None, profile: str | Non
         target = _target(settings, dsn, profile)
         result = cut_release(target, settings.root, settings.migrations_dir, version, tag=tag,
                              sign_key=key, allowed_signers=settings.allowed_signers)
-        for line in _artifact_lines(result.dump):
-            say(line)
-        if result.signed:
-            signed = result.signed
-            say(f"  signature: {signed.path.name} ({signed.key.describe()}); "
-                + (f"allowed signer: {', '.join(signed.principals)}" if signed.principals else
-                   f"this key is not in {settings.allowed_signers} yet: add it there before a "
-                   "production restore will accept the release"))
-        if result.tag:
-            kind = "signed tag" if result.signed else "tag"
-            say(f"{kind}: {result.tag} on {result.commit} (push with `git push --follow-tags`)")
-
-
-def _artifact_lines(result: Any) -> list[str]:
-    counts = ", ".join(f"{k} {v}" for k, v in result.manifest.row_counts.items()
-                       if k.startswith("movement_"))
-    lines = [f"dump: {result.path} ({result.manifest.size} bytes, sha256 {result.manifest.sha256})",
-             f"  manifest: {result.manifest_path.name}; rows: {counts}"]
-    if result.latest:
-        lines.append(f"  latest: {result.latest}")
-    return lines
+        say(*result.lines(settings.allowed_signers))
 
 
 # -- data files -------------------------------------------------------------------------------
@@ -456,9 +385,7 @@ def import_(c: Context, source_format: str, source: str, out: str) -> None:
             raise Exit(f"unknown catalogue format {source_format!r}; known: free-exercise-db",
                        code=1)
         report = free_exercise_db.import_file(Path(source), Path(out))
-        for line in report.lines():
-            say(line)
-        say(f"  written to {out}; check it with `inv validate --file {out}`")
+        say(*report.lines(), f"  written to {out}; check it with `inv validate --file {out}`")
 
 
 db = Collection("db", up, down, status, url, logs, psql)

@@ -49,6 +49,15 @@ class DumpResult:
     manifest: Manifest
     latest: Path | None
 
+    def lines(self) -> list[str]:
+        counts = ", ".join(f"{k} {v}" for k, v in self.manifest.row_counts.items()
+                           if k.startswith("movement_"))
+        lines = [f"dump: {self.path} ({self.manifest.size} bytes, sha256 {self.manifest.sha256})",
+                 f"  manifest: {self.manifest_path.name}; rows: {counts}"]
+        if self.latest:
+            lines.append(f"  latest: {self.latest}")
+        return lines
+
 
 def _applied_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[str]:
     from yoyo import read_migrations

@@ -32,6 +32,49 @@ IMAGE_HELP = f"docker backend: the PostgreSQL image (default {DOCKER_IMAGE})"
 SYNTH_SEED_HELP = f"random seed (default {SYNTH_SEED}; the same seed gives the same file)"
 
 
+# The options of the main tasks, by task.
+MIGRATE_HELP = {
+    **TARGET_HELP,
+    "environment": "label the database local, staging or production (set once, on purpose)",
+    "lock_timeout": LOCK_HELP,
+    **PROTECT_HELP,
+}
+SEED_HELP = {
+    **TARGET_HELP,
+    "file": "data file to seed (default data/movements-canonical.json)",
+    "skip_migrations": "do not apply migrations first (the schema must be there)",
+    "lock_timeout": LOCK_HELP,
+    "environment": "label the database local, staging or production while migrating",
+    "new_versions": "publish changed movements as version n+1 instead of failing",
+    "retire": "retire current movements that are missing from the data file (audited)",
+    "dry_run": "show the plan per movement (with field diffs) and write nothing",
+    "json": "with --dry-run: print the plan as JSON",
+    "quiet": "no progress output (results and errors are still printed)",
+    **PROTECT_HELP,
+}
+VERIFY_HELP = {
+    **TARGET_HELP,
+    "file": "also check that the library matches this data file",
+    "json": "print the report as JSON",
+}
+RESTORE_HELP = {
+    **TARGET_HELP,
+    "dump_file": "the .sql dump to apply (its .manifest.json must sit beside it)",
+    "yes": "do not ask for confirmation (CI); without it and without a terminal, refuse",
+    "lock_timeout": LOCK_HELP,
+    **PROTECT_HELP,
+    "require_signature": "refuse a dump whose manifest lacks a good signature from an allowed "
+                         "signer (always so for a production-labelled target)",
+}
+RELEASE_HELP = {
+    **TARGET_HELP,
+    "version": "release version, e.g. v1.0 (the dump goes to releases/<version>/)",
+    "tag": "commit the release dump and make the annotated tag <version>-seed",
+    "sign": "SSH key file (as git's user.signingkey) to sign the manifest (<manifest>.sig, "
+            "namespace movelib-release) and, with --tag, the tag",
+}
+
+
 def seconds(option: str | float | None, default: float, name: str = "--lock-timeout") -> float:
     """A finite, non-negative number of seconds (``None``: the default)."""
     if option is None:

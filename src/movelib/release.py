@@ -34,6 +34,20 @@ class ReleaseResult:
     commit: str | None
     signed: Signed | None = None
 
+    def lines(self, allowed_signers: Path) -> list[str]:
+        lines = self.dump.lines()
+        if self.signed:
+            signer = (f"allowed signer: {', '.join(self.signed.principals)}"
+                      if self.signed.principals else
+                      f"this key is not in {allowed_signers} yet: add it there before a "
+                      "production restore will accept the release")
+            lines.append(f"  signature: {self.signed.path.name} ({self.signed.key.describe()}); "
+                         f"{signer}")
+        if self.tag:
+            kind = "signed tag" if self.signed else "tag"
+            lines.append(f"{kind}: {self.tag} on {self.commit} (push with `git push --follow-tags`)")
+        return lines
+
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)

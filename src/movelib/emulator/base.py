@@ -22,6 +22,15 @@ class EmulatorStatus:
     detail: str = ""
 
 
+def status_lines(statuses: list[EmulatorStatus]) -> list[str]:
+    """``inv db.status``: one row per profile."""
+    from ..report import table
+
+    return table(["profile", "backend", "port", "running", "version", "dsn", "note"],
+                 [[s.profile, s.backend, str(s.port), "yes" if s.running else "no",
+                   s.server_version, s.dsn, s.detail] for s in statuses])
+
+
 def port_is_free(host: str, port: int) -> bool:
     """True when nothing listens on ``host:port`` (we can bind it ourselves)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
