@@ -3,6 +3,7 @@ no traceback, nothing written, and never a flood of output or a hang."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -133,10 +134,15 @@ def test_ctrl_c_during_a_two_process_validation_is_one_line_and_130(cli_override
                            cwd=ROOT, env=process_env(cli_overrides), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
-    while not psutil.Process(run.pid).children() and time.monotonic() < deadline:
+    while not (children := psutil.Process(run.pid).children()) and time.monotonic() < deadline:
         time.sleep(0.005)  # until the second reader is forked
-    assert run.poll() is None, "the validation ended before it could be interrupted"
+    assert children and run.poll() is None, "the validation ended before it could be interrupted"
+    # Hold the child still, so that the task cannot finish (it waits for the child's half) before
+    # Ctrl-C lands, however slow this machine is; it goes on at once, and the signal reaches it too.
+    children[0].suspend()
     os.killpg(run.pid, signal.SIGINT)
+    with contextlib.suppress(psutil.NoSuchProcess):  # the task may have stopped it already
+        children[0].resume()
     out, err = run.communicate(timeout=60)
     assert run.returncode == 130, out + err
     assert "interrupted: inv validate stopped (Ctrl-C)" in err
