@@ -21,6 +21,7 @@ from invoke.tasks import task
 
 from movelib.options import (  # help texts and option parsing: nothing heavy
     BACKEND_HELP,
+    DIFF_HELP,
     IMAGE_HELP,
     MIGRATE_HELP,
     PROFILE_HELP,
@@ -30,6 +31,7 @@ from movelib.options import (  # help texts and option parsing: nothing heavy
     SYNTH_SEED_HELP,
     TARGET_HELP,
     VERIFY_HELP,
+    plan_format,
     seconds,
     whole_number,
 )
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
     from movelib.target import Target
 
 ROOT = Path(__file__).resolve().parent
-
 
 
 def _plain(value: Any) -> Any:
@@ -57,14 +58,15 @@ def _settings(c: Context) -> Settings:
     return Settings.from_mapping(config, ROOT)
 
 
-def say(*lines: str) -> None:
-    """Print lines with every known password masked. When the reader has gone (``inv seed |
-    head -1``), the rest of the output is dropped and the task still finishes its work."""
+def say(*lines: str, err: bool = False) -> None:
+    """Print lines (to stderr with ``err``) with every known password masked. When the reader
+    has gone (``inv seed | head -1``), the rest of the output is dropped and the task still
+    finishes its work."""
     from movelib.secrets import redact
 
     try:
         for line in lines or ("",):
-            print(redact(line), flush=True)
+            print(redact(line), flush=True, file=sys.stderr if err else sys.stdout)
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # and the interpreter's last flush goes there too
@@ -91,9 +93,14 @@ def user_errors(task: str = "the task") -> Iterator[None]:
                    code=INTERRUPTED) from None
 
 
-def _target(settings: Settings, dsn: str | None, profile: str | None) -> Target:
+def _target(settings: Settings, dsn: str | None, profile: str | None, err: bool = False) -> Target:
+    """Every task that touches a database: resolve the target, print it first (on stderr when
+    stdout is a document), and start a profile's stopped emulator (a DSN's, never)."""
+    from movelib.emulator import start_if_stopped
+
     target = settings.target(dsn=dsn, profile=profile)
-    say(f"target: {target.describe()}")
+    say(f"target: {target.describe()}", err=err)
+    start_if_stopped(target, settings.emulator_for, lambda line: say(line, err=err))
     return target
 
 
@@ -112,7 +119,7 @@ def up(c: Context, profile: str | None = None, backend: str | None = None,
     """Start a profile's PostgreSQL emulator (does nothing if it already runs)."""
     with user_errors("inv db.up"):
         settings = _settings(c)
-        emulator = settings.emulator_for(profile, backend, image=image, starting=True)
+        emulator = settings.emulator_for(profile, backend, image=image)
         started = emulator.up(echo=say)
         status = emulator.status()
         verb = "started" if started else "already running"
@@ -140,13 +147,14 @@ def down(c: Context, profile: str | None = None, purge: bool = False,
 
 @task(help={"backend": BACKEND_HELP})
 def status(c: Context, backend: str | None = None) -> None:
-    """Show every profile's emulator: backend, port, running, server version, DSN."""
+    """Show every profile's emulator (backend, port, running, version, DSN) and what it holds."""
     from movelib.emulator.base import status_lines
+    from movelib.provenance import status_lines as held
 
     with user_errors("inv db.status"):
         settings = _settings(c)
-        say(*status_lines([settings.emulator_for(name, backend).status()
-                           for name in settings.profiles]))
+        statuses = [settings.emulator_for(name, backend).status() for name in settings.profiles]
+        say(*status_lines(statuses), *held(settings, statuses))
 
 
 @task(
@@ -165,13 +173,8 @@ def url(c: Context, profile: str | None = None, reveal: bool = False) -> None:
         print(dsn if reveal else mask_conninfo(dsn))
 
 
-@task(
-    help={
-        "profile": PROFILE_HELP,
-        "lines": "how many of the last log lines to show (default 50)",
-        "backend": BACKEND_HELP,
-    }
-)
+@task(help={"profile": PROFILE_HELP, "backend": BACKEND_HELP,
+            "lines": "how many of the last log lines to show (default 50)"})
 def logs(c: Context, profile: str | None = None, lines: str | None = None,
          backend: str | None = None) -> None:
     """Show the last lines of a profile emulator's server log."""
@@ -189,7 +192,7 @@ def psql(c: Context, profile: str | None = None, dsn: str | None = None,
 
     with user_errors("inv db.psql"):
         settings = _settings(c)
-        target = settings.target(dsn=dsn, profile=profile)
+        target = _target(settings, dsn, profile)
         args = ["-c", command] if command else []
         proc = run_psql(target, settings.emulator.bin_dir, args)
         if proc.returncode:
@@ -240,8 +243,8 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
          file: str | None = None, skip_migrations: bool = False,
          lock_timeout: float | None = None, environment: str | None = None,
          new_versions: bool = False, retire: bool = False, dry_run: bool = False,
-         json: bool = False, quiet: bool = False, allow_protected: bool = False,
-         confirm: str | None = None) -> None:
+         format: str | None = None, json: bool = False, quiet: bool = False,
+         allow_protected: bool = False, confirm: str | None = None) -> None:
     """Migrate, validate, publish every movement through the audited workflow, verify."""
     from movelib.guard import Permission
     from movelib.progress import ProgressReporter
@@ -249,48 +252,44 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
 
     with user_errors("inv seed"):
         settings = _settings(c)
-        if json and not dry_run:
-            raise Exit("--json goes with --dry-run (inv verify --json reports a seeded database)", code=1)
-        as_json = json and dry_run
-        target = settings.target(dsn=dsn, profile=profile) if as_json else _target(settings, dsn, profile)
-        run_seed(
-            settings,
-            target,
-            SeedOptions(
-                data_file=settings.path(file, settings.data_file),
-                skip_migrations=skip_migrations,
-                lock_timeout=seconds(lock_timeout, settings.lock_timeout),
-                environment=environment,
-                start_emulator=not dsn and target.source == "profile",
-                new_versions=new_versions,
-                retire=retire,
-                dry_run=dry_run,
-                as_json=as_json,
-                permission=Permission(allow_protected, confirm),
-            ),
-            echo=say,
-            progress=ProgressReporter(quiet=quiet),
-        )
+        output = plan_format(format, json, dry_run)
+        target = _target(settings, dsn, profile, err=output != "text")
+        options = SeedOptions(
+            data_file=settings.path(file, settings.data_file), skip_migrations=skip_migrations,
+            lock_timeout=seconds(lock_timeout, settings.lock_timeout), environment=environment,
+            new_versions=new_versions, retire=retire, dry_run=dry_run, output=output,
+            permission=Permission(allow_protected, confirm))
+        run_seed(settings, target, options, echo=say, progress=ProgressReporter(quiet=quiet))
 
 
 @task(help=VERIFY_HELP)
 def verify(c: Context, dsn: str | None = None, profile: str | None = None,
-           file: str | None = None, json: bool = False) -> None:
-    """Check counts, every audit chain and (with --file) the content against the data file."""
+           file: str | None = None, json: bool = False, release: str | None = None) -> None:
+    """Check counts, audit chains, provenance, and (--file, --release) the content."""
+    from movelib.provenance import release_manifest
     from movelib.verify import verify as run_verify
 
     with user_errors("inv verify"):
         settings = _settings(c)
-        # with --json the target is part of the document, not a line before it
-        target = settings.target(dsn=dsn, profile=profile) if json else _target(settings, dsn, profile)
-        report = run_verify(
-            target,
-            data_file=settings.path(file, settings.data_file) if file else None,
-            schema_file=settings.schema_file,
-            limits=settings.file_limits,
-        )
+        wanted = release_manifest(settings.root, release) if release else None
+        target = _target(settings, dsn, profile, err=json)  # with --json, stdout is the document
+        report = run_verify(target, data_file=settings.path(file, settings.data_file) if file
+                            else None, schema_file=settings.schema_file,
+                            limits=settings.file_limits, release=wanted)
         say(*(report.lines() if not json else [as_json(report.as_dict())]))
         report.raise_if_failed()
+
+
+@task(help=DIFF_HELP)
+def diff(c: Context, from_: str = "", to: str = "", json: bool = False) -> None:
+    """Compare two libraries movement by movement, read only; exit 1 on drift."""
+    from movelib import drift
+
+    with user_errors("inv diff"):
+        settings = _settings(c)
+        report = drift.diff(drift.side(settings, from_, "--from"), drift.side(settings, to, "--to"))
+        say(*(report.lines() if not json else [as_json(report.as_dict())]))
+        report.raise_if_drift()
 
 
 # -- artifacts --------------------------------------------------------------------------------
@@ -327,7 +326,7 @@ def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | N
                                  lock_timeout=seconds(lock_timeout, settings.lock_timeout),
                                  permission=Permission(allow_protected, confirm),
                                  require_signature=require_signature)
-        # the target is resolved here and printed by run_restore once the dump is checked
+        # run_restore prints the target, checks the dump, then starts a stopped profile emulator
         run_restore(settings, settings.target(dsn=dsn, profile=profile), options, echo=say,
                     ask=lambda question: ask(question, assume_yes=False))
 
@@ -390,7 +389,7 @@ def import_(c: Context, source_format: str, source: str, out: str) -> None:
 
 db = Collection("db", up, down, status, url, logs, psql)
 data = Collection("data", synth, import_)
-ns = Collection(db, data, migrate, validate, seed, verify, dump, restore, release)
+ns = Collection(db, data, migrate, validate, seed, verify, diff, dump, restore, release)
 
 from movelib.defaults import DEFAULTS  # noqa: E402 - a constant, no heavy imports
 

@@ -159,6 +159,12 @@ def table_hashes(target: Target) -> dict[str, str]:
     return out
 
 
+def restore_connected(stdout: str) -> bool:
+    """Whether `inv restore` reached its target: it prints the target first, then checks the dump
+    and its signature, and shows the target's current row counts only once it has connected."""
+    return any(line.startswith("  movement_") and " now " in line for line in stdout.splitlines())
+
+
 def assert_no_secret(text: str) -> None:
     for spelling in {SENTINEL_PASSWORD, quote(SENTINEL_PASSWORD, safe=""),
                      quote(SENTINEL_PASSWORD), "p4ss"}:

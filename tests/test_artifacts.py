@@ -21,6 +21,7 @@ from support import (
     Server,
     assert_no_secret,
     process_env,
+    restore_connected,
     seed,
     settings,
     table_hashes,
@@ -72,7 +73,7 @@ def test_dump_writes_the_file_its_manifest_and_latest(migrated_db: Target, tmp_p
     assert (manifest["size"], manifest["sha256"]) == (size, sha)
     assert manifest["row_counts"]["movement_library"] == 8
     assert manifest["row_counts"]["movement_audit_log"] == 40
-    assert manifest["migration_version"] == "0002.movement-versions"
+    assert manifest["migration_version"] == "0003.movement-provenance"
     assert manifest["data_sha256"] == file_sha256(CANONICAL)[1]
     assert manifest["source_server_version"].startswith("18.")
     assert manifest["created_at"].endswith("Z") and manifest["format_version"] == 1
@@ -152,7 +153,7 @@ def test_a_tampered_dump_is_refused_before_any_connection(cli: Cli, seeded_dump:
     before = table_hashes(migrated_db)
     result = cli("restore", "--dump-file", str(seeded_dump), "--dsn", migrated_db.conninfo, "--yes")
     assert result.code == 1
-    assert "target:" not in result.stdout  # refused before the target was even resolved
+    assert not restore_connected(result.stdout)  # refused before it connected
     assert "Traceback" not in result.output
     assert table_hashes(migrated_db) == before
 
@@ -394,7 +395,7 @@ def test_release_refusals(release_repo: Path, migrated_db: Target, version: str,
 
 def test_workflows_pass_schema_and_security_checks() -> None:
     workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-    assert {w.name for w in workflows} >= {"generate-seed-dump.yml", "tests.yml"}
+    assert {w.name for w in workflows} >= {"generate-seed-dump.yml", "tests.yml", "seed-plan.yml"}
     bin_dir = Path(sys.executable).parent
     schema = subprocess.run([str(bin_dir / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
                              *map(str, workflows)], capture_output=True, text=True, check=False)
@@ -410,3 +411,18 @@ def test_workflows_pass_schema_and_security_checks() -> None:
     for line in run_lines:
         command = line.removeprefix("run:").strip()
         assert command in ("|", "") or command.startswith(("inv ", "python -m pip install")), command
+
+    import yaml
+
+    for workflow in workflows:  # github context reaches a script through env, never inlined
+        for job in yaml.safe_load(workflow.read_text())["jobs"].values():
+            for step in job.get("steps", []):
+                assert "${{" not in step.get("run", ""), f"{workflow.name}: {step.get('name')}"
+                if step.get("uses", "").startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False, workflow.name
+    plan = (ROOT / ".github" / "workflows" / "seed-plan.yml").read_text()
+    parsed = yaml.safe_load(plan)
+    assert parsed["permissions"] == {} and parsed["jobs"]["plan"]["permissions"] == {"contents": "read"}
+    for needle in ('"data/**"', '"schemas/**"', '"migrations/**"', "github.event.pull_request.base.sha",
+                   "inv validate", "inv seed --dry-run --format markdown", "$GITHUB_STEP_SUMMARY"):
+        assert needle in plan, needle

@@ -24,7 +24,17 @@ from typing import Any
 
 import psycopg
 import pytest
-from support import CANONICAL, ROOT, Cli, Server, database, seed, settings, table_hashes
+from support import (
+    CANONICAL,
+    ROOT,
+    Cli,
+    Server,
+    database,
+    restore_connected,
+    seed,
+    settings,
+    table_hashes,
+)
 
 from movelib.dump import dump
 from movelib.dumpformat import columns_for, dumped_tables
@@ -211,7 +221,8 @@ def refused(cli: Cli, path: Path, target: Target, says: str) -> str:
     result = cli("restore", "--dump-file", str(path), "--dsn", target.conninfo, "--yes")
     assert result.code == 1, result.output
     assert "Traceback" not in result.output
-    assert "target:" not in result.stdout, "the target was reached before the refusal"
+    assert result.stdout.startswith("target: "), result.stdout  # said first, as every task does
+    assert not restore_connected(result.stdout), "the target was reached before the refusal"
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1, message
     assert says in message, message
@@ -316,7 +327,8 @@ def test_run_restore_asks_through_its_callback_and_reports_through_echo(copy: Pa
     with pytest.raises(ConfirmationRequired):
         run_restore(settings(), target, RestoreOptions(copy), lines.append, no)
     assert table_hashes(target) == before
-    assert lines[0].startswith(f"dump: {copy.name} (sha256 ") and lines[-1].startswith("  movement_staging ")
+    assert lines[0] == f"target: {target.describe()}"  # first, before the dump's checks
+    assert lines[1].startswith(f"dump: {copy.name} (sha256 ") and lines[-1].startswith("  movement_staging ")
     assert questions == [f"This replaces the movement tables of {target.describe()}."]
     run_restore(settings(), target, RestoreOptions(copy), lines.append, questions.append)
     assert lines[-1] == "restore: done; row counts match the manifest; verify: ok (library 8, audit 40)"

@@ -18,38 +18,39 @@ MIGRATIONS = ROOT / "migrations"
 
 def test_migrate_applies_then_is_a_no_op(any_empty_db: Target) -> None:
     first = migrate(any_empty_db, MIGRATIONS)
-    assert first.applied == ["0001.movement-library", "0002.movement-versions"]
+    assert first.applied == ["0001.movement-library", "0002.movement-versions",
+                             "0003.movement-provenance"]
     second = migrate(any_empty_db, MIGRATIONS)
-    assert second.applied == [] and second.already == 2
-    assert second.lines() == ["migrations: up to date (2 applied)"]
+    assert second.applied == [] and second.already == 3
+    assert second.lines() == ["migrations: up to date (3 applied)"]
 
 
 def test_a_failing_migration_leaves_nothing_behind(empty_db: Target, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, folder)
-    (folder / "0003.broken.sql").write_text(
-        "-- depends: 0002.movement-versions\n"
+    (folder / "0099.broken.sql").write_text(
+        "-- depends: 0003.movement-provenance\n"
         "CREATE TABLE half_done (x int);\n"
         "SELECT no_such_function();\n"
     )
-    with pytest.raises(MigrationError, match=r"0003\.broken failed") as info:
+    with pytest.raises(MigrationError, match=r"0099\.broken failed") as info:
         migrate(empty_db, folder)
     assert "nothing of it was applied or recorded" in str(info.value)
     with psycopg.connect(empty_db.conninfo) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
-        ids = [r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration")]
-        assert ids == ["0001.movement-library", "0002.movement-versions"]
+        ids = [r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration ORDER BY 1")]
+        assert ids == ["0001.movement-library", "0002.movement-versions", "0003.movement-provenance"]
     # fixed, the rerun just works
-    (folder / "0003.broken.sql").write_text(
-        "-- depends: 0002.movement-versions\nCREATE TABLE half_done (x int);\n")
-    assert migrate(empty_db, folder).applied == ["0003.broken"]
+    (folder / "0099.broken.sql").write_text(
+        "-- depends: 0003.movement-provenance\nCREATE TABLE half_done (x int);\n")
+    assert migrate(empty_db, folder).applied == ["0099.broken"]
 
 
 def test_a_stale_yoyo_lock_row_does_not_block(migrated_db: Target) -> None:
     with psycopg.connect(migrated_db.conninfo) as conn:
         conn.execute("INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, now(), 999999)")
     result = migrate(migrated_db, MIGRATIONS)
-    assert result.already == 2
+    assert result.already == 3
     with psycopg.connect(migrated_db.conninfo) as conn:
         assert conn.execute("SELECT count(*) FROM yoyo_lock").fetchone() == (0,)
 

@@ -34,6 +34,7 @@ from .manifest import (
     manifest_path,
     write_atomically,
 )
+from .provenance import library_sha256
 from .tables import require_schema
 from .target import Target
 
@@ -171,6 +172,7 @@ def dump(
                 tool_version=__version__,
                 release=release,
                 movement_versions=versions,
+                library_sha256=library_sha256(conn),
             )
             conn.rollback()
         except psycopg.Error as exc:

@@ -66,6 +66,9 @@ MIGRATION_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
         "movement_seed_run": ("new_version_count", "retired_count"),
         "movement_current": ("slug", "version", "library_id", "since"),
     },
+    # movement_provenance, which no dump carries or drops (see tables.PROVENANCE_TABLE): its
+    # DDL is in the dump, its rows are not, and the DROP line is the same as before it.
+    "0003.movement-provenance": {},
 }
 # The label belongs to each database (a restore keeps the target's); the manifest records it.
 NOT_DUMPED = ("movement_environment",)

@@ -91,6 +91,10 @@ class VerificationFailed(MovelibError):
     """The database does not hold what a completed seed must leave behind."""
 
 
+class DriftFound(MovelibError):
+    """``inv diff``: the two libraries differ (listed above the message)."""
+
+
 class ArtifactError(MovelibError):
     """A seed dump or its manifest is missing, malformed, or does not match."""
 

@@ -12,6 +12,7 @@ Two things of stock yoyo do not survive a killed process, and both are fixed her
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,16 @@ def _backend_class() -> type[Any]:
     from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 
     class AtomicBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]
+        def init_database(self) -> None:
+            # Stock yoyo probes for transactional DDL by creating a table in a rolled-back
+            # transaction, then dropping it, and creates yoyo_lock with a plain CREATE TABLE:
+            # two ERROR lines in the server log on every run ('table "yoyo_tmp_..." does not
+            # exist', 'relation "yoyo_lock" already exists'). PostgreSQL's DDL is transactional.
+            self.has_transactional_ddl = True
+            create = self.format_sql(self.create_lock_table_sql)
+            with contextlib.suppress(self.DatabaseError), self.transaction():  # as yoyo's
+                self.execute(create.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+
         def apply_one(self, migration: Any, force: bool = False, mark: bool = True) -> None:
             self.ensure_internal_schema_updated()
             with self.transaction():

@@ -13,7 +13,8 @@ from .errors import ConfigError
 
 _PORTS = " or ".join(f"{name} ({p['port']})" for name, p in DEFAULT_PROFILES.items())
 
-# Which database a task touches, in the order movelib.target decides it.
+# Which database a task touches, in the order movelib.target decides it (README says it in
+# these words; a test keeps them in step).
 TARGET_ORDER = ("--dsn; else --profile; else PLANNING_DATABASE_URL from the environment; else "
                 "PLANNING_DATABASE_URL from .env; else the local profile")
 PROFILE_HELP = f"emulator profile: {_PORTS} by default (INVOKE_PROFILES_*); default local"
@@ -48,7 +49,9 @@ SEED_HELP = {
     "new_versions": "publish changed movements as version n+1 instead of failing",
     "retire": "retire current movements that are missing from the data file (audited)",
     "dry_run": "show the plan per movement (with field diffs) and write nothing",
-    "json": "with --dry-run: print the plan as JSON",
+    "format": "with --dry-run: the plan as text (default), json, or markdown (for a pull "
+              "request's job summary)",
+    "json": "with --dry-run: the same as --format json",
     "quiet": "no progress output (results and errors are still printed)",
     **PROTECT_HELP,
 }
@@ -56,6 +59,15 @@ VERIFY_HELP = {
     **TARGET_HELP,
     "file": "also check that the library matches this data file",
     "json": "print the report as JSON",
+    "release": "also check the database against a release: a version (its manifest in "
+               "releases/<version>/) or a .manifest.json file; row counts and the library's "
+               "content (library_sha256)",
+}
+SIDE_HELP = "a profile name (local, staging...) or a PostgreSQL URL (password masked in output)"
+DIFF_HELP = {
+    "from_": f"the first library: {SIDE_HELP}",
+    "to": f"the second library: {SIDE_HELP}",
+    "json": "print the differences as JSON",
 }
 RESTORE_HELP = {
     **TARGET_HELP,
@@ -73,6 +85,23 @@ RELEASE_HELP = {
     "sign": "SSH key file (as git's user.signingkey) to sign the manifest (<manifest>.sig, "
             "namespace movelib-release) and, with --tag, the tag",
 }
+
+
+PLAN_FORMATS = ("text", "json", "markdown")
+
+
+def plan_format(option: str | None, json_flag: bool, dry_run: bool) -> str:
+    """``inv seed``'s output format: ``--format``, with ``--json`` its alias; only a dry run
+    has another format than text."""
+    wanted = (option or ("json" if json_flag else "text")).strip().lower()
+    if wanted not in PLAN_FORMATS:
+        raise ConfigError(f"--format takes {', '.join(PLAN_FORMATS)}, not {str(option)[:40]!r}")
+    if json_flag and wanted != "json":
+        raise ConfigError(f"--json is --format json; it cannot go with --format {wanted}")
+    if wanted != "text" and not dry_run:
+        raise ConfigError(f"--format {wanted} goes with --dry-run (inv verify --json reports "
+                          "a seeded database)")
+    return wanted
 
 
 def seconds(option: str | float | None, default: float, name: str = "--lock-timeout") -> float:

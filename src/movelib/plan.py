@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -11,10 +12,12 @@ import psycopg
 
 from .datafile import Dataset, Entry
 from .tables import table_exists
-from .text import shown
+from .text import SHOWN_CHARS, shown
 
 NEW, UNCHANGED, CHANGED, RETIRED, MISSING = "new", "unchanged", "changed", "retired", "missing"
 PUBLISH, NOTHING, BLOCKED, RETIRE, KEEP = "publish", "nothing", "blocked", "retire", "keep"
+LISTED_UNCHANGED = 10  # text: unchanged movements named up to this many, else only counted
+CONTEXT = 40  # characters shown before the first difference of a long value
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,40 @@ class FieldDiff:
     new: Any
 
     def __str__(self) -> str:
-        def show(value: Any) -> str:  # a long value is cut with a visible marker
-            return "(absent)" if value is _ABSENT else shown(json.dumps(value, ensure_ascii=False))
+        old, new = self.sides()
+        return f"{self.field}: {old} -> {new}"
 
-        return f"{self.field}: {show(self.old)} -> {show(self.new)}"
+    def sides(self, limit: int = SHOWN_CHARS) -> tuple[str, str]:
+        """Both values as shown: a long value is cut with a visible marker, around where the two
+        differ, so two long values that start (or end) alike still show their difference. Two
+        long lists show their sizes and their first differing element."""
+        old, new = self.old, self.new
+        if isinstance(old, list) and isinstance(new, list):
+            at = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b),
+                      min(len(old), len(new)))
+            if len(_json(old)) > limit or len(_json(new)) > limit:
+                return _element(old, at, limit), _element(new, at, limit)
+        texts = ["(absent)" if v is _ABSENT else _json(v) for v in (old, new)]
+        at = next((i for i, (a, b) in enumerate(zip(*texts, strict=False)) if a != b),
+                  min(map(len, texts)))
+        return _around(texts[0], at, limit), _around(texts[1], at, limit)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _around(text: str, at: int, limit: int) -> str:
+    """``text`` cut to ``limit`` characters so that character ``at`` (the first difference) shows."""
+    if len(text) <= limit or at < limit - CONTEXT:
+        return shown(text, limit)
+    start = at - CONTEXT
+    return f"[{start} characters]..." + shown(text[start:], limit)
+
+
+def _element(items: list[Any], at: int, limit: int) -> str:
+    shown_item = shown(_json(items[at]), limit) if at < len(items) else "(none)"
+    return f"({len(items)} items) [{at}] {shown_item}"
 
 
 class _Absent:
@@ -105,14 +138,19 @@ class Plan:
         return totals
 
     def as_dict(self) -> dict[str, Any]:
-        return {"totals": self.totals(),
-                "movements": [c.as_dict() for c in self.changes if c.status != UNCHANGED]}
+        """Totals, and every movement (unchanged ones too)."""
+        return {"totals": self.totals(), "movements": [c.as_dict() for c in self.changes]}
 
     def lines(self) -> list[str]:
         lines = []
         for change in self.changes:
             if change.status != UNCHANGED:
                 lines += [f"  {line}" for line in change.lines()]
+        unchanged = [c.slug for c in self.changes if c.status == UNCHANGED]
+        if unchanged:
+            names = (": " + ", ".join(unchanged) if len(unchanged) <= LISTED_UNCHANGED
+                     else " (--format json lists every movement)")
+            lines.append(f"  UNCHANGED  {len(unchanged)} movement(s){names}")
         totals = self.totals()
         lines.append("totals: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in totals.items()))
         return lines
@@ -198,3 +236,91 @@ def make_plan(conn: psycopg.Connection, dataset: Dataset, *, new_versions: bool,
     for slug in sorted(s for s, st in state.items() if s not in in_file and st.current is not None):
         changes.append(Change(slug, MISSING, RETIRE if retire else KEEP, state[slug].current))
     return Plan(changes)
+
+
+# -- the plan as Markdown, for people who review a pull request -----------------------------
+
+MD_ROWS = 200  # rows per table; the rest are counted (the JSON plan lists every one)
+MD_FOLDED = 10  # a table longer than this is folded in <details>
+MD_CELL = 120  # characters per cell
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md(value: object, limit: int = MD_CELL) -> str:
+    """A value from outside as one Markdown table cell: one line (control characters escaped,
+    cut with a marker), ``| ` * _ [ ] ~ \\`` escaped, ``& < >`` as entities (no HTML gets in)."""
+    text = shown(value, limit).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows[:MD_ROWS]]
+    if len(rows) > MD_ROWS:
+        lines += ["", f"... and {len(rows) - MD_ROWS} more rows "
+                      "(`inv seed --dry-run --format json` lists every movement)"]
+    return lines
+
+
+def _section(title: str, body: list[str], rows: int) -> list[str]:
+    if rows > MD_FOLDED:
+        return [f"<details><summary>{title}</summary>", "", *body, "", "</details>", ""]
+    return [f"#### {title}", "", *body, ""]
+
+
+def _fate(change: Change) -> str:
+    if change.action == PUBLISH:
+        return f"publish v{change.next_version}"
+    if change.action == BLOCKED and change.status == RETIRED:
+        return "blocked: the slug was retired (--new-versions publishes it again)"
+    if change.action == BLOCKED:
+        return ("blocked: published movements cannot be edited (--new-versions publishes "
+                f"v{(change.current_version or 0) + 1})")
+    if change.action == KEEP:
+        return "kept (--retire retires it)"
+    return change.action
+
+
+def _version(change: Change) -> str:
+    return f"v{change.current_version}" if change.current_version else ""
+
+
+def markdown(plan: Plan, *, target: str, data_file: str, pending: list[str]) -> str:
+    """The plan as Markdown: totals, then a table per kind (new; changed, one row per field
+    difference; missing; retired), long ones folded, unchanged movements folded."""
+    totals = plan.totals()
+    out = [f"### Seed plan for {md(data_file)}", "",
+           f"Target: {md(target, 300)}. Dry run: nothing was written.", "",
+           "Pending migrations: " + (", ".join(md(m) for m in pending) + " (applied first)"
+                                     if pending else "none"), ""]
+    out += _table([k.replace("_", " ") for k in totals], [[str(v) for v in totals.values()]])
+    out.append("")
+    by_status = {s: [c for c in plan.changes if c.status == s]
+                 for s in (NEW, CHANGED, MISSING, RETIRED, UNCHANGED)}
+    if by_status[NEW]:
+        rows = [[md(c.slug), _fate(c)] for c in by_status[NEW]]
+        out += _section(f"New: {len(rows)}", _table(["slug", "plan"], rows), len(rows))
+    if by_status[CHANGED]:
+        rows = []
+        for c in by_status[CHANGED]:
+            first = [md(c.slug), _version(c), md(_fate(c))]
+            for d in c.diff or (None,):
+                old, new = d.sides(MD_CELL) if d else ("", "")
+                rows.append([*first, md(d.field) if d else "", md(old, 10 * MD_CELL),
+                             md(new, 10 * MD_CELL)])
+                first = ["", "", ""]
+        out += _section(f"Changed: {len(by_status[CHANGED])}",
+                        _table(["slug", "now", "plan", "field", "old", "new"], rows), len(rows))
+    for status, title in ((MISSING, "Missing from the data file"),
+                          (RETIRED, "Retired, and back in the data file")):
+        if by_status[status]:
+            rows = [[md(c.slug), _version(c), md(_fate(c))] for c in by_status[status]]
+            out += _section(f"{title}: {len(rows)}", _table(["slug", "now", "plan"], rows),
+                            len(rows))
+    unchanged = by_status[UNCHANGED]
+    if unchanged:
+        names = ", ".join(md(c.slug) for c in unchanged[:MD_ROWS])
+        more = f" ... and {len(unchanged) - MD_ROWS} more" if len(unchanged) > MD_ROWS else ""
+        out += [f"<details><summary>Unchanged: {len(unchanged)}</summary>", "",
+                names + more, "", "</details>", ""]
+    return "\n".join(out).rstrip() + "\n"

@@ -30,6 +30,7 @@ from . import __version__
 from .datafile import Dataset, Progress
 from .errors import PublishedEditError
 from .plan import PUBLISH, RETIRE, Plan
+from .provenance import record_seed
 
 SCHEMA_REVIEWER = "movelib/schema-check"
 INTEGRITY_REVIEWER = "movelib/integrity-check"
@@ -89,6 +90,8 @@ def publish(
         assert row is not None
         run_id = int(row[0])
         result.seed_run_id = run_id
+        record_seed(conn, data_file=dataset.display_name, data_sha256=dataset.sha256,
+                    run_by=actor, seed_run_id=run_id)
         params = {"run": run_id, "actor": actor, "file": dataset.display_name}
         if to_publish:
             _load_drafts(cur, dataset, {c.slug: c.next_version for c in to_publish}, run_id,

@@ -20,11 +20,13 @@ from pathlib import Path
 import psycopg
 
 from . import db, secrets
-from .dumpformat import CHECKOUT_MIGRATIONS, Layout
+from .dumpformat import CHECKOUT_MIGRATIONS, Layout, checkout_migrations
 from .dumpreader import Sql, check_dump, layout_for, read_dump
 from .errors import ArtifactError, RestoreFailed
 from .guard import Permission, check_protected
 from .manifest import Manifest, check_artifact, load_manifest, manifest_path
+from .provenance import Provenance, latest, record_restore
+from .publish import run_by
 from .settings import Settings
 from .signing import Verified, check_release_signature, require_signed_for
 from .tables import current_counts, environment_label
@@ -72,6 +74,8 @@ class RestorePlan:
 class RestoreResult:
     counts: dict[str, int]
     verification: VerifyReport
+    provenance: Provenance | None = None  # what the restore recorded
+    migrated: tuple[str, ...] = ()  # this checkout's migrations the dump predates, applied after it
 
 
 def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS) -> CheckedDump:
@@ -108,8 +112,34 @@ def _plan(target: Target, dump: CheckedDump) -> RestorePlan:
     return RestorePlan(target, dump, counts)
 
 
+def _migrate_after(conn: psycopg.Connection, dump: CheckedDump, migrations_dir: Path,
+                   actor: str) -> tuple[str, ...]:
+    """Apply (in the caller's transaction) this checkout's migrations that a dump predates,
+    recorded as yoyo records them: the restored database is at this checkout's schema, and a
+    dump from before migration 0003 still gets its provenance recorded."""
+    import hashlib
+    import uuid
+
+    from yoyo import read_migrations
+
+    have = list(dump.layout.migrations)
+    later = [m.id for m in read_migrations(str(migrations_dir)) if m.id not in have]
+    user, _, host = actor.partition("@")
+    for migration_id, text in checkout_migrations(migrations_dir, have + later)[len(have):]:
+        conn.execute(text)
+        digest = hashlib.sha256(migration_id.encode()).hexdigest()
+        conn.execute("INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
+                     "VALUES (%s, %s, now() AT TIME ZONE 'UTC')", (digest, migration_id))
+        conn.execute("INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username,"
+                     " hostname, comment, created_at_utc) VALUES (%s, %s, %s, 'apply', %s, %s, "
+                     "'applied by inv restore after an older dump', now() AT TIME ZONE 'UTC')",
+                     (str(uuid.uuid1()), digest, migration_id, user[:255], host[:255]))
+    return tuple(later)
+
+
 def restore(plan: RestorePlan, *, lock_timeout: float = 30.0,
-            permission: Permission | None = None, signer: Verified | None = None) -> RestoreResult:
+            permission: Permission | None = None, signer: Verified | None = None,
+            migrations_dir: Path = CHECKOUT_MIGRATIONS) -> RestoreResult:
     """Apply ``plan`` all-or-nothing. Its lines are checked again as they load, and the file's
     sha256 before the commit, so a dump changed since its check is never committed."""
     target, manifest = plan.target, plan.manifest
@@ -138,12 +168,16 @@ def restore(plan: RestorePlan, *, lock_timeout: float = 30.0,
                         f"restore into {target.describe()} rolled back: the restored row counts "
                         f"differ from the manifest: {detail}"
                     )
+                actor = run_by()
+                migrated = _migrate_after(conn, plan.dump, migrations_dir, actor)
                 report = check(conn, target)
                 if not report.ok:
                     raise RestoreFailed(
                         f"restore into {target.describe()} rolled back: the restored library "
                         "fails verification:\n  " + "\n  ".join(report.problems)
                     )
+                record_restore(conn, manifest, run_by=actor)  # after the rows: it must stay
+                recorded = latest(conn)
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
                 db.raise_sql_error(target, exc, "the restore")
@@ -151,14 +185,19 @@ def restore(plan: RestorePlan, *, lock_timeout: float = 30.0,
                 f"restore into {target.describe()} failed and was rolled back; the target is "
                 f"unchanged:\n  {secrets.redact(str(exc).strip())}"
             ) from None
-    return RestoreResult(counts, report)
+    return RestoreResult(counts, report, recorded if isinstance(recorded, Provenance) else None,
+                         migrated)
 
 
 def run_restore(settings: Settings, target: Target, options: RestoreOptions, echo: Echo,
                 ask: Ask) -> RestoreResult:
-    """The whole ``inv restore``: check the dump before any connection, show the target's
+    """The whole ``inv restore``: print the target, check the dump before any connection (then
+    start the target profile's emulator if it is stopped), show the target's
     counts next to the dump's, ask (unless ``options.assume_yes``), apply, report. Raises a
     :class:`~movelib.errors.MovelibError` on any failure; the target is then as it was."""
+    from .emulator import start_if_stopped
+
+    echo(f"target: {target.describe()}")  # first, as every task; no connection before the checks
     path = options.dump_file
     dump = check_dump_file(path, settings.migrations_dir)
     manifest = dump.manifest
@@ -168,7 +207,7 @@ def run_restore(settings: Settings, target: Target, options: RestoreOptions, ech
     signer = check_release_signature(manifest_path(path), settings.allowed_signers,
                                      required=options.require_signature)
     echo(f"signature: {signer.describe() if signer else 'none'}")
-    echo(f"target: {target.describe()}")
+    start_if_stopped(target, settings.emulator_for, echo)
     plan = _plan(target, dump)
     for table, want in manifest.row_counts.items():
         have = plan.current_counts.get(table)
@@ -176,7 +215,12 @@ def run_restore(settings: Settings, target: Target, options: RestoreOptions, ech
     if not options.assume_yes:
         ask(f"This replaces the movement tables of {target.describe()}.")
     result = restore(plan, lock_timeout=options.lock_timeout, permission=options.permission,
-                     signer=signer)
+                     signer=signer, migrations_dir=settings.migrations_dir)
+    if result.migrated:
+        echo(f"migrations: applied {', '.join(result.migrated)} after the dump's (it predates "
+             "them), in the same transaction")
+    if result.provenance:
+        echo(f"provenance: recorded; the database {result.provenance.describe()}")
     counts = result.verification.counts
     echo(f"restore: done; row counts match the manifest; verify: ok "
          f"(library {counts['library']}, audit {counts['audit_log']})")

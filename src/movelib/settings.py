@@ -90,10 +90,9 @@ class Settings:
         return get_profile(self.profiles, name or DEFAULT_PROFILE)
 
     def emulator_for(self, profile: str | None, backend: str | None = None, *,
-                     image: str | None = None, starting: bool = False) -> Emulator:
+                     image: str | None = None) -> Emulator:
         settings = replace(self.emulator, image=image) if image else self.emulator
-        return get_emulator(self.profile(profile), backend or self.backend, settings,
-                            starting=starting)
+        return get_emulator(self.profile(profile), backend or self.backend, settings)
 
     def path(self, value: str | None, default: Path) -> Path:
         """An option's path (relative to the working directory) or the configured default."""

@@ -21,6 +21,9 @@ MOVEMENT_TABLES = (
     "movement_library",
     "movement_current",
 )
+# Where the library came from (migration 0003): it belongs to the database like its label, so
+# it is not a movement table: a dump neither carries nor drops it, and it survives a restore.
+PROVENANCE_TABLE = "movement_provenance"
 # The tables whose row counts verification reports, in its order (as library, current, staging,
 # audit_log): a seeded database has all four.
 COUNTED_TABLES = ("movement_library", "movement_current", "movement_staging", "movement_audit_log")

@@ -13,6 +13,8 @@ from . import db
 from .datafile import Dataset, load_movements
 from .defaults import FileLimits
 from .errors import VerificationFailed
+from .manifest import Manifest
+from .provenance import Provenance, compare_release, latest
 from .tables import CHAIN, COUNTED_TABLES, require_schema
 from .target import Target
 
@@ -35,6 +37,11 @@ class VerifyReport:
     library_versions: dict[int, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     checked_file: str | None = None
+    provenance: Provenance | str | None = None  # the latest record, or why there is none
+    release: str | None = None  # --release: the version compared
+    release_matches: list[str] = field(default_factory=list)
+    file_differences: int = 0  # movements of the file missing or different, or extra current
+    others_kept: int | None = None  # a seed: current movements not in the file, kept (accepted)
 
     @property
     def ok(self) -> bool:
@@ -48,7 +55,15 @@ class VerifyReport:
             "audit_by_action": self.audit_by_action,
             "library_versions": {str(k): v for k, v in self.library_versions.items()},
             "checked_file": self.checked_file,
+            "file_matches": None if self.checked_file is None else not self.file_differences,
+            "others_kept": self.others_kept,
             "problems": self.problems,
+            "provenance": (self.provenance.as_dict() | {"summary": self.provenance.describe()}
+                           if isinstance(self.provenance, Provenance)
+                           else {"summary": self.provenance}),
+            "release": None if self.release is None else {
+                "version": self.release, "matches": self.release_matches,
+                "ok": not any(p.startswith(f"release {self.release}:") for p in self.problems)},
         }
 
     def lines(self) -> list[str]:
@@ -59,9 +74,24 @@ class VerifyReport:
                  f"  audit by action: {actions}",
                  f"  library rows by version: {versions}"]
         if self.checked_file:
-            lines.append(f"  library matches {self.checked_file}: {'no' if self.problems else 'yes'}")
+            lines.append(self._file_line(self.checked_file))
+        if self.provenance is not None:
+            held = self.provenance
+            lines.append(f"  provenance: {held.describe() if isinstance(held, Provenance) else held}")
+        lines += [f"  {line}" for line in self.release_matches]
         lines += [f"  problem: {p}" for p in self.problems]
         return lines
+
+    def _file_line(self, name: str) -> str:
+        """"matches" means one thing: the current movements are exactly the file's, each as in
+        the file. A seed keeps current movements the file lacks, and says so instead."""
+        answer = "no" if self.file_differences else "yes"
+        if self.others_kept is None:
+            return (f"  library matches {name} (the current movements are exactly the file's, "
+                    f"each as in the file): {answer}")
+        kept = (f" ({self.others_kept} other current movement(s) not in {name} are kept)"
+                if self.others_kept else "")
+        return f"  every movement of {name} is in the library as in {name}: {answer}{kept}"
 
     def raise_if_failed(self) -> None:
         if not self.ok:
@@ -248,8 +278,11 @@ def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
     current: dict[str, str] = dict(orjson.loads(row[0]))  # one document, not 100k rows
     expected = {e.slug: e.content_hash for e in dataset.entries}
     missing = [s for s in expected if s not in current]
-    extra = [] if extra_ok else sorted(s for s in current if s not in expected)
+    extra = sorted(s for s in current if s not in expected)
+    if extra_ok:
+        report.others_kept, extra = len(extra), []
     differ = [s for s in expected if s in current and current[s] != expected[s]]
+    report.file_differences = len(missing) + len(differ) + len(extra)
     for kind, slugs, text in (
         ("missing", missing, "is in the data file but not in the library"),
         ("different", differ, "differs between the data file and the library"),
@@ -262,13 +295,21 @@ def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
 
 
 def verify(target: Target, *, data_file: Path | None = None, schema_file: Path,
-           limits: FileLimits | None = None) -> VerifyReport:
-    """Open a connection to ``target`` and check it; see :func:`check`."""
+           limits: FileLimits | None = None, release: tuple[str, Manifest] | None = None,
+           ) -> VerifyReport:
+    """Open a connection to ``target`` and check it (see :func:`check`); report where its
+    library came from, and with ``release`` (version, manifest) compare it with that release."""
     dataset = (load_movements(data_file, schema_file, limits=limits)
                if data_file is not None else None)
     with db.connect(target, task="verify", autocommit=True) as conn:
         try:
-            return check(conn, target, dataset)
+            report = check(conn, target, dataset)
+            report.provenance = latest(conn)
+            if release is not None:
+                report.release = release[0]
+                report.release_matches, differs = compare_release(conn, *release)
+                report.problems += differs
+            return report
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "verification")
             raise

@@ -13,14 +13,14 @@ import psycopg
 from . import db
 from .datafile import Dataset, Progress, load_movements
 from .defaults import LOCK_TIMEOUT
-from .errors import EmulatorError, TargetUnreachable, VerificationFailed
+from .errors import VerificationFailed
 from .guard import Permission, check_protected
 from .migrations import apply_pending, pending_migrations, set_environment
-from .plan import KEEP, PUBLISH, Plan, make_plan
+from .plan import KEEP, PUBLISH, Plan, make_plan, markdown
 from .publish import PublishResult, publish
 from .settings import Settings
 from .tables import require_schema
-from .target import Target
+from .target import ENV_VAR, Target
 from .verify import GUIDE_QUERIES, VerifyReport, check
 
 Echo = Callable[[str], None]
@@ -33,11 +33,10 @@ class SeedOptions:
     skip_migrations: bool = False
     lock_timeout: float = LOCK_TIMEOUT
     environment: str | None = None
-    start_emulator: bool = False  # the target is a profile: start its emulator if it is down
     new_versions: bool = False  # publish changed movements as version n+1
     retire: bool = False  # retire current movements missing from the data file
     dry_run: bool = False  # only compute and report the plan
-    as_json: bool = False  # dry run: report the plan as JSON
+    output: str = "text"  # dry run: the plan as text, json or markdown (options.PLAN_FORMATS)
     permission: Permission = field(default_factory=Permission)  # for a production target
 
 
@@ -46,24 +45,6 @@ class SeedOutcome:
     plan: Plan
     published: PublishResult | None = None
     verification: VerifyReport | None = None
-
-
-def _connect(settings: Settings, target: Target, options: SeedOptions, echo: Echo) -> psycopg.Connection:
-    try:
-        return db.connect(target, task="seed", autocommit=True)
-    except TargetUnreachable:
-        if not (options.start_emulator and target.profile is not None):
-            raise
-    emulator = settings.emulator_for(target.profile.name, starting=True)
-    try:
-        emulator.up(echo=echo)
-    except EmulatorError as exc:
-        raise EmulatorError(
-            f"{target.describe()} is not answering and its emulator could not start: {exc}"
-        ) from None
-    echo(f"emulator: the {target.profile.name} emulator was not running; started it "
-         f"({emulator.backend})")
-    return db.connect(target, task="seed", autocommit=True)
 
 
 def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Echo,
@@ -75,16 +56,19 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
     exactly what they held before. What may stay is what committed on its own before the
     publish began: migrations applied by this run (each atomically) and an ``--environment``
     label.
+
+    A stopped emulator is started by the caller, as for every task (``tasks._target``:
+    :func:`movelib.emulator.start_if_stopped`).
     """
     dataset = load_movements(options.data_file, settings.schema_file, progress=progress,
                              limits=settings.file_limits)
-    if not options.as_json:
+    if options.output == "text":
         echo(f"validate: {dataset.display_name}: {len(dataset)} movements, valid")
     if options.dry_run:
         return _dry_run(settings, target, options, dataset, echo)
     schema_sha256 = hashlib.sha256(settings.schema_file.read_bytes()).hexdigest()
 
-    with _connect(settings, target, options, echo) as conn, db.advisory_lock(
+    with db.connect(target, task="seed", autocommit=True) as conn, db.advisory_lock(
         conn, target, task="seed", timeout=options.lock_timeout
     ):
         try:
@@ -124,7 +108,7 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
 def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: Dataset,
              echo: Echo) -> SeedOutcome:
     """The plan, read in a READ ONLY transaction that is rolled back: nothing is written."""
-    with _connect(settings, target, options, echo) as conn:
+    with db.connect(target, task="seed", autocommit=True) as conn:
         try:
             with conn.transaction(force_rollback=True):
                 conn.execute("SET TRANSACTION READ ONLY")
@@ -134,9 +118,13 @@ def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: 
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the dry run")
             raise
-    if options.as_json:
+    if options.output == "json":
         echo(json.dumps({"target": target.masked(), "data_file": dataset.display_name,
                          "pending_migrations": pending, **plan.as_dict()}, indent=2))
+        return SeedOutcome(plan)
+    if options.output == "markdown":
+        echo(markdown(plan, target=target.describe(), data_file=dataset.display_name,
+                      pending=pending))
         return SeedOutcome(plan)
     echo("dry run: nothing is written")
     if pending:
@@ -178,12 +166,13 @@ def _guide_checks(conn_target: Target, settings: Settings, echo: Echo) -> None:
             echo(f"  -- {name}")
             for line in table(headers, [[str(v) for v in row] for row in rows]):
                 echo(f"  {line}")
+    echo("Run them yourself with:")
     if conn_target.source == "profile" and conn_target.profile is not None:
         how = f"inv db.psql --profile {conn_target.profile.name}"
-    elif conn_target.source == "--dsn":
-        how = f'inv db.psql --dsn "{conn_target.masked()}"  (with the real password)'
+    elif conn_target.source == "--dsn":  # a masked DSN cannot be pasted; a variable can
+        how = f'inv db.psql --dsn "${ENV_VAR}"'
+        echo(f"  (first: export {ENV_VAR}='<the DSN you gave --dsn>')")
     else:
-        how = "inv db.psql"  # resolves PLANNING_DATABASE_URL again
-    echo("Run them yourself with:")
+        how = "inv db.psql"  # resolves PLANNING_DATABASE_URL (environment or .env) again
     for query in GUIDE_QUERIES.values():
         echo(f'  {how} -c "{query}"')

@@ -15,17 +15,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import ROOT, SENTINEL_PASSWORD, TEST_USER, Cli, Server, table_hashes
+from support import settings as project_settings
 
 from movelib.datafile import check_document, load_movements
 from movelib.emulator.base import query_server_version
 from movelib.errors import DataFileError
 from movelib.profiles import Profile
-from movelib.settings import Settings
 from movelib.target import Target
 from movelib.workflow import SeedOptions, run_seed
 
 SCHEMA = ROOT / "schemas" / "movement.schema.json"
-SETTINGS = Settings.from_mapping({}, ROOT)
+SETTINGS = project_settings()
 CANONICAL: list[dict[str, Any]] = json.loads((ROOT / "data" / "movements-canonical.json").read_text())
 
 

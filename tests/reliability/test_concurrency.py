@@ -6,15 +6,14 @@ import time
 from pathlib import Path
 
 import psycopg
-from support import ROOT, Cli, Server, start_inv
+from support import Cli, Server, settings, start_inv
 
 from movelib.db import LOCK_KEY
-from movelib.settings import Settings
 from movelib.synth import write_synthetic
 from movelib.target import Target
 from movelib.verify import verify
 
-SETTINGS = Settings.from_mapping({}, ROOT)
+SETTINGS = settings()
 
 
 

@@ -12,18 +12,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from support import FAST_SETTINGS, ROOT, TEST_USER, Cli, Server, free_port, start_inv, table_hashes
+from support import FAST_SETTINGS, TEST_USER, Cli, Server, free_port, settings, start_inv, table_hashes
 
 from movelib.emulator.embedded import EmbeddedEmulator
 from movelib.emulator.pgbin import wheel_bin_dir
 from movelib.profiles import Profile
-from movelib.settings import Settings
 from movelib.synth import write_synthetic
 from movelib.target import Target, target_from_dsn
 from movelib.verify import verify
 
 pytestmark = pytest.mark.slow
-SETTINGS = Settings.from_mapping({}, ROOT)
+SETTINGS = settings()
 TRIALS = int(os.environ.get("MOVELIB_CRASH_TRIALS", "20"))
 TALLY: dict[str, int] = {}
 

@@ -20,15 +20,33 @@ class EmulatorStatus:
     server_version: str
     dsn: str  # masked
     detail: str = ""
+    reason: str = ""  # why this backend (auto's rule, or the setting)
 
 
 def status_lines(statuses: list[EmulatorStatus]) -> list[str]:
-    """``inv db.status``: one row per profile."""
+    """``inv db.status``: one row per profile; the note says what is wrong and why the backend."""
     from ..report import table
 
     return table(["profile", "backend", "port", "running", "version", "dsn", "note"],
                  [[s.profile, s.backend, str(s.port), "yes" if s.running else "no",
-                   s.server_version, s.dsn, s.detail] for s in statuses])
+                   s.server_version, s.dsn, "; ".join(n for n in (s.detail, s.reason) if n)]
+                  for s in statuses])
+
+
+def port_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when something accepts a TCP connection on ``host:port`` (whoever it is)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def port_taken(port: int) -> str:
+    """``db.status``'s note for a stopped emulator: who holds its port, or nothing."""
+    if port_is_free("127.0.0.1", port):
+        return ""
+    return f"port {port} is taken by {port_holder(port)}"
 
 
 def port_is_free(host: str, port: int) -> bool:

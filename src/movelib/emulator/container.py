@@ -72,14 +72,6 @@ def _collect_leaked_sockets() -> None:
         gc.collect()
 
 
-def engine_answers() -> bool:
-    try:
-        docker_client(timeout=1).close()
-    except BackendUnavailable:
-        return False
-    return True
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
@@ -87,6 +79,7 @@ def _first_line(exc: BaseException) -> str:
 
 class DockerEmulator:
     backend = "docker"
+    reason = ""  # why this backend; set by get_emulator
 
     def __init__(self, profile: Profile, *, image: str = DOCKER_IMAGE, project: str = DOCKER_PROJECT,
                  start_timeout: float = 90) -> None:
@@ -104,6 +97,18 @@ class DockerEmulator:
             self._client = docker_client()
         return self._client
 
+    def use_client(self, client: Any) -> None:
+        """Talk through ``client`` (an engine that already answered)."""
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def container_exists(self) -> bool:
+        return self._container() is not None
+
     def _container(self) -> Any:
         import docker.errors
 
@@ -120,14 +125,15 @@ class DockerEmulator:
         version, detail = ("", "")
         if running:
             version, detail = query_server_version(self.profile)
-        elif container is not None:
-            detail = f"container {container.status}"
         else:
-            detail = "no container"
+            detail = f"container {container.status}" if container is not None else "no container"
+            if not port_is_free("127.0.0.1", self.profile.port):
+                detail += f"; port {self.profile.port} is taken by {self._port_user(self.profile.port)}"
         return EmulatorStatus(
             profile=self.profile.name, backend=self.backend, port=self.profile.port,
             running=running, server_version=version or "-",
             dsn=masked_profile_dsn(self.profile), detail=detail or self.container_name,
+            reason=self.reason,
         )
 
     def logs(self, lines: int = 50) -> str:

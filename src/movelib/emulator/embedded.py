@@ -23,6 +23,7 @@ from .base import (
     port_holder,
     port_in_use,
     port_is_free,
+    port_taken,
     query_server_version,
 )
 from .pgbin import EXE, ServerUser, server_user
@@ -33,6 +34,7 @@ CONF_NAME = "movelib.conf"
 
 class EmbeddedEmulator:
     backend = "embedded"
+    reason = ""  # why this backend; set by get_emulator
 
     def __init__(
         self,
@@ -86,8 +88,10 @@ class EmbeddedEmulator:
         version, detail = ("", "")
         if running:
             version, detail = query_server_version(self.profile)
-        elif self.data_dir.exists():
-            detail = "stopped (data kept)"
+        else:
+            taken = port_taken(self.profile.port)
+            kept = "stopped (data kept)" if self.data_dir.exists() else ""
+            detail = "; ".join(n for n in (kept, taken) if n)
         return EmulatorStatus(
             profile=self.profile.name,
             backend=self.backend,
@@ -96,6 +100,7 @@ class EmbeddedEmulator:
             server_version=version or "-",
             dsn=masked_profile_dsn(self.profile),
             detail=detail,
+            reason=self.reason,
         )
 
     def logs(self, lines: int = 50) -> str:

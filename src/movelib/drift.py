@@ -1,0 +1,193 @@
+"""``inv diff``: two movement libraries compared movement by movement, read only on both sides.
+
+Each side is read in one READ ONLY, REPEATABLE READ transaction (rolled back) as one JSON
+document of every library version (slug, version, content hash) and every current pointer, so
+100k movements cost one round trip and one parse, and the comparison runs on content hashes.
+What it finds, per movement:
+
+* ``ONLY``: the movement exists on one side only;
+* ``VERSION``: both sides have it current, at different versions;
+* ``RETIRED``: current on one side, retired on the other (or retired at different versions);
+* ``CONFLICT``: the same version of a movement with different content on the two sides. A
+  published version is immutable, so this must never happen: two databases published
+  different things under one name. It is flagged loudly, whatever else differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import psycopg
+
+from . import db
+from .errors import ConfigError, DriftFound
+from .tables import require_schema
+from .target import Target, target_from_dsn
+from .text import shown
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+SHOWN = 200  # differences listed per kind; the totals count them all
+KINDS = ("CONFLICT", "ONLY", "VERSION", "RETIRED")
+
+_LIBRARY = """
+SELECT json_build_object(
+  'versions', (SELECT coalesce(json_agg(json_build_array(slug, version, content_hash)), '[]')
+                 FROM movement_library),
+  'current', (SELECT coalesce(json_object_agg(slug, version), '{}') FROM movement_current)
+)::text
+"""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One library: every version's content hash, and the current version of each slug."""
+
+    name: str  # masked
+    versions: dict[str, dict[int, str]]  # slug -> version -> content hash
+    current: dict[str, int]  # slug -> current version (retired slugs have none)
+
+    def state(self, slug: str) -> str:
+        """``v3``, ``retired (v3)`` or ``absent``."""
+        if slug not in self.versions:
+            return "absent"
+        if slug in self.current:
+            return f"v{self.current[slug]}"
+        return f"retired (v{max(self.versions[slug])})"
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: str  # one of KINDS
+    slug: str
+    source: str  # the movement on the --from side: v3, retired (v3), absent
+    destination: str  # on the --to side
+    detail: str = ""
+
+    def line(self) -> str:
+        mark = "!! CONFLICT" if self.kind == "CONFLICT" else f"   {self.kind:<8}"
+        text = f"{mark} {shown(self.slug, 80)}: {self.source} -> {self.destination}"
+        return f"{text}; {self.detail}" if self.detail else text
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind.lower(), "slug": self.slug, "from": self.source,
+                "to": self.destination, "detail": self.detail}
+
+
+@dataclass
+class DriftReport:
+    source: str  # masked
+    destination: str  # masked
+    movements: tuple[int, int] = (0, 0)  # movements (slugs) on each side
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return not self.differences
+
+    def count(self, kind: str) -> int:
+        return sum(1 for d in self.differences if d.kind == kind)
+
+    def lines(self) -> list[str]:
+        lines = [f"from: {self.source} ({self.movements[0]} movements)",
+                 f"to:   {self.destination} ({self.movements[1]} movements)"]
+        if self.equal:
+            return [*lines, "diff: equal (every movement at the same version with the same content)"]
+        totals = ", ".join(f"{self.count(k)} {k.lower()}" for k in KINDS if self.count(k))
+        lines.append(f"diff: DRIFT in {len({d.slug for d in self.differences})} movement(s): "
+                     f"{totals}")
+        for kind in KINDS:
+            found = [d for d in self.differences if d.kind == kind]
+            lines += [d.line() for d in found[:SHOWN]]
+            if len(found) > SHOWN:
+                lines.append(f"   ... and {len(found) - SHOWN} more {kind.lower()}")
+        if self.count("CONFLICT"):
+            lines.append("!! a published version is immutable: the same version with different "
+                         "content means two databases published different movements under one "
+                         "name. Find out which is right before restoring either way.")
+        return lines
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "equal": self.equal,
+            "from": self.source,
+            "to": self.destination,
+            "movements": {"from": self.movements[0], "to": self.movements[1]},
+            "counts": {k.lower(): self.count(k) for k in KINDS},
+            "differences": [d.as_dict() for d in self.differences],
+        }
+
+    def raise_if_drift(self) -> None:
+        if not self.equal:
+            conflicts = self.count("CONFLICT")
+            raise DriftFound(
+                f"drift between {self.source} and {self.destination}: "
+                f"{len({d.slug for d in self.differences})} movement(s) differ"
+                + (f", {conflicts} CONFLICT(s)" if conflicts else ""))
+
+
+def side(settings: Settings, value: str | None, option: str) -> Target:
+    """``--from``/``--to``: a URL or ``key=value`` DSN, else a profile's name."""
+    value = (value or "").strip()
+    if not value:
+        raise ConfigError(f"give {option}: a profile name or a PostgreSQL URL")
+    if "://" in value or "=" in value:
+        return target_from_dsn(value, option)
+    return settings.target(profile=value)
+
+
+def read_side(target: Target) -> Side:
+    """``target``'s library, read in a READ ONLY transaction that is rolled back."""
+    with db.connect(target, task="diff") as conn:
+        try:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            require_schema(conn, target)
+            row = conn.execute(_LIBRARY).fetchone()
+            conn.rollback()
+        except psycopg.Error as exc:
+            db.raise_sql_error(target, exc, "the diff")
+            raise
+    assert row is not None
+    data = orjson.loads(row[0])
+    versions: dict[str, dict[int, str]] = {}
+    for slug, version, content_hash in data["versions"]:
+        versions.setdefault(slug, {})[version] = content_hash
+    return Side(target.masked(), versions, data["current"])
+
+
+def compare(source: Side, destination: Side) -> list[Difference]:
+    """Every difference between two libraries, conflicts first, then by kind and slug."""
+    found: list[Difference] = []
+    a, b = source.versions, destination.versions
+    for slug in sorted(a.keys() | b.keys()):
+        here, there = source.state(slug), destination.state(slug)
+        if slug not in a or slug not in b:
+            found.append(Difference("ONLY", slug, here, there))
+            continue
+        clash = sorted(v for v in a[slug].keys() & b[slug].keys() if a[slug][v] != b[slug][v])
+        if clash:
+            found.append(Difference("CONFLICT", slug, here, there, "different content in " + ", ".join(
+                f"v{v} ({a[slug][v][:12]}... vs {b[slug][v][:12]}...)" for v in clash)))
+        if here == there:
+            continue
+        retired = (slug in source.current) != (slug in destination.current)
+        found.append(Difference("RETIRED" if retired or slug not in source.current else "VERSION",
+                                slug, here, there))
+    found.sort(key=lambda d: (KINDS.index(d.kind), d.slug))
+    return found
+
+
+def diff(source: Target, destination: Target) -> DriftReport:
+    """Compare ``source``'s library with ``destination``'s (both read only, at once: each
+    server builds its document while the other does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="movelib-diff") as pool:
+        reading = pool.submit(read_side, destination)
+        one = read_side(source)
+        other = reading.result()
+    return DriftReport(one.name, other.name, (len(one.versions), len(other.versions)),
+                       compare(one, other))

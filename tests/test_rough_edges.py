@@ -1,0 +1,205 @@
+"""Rough edges a new user met, each fixed: one wording of the target order, one `auto` rule that
+`db.status` explains, emulators started the same way by every task, one meaning of "matches",
+commands that can be pasted, the target said first, a quiet server log."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import CANONICAL, ROOT, Cli, Server, require, rows, table_hashes
+from support import seed_run as seed
+
+from movelib.emulator import EmulatorSettings, choose_backend
+from movelib.errors import PublishedEditError
+from movelib.migrations import migrate
+from movelib.options import TARGET_ORDER
+from movelib.profiles import Profile
+from movelib.target import Target
+
+STARTED = "emulator: the local emulator was not running; started it (embedded)"
+MISSING_IMAGE = "movelib/no-such-image:404"
+
+
+def words(text: str) -> str:
+    return " ".join(text.replace("`", "").split())
+
+
+@pytest.fixture
+def emulators(cli: Cli, cli_overrides: dict[str, str]) -> Iterator[dict[str, str]]:
+    yield cli_overrides
+    for profile in ("local", "staging"):
+        cli("db.down", "--profile", profile, "--purge")
+
+
+@pytest.fixture
+def docker_engine() -> Iterator[Any]:
+    """A Docker engine that answers (the `docker` marker follows this fixture's name)."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=5)
+        client.ping()
+    except Exception as exc:
+        require("docker", False, f"no Docker engine answers ({str(exc).splitlines()[0][:120]})")
+    yield client
+    client.close()
+
+
+def test_the_target_order_is_said_in_one_wording(cli: Cli) -> None:
+    assert TARGET_ORDER in words((ROOT / "README.md").read_text())
+    for task in ("seed", "verify", "migrate", "dump", "restore", "db.psql"):
+        assert TARGET_ORDER in words(cli("--help", task).stdout), task
+
+
+# -- auto, and what db.status says ------------------------------------------------------------
+
+
+def test_auto_picks_the_backend_that_holds_the_data(tmp_path: Path) -> None:
+    profile = Profile("local", "127.0.0.1", 1, "u", "p", "d")
+    (tmp_path / "local" / "pgdata").mkdir(parents=True)
+    assert choose_backend(profile, EmulatorSettings(base_dir=tmp_path)) == (
+        "embedded", f"auto: its data is in {tmp_path.name}/local")
+
+
+def test_auto_without_an_engine_is_embedded_and_status_says_why(cli: Cli) -> None:
+    env = {"INVOKE_EMULATOR_BACKEND": "auto", "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    status = cli("db.status", env=env)
+    assert status.code == 0, status.output
+    local = next(line for line in status.stdout.splitlines() if line.startswith("local "))
+    assert "embedded" in local and "auto: no Docker engine answers" in local
+
+
+def test_auto_with_an_engine_but_no_image_starts_and_shows_embedded(cli: Cli, emulators: dict[str, str], docker_engine: Any) -> None:
+    env = {"INVOKE_EMULATOR_BACKEND": "auto", "INVOKE_EMULATOR_IMAGE": MISSING_IMAGE}
+    before = cli("db.status", env=env).stdout
+    assert f"auto: Docker answers but has no {MISSING_IMAGE} image (--backend docker pulls it)" in before
+    up = cli("db.up", env=env)
+    assert up.code == 0 and "(embedded, PostgreSQL 18" in up.stdout, up.output
+    local = next(line for line in cli("db.status", env=env).stdout.splitlines() if line.startswith("local "))
+    assert " embedded " in local and " yes " in local and "auto: its data is in emulators/local" in local
+
+
+def test_status_names_who_holds_a_stopped_emulators_port(cli: Cli) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        status = cli("db.status", env={"INVOKE_PROFILES_LOCAL_PORT": str(port)})
+    local = next(line for line in status.stdout.splitlines() if line.startswith("local "))
+    assert f"port {port} is taken by " in local and " no " in local, status.stdout
+
+
+# -- one behaviour for every task: a profile's stopped emulator starts, a DSN's never ---------
+
+
+def test_every_task_on_a_profile_starts_its_stopped_emulator(cli: Cli, emulators: dict[str, str], tmp_path: Path) -> None:
+    dumps = tmp_path / "dumps"
+    for args in (["migrate"], ["verify"], ["seed", "--dry-run"], ["seed"], ["dump", "--output-dir", str(dumps)],
+                 ["restore", "--dump-file", str(dumps / "movements_seed_latest.sql"), "--yes"],
+                 ["db.psql", "-c", "SELECT 40 + 2"]):
+        assert cli("db.down").code == 0
+        result = cli(*args)
+        assert result.code == 0, (args, result.output)
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith("target: ") and lines[0].endswith("(profile local)"), (args, lines[:3])
+        assert STARTED in lines, (args, lines[:5])
+        again = cli(*args)
+        assert STARTED not in again.stdout, args  # running: nothing to say
+
+
+def test_a_dsn_target_is_never_started(cli: Cli, emulators: dict[str, str]) -> None:
+    port = emulators["INVOKE_PROFILES_LOCAL_PORT"]
+    result = cli("verify", "--dsn", f"postgresql://athlete:athlete@127.0.0.1:{port}/athlete_planning")
+    assert result.code == 1 and "cannot reach" in result.stderr
+    assert "emulator:" not in result.output
+    assert not (Path(emulators["INVOKE_EMULATOR_DIR"]) / "local").exists()
+
+
+# -- one meaning of "matches" -----------------------------------------------------------------
+
+
+def test_seed_and_verify_say_the_same_thing_about_a_smaller_file(cli: Cli, migrated_db: Target, tmp_path: Path) -> None:
+    assert cli("seed", "--dsn", migrated_db.conninfo).code == 0
+    smaller = tmp_path / "smaller.json"
+    smaller.write_text(json.dumps([r for r in json.loads(CANONICAL.read_text()) if r["slug"] != "farmers-carry"]))
+    seeded = cli("seed", "--dsn", migrated_db.conninfo, "--file", str(smaller))
+    assert seeded.code == 0, seeded.output
+    assert (f"  every movement of {smaller} is in the library as in {smaller}: yes "
+            f"(1 other current movement(s) not in {smaller} are kept)") in seeded.stdout.splitlines()
+    assert "library matches" not in seeded.stdout
+    verified = cli("verify", "--dsn", migrated_db.conninfo, "--file", str(smaller))
+    assert verified.code == 1
+    assert (f"  library matches {smaller} (the current movements are exactly the file's, each as in "
+            "the file): no") in verified.stdout.splitlines()
+    assert "  problem: farmers-carry: is a current movement but not in the data file" in verified.stdout
+    same = cli("verify", "--dsn", migrated_db.conninfo, "--file", str(CANONICAL), "--json")
+    assert json.loads(same.stdout)["file_matches"] is True
+
+
+# -- a retired slug back in the data file -----------------------------------------------------
+
+
+def test_a_retired_slug_comes_back_only_as_a_new_version(migrated_db: Target, tmp_path: Path) -> None:
+    seed(migrated_db)
+    smaller = tmp_path / "smaller.json"
+    smaller.write_text(json.dumps([r for r in json.loads(CANONICAL.read_text()) if r["slug"] != "farmers-carry"]))
+    seed(migrated_db, smaller, retire=True)
+    outcome, lines = seed(migrated_db, dry_run=True)
+    assert ("  RETIRED    farmers-carry: this slug was retired; it comes back only as a new version "
+            "(--new-versions publishes it)") in lines
+    assert [(c.slug, c.action) for c in outcome.plan.changes if c.status == "retired"] == [("farmers-carry", "blocked")]
+    before = table_hashes(migrated_db)
+    with pytest.raises(PublishedEditError, match="farmers-carry"):
+        seed(migrated_db)
+    assert table_hashes(migrated_db) == before
+    _, lines = seed(migrated_db, new_versions=True)
+    assert "  PUBLISHED farmers-carry v2" in lines
+    assert rows(migrated_db, "SELECT version FROM movement_library_current WHERE slug = 'farmers-carry'") == [(2,)]
+
+
+# -- commands that can be pasted; the target said first ---------------------------------------
+
+
+def test_the_follow_up_commands_after_a_dsn_seed_can_be_pasted(cli: Cli, migrated_db: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = cli("seed", "--dsn", migrated_db.conninfo)
+    assert result.code == 0, result.output
+    tail = result.stdout.split("Run them yourself with:\n", 1)[1].splitlines()
+    assert tail[0] == "  (first: export PLANNING_DATABASE_URL='<the DSN you gave --dsn>')"
+    commands = tail[1:4]
+    assert all(c.startswith('  inv db.psql --dsn "$PLANNING_DATABASE_URL" -c "') for c in commands), tail
+    assert "***" not in "\n".join(tail)
+    monkeypatch.setenv("PLANNING_DATABASE_URL", migrated_db.conninfo)
+    pasted = shlex.split(os.path.expandvars(commands[0]))  # what a shell does with the line
+    ran = cli(*pasted[1:])
+    assert ran.code == 0, ran.output
+    assert ran.stdout.startswith("target: ") and "40" in ran.stdout
+
+
+def test_db_psql_prints_its_target_first(cli: Cli, migrated_db: Target) -> None:
+    result = cli("db.psql", "--dsn", migrated_db.conninfo, "-c", "SELECT 6 * 7 AS answer")
+    assert result.code == 0, result.output
+    assert result.stdout.splitlines()[0].startswith("target: postgresql://movelib_test:***@")
+    assert "42" in result.stdout
+
+
+# -- a quiet server log -----------------------------------------------------------------------
+
+
+def test_migrations_leave_no_error_in_the_server_log(pg18: Server, empty_db: Target) -> None:
+    log = pg18.emulator.log_file
+    start = log.stat().st_size
+    migrate(empty_db, ROOT / "migrations")
+    migrate(empty_db, ROOT / "migrations")  # and again, with everything in place
+    with log.open("rb") as handle:
+        handle.seek(start)
+        written = handle.read().decode(errors="replace")
+    assert "ERROR" not in written, written
+    applied = len([m for m in (ROOT / "migrations").glob("*.sql") if not m.name.endswith(".rollback.sql")])
+    assert rows(empty_db, "SELECT count(*) FROM _yoyo_migration") == [(applied,)]
