@@ -125,6 +125,13 @@ def test_a_malformed_url_in_dotenv_is_an_error(cli: Cli, tmp_path: Path) -> None
     assert_refused(cli("verify", env={"INVOKE_PATHS_DOTENV": str(dotenv)}), "cannot be read safely")
 
 
+def _default_sigint() -> None:
+    """A terminal's shell starts a command with SIGINT at its default, but a suite started in the
+    background by a script inherits it ignored (POSIX shells ignore SIGINT for `&` jobs), and an
+    ignored signal stays ignored across exec: Python then installs no handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.posix  # SIGINT to a process group
 def test_ctrl_c_during_a_two_process_validation_is_one_line_and_130(cli_overrides: dict[str, str], tmp_path: Path) -> None:
     """Ctrl-C reaches the whole foreground process group: the task and its forked reader."""
@@ -132,7 +139,8 @@ def test_ctrl_c_during_a_two_process_validation_is_one_line_and_130(cli_override
     write_synthetic(60_000, path)  # over 16 MB: read by two processes
     run = subprocess.Popen([sys.executable, "-m", "invoke", "validate", "--file", str(path)],
                            cwd=ROOT, env=process_env(cli_overrides), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+                           stderr=subprocess.PIPE, text=True, start_new_session=True,
+                           preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while not (children := psutil.Process(run.pid).children()) and time.monotonic() < deadline:
         time.sleep(0.005)  # until the second reader is forked
