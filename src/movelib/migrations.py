@@ -126,19 +126,29 @@ def migrate(
         relabel = environment is not None and environment != environment_label(conn)
         if relabel or pending_migrations(conn, migrations_dir):
             check_protected(conn, target, permission or Permission(), "migrate")
-        result = apply_pending(target, migrations_dir)
+        result = apply_pending(target, migrations_dir, conn)
         if environment is not None:
             result.environment = environment
             result.environment_changed = set_environment(conn, environment)
     return result
 
 
-def apply_pending(target: Target, migrations_dir: Path) -> MigrateResult:
-    """Apply what is pending; the caller holds the target's advisory lock."""
-    from yoyo import read_migrations
+def apply_pending(target: Target, migrations_dir: Path,
+                  conn: psycopg.Connection | None = None) -> MigrateResult:
+    """Apply what is pending; the caller holds the target's advisory lock.
 
+    With ``conn`` (the caller's autocommit connection), the common case costs two plain
+    queries: when every migration file's id is already in ``_yoyo_migration``, yoyo is not
+    loaded and no second connection is opened (stale ``yoyo_lock`` rows are removed all the same).
+    """
     if not migrations_dir.is_dir():
         raise ConfigError(f"no migrations directory at {migrations_dir}")
+    if conn is not None:
+        done = _nothing_pending(conn, migrations_dir)
+        if done is not None:
+            return done
+    from yoyo import read_migrations
+
     migrations = read_migrations(str(migrations_dir))
     backend = open_backend(target)
     try:
@@ -177,11 +187,45 @@ def set_environment(conn: psycopg.Connection, label: str) -> bool:
     return True
 
 
+def migration_ids(migrations_dir: Path) -> list[str] | None:
+    """The ids yoyo gives the migrations of ``migrations_dir`` (file names without ``.sql`` or
+    ``.py``; rollback files are not migrations), read without importing yoyo. None when the
+    folder has a post-apply hook or is not a folder: then yoyo reads it."""
+    try:
+        names = [p.name for p in migrations_dir.iterdir() if p.is_file()]
+    except OSError:
+        return None
+    if any(n.startswith("post-apply") for n in names):
+        return None
+    return sorted(n.rsplit(".", 1)[0] for n in names
+                  if n.endswith((".sql", ".py")) and not n.endswith(".rollback.sql")
+                  and not n.startswith("_tmp_yoyonew"))
+
+
+def _nothing_pending(conn: psycopg.Connection, migrations_dir: Path) -> MigrateResult | None:
+    """A result when every migration is applied already, or None (then yoyo looks)."""
+    ids = migration_ids(migrations_dir)
+    if ids is None:
+        return None
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL, to_regclass('yoyo_lock') IS NOT NULL",
+                       (YOYO_MIGRATION_TABLE,)).fetchone()
+    if row is None or not row[0]:
+        return None
+    applied = {r[0] for r in conn.execute(f"SELECT migration_id FROM {YOYO_MIGRATION_TABLE}")}
+    if not applied.issuperset(ids):
+        return None
+    if row[1]:  # we hold the advisory lock: any yoyo_lock row is stale, as in AtomicBackend.lock
+        conn.execute("DELETE FROM yoyo_lock")
+    return MigrateResult(already=len(ids))
+
+
 def pending_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[str]:
     """Migrations not yet applied, read without writing (yoyo's backend creates tables)."""
-    from yoyo import read_migrations
+    ids = migration_ids(migrations_dir)
+    if ids is None:
+        from yoyo import read_migrations
 
-    ids = [m.id for m in read_migrations(str(migrations_dir))]
+        ids = [m.id for m in read_migrations(str(migrations_dir))]
     if not table_exists(conn, YOYO_MIGRATION_TABLE):
         return ids
     applied = {r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration")}

@@ -16,12 +16,12 @@ from .defaults import LOCK_TIMEOUT
 from .errors import VerificationFailed
 from .guard import Permission, check_protected
 from .migrations import apply_pending, pending_migrations, set_environment
-from .plan import KEEP, PUBLISH, Plan, make_plan, markdown
+from .plan import KEEP, PUBLISH, Plan, make_plan, markdown, unchanged_plan
 from .publish import PublishResult, publish
 from .settings import Settings
 from .tables import require_schema
 from .target import ENV_VAR, Target
-from .verify import GUIDE_QUERIES, VerifyReport, check
+from .verify import GUIDE_QUERIES, VerifyReport, check, quick_check
 
 Echo = Callable[[str], None]
 LISTED_MOVEMENTS = 50
@@ -77,17 +77,24 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
                 require_schema(conn, target)
                 echo("migrations: skipped (--skip-migrations)")
             else:
-                for line in apply_pending(target, settings.migrations_dir).lines():
+                for line in apply_pending(target, settings.migrations_dir, conn).lines():
                     echo(line)
             if options.environment is not None and set_environment(conn, options.environment):
                 echo(f"environment: labelled {options.environment}")
 
             with conn.transaction():
-                plan = make_plan(conn, dataset, new_versions=options.new_versions,
-                                 retire=options.retire)
+                quick = quick_check(conn, target, dataset)
+                if quick is not None:  # the same file again, the library as it left it
+                    echo(f"plan: {dataset.display_name} is unchanged since seed run "
+                         f"{quick.seed_run} and the library still matches it: nothing to publish")
+                    plan = unchanged_plan(dataset, quick.versions)
+                else:
+                    plan = make_plan(conn, dataset, new_versions=options.new_versions,
+                                     retire=options.retire)
                 result = publish(conn, dataset, plan, schema_sha256=schema_sha256,
                                  progress=progress)
-                report = check(conn, target, dataset, extra_ok=True)
+                report = (quick.report if quick is not None
+                          else check(conn, target, dataset, extra_ok=True))
                 if not report.ok:  # raising here rolls the publish back
                     for line in report.lines():
                         echo(line)
@@ -99,9 +106,9 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the seed")
             raise
-    for line in report.lines():
-        echo(line)
-    _guide_checks(conn_target=target, settings=settings, echo=echo)
+        for line in report.lines():
+            echo(line)
+        _guide_checks(conn, conn_target=target, echo=echo)  # the same connection, once more
     return SeedOutcome(plan, result, report)
 
 
@@ -152,20 +159,20 @@ def _report_publish(plan: Plan, result: PublishResult, echo: Echo) -> None:
              + (" ..." if len(kept) > 10 else ""))
 
 
-def _guide_checks(conn_target: Target, settings: Settings, echo: Echo) -> None:
-    """Run the guide's verification queries and print how to run them again."""
-    with db.connect(conn_target, task="verify", autocommit=True) as conn:
-        echo("")
-        echo("Verification (the deployment guide's checks):")
-        for name, query in GUIDE_QUERIES.items():
-            cur = conn.execute(query)
-            headers = [c.name for c in cur.description or []]
-            rows = cur.fetchall()
-            from .report import table
+def _guide_checks(conn: psycopg.Connection, conn_target: Target, echo: Echo) -> None:
+    """Run the guide's verification queries (after the seed committed) and print how to run
+    them again."""
+    from .report import table
 
-            echo(f"  -- {name}")
-            for line in table(headers, [[str(v) for v in row] for row in rows]):
-                echo(f"  {line}")
+    echo("")
+    echo("Verification (the deployment guide's checks):")
+    for name, query in GUIDE_QUERIES.items():
+        cur = conn.execute(query)
+        headers = [c.name for c in cur.description or []]
+        rows = cur.fetchall()
+        echo(f"  -- {name}")
+        for line in table(headers, [[str(v) for v in row] for row in rows]):
+            echo(f"  {line}")
     echo("Run them yourself with:")
     if conn_target.source == "profile" and conn_target.profile is not None:
         how = f"inv db.psql --profile {conn_target.profile.name}"
