@@ -20,6 +20,7 @@ from support import (
     PG15_BIN,
     ROOT,
     SENTINEL_PASSWORD,
+    SIGNER,
     TEST_USER,
     Cli,
     CliResult,
@@ -27,6 +28,7 @@ from support import (
     Server,
     database,
     free_port,
+    git,
     isolated_env,
     process_env,
     require,
@@ -164,3 +166,16 @@ def cli_process(cli_overrides: dict[str, str]) -> Cli:
         return run_inv({**cli_overrides, **(env or {})}, *args)
 
     return run
+
+
+@pytest.fixture
+def release_repo(tmp_path: Path) -> Path:
+    """A git repository holding the migrations, its committer the release signer."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "migrations", repo / "migrations")
+    git(repo.parent, "init", "-q", str(repo))
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", ".")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init")
+    git(repo, "config", "user.name", "Release Engineer")
+    git(repo, "config", "user.email", SIGNER)
+    return repo

@@ -338,6 +338,10 @@ def allowed_signers(folder: Path, *lines: str) -> Path:
     return path
 
 
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
 def signed_release(dump_file: Path, folder: Path) -> dict[str, str]:
     """Sign ``dump_file``'s manifest with a new key; the `inv` settings that trust that key."""
     from movelib.manifest import manifest_path

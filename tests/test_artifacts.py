@@ -20,6 +20,7 @@ from support import (
     Cli,
     Server,
     assert_no_secret,
+    git,
     process_env,
     restore_connected,
     seed,
@@ -346,31 +347,15 @@ def test_no_child_process_ever_carries_the_password(cli: Cli, migrated_db: Targe
         assert_no_secret(dumped.read_text())
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
-
-
-@pytest.fixture
-def release_repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    shutil.copytree(MIGRATIONS, repo / "migrations")
-    _git(repo.parent, "init", "-q", str(repo))
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", ".")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init")
-    _git(repo, "config", "user.name", "Release Engineer")
-    _git(repo, "config", "user.email", "re@example.com")
-    return repo
-
-
 def test_release_writes_a_versioned_dump_and_tags_it(release_repo: Path, migrated_db: Target) -> None:
     seed(migrated_db)
     result = release(migrated_db, release_repo, release_repo / "migrations", "v1.0", tag=True)
     assert result.dump.path.parent == release_repo / "releases" / "v1.0"
     assert json.loads(result.dump.manifest_path.read_text())["release"] == "v1.0"
-    assert _git(release_repo, "cat-file", "-t", "v1.0-seed").strip() == "tag"  # annotated
-    assert "Movement library v1.0" in _git(release_repo, "tag", "-n1", "v1.0-seed")
-    assert _git(release_repo, "status", "--porcelain") == ""
-    assert result.dump.path.name in _git(release_repo, "show", "--name-only", "v1.0-seed")
+    assert git(release_repo, "cat-file", "-t", "v1.0-seed").strip() == "tag"  # annotated
+    assert "Movement library v1.0" in git(release_repo, "tag", "-n1", "v1.0-seed")
+    assert git(release_repo, "status", "--porcelain") == ""
+    assert result.dump.path.name in git(release_repo, "show", "--name-only", "v1.0-seed")
     with pytest.raises(ReleaseError, match="already holds a dump"):
         release(migrated_db, release_repo, release_repo / "migrations", "v1.0", tag=True)
 
@@ -387,7 +372,7 @@ def test_release_refusals(release_repo: Path, migrated_db: Target, version: str,
     if prepare == "dirty":
         (release_repo / "stray.txt").write_text("x")
     if prepare == "tagged":
-        _git(release_repo, "tag", "-a", "v3.0-seed", "-m", "earlier")
+        git(release_repo, "tag", "-a", "v3.0-seed", "-m", "earlier")
     with pytest.raises(ReleaseError, match=message):
         release(migrated_db, release_repo, release_repo / "migrations", version, tag=True)
     assert not (release_repo / "releases").exists()

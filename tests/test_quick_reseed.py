@@ -15,8 +15,9 @@ from movelib import db
 from movelib.datafile import load_movements
 from movelib.errors import PublishedEditError, VerificationFailed
 from movelib.plan import make_plan
+from movelib.reseed import quick_check
 from movelib.target import Target
-from movelib.verify import check, quick_check, verify
+from movelib.verify import check, verify
 from movelib.workflow import SeedOptions, run_seed
 
 SETTINGS = settings()

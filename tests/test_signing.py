@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from support import (
     allowed_signers,
     assert_no_secret,
     database,
+    git,
     make_key,
     public,
     restore_connected,
@@ -264,22 +264,6 @@ def test_a_malformed_allowed_signers_line_is_a_config_error(tmp_path: Path, line
 # -- releases ---------------------------------------------------------------------------------
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
-
-
-@pytest.fixture
-def release_repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    shutil.copytree(MIGRATIONS, repo / "migrations")
-    _git(repo.parent, "init", "-q", str(repo))
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", ".")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init")
-    _git(repo, "config", "user.name", "Release Engineer")
-    _git(repo, "config", "user.email", SIGNER)
-    return repo
-
-
 def test_a_signed_release_is_checked_by_ssh_keygen_git_and_restore(cli: Cli, release_repo: Path, migrated_db: Target, pg18: Server, tmp_path: Path) -> None:
     seed(migrated_db)
     key = make_key(tmp_path / "keys")
@@ -296,9 +280,9 @@ def test_a_signed_release_is_checked_by_ssh_keygen_git_and_restore(cli: Cli, rel
                          cwd=release_repo, capture_output=True, text=True, check=False)
     assert tag.returncode == 0, tag.stderr
     assert f'Good "git" signature for {SIGNER}' in tag.stderr
-    committed = _git(release_repo, "show", "--name-only", "--format=", "v1.0-seed").split()
+    committed = git(release_repo, "show", "--name-only", "--format=", "v1.0-seed").split()
     assert f"releases/v1.0/{signature_path(manifest).name}" in committed
-    assert _git(release_repo, "status", "--porcelain") == ""
+    assert git(release_repo, "status", "--porcelain") == ""
 
     with database(pg18, "movelib_template") as other:
         dsn = pg18.dsn(other)
@@ -321,7 +305,7 @@ def test_a_release_that_cannot_be_signed_leaves_nothing(release_repo: Path, migr
     with pytest.raises(SigningError, match="ssh-keygen could not sign"):
         release(migrated_db, release_repo, MIGRATIONS, "v1.0", tag=True, sign_key=garbage)
     assert list((release_repo / "releases" / "v1.0").iterdir()) == []  # the dump went too
-    assert _git(release_repo, "tag") == ""
+    assert git(release_repo, "tag") == ""
     key = make_key(tmp_path / "keys")
     result = release(migrated_db, release_repo, MIGRATIONS, "v1.0", sign_key=key)  # so it can be cut again
     assert result.signed is not None and result.signed.principals == []  # not trusted yet
@@ -340,7 +324,7 @@ def test_git_never_rewrites_the_line_endings_of_a_release() -> None:
     paths = ["releases/v1.0/movements_seed_20260101_000000.sql",
              "releases/v1.0/movements_seed_20260101_000000.manifest.json",
              "releases/v1.0/movements_seed_20260101_000000.manifest.json.sig"]
-    out = _git(ROOT, "check-attr", "text", "--", *paths)
+    out = git(ROOT, "check-attr", "text", "--", *paths)
     assert out.splitlines() == [f"{p}: text: unset" for p in paths]
 
 

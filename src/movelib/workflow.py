@@ -18,10 +18,11 @@ from .guard import Permission, check_protected
 from .migrations import apply_pending, pending_migrations, set_environment
 from .plan import KEEP, PUBLISH, Plan, make_plan, markdown, unchanged_plan
 from .publish import PublishResult, publish
+from .reseed import quick_check
 from .settings import Settings
 from .tables import require_schema
 from .target import ENV_VAR, Target
-from .verify import GUIDE_QUERIES, VerifyReport, check, quick_check
+from .verify import GUIDE_QUERIES, VerifyReport, check
 
 Echo = Callable[[str], None]
 LISTED_MOVEMENTS = 50
