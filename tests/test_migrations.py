@@ -155,3 +155,14 @@ def test_the_yoyo_tables_a_dump_carries_are_the_ones_yoyo_creates(migrated_db: T
         versions = [str(v) for (v,) in conn.execute("SELECT version FROM _yoyo_version")]
     assert created and written == created
     assert versions == [YOYO_SCHEMA_VERSION.decode()]
+
+
+def test_movelib_spells_yoyos_migration_hash(migrated_db: Target) -> None:
+    """Dumps check, and restores write, yoyo's bookkeeping without importing yoyo."""
+    from yoyo.migrations import get_migration_hash
+
+    from movelib.tables import yoyo_hash
+
+    with psycopg.connect(migrated_db.conninfo) as conn:
+        recorded = conn.execute("SELECT migration_id, migration_hash FROM _yoyo_migration").fetchall()
+    assert recorded and all(yoyo_hash(m) == h == get_migration_hash(m) for m, h in recorded)

@@ -29,6 +29,7 @@ from .dumpformat import (
 )
 from .errors import ArtifactError
 from .manifest import Manifest
+from .tables import yoyo_hash
 
 BLOCK = 1 << 20
 # Rows are bounded by the movement schema (kilobytes); a longer line is not movelib's.
@@ -103,7 +104,7 @@ class _Reader:
     def __init__(self, handle: BinaryIO, name: str, migrations: tuple[str, ...]) -> None:
         self.handle = handle
         self.name = name
-        self.migrations = {m: hashlib.sha256(m.encode()).hexdigest().encode() for m in migrations}
+        self.migrations = {m: yoyo_hash(m).encode() for m in migrations}
         self.recorded: set[str] = set()  # migrations _yoyo_migration records
         self.buf = b""
         self.line = 1

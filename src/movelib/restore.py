@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 
 from . import db, secrets
+from .defaults import LOCK_TIMEOUT
 from .dumpformat import CHECKOUT_MIGRATIONS, Layout, checkout_migrations
 from .dumpreader import Sql, check_dump, layout_for, read_dump
 from .errors import ArtifactError, RestoreFailed
@@ -29,7 +30,7 @@ from .provenance import Provenance, latest, record_restore
 from .publish import run_by
 from .settings import Settings
 from .signing import Verified, check_release_signature, require_signed_for
-from .tables import current_counts, environment_label
+from .tables import current_counts, environment_label, yoyo_hash
 from .target import Target
 from .verify import VerifyReport, check
 
@@ -41,7 +42,7 @@ Ask = Callable[[str], None]  # returns when the person confirms; raises Confirma
 class RestoreOptions:
     dump_file: Path
     assume_yes: bool = False  # --yes: do not ask
-    lock_timeout: float = 30.0
+    lock_timeout: float = LOCK_TIMEOUT
     permission: Permission = field(default_factory=Permission)  # for a production target
     require_signature: bool = False  # --require-signature (a production target always does)
 
@@ -117,7 +118,6 @@ def _migrate_after(conn: psycopg.Connection, dump: CheckedDump, migrations_dir: 
     """Apply (in the caller's transaction) this checkout's migrations that a dump predates,
     recorded as yoyo records them: the restored database is at this checkout's schema, and a
     dump from before migration 0003 still gets its provenance recorded."""
-    import hashlib
     import uuid
 
     from yoyo import read_migrations
@@ -127,7 +127,7 @@ def _migrate_after(conn: psycopg.Connection, dump: CheckedDump, migrations_dir: 
     user, _, host = actor.partition("@")
     for migration_id, text in checkout_migrations(migrations_dir, have + later)[len(have):]:
         conn.execute(text)
-        digest = hashlib.sha256(migration_id.encode()).hexdigest()
+        digest = yoyo_hash(migration_id)
         conn.execute("INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
                      "VALUES (%s, %s, now() AT TIME ZONE 'UTC')", (digest, migration_id))
         conn.execute("INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username,"
@@ -137,7 +137,7 @@ def _migrate_after(conn: psycopg.Connection, dump: CheckedDump, migrations_dir: 
     return tuple(later)
 
 
-def restore(plan: RestorePlan, *, lock_timeout: float = 30.0,
+def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
             permission: Permission | None = None, signer: Verified | None = None,
             migrations_dir: Path = CHECKOUT_MIGRATIONS) -> RestoreResult:
     """Apply ``plan`` all-or-nothing. Its lines are checked again as they load, and the file's

@@ -5,6 +5,8 @@ which server version)."""
 
 from __future__ import annotations
 
+import hashlib
+
 import psycopg
 from psycopg import sql
 
@@ -30,6 +32,13 @@ COUNTED_TABLES = ("movement_library", "movement_current", "movement_staging", "m
 # yoyo's bookkeeping, as a dump carries it (its lock table is recreated empty, never copied).
 YOYO_MIGRATION_TABLE = "_yoyo_migration"  # one row per applied migration
 YOYO_TABLES = ("_yoyo_version", YOYO_MIGRATION_TABLE, "_yoyo_log")
+
+
+def yoyo_hash(migration_id: str) -> str:
+    """yoyo's key for a migration in its bookkeeping (``get_migration_hash``), without importing
+    yoyo: the sha256 of the migration's id."""
+    return hashlib.sha256(migration_id.encode("utf-8")).hexdigest()
+
 
 # The audit rows of one published version, in order (RETIRED rows aside).
 CHAIN = ("CREATED", "REVIEW_SUBMITTED", "APPROVED", "APPROVED", "PUBLISHED")
