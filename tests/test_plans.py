@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from support import CANONICAL, Cli, table_hashes
 from support import seed_run as seed
 
-from movelib.plan import MD_ROWS, NEW, PUBLISH, Change, FieldDiff, Plan, markdown, md
+from movelib.plan import MD_ROWS, FieldDiff, Plan, markdown, md
 from movelib.target import Target
 
 HOSTILE_NAME = "Back | Squat `rm -rf` <img src=x onerror=alert(1)>\n## injected & more"
@@ -145,8 +146,10 @@ def test_markdown_cells_escape_what_could_break_a_table() -> None:
 
 
 def test_a_long_plan_is_folded_and_stops_at_the_row_limit() -> None:
-    changes = [Change(f"move-{n:04d}", NEW, PUBLISH, None, 1) for n in range(MD_ROWS + 50)]
-    text = markdown(Plan(changes), target="postgresql://u:***@h:1/d (from --dsn)", data_file="big.json",
+    count = MD_ROWS + 50
+    plan = Plan([f"move-{n:04d}" for n in range(count)], bytearray(count),  # all new
+                array("i", [0]) * count, array("i", [1]) * count)
+    text = markdown(plan, target="postgresql://u:***@h:1/d (from --dsn)", data_file="big.json",
                     pending=["0003.provenance"])
     assert f"<details><summary>New: {MD_ROWS + 50}</summary>" in text
     assert "... and 50 more rows (`inv seed --dry-run --format json` lists every movement)" in text

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -54,6 +55,20 @@ def connect(target: Target, *, task: str = "", autocommit: bool = False) -> psyc
         )
     except psycopg.OperationalError as exc:
         raise translate_connect_error(target, exc) from None
+
+
+STREAM_ROWS = 10_000  # rows a server-side cursor fetches at a time
+
+
+def stream(conn: psycopg.Connection, query: str | sql.Composed,
+           params: tuple[object, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``query`` from a server-side cursor, :data:`STREAM_ROWS` at a time: memory
+    stays flat however many rows there are. Runs in the caller's transaction (a savepoint) or,
+    on an autocommit connection, in one of its own."""
+    with conn.transaction(), conn.cursor(name="movelib_stream") as cur:
+        cur.itersize = STREAM_ROWS
+        cur.execute(query, params)
+        yield from cur
 
 
 def translate_connect_error(target: Target, exc: Exception) -> Exception:

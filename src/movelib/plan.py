@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import re
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-import orjson
 import psycopg
 
-from .datafile import Dataset, Entry
+from . import db
+from .datafile import Dataset
 from .tables import table_exists
 from .text import SHOWN_CHARS, shown
 
@@ -74,14 +75,13 @@ _ABSENT: Any = _Absent()
 
 @dataclass(slots=True)
 class Change:
-    """One movement's fate (not frozen: a plan holds one per movement and builds them fast)."""
+    """One movement's fate, as a :class:`Plan` gives it back (it keeps them compactly)."""
 
     slug: str
     status: str  # new | unchanged | changed | retired | missing
     action: str  # publish | nothing | blocked | retire | keep
     current_version: int | None = None  # the live version (None: new or retired)
     next_version: int | None = None  # the version this run publishes
-    entry: Entry | None = field(default=None, repr=False, compare=False)
     diff: tuple[FieldDiff, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,28 +114,77 @@ class Change:
         return [head, *(f"      {d}" for d in self.diff)]
 
 
+# A file movement's (status, action), one byte each in Plan.kinds.
+KINDS = ((NEW, PUBLISH), (UNCHANGED, NOTHING), (CHANGED, PUBLISH), (CHANGED, BLOCKED),
+         (RETIRED, PUBLISH), (RETIRED, BLOCKED))
+_KIND = {kind: code for code, kind in enumerate(KINDS)}
+
+
+def _versions(count: int, value: int) -> array[int]:
+    return array("i", [value]) * count
+
+
 @dataclass
 class Plan:
-    changes: list[Change]
+    """Every movement's fate, kept compactly (a few bytes a movement, so that a million fit):
+    the file's movements in file order, one byte (:data:`KINDS`) and two versions each, then
+    the current movements missing from the file, by slug. :attr:`changes` gives them back as
+    :class:`Change` objects, one at a time."""
 
-    def of(self, *actions: str) -> list[Change]:
-        return [c for c in self.changes if c.action in actions]
+    slugs: Sequence[str]  # the file's slugs, in file order
+    kinds: bytearray  # per file movement: its code in KINDS
+    current: array[int]  # per file movement: the live version, 0 when none
+    next: array[int]  # per file movement: the version this run publishes, 0 when none
+    diffs: dict[int, tuple[FieldDiff, ...]] = field(default_factory=dict)  # by file index
+    absent: list[Change] = field(default_factory=list)  # missing from the file, by slug
+
+    def change(self, index: int) -> Change:
+        """The fate of the file's movement ``index``."""
+        status, action = KINDS[self.kinds[index]]
+        return Change(self.slugs[index], status, action, self.current[index] or None,
+                      self.next[index] or None, self.diffs.get(index, ()))
+
+    @property
+    def changes(self) -> Iterator[Change]:
+        """Every movement: the file's in file order, then the missing ones."""
+        yield from map(self.change, range(len(self.kinds)))
+        yield from self.absent
+
+    def count(self, *actions: str) -> int:
+        codes = [code for code, (_, action) in enumerate(KINDS) if action in actions]
+        return (sum(map(self.kinds.count, codes))
+                + sum(1 for c in self.absent if c.action in actions))
+
+    def of(self, *actions: str) -> Iterator[Change]:
+        """The movements whose action is one of ``actions``, one at a time."""
+        codes = bytes(code for code, (_, action) in enumerate(KINDS) if action in actions)
+        if codes:
+            for index, kind in enumerate(self.kinds):
+                if kind in codes:
+                    yield self.change(index)
+        yield from (c for c in self.absent if c.action in actions)
 
     @property
     def blocked(self) -> list[str]:
         return [c.slug for c in self.of(BLOCKED)]
 
     @property
+    def new_versions(self) -> int:
+        """Changed movements published as a new version of a current one."""
+        return self.kinds.count(_KIND[CHANGED, PUBLISH])
+
+    @property
     def writes_anything(self) -> bool:
-        return bool(self.of(PUBLISH, RETIRE))
+        return self.count(PUBLISH, RETIRE) > 0
 
     def totals(self) -> dict[str, int]:
         totals = {s: 0 for s in (NEW, CHANGED, UNCHANGED, RETIRED, MISSING)}
-        for change in self.changes:
-            totals[change.status] += 1
-        totals["to_publish"] = len(self.of(PUBLISH))
-        totals["to_retire"] = len(self.of(RETIRE))
-        totals["blocked"] = len(self.of(BLOCKED))
+        for code, (status, _) in enumerate(KINDS):
+            totals[status] += self.kinds.count(code)
+        totals[MISSING] = len(self.absent)
+        totals["to_publish"] = self.count(PUBLISH)
+        totals["to_retire"] = self.count(RETIRE)
+        totals["blocked"] = self.count(BLOCKED)
         return totals
 
     def as_dict(self) -> dict[str, Any]:
@@ -147,48 +196,32 @@ class Plan:
         for change in self.changes:
             if change.status != UNCHANGED:
                 lines += [f"  {line}" for line in change.lines()]
-        unchanged = [c.slug for c in self.changes if c.status == UNCHANGED]
+        unchanged = self.kinds.count(_KIND[UNCHANGED, NOTHING])
         if unchanged:
-            names = (": " + ", ".join(unchanged) if len(unchanged) <= LISTED_UNCHANGED
-                     else " (--format json lists every movement)")
-            lines.append(f"  UNCHANGED  {len(unchanged)} movement(s){names}")
+            names = (": " + ", ".join(c.slug for c in self.of(NOTHING))
+                     if unchanged <= LISTED_UNCHANGED else " (--format json lists every movement)")
+            lines.append(f"  UNCHANGED  {unchanged} movement(s){names}")
         totals = self.totals()
         lines.append("totals: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in totals.items()))
         return lines
 
 
-class _State(NamedTuple):
-    latest: int
-    current: int | None
-    current_hash: str | None
-
-
-def _state(conn: psycopg.Connection) -> dict[str, _State]:
-    if not table_exists(conn, "movement_library"):
-        return {}  # nothing published yet (the schema is not even there)
-    if not table_exists(conn, "movement_current"):  # before the versions migration: latest is current
-        rows = conn.execute("""
-            SELECT DISTINCT ON (slug) slug, version, version, content_hash
-              FROM movement_library ORDER BY slug, version DESC""").fetchall()
-        return {slug: _State(latest, current, digest) for slug, latest, current, digest in rows}
-    # Two JSON documents instead of 100k rows: psycopg builds a Python row per row, orjson
-    # reads the whole array at once. A current pointer is its slug's latest version unless
-    # the slug has older versions too, or none current (retired): those come separately.
-    row = conn.execute("""
-        SELECT (SELECT coalesce(json_agg(json_build_array(c.slug, c.version, l.content_hash)), '[]')
-                  FROM movement_current c JOIN movement_library l ON l.id = c.library_id)::text,
-               (SELECT coalesce(json_agg(json_build_array(slug, latest)), '[]')
-                  FROM (SELECT l.slug, max(l.version) AS latest FROM movement_library l
-                         GROUP BY l.slug
-                        HAVING count(*) > 1 OR NOT EXISTS (SELECT 1 FROM movement_current c
-                                                           WHERE c.slug = l.slug)) versions)::text
-    """).fetchone()
-    assert row is not None
-    latest = dict(orjson.loads(row[1]))
-    state = {slug: _State(latest.pop(slug, version), version, digest)
-             for slug, version, digest in orjson.loads(row[0])}
-    state.update((slug, _State(version, None, None)) for slug, version in latest.items())
-    return state
+# The published state, one row per slug in byte order (the order Entries.join merges in):
+# slug, its latest version, its current version (NULL: retired) and that version's hash.
+_PUBLISHED = """
+SELECT l.slug, l.latest, c.version, cl.content_hash
+  FROM (SELECT slug, max(version) AS latest FROM movement_library GROUP BY slug) l
+  LEFT JOIN movement_current c ON c.slug = l.slug
+  LEFT JOIN movement_library cl ON cl.id = c.library_id
+ ORDER BY l.slug COLLATE "C"
+"""
+# Before the versions migration (no movement_current), the latest version is current.
+_PUBLISHED_BEFORE_VERSIONS = """
+SELECT slug, version, version, content_hash
+  FROM (SELECT DISTINCT ON (slug) slug, version, content_hash FROM movement_library
+         ORDER BY slug, version DESC) latest
+ ORDER BY slug COLLATE "C"
+"""
 
 
 def _documents(conn: psycopg.Connection, slugs: list[str]) -> dict[str, dict[str, Any]]:
@@ -211,45 +244,56 @@ def make_plan(conn: psycopg.Connection, dataset: Dataset, *, new_versions: bool,
               retire: bool, with_diffs: bool = False) -> Plan:
     """Compare ``dataset`` with what the target has published (read only).
 
-    ``with_diffs`` adds field-level differences of changed movements (it reads their
-    documents from the database and streams the file once more).
+    The published state is streamed in slug order and merged with the file's entries: memory
+    grows by a few bytes a movement, whatever the library's size. ``with_diffs`` adds
+    field-level differences of changed movements (it reads their documents from the
+    database and streams the file once more).
     """
-    state = _state(conn)
-    changes: list[Change] = []
-    differing = [e.slug for e in dataset.entries
-                 if e.slug in state and state[e.slug].current_hash != e.content_hash]
-    old_docs = _documents(conn, differing) if with_diffs else {}
-    new_docs = dataset.documents(set(differing)) if with_diffs and differing else {}
-    for m in dataset.entries:
-        st = state.get(m.slug)
-        if st is None:
-            changes.append(Change(m.slug, NEW, PUBLISH, None, 1, m))
+    entries = dataset.entries
+    count = len(entries)
+    plan = Plan(entries.slugs, bytearray(count), _versions(count, 0), _versions(count, 1))
+    if not table_exists(conn, "movement_library"):
+        return plan  # nothing published yet (the schema is not even there)
+    query = (_PUBLISHED if table_exists(conn, "movement_current")
+             else _PUBLISHED_BEFORE_VERSIONS)
+    differing: list[int] = []
+    for index, (slug, latest, current, digest) in entries.join(db.stream(conn, query)):
+        if index is None:
+            if current is not None:
+                plan.absent.append(Change(slug, MISSING, RETIRE if retire else KEEP, current))
             continue
-        if st.current is not None and st.current_hash == m.content_hash:
-            changes.append(Change(m.slug, UNCHANGED, NOTHING, st.current, None, m))
+        plan.current[index] = current or 0
+        if current is not None and digest == entries.content_hash(index):
+            plan.kinds[index], plan.next[index] = _KIND[UNCHANGED, NOTHING], 0
             continue
-        status = CHANGED if st.current is not None else RETIRED
-        diff = field_diff(old_docs[m.slug], new_docs[m.slug]) if with_diffs else ()
-        action = PUBLISH if new_versions else BLOCKED
-        changes.append(Change(m.slug, status, action, st.current,
-                              st.latest + 1 if new_versions else None, m, diff))
-    in_file = {e.slug for e in dataset.entries}
-    for slug in sorted(s for s, st in state.items() if s not in in_file and st.current is not None):
-        changes.append(Change(slug, MISSING, RETIRE if retire else KEEP, state[slug].current))
-    return Plan(changes)
+        status = CHANGED if current is not None else RETIRED
+        plan.kinds[index] = _KIND[status, PUBLISH if new_versions else BLOCKED]
+        plan.next[index] = latest + 1 if new_versions else 0
+        differing.append(index)
+    if with_diffs and differing:
+        slugs = [entries.slugs[index] for index in differing]
+        old_docs, new_docs = _documents(conn, slugs), dataset.documents(set(slugs))
+        plan.diffs = {index: field_diff(old_docs[slug], new_docs[slug])
+                      for index, slug in zip(differing, slugs, strict=True)}
+    return plan
 
 
-def unchanged_plan(dataset: Dataset, versions: dict[str, int]) -> Plan:
-    """The plan of a file whose movements are all current and unchanged (each at
-    ``versions.get(slug, 1)``), known without reading the published state back."""
-    collecting = gc.isenabled()
-    gc.disable()  # 100k small objects and no cycles: the collector would only slow this down
-    try:
-        return Plan([Change(e.slug, UNCHANGED, NOTHING, versions.get(e.slug, 1), None, e)
-                     for e in dataset.entries])
-    finally:
-        if collecting:
-            gc.enable()
+# The current movements that are not at version 1, in slug order.
+_NOT_V1 = 'SELECT slug, version FROM movement_current WHERE version <> 1 ORDER BY slug COLLATE "C"'
+
+
+def unchanged_plan(conn: psycopg.Connection, dataset: Dataset) -> Plan:
+    """The plan of a file whose movements are all current and unchanged (as
+    :func:`movelib.reseed.quick_check` found), known without reading the published state
+    back: only the versions that are not 1."""
+    entries = dataset.entries
+    count = len(entries)
+    plan = Plan(entries.slugs, bytearray([_KIND[UNCHANGED, NOTHING]]) * count,
+                _versions(count, 1), _versions(count, 0))
+    for index, (_, version) in entries.join(db.stream(conn, _NOT_V1)):
+        if index is not None:
+            plan.current[index] = version
+    return plan
 
 
 # -- the plan as Markdown, for people who review a pull request -----------------------------

@@ -47,7 +47,7 @@ def run_by() -> str:
 
 @dataclass
 class PublishResult:
-    published: list[tuple[str, int]] = field(default_factory=list)  # (slug, version)
+    published: int = 0  # movements published (plan.of(PUBLISH) names them)
     new_versions: int = 0
     retired: list[str] = field(default_factory=list)
     unchanged: int = 0
@@ -70,7 +70,7 @@ def publish(
     if plan.blocked:
         raise PublishedEditError(plan.blocked)
     actor = actor or run_by()
-    to_publish = plan.of(PUBLISH)
+    to_publish = plan.count(PUBLISH)
     to_retire = [c.slug for c in plan.of(RETIRE)]
     result = PublishResult(unchanged=plan.totals()["unchanged"])
     if not plan.writes_anything:
@@ -94,13 +94,12 @@ def publish(
                     run_by=actor, seed_run_id=run_id)
         params = {"run": run_id, "actor": actor, "file": dataset.display_name}
         if to_publish:
-            _load_drafts(cur, dataset, {c.slug: c.next_version for c in to_publish}, run_id,
-                         progress)
+            _load_drafts(cur, dataset, plan, to_publish, run_id, progress)
             published = _workflow(cur, params, schema_sha256, progress)
-            if published != len(to_publish):  # the publish trigger raises first: our own guard
-                raise RuntimeError(f"published {published} of {len(to_publish)} movements")
-            result.published = [(c.slug, int(c.next_version or 1)) for c in to_publish]
-            result.new_versions = sum(1 for c in to_publish if c.current_version)
+            if published != to_publish:  # the publish trigger raises first: our own guard
+                raise RuntimeError(f"published {published} of {to_publish} movements")
+            result.published = published
+            result.new_versions = plan.new_versions
         if to_retire:
             _retire(cur, params, to_retire)
             result.retired = to_retire
@@ -111,7 +110,7 @@ def publish(
                    finished_at = clock_timestamp()
              WHERE id = %s
             """,
-            (len(result.published), result.new_versions, len(result.retired), run_id),
+            (result.published, result.new_versions, len(result.retired), run_id),
         )
     return result
 
@@ -122,15 +121,15 @@ TEXT_FIELDS = ("name", "classification", "level", "laterality", "force", "mechan
 OPTIONAL_LISTS = ("aliases", "coaching_cues")  # absent in the file: stored as an empty list
 
 
-def _load_drafts(cur: psycopg.Cursor, dataset: Dataset, versions: dict[str, int | None],
+def _load_drafts(cur: psycopg.Cursor, dataset: Dataset, plan: Plan, total: int,
                  run_id: int, progress: Progress | None) -> None:
     """COPY the drafts straight into movement_staging, each in its final state.
 
     The file is streamed again (the dataset checks it has not changed since validation), and
-    only the rows of movements the plan publishes are sent, canonical JSON as the document.
+    only the rows of the ``total`` movements the plan publishes are sent (the plan's version
+    for each record, by position), canonical JSON as the document.
     """
-    total = len(versions)
-    hashes = [entry.content_hash for entry in dataset.entries]
+    versions, entries = plan.next, dataset.entries
     run = str(run_id).encode()
     done = 0
     with cur.copy("COPY movement_staging (slug, version, status, document, content_hash, "
@@ -138,11 +137,11 @@ def _load_drafts(cur: psycopg.Cursor, dataset: Dataset, versions: dict[str, int 
         for first, records, canonical in dataset.batches():
             lines = []
             for index, (record, text) in enumerate(zip(records, canonical, strict=True), first):
-                version = versions.get(record["slug"])
-                if version is not None:  # slugs are [a-z0-9-]; JSON has no raw tab or newline
+                version = versions[index]
+                if version:  # slugs are [a-z0-9-]; JSON has no raw tab or newline
                     lines.append(b"\t".join((record["slug"].encode(), str(version).encode(),
                                              b"published", text.replace(b"\\", b"\\\\"),
-                                             hashes[index].encode(), run)))
+                                             entries.content_hash(index).encode(), run)))
             if lines:
                 copy.write(b"\n".join(lines) + b"\n")
                 done += len(lines)

@@ -14,8 +14,8 @@ from .target import Target
 from .verify import CURRENT_DIGEST, VerifyReport, file_digest
 
 # An unchanged reseed's summary of the library, in one statement: the counts verify prints, the
-# latest seed run that wrote something, and the current movements as a count, a sha256 over
-# their "slug<TAB>content_hash" lines in byte order, and the versions that are not v1.
+# latest seed run that wrote something, and the current movements as a count and a sha256 over
+# their "slug<TAB>content_hash" lines in byte order.
 _SUMMARY = """
 SELECT (SELECT count(*) FROM movement_library),
        (SELECT count(*) FROM movement_current),
@@ -27,12 +27,8 @@ SELECT (SELECT count(*) FROM movement_library),
           FROM (SELECT version, count(*) AS n FROM movement_library GROUP BY version) v),
        (SELECT array[id::text, data_sha256] FROM movement_seed_run
          WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1),
-       c.n, c.digest, c.versions
-  FROM (SELECT count(*) AS n,
-               CURRENT_DIGEST AS digest,
-               coalesce(json_object_agg(slug, version) FILTER (WHERE version <> 1),
-                        '{}')::text AS versions
-          FROM movement_library_current) c
+       c.n, c.digest
+  FROM (SELECT count(*) AS n, CURRENT_DIGEST AS digest FROM movement_library_current) c
 """.replace("CURRENT_DIGEST", CURRENT_DIGEST)  # the expression verify.py uses
 QUICK_SCOPE = ("same file as seed run {run} (sha256); the current movements and their content "
                "hashes, the drafts and the audit rows by action match it. Each audit chain's "
@@ -44,7 +40,6 @@ class QuickCheck:
     """An unchanged reseed, vouched for by the database's summary instead of a full pass."""
 
     seed_run: int
-    versions: dict[str, int]  # slug -> current version, for the current movements not at v1
     report: VerifyReport
 
 
@@ -63,8 +58,8 @@ def quick_check(conn: psycopg.Connection, target: Target, dataset: Dataset) -> Q
         "AND to_regclass('movement_seed_run') IS NOT NULL").fetchone()
     if not row or not row[0]:
         return None
-    (library, current, staging, published, actions, versions, last, n, digest,
-     not_v1) = conn.execute(_SUMMARY).fetchone() or (None,) * 10
+    (library, current, staging, published, actions, versions, last, n,
+     digest) = conn.execute(_SUMMARY).fetchone() or (None,) * 9
     if last is None or last[1] != dataset.sha256 or n != len(dataset):
         return None
     if digest != file_digest(dataset):
@@ -81,4 +76,4 @@ def quick_check(conn: psycopg.Connection, target: Target, dataset: Dataset) -> Q
                      "audit_log": sum(by_action.values())}
     report.audit_by_action = dict(sorted(by_action.items()))
     report.library_versions = {int(v): k for v, k in orjson.loads(versions).items()}
-    return QuickCheck(int(last[0]), orjson.loads(not_v1), report)
+    return QuickCheck(int(last[0]), report)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
 
 from . import db
@@ -288,9 +287,15 @@ def file_digest(dataset: Dataset) -> str:
     """The sha256 of the file's "slug<TAB>content hash" lines in byte order: what
     ``CURRENT_DIGEST`` gives for a library whose current movements are exactly the file's."""
     digest = hashlib.sha256()
-    for entry in sorted(dataset.entries, key=attrgetter("slug")):  # one line at a time
-        digest.update(f"{entry.slug}\t{entry.content_hash}\n".encode())
+    entries = dataset.entries
+    for index in entries.by_slug():  # one line at a time
+        digest.update(f"{entries.slugs[index]}\t{entries.content_hash(index)}\n".encode())
     return digest.hexdigest()
+
+
+_CURRENT_BY_SLUG = ('SELECT slug, content_hash FROM movement_library_current '
+                    'ORDER BY slug COLLATE "C"')
+SAME, DIFFERENT = 1, 2  # a file movement's mark in _compare (0: missing from the library)
 
 
 def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
@@ -298,26 +303,37 @@ def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
     count, digest = _rows(conn, _CURRENT_DIGEST)[0]
     if count == len(dataset) and digest == file_digest(dataset):  # exactly the file's
         report.others_kept = 0 if extra_ok else None
-        return  # no slug by slug comparison to make (and no million-row document to hold)
-    row = _rows(conn, """SELECT coalesce(json_agg(json_build_array(slug, content_hash)), '[]')::text
-                           FROM movement_library_current""")[0]
-    current: dict[str, str] = dict(orjson.loads(row[0]))  # one document, not 100k rows
-    expected = {e.slug: e.content_hash for e in dataset.entries}
-    missing = [s for s in expected if s not in current]
-    extra = sorted(s for s in current if s not in expected)
+        return  # no slug by slug comparison to make
+    # Slug by slug: the current movements streamed in slug order, merged with the file's.
+    entries = dataset.entries
+    marks = bytearray(len(entries))
+    extra: list[str] = []  # the first few only; extras counts them all
+    extras = 0
+    for index, (slug, content_hash) in entries.join(db.stream(conn, _CURRENT_BY_SLUG)):
+        if index is None:
+            extras += 1
+            if len(extra) <= SHOWN_PER_CHECK:
+                extra.append(slug)
+        else:
+            marks[index] = SAME if content_hash == entries.content_hash(index) else DIFFERENT
     if extra_ok:
-        report.others_kept, extra = len(extra), []
-    differ = [s for s in expected if s in current and current[s] != expected[s]]
-    report.file_differences = len(missing) + len(differ) + len(extra)
-    for kind, slugs, text in (
-        ("missing", missing, "is in the data file but not in the library"),
-        ("different", differ, "differs between the data file and the library"),
-        ("extra", extra, "is a current movement but not in the data file"),
+        report.others_kept, extra, extras = extras, [], 0
+    found = {mark: marks.count(mark) for mark in (0, DIFFERENT)}
+    report.file_differences = found[0] + found[DIFFERENT] + extras
+    for kind, mark, text in (
+        ("missing", 0, "is in the data file but not in the library"),
+        ("different", DIFFERENT, "differs between the data file and the library"),
     ):
-        for slug in slugs[:SHOWN_PER_CHECK]:
-            report.problems.append(f"{slug}: {text}")
-        if len(slugs) > SHOWN_PER_CHECK:
-            report.problems.append(f"... and {len(slugs) - SHOWN_PER_CHECK} more {kind}")
+        named = (entries.slugs[i] for i, m in enumerate(marks) if m == mark)
+        _list(report, kind, [*islice(named, SHOWN_PER_CHECK)], found[mark], text)
+    _list(report, "extra", extra[:SHOWN_PER_CHECK], extras,
+          "is a current movement but not in the data file")
+
+
+def _list(report: VerifyReport, kind: str, slugs: list[str], total: int, text: str) -> None:
+    report.problems += [f"{slug}: {text}" for slug in slugs]
+    if total > len(slugs):
+        report.problems.append(f"... and {total - len(slugs)} more {kind}")
 
 
 def verify(target: Target, *, data_file: Path | None = None, schema_file: Path,

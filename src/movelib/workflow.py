@@ -88,7 +88,7 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
                 if quick is not None:  # the same file again, the library as it left it
                     echo(f"plan: {dataset.display_name} is unchanged since seed run "
                          f"{quick.seed_run} and the library still matches it: nothing to publish")
-                    plan = unchanged_plan(dataset, quick.versions)
+                    plan = unchanged_plan(conn, dataset)
                 else:
                     plan = make_plan(conn, dataset, new_versions=options.new_versions,
                                      retire=options.retire)
@@ -144,16 +144,15 @@ def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: 
 
 def _report_publish(plan: Plan, result: PublishResult, echo: Echo) -> None:
     run = f" (seed run {result.seed_run_id})" if result.seed_run_id else "; nothing written"
-    echo(f"seed: {len(result.published)} published ({result.new_versions} new versions), "
+    echo(f"seed: {result.published} published ({result.new_versions} new versions), "
          f"{result.unchanged} unchanged, {len(result.retired)} retired{run}")
-    superseded = {c.slug: c.current_version for c in plan.of(PUBLISH) if c.current_version}
-    if len(result.published) <= LISTED_MOVEMENTS:
-        for slug, version in result.published:
-            note = f" (supersedes v{superseded[slug]})" if slug in superseded else ""
-            echo(f"  PUBLISHED {slug} v{version}{note}")
+    if result.published <= LISTED_MOVEMENTS:
+        for change in plan.of(PUBLISH):
+            note = f" (supersedes v{change.current_version})" if change.current_version else ""
+            echo(f"  PUBLISHED {change.slug} v{change.next_version}{note}")
     for slug in result.retired[:LISTED_MOVEMENTS]:
         echo(f"  RETIRED   {slug}")
-    kept = plan.of(KEEP)
+    kept = list(plan.of(KEEP))
     if kept:
         echo(f"  {len(kept)} current movement(s) are not in the data file and were kept "
              f"(--retire retires them): {', '.join(c.slug for c in kept[:10])}"

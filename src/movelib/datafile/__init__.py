@@ -4,17 +4,20 @@
 ``scan.py`` checks, ``fanout.py`` splits a large file between two processes) and, only when it
 raises :class:`NeedsReport`, the precise report (``precise.py``), which lists every problem.
 ``canonical.py`` is the form a content hash is taken of; ``records.py`` what a pass yields;
-``schema.py`` the schema file and its validators.
+``entries.py`` what is kept of each record between passes; ``schema.py`` the schema file and
+its validators.
 """
 
 from .batches import NeedsReport
 from .canonical import canonical_bytes, canonical_json, content_hash
+from .entries import Entries, Entry
 from .load import load_movements
 from .precise import check_document, parse_json
-from .records import Dataset, Entry, Movement, Problem, Progress
+from .records import Dataset, Movement, Problem, Progress
 
 __all__ = [
     "Dataset",
+    "Entries",
     "Entry",
     "Movement",
     "NeedsReport",

@@ -1,4 +1,4 @@
-"""Reading a JSON array of records in batches of a couple of megabytes, parsed by orjson.
+"""Reading a JSON array of records in batches of 128 KiB, parsed by orjson.
 
 The fast path's reader: it proves each cut fell between two records, counts string delimiters
 so that a dropped duplicate key shows, and raises :class:`NeedsReport`, the one signal that
@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-BATCH_BYTES = 1 << 21
+BATCH_BYTES = 1 << 17  # 128 KiB: faster than larger batches (they fit the caches) and lighter
 BOUNDARY = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")  # between two records, or two nested objects
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _WHITESPACE = b" \t\r\n"
@@ -60,7 +60,7 @@ def blocks(path: Path, digest: Any = None, start: int = 0, stop: int | None = No
 
 
 class Batches:
-    """The records of a JSON array, parsed by orjson a couple of megabytes at a time.
+    """The records of a JSON array, parsed by orjson 128 KiB at a time.
 
     Each batch is cut after a ``},{`` between records; as a JSON value cannot end early, a batch
     that parses as an array proves that its cut fell between two top-level records (a cut

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from .batches import BOUNDARY, Batches, NeedsReport, blocks
-from .records import Entry, Progress
+from .entries import Entries, Slugs
+from .records import Progress
 from .scan import scan
 
 
 def two_process_pass(path: Path, validator: Any, hashes: bool,
-                     progress: Progress | None) -> tuple[str, list[Entry]] | None:
+                     progress: Progress | None) -> tuple[str, Entries] | None:
     """The fast pass in two processes: (sha256 of the file, entries).
 
     The file is cut after a ``},{`` near its middle. The first half is read here as an array
@@ -45,7 +46,7 @@ def two_process_pass(path: Path, validator: Any, hashes: bool,
                     progress=progress)
         for _ in blocks(path, digest, cut):  # the child's half still counts in the hash
             pass
-        tail: list[tuple[str, str]] | str | None = receiver.recv()
+        tail: tuple[Slugs, bytes] | str | None = receiver.recv()
     except (NeedsReport, EOFError):  # EOFError: the child died without a word
         tail = None
     except BaseException:  # Ctrl-C or a bug here: the child's half is of no use any more
@@ -60,26 +61,24 @@ def two_process_pass(path: Path, validator: Any, hashes: bool,
         raise RuntimeError(f"reading the second half of {path} failed in a child process:\n{tail}")
     if tail is None:
         return None
-    first = len(head)
-    entries = head + [Entry(first + i, slug, digest_) for i, (slug, digest_) in enumerate(tail)]
-    if len({entry.slug for entry in entries}) != len(entries):
-        raise NeedsReport("duplicate slug")
+    entries = head
+    entries.extend(Entries(*tail))
     if progress:
         progress("validate", len(entries), None)
     return digest.hexdigest(), entries
 
 
 def _scan_in_child(sender: Any, path: Path, resume: int, validator: Any, hashes: bool) -> None:
-    """The forked half: its (slug, hash) pairs; ``None`` when it needs the precise report (the
+    """The forked half: its slugs and raw hashes; ``None`` when it needs the precise report (the
     parent reads the file again, and says what is wrong); the traceback of anything else.
     Ctrl-C reaches the whole process group: the parent says what was interrupted and stops
     this child, which must not print a traceback of its own."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()
-    result: list[tuple[str, str]] | str | None
+    result: tuple[Slugs, bytes] | str | None
     try:
         entries = scan(Batches(blocks(path, None, resume, before=b"[")), validator, hashes)
-        result = [(entry.slug, entry.content_hash) for entry in entries]
+        result = (entries.slugs, entries.raw_hashes)
     except NeedsReport:
         result = None
     except Exception:  # a bug, not the data: the parent raises it rather than redo the work

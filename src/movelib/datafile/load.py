@@ -2,11 +2,11 @@
 :class:`NeedsReport`.
 
 A valid file is read as a stream, twice at most, and never held in memory: the first pass
-(orjson on batches of a couple of megabytes, jsonschema-rs per batch) keeps only each record's
-slug and content hash; the publish pass streams the records again and checks that the file's
-sha256 has not changed. Only when the fast pass finds a problem is the file parsed whole by the
-standard library and checked with the reference ``jsonschema``, for the precise report (line,
-column, pointer, expectation).
+(orjson on batches of 128 KiB, jsonschema-rs per batch) keeps only each record's
+slug and raw content hash (:class:`Entries`); the publish pass streams the records again and
+checks that the file's sha256 has not changed. Only when the fast pass finds a problem is the
+file parsed whole by the standard library and checked with the reference ``jsonschema``, for
+the precise report (line, column, pointer, expectation).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from ..errors import DataFileError
 from ..text import shown
 from . import fanout
 from .batches import Batches, NeedsReport
+from .entries import Entries
 from .precise import careful_pass
-from .records import Dataset, Entry, Progress
+from .records import Dataset, Progress
 from .scan import scan
 from .schema import fast_validator, schema_mtime
 
@@ -74,7 +75,7 @@ def load_movements(path: Path, schema_path: Path, display_name: str | None = Non
 
 
 def _precise_report(path: Path, name: str, schema_path: Path, limits: FileLimits,
-                    found: str) -> tuple[str, list[Entry]]:
+                    found: str) -> tuple[str, Entries]:
     """The careful pass over the whole file, if the file is small enough to hold."""
     with path.open("rb") as handle:
         raw = handle.read(limits.report_bytes + 1)
@@ -88,7 +89,7 @@ def _precise_report(path: Path, name: str, schema_path: Path, limits: FileLimits
 
 
 def _fast_pass(path: Path, schema_path: Path, progress: Progress | None,
-               hashes: bool = True) -> tuple[str, list[Entry]]:
+               hashes: bool = True) -> tuple[str, Entries]:
     validator = fast_validator(schema_path, schema_mtime(schema_path))
     if validator is None:
         raise NeedsReport("the schema constrains the whole array")
@@ -99,13 +100,22 @@ def _fast_pass(path: Path, schema_path: Path, progress: Progress | None,
                 and (os.cpu_count() or 1) > 1):
             halves = fanout.two_process_pass(path, validator, hashes, progress)
             if halves is not None:
-                return halves
+                return _unique(*halves)
         batches = Batches.of_file(path)
         entries = scan(batches, validator, hashes, progress=progress)
-        return batches.digest.hexdigest(), entries
+        digest = batches.digest.hexdigest()
+        return _unique(digest, entries)
     finally:
         if collecting:
             gc.enable()
+
+
+def _unique(digest: str, entries: Entries) -> tuple[str, Entries]:
+    """The pass's result, once no two records share a slug (found by sorting them, after the
+    batches are gone: the sort reuses their memory)."""
+    if entries.duplicate() is not None:
+        raise NeedsReport("duplicate slug")
+    return digest, entries
 
 
 def _display(path: Path) -> str:

@@ -14,8 +14,9 @@ from typing import Any
 
 from ..errors import DataFileError
 from ..text import shown
-from .canonical import canonical_json, content_hash
-from .records import Entry, Problem
+from .canonical import canonical_bytes
+from .entries import Entries
+from .records import Problem
 from .schema import ecma_validator, reference_validator, schema_mtime
 
 MAX_REPORTED = 200
@@ -226,15 +227,15 @@ def _explain(error: Any) -> str:
 
 
 def careful_pass(raw: bytes, name: str, schema_path: Path,
-                 shown_problems: int = MAX_REPORTED) -> tuple[str, list[Entry]]:
+                 shown_problems: int = MAX_REPORTED) -> tuple[str, Entries]:
     """The reference parser and validator, on the whole file: the precise report of what the
     fast pass rejected (or, where the two disagree, the verdict). The first ``shown_problems``
     problems are listed, then how many more there are."""
     document = parse_json(raw, name)
     problems = check_document(document, name, schema_path)
     if not problems:
-        entries = [Entry(i, r["slug"], content_hash(canonical_json(r)))
-                   for i, r in enumerate(document)]
+        entries = Entries([r["slug"] for r in document],
+                          b"".join(hashlib.sha256(canonical_bytes(r)).digest() for r in document))
         return hashlib.sha256(raw).hexdigest(), entries
     listed = [str(p) for p in problems[:max(shown_problems, 1)]]
     more = len(problems) - len(listed)

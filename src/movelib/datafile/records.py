@@ -1,5 +1,5 @@
-"""What reading a data file yields: problems, movements, the entries kept between passes, and
-the validated :class:`Dataset` that streams its records again."""
+"""What reading a data file yields: problems, movements, and the validated :class:`Dataset`
+that streams its records again (what it keeps of each record is in ``entries.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from ..errors import DataFileError
 from ..text import shown
 from .batches import Batches, NeedsReport
 from .canonical import canonical_bytes, content_hash
+from .entries import Entries
 
 
 @dataclass(frozen=True)
@@ -48,15 +49,6 @@ class Movement:
     content_hash: str  # sha256 of ``canonical``
 
 
-@dataclass(slots=True)
-class Entry:
-    """What is kept of a record between passes (not frozen: one per record, built fast)."""
-
-    index: int
-    slug: str
-    content_hash: str
-
-
 Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
 
 
@@ -65,7 +57,7 @@ class Dataset:
     path: Path
     display_name: str
     sha256: str
-    entries: list[Entry]
+    entries: Entries
 
     def __len__(self) -> int:
         return len(self.entries)

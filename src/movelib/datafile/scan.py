@@ -1,27 +1,29 @@
 """The fast pass over a stream of batches: each batch checked by jsonschema-rs, slugs unique,
-and of each record only its slug and content hash kept."""
+and of each record only its slug and raw content hash kept (:class:`Entries`)."""
 
 from __future__ import annotations
 
+from hashlib import sha256
 from itertools import repeat
 from typing import Any
 
 import orjson
 
 from .batches import Batches, NeedsReport, delimiters
-from .canonical import canonical_bytes, content_hash
-from .records import Entry, Progress
+from .canonical import canonical_bytes
+from .entries import Entries
+from .records import Progress
 
 
 def scan(batches: Batches, validator: Any, hashes: bool, first: int = 0,
-         progress: Progress | None = None) -> list[Entry]:
-    """Validate every batch; the entries (slugs unique within this scan).
+         progress: Progress | None = None) -> Entries:
+    """Validate every batch; the entries (whether slugs are unique is for the caller to ask:
+    :meth:`Entries.duplicate`).
 
     A record the schema lets through without being an object with a string slug (a schema
     laxer than ours) raises :class:`NeedsReport`: the precise report says which.
     """
-    entries: list[Entry] = []
-    seen: set[str] = set()
+    entries = Entries()
     strings = 0
     for batch in batches:
         if not validator.is_valid(batch):
@@ -33,17 +35,13 @@ def scan(batches: Batches, validator: Any, hashes: bool, first: int = 0,
             raise NeedsReport("a record without a slug") from None
         if not all(map(isinstance, slugs, repeat(str))):
             raise NeedsReport("a slug that is not a string")
-        seen.update(slugs)
-        if len(seen) != len(entries) + len(slugs):
-            raise NeedsReport("duplicate slug")
         if hashes:
             canonical = [canonical_bytes(record) for record in batch]
             strings += delimiters(b"".join(canonical))
-            digests = [content_hash(text) for text in canonical]
+            entries.add(slugs, [sha256(text).digest() for text in canonical])
         else:
             strings += delimiters(_dumps(batch))
-            digests = [""] * len(batch)
-        entries.extend(map(Entry, range(index, index + len(batch)), slugs, digests))
+            entries.add(slugs, None)
         if progress:
             progress("validate", index + len(batch), None)
     batches.finish(strings)
