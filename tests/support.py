@@ -68,6 +68,28 @@ def require(name: str, available: bool, reason: str) -> None:
     pytest.skip(message)
 
 
+def require_docker(image: str | None = None) -> Any:
+    """A docker-py client of an engine that answers (and has ``image``), through movelib's own
+    probe (which keeps docker-py's leaked socket from failing a later test); skip, or fail
+    where MOVELIB_REQUIRE lists docker, when there is none."""
+    from movelib.emulator.container import docker_client
+    from movelib.errors import BackendUnavailable
+
+    try:
+        client = docker_client(timeout=5)
+    except BackendUnavailable as exc:
+        require("docker", False, str(exc).split(". Start one", 1)[0])
+    if image is not None:
+        try:
+            client.images.get(image)
+        except Exception as exc:  # ImageNotFound, or the engine went away
+            client.close()
+            require("docker", False, f"the Docker engine has no image {image} "
+                                     f"({str(exc).splitlines()[0][:120]}); run "
+                                     "compose/local-image/build.sh")
+    return client
+
+
 def require_posix() -> None:
     require("posix", os.name == "posix", f"this is {sys.platform}")
 

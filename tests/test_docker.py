@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support import ROOT, SENTINEL_PASSWORD, Cli, assert_no_secret, free_port, login, require
+from support import ROOT, SENTINEL_PASSWORD, Cli, assert_no_secret, free_port, login, require_docker
 
 from movelib.defaults import DEFAULT_PROFILES
 
@@ -20,41 +20,9 @@ IMAGE = os.environ.get("MOVELIB_TEST_DOCKER_IMAGE", "movelib/postgres:15-local")
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
-def _engine() -> Any:
-    """docker-py client, or skip (fail where MOVELIB_REQUIRE lists docker, as CI sets)."""
-    import docker
-
-    client = None
-    reason = ""
-    try:
-        client = docker.from_env(timeout=5)
-        client.ping()
-        client.images.get(IMAGE)
-    except Exception as exc:
-        reason = (f"no Docker engine with the image {IMAGE} answers ({str(exc).splitlines()[0][:120]}); "
-                  "start dockerd and run compose/local-image/build.sh")
-        if client is not None:
-            client.close()
-    if reason:  # outside the except block, so the traceback no longer holds the leaked socket
-        _collect_leaked_sockets()
-        require("docker", False, reason)
-    return client
-
-
-def _collect_leaked_sockets() -> None:
-    """docker-py leaves the socket of a failed version probe open; collect it quietly now
-    rather than have it fail an unrelated test as an unraisable ResourceWarning."""
-    import gc
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-
-
 @pytest.fixture
 def docker_engine() -> Iterator[Any]:
-    client = _engine()
+    client = require_docker(IMAGE)
     yield client
     client.close()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import CANONICAL, ROOT, Cli, Server, require, rows, table_hashes
+from support import CANONICAL, ROOT, Cli, Server, require_docker, rows, table_hashes
 from support import seed_run as seed
 
 from movelib.emulator import EmulatorSettings, choose_backend
@@ -41,13 +41,7 @@ def emulators(cli: Cli, cli_overrides: dict[str, str]) -> Iterator[dict[str, str
 @pytest.fixture
 def docker_engine() -> Iterator[Any]:
     """A Docker engine that answers (the `docker` marker follows this fixture's name)."""
-    import docker
-
-    try:
-        client = docker.from_env(timeout=5)
-        client.ping()
-    except Exception as exc:
-        require("docker", False, f"no Docker engine answers ({str(exc).splitlines()[0][:120]})")
+    client = require_docker()
     yield client
     client.close()
 

@@ -9,7 +9,9 @@ honour POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB and PGDATA as the official 
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
+import warnings
 from typing import Any
 
 import psycopg
@@ -49,27 +51,23 @@ def docker_client(timeout: float = PING_TIMEOUT) -> Any:
             reason="the docker Python package is missing: pip install docker")) from None
     client = None
     reason = ""
-    try:
-        client = docker.from_env(timeout=int(max(timeout, 1)))
-        client.ping()
-    except Exception as exc:  # docker-py raises many kinds; all mean "no engine"
-        reason = _first_line(exc)
-        if client is not None:
-            client.close()
-    if reason:  # outside the except block, so the traceback no longer holds the leaked socket
-        _collect_leaked_sockets()
-        raise BackendUnavailable(NO_ENGINE.format(reason=reason))
-    return client
-
-
-def _collect_leaked_sockets() -> None:
-    """docker-py leaves the socket of a failed version probe open; collect it quietly."""
-    import gc
-    import warnings
-
+    # docker-py leaves the socket of a failed probe open: it is closed when the exception's
+    # traceback is freed (at the end of the except block, or by the collector for a cycle),
+    # which must happen here, where its ResourceWarning is ignored.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
+        try:
+            client = docker.from_env(timeout=int(max(timeout, 1)))
+            client.ping()
+        except Exception as exc:  # docker-py raises many kinds; all mean "no engine"
+            reason = _first_line(exc)
+            if client is not None:
+                client.close()
+        if reason:
+            gc.collect()
+    if reason:
+        raise BackendUnavailable(NO_ENGINE.format(reason=reason))
+    return client
 
 
 def _first_line(exc: BaseException) -> str:
