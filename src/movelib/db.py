@@ -60,15 +60,17 @@ def connect(target: Target, *, task: str = "", autocommit: bool = False) -> psyc
 STREAM_ROWS = 10_000  # rows a server-side cursor fetches at a time
 
 
+@contextmanager
 def stream(conn: psycopg.Connection, query: str | sql.Composed,
-           params: tuple[object, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """The rows of ``query`` from a server-side cursor, :data:`STREAM_ROWS` at a time: memory
-    stays flat however many rows there are. Runs in the caller's transaction (a savepoint) or,
-    on an autocommit connection, in one of its own."""
+           params: tuple[object, ...] = ()) -> Iterator[Iterator[tuple[Any, ...]]]:
+    """``with stream(conn, query) as rows:`` the rows of ``query`` from a server-side cursor,
+    :data:`STREAM_ROWS` at a time: memory stays flat however many rows there are. Runs in the
+    caller's transaction (a savepoint) or, on an autocommit connection, in one of its own; the
+    cursor and the savepoint end with the block, however it ends."""
     with conn.transaction(), conn.cursor(name="movelib_stream") as cur:
         cur.itersize = STREAM_ROWS
         cur.execute(query, params)
-        yield from cur
+        yield iter(cur)
 
 
 def translate_connect_error(target: Target, exc: Exception) -> Exception:

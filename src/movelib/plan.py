@@ -13,7 +13,7 @@ import psycopg
 
 from . import db
 from .datafile import Dataset
-from .tables import table_exists
+from .tables import by_slug, table_exists
 from .text import SHOWN_CHARS, shown
 
 NEW, UNCHANGED, CHANGED, RETIRED, MISSING = "new", "unchanged", "changed", "retired", "missing"
@@ -208,19 +208,19 @@ class Plan:
 
 # The published state, one row per slug in byte order (the order Entries.join merges in):
 # slug, its latest version, its current version (NULL: retired) and that version's hash.
-_PUBLISHED = """
+_PUBLISHED = f"""
 SELECT l.slug, l.latest, c.version, cl.content_hash
   FROM (SELECT slug, max(version) AS latest FROM movement_library GROUP BY slug) l
   LEFT JOIN movement_current c ON c.slug = l.slug
   LEFT JOIN movement_library cl ON cl.id = c.library_id
- ORDER BY l.slug COLLATE "C"
+ ORDER BY {by_slug("l.slug")}
 """
 # Before the versions migration (no movement_current), the latest version is current.
-_PUBLISHED_BEFORE_VERSIONS = """
+_PUBLISHED_BEFORE_VERSIONS = f"""
 SELECT slug, version, version, content_hash
   FROM (SELECT DISTINCT ON (slug) slug, version, content_hash FROM movement_library
          ORDER BY slug, version DESC) latest
- ORDER BY slug COLLATE "C"
+ ORDER BY {by_slug()}
 """
 
 
@@ -257,19 +257,20 @@ def make_plan(conn: psycopg.Connection, dataset: Dataset, *, new_versions: bool,
     query = (_PUBLISHED if table_exists(conn, "movement_current")
              else _PUBLISHED_BEFORE_VERSIONS)
     differing: list[int] = []
-    for index, (slug, latest, current, digest) in entries.join(db.stream(conn, query)):
-        if index is None:
-            if current is not None:
-                plan.absent.append(Change(slug, MISSING, RETIRE if retire else KEEP, current))
-            continue
-        plan.current[index] = current or 0
-        if current is not None and digest == entries.content_hash(index):
-            plan.kinds[index], plan.next[index] = _KIND[UNCHANGED, NOTHING], 0
-            continue
-        status = CHANGED if current is not None else RETIRED
-        plan.kinds[index] = _KIND[status, PUBLISH if new_versions else BLOCKED]
-        plan.next[index] = latest + 1 if new_versions else 0
-        differing.append(index)
+    with db.stream(conn, query) as rows:
+        for index, (slug, latest, current, digest) in entries.join(rows):
+            if index is None:
+                if current is not None:
+                    plan.absent.append(Change(slug, MISSING, RETIRE if retire else KEEP, current))
+                continue
+            plan.current[index] = current or 0
+            if current is not None and digest == entries.content_hash(index):
+                plan.kinds[index], plan.next[index] = _KIND[UNCHANGED, NOTHING], 0
+                continue
+            status = CHANGED if current is not None else RETIRED
+            plan.kinds[index] = _KIND[status, PUBLISH if new_versions else BLOCKED]
+            plan.next[index] = latest + 1 if new_versions else 0
+            differing.append(index)
     if with_diffs and differing:
         slugs = [entries.slugs[index] for index in differing]
         old_docs, new_docs = _documents(conn, slugs), dataset.documents(set(slugs))
@@ -279,7 +280,7 @@ def make_plan(conn: psycopg.Connection, dataset: Dataset, *, new_versions: bool,
 
 
 # The current movements that are not at version 1, in slug order.
-_NOT_V1 = 'SELECT slug, version FROM movement_current WHERE version <> 1 ORDER BY slug COLLATE "C"'
+_NOT_V1 = f"SELECT slug, version FROM movement_current WHERE version <> 1 ORDER BY {by_slug()}"
 
 
 def unchanged_plan(conn: psycopg.Connection, dataset: Dataset) -> Plan:
@@ -290,9 +291,10 @@ def unchanged_plan(conn: psycopg.Connection, dataset: Dataset) -> Plan:
     count = len(entries)
     plan = Plan(entries.slugs, bytearray([_KIND[UNCHANGED, NOTHING]]) * count,
                 _versions(count, 1), _versions(count, 0))
-    for index, (_, version) in entries.join(db.stream(conn, _NOT_V1)):
-        if index is not None:
-            plan.current[index] = version
+    with db.stream(conn, _NOT_V1) as rows:
+        for index, (_, version) in entries.join(rows):
+            if index is not None:
+                plan.current[index] = version
     return plan
 
 

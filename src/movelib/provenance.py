@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .errors import ReleaseError
-from .tables import PROVENANCE_TABLE, table_exists
+from .tables import PROVENANCE_TABLE, by_slug, table_exists
 from .text import shown
 
 if TYPE_CHECKING:
@@ -39,9 +39,9 @@ NOTHING = "nothing recorded"
 LIBRARY_SHA256 = """
 SELECT encode(sha256(convert_to(coalesce(string_agg(
            slug || E'\\t' || version || E'\\t' || content_hash || E'\\t' || state || E'\\n', ''
-           ORDER BY slug COLLATE "C", version), ''), 'UTF8')), 'hex')
+           ORDER BY BY_SLUG, version), ''), 'UTF8')), 'hex')
   FROM movement_library_versions
-"""
+""".replace("BY_SLUG", by_slug())
 _COLUMNS = ("id", "kind", "data_file", "data_sha256", "artifact_file", "artifact_sha256",
             "release", "tag", "source_environment", "source_server_version", "run_by",
             "recorded_at", "seed_run_id")

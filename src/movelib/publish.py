@@ -121,6 +121,15 @@ TEXT_FIELDS = ("name", "classification", "level", "laterality", "force", "mechan
 OPTIONAL_LISTS = ("aliases", "coaching_cues")  # absent in the file: stored as an empty list
 
 
+_COPY_ESCAPES = {ord("\\"): "\\\\", ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}
+
+
+def copy_text(value: str) -> bytes:
+    """``value`` as one field of COPY's text format (UTF-8; backslash, tab, newline and carriage
+    return escaped)."""
+    return value.translate(_COPY_ESCAPES).encode("utf-8")
+
+
 def _load_drafts(cur: psycopg.Cursor, dataset: Dataset, plan: Plan, total: int,
                  run_id: int, progress: Progress | None) -> None:
     """COPY the drafts straight into movement_staging, each in its final state.
@@ -130,6 +139,7 @@ def _load_drafts(cur: psycopg.Cursor, dataset: Dataset, plan: Plan, total: int,
     for each record, by position), canonical JSON as the document.
     """
     versions, entries = plan.next, dataset.entries
+    count = len(versions)  # a record past it: the file grew since validation (batches() says so)
     run = str(run_id).encode()
     done = 0
     with cur.copy("COPY movement_staging (slug, version, status, document, content_hash, "
@@ -137,9 +147,9 @@ def _load_drafts(cur: psycopg.Cursor, dataset: Dataset, plan: Plan, total: int,
         for first, records, canonical in dataset.batches():
             lines = []
             for index, (record, text) in enumerate(zip(records, canonical, strict=True), first):
-                version = versions[index]
-                if version:  # slugs are [a-z0-9-]; JSON has no raw tab or newline
-                    lines.append(b"\t".join((record["slug"].encode(), str(version).encode(),
+                version = versions[index] if index < count else 0
+                if version:  # JSON has no raw tab or newline; a slug may (a laxer schema)
+                    lines.append(b"\t".join((copy_text(record["slug"]), str(version).encode(),
                                              b"published", text.replace(b"\\", b"\\\\"),
                                              entries.content_hash(index).encode(), run)))
             if lines:

@@ -23,6 +23,15 @@ MOVEMENT_TABLES = (
     "movement_library",
     "movement_current",
 )
+
+
+def by_slug(column: str = "slug") -> str:
+    """SQL ordering slugs by the bytes of their UTF-8, whatever the server's encoding (``COLLATE
+    "C"`` compares the server encoding's bytes): the order Python gives ``str`` and
+    :meth:`movelib.datafile.Entries.by_slug` the file's slugs."""
+    return f"convert_to({column}, 'UTF8')"
+
+
 # Where the library came from (migration 0003): it belongs to the database like its label, so
 # it is not a movement table: a dump neither carries nor drops it, and it survives a restore.
 PROVENANCE_TABLE = "movement_provenance"

@@ -16,8 +16,9 @@ from .defaults import FileLimits
 from .errors import VerificationFailed
 from .manifest import Manifest
 from .provenance import Provenance, compare_release, latest
-from .tables import CHAIN, COUNTED_TABLES, require_schema
+from .tables import CHAIN, COUNTED_TABLES, by_slug, require_schema
 from .target import Target
+from .text import shown
 
 SHOWN_PER_CHECK = 20
 
@@ -83,7 +84,7 @@ class VerifyReport:
         lines += [f"  {line}" for line in self.release_matches]
         if self.scope:
             lines.append(f"  quick check: {self.scope}")
-        lines += [f"  problem: {p}" for p in self.problems]
+        lines += [f"  problem: {shown(p, 500)}" for p in self.problems]  # slugs from outside
         return lines
 
     def _file_line(self, name: str) -> str:
@@ -278,8 +279,8 @@ def _describe_chains(conn: psycopg.Connection, keys: list[tuple[Any, ...]]) -> l
 # The sha256 of the current movements' "slug<TAB>content hash" lines in byte order (an
 # expression over movement_library_current; file_digest computes the same for a data file).
 CURRENT_DIGEST = """encode(sha256(convert_to(coalesce(string_agg(
-           slug || E'\\t' || content_hash || E'\\n', '' ORDER BY slug COLLATE "C"), ''),
-           'UTF8')), 'hex')"""
+           slug || E'\\t' || content_hash || E'\\n', '' ORDER BY BY_SLUG), ''),
+           'UTF8')), 'hex')""".replace("BY_SLUG", by_slug())
 _CURRENT_DIGEST = f"SELECT count(*), {CURRENT_DIGEST} FROM movement_library_current"
 
 
@@ -293,8 +294,7 @@ def file_digest(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
-_CURRENT_BY_SLUG = ('SELECT slug, content_hash FROM movement_library_current '
-                    'ORDER BY slug COLLATE "C"')
+_CURRENT_BY_SLUG = f"SELECT slug, content_hash FROM movement_library_current ORDER BY {by_slug()}"
 SAME, DIFFERENT = 1, 2  # a file movement's mark in _compare (0: missing from the library)
 
 
@@ -309,13 +309,14 @@ def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
     marks = bytearray(len(entries))
     extra: list[str] = []  # the first few only; extras counts them all
     extras = 0
-    for index, (slug, content_hash) in entries.join(db.stream(conn, _CURRENT_BY_SLUG)):
-        if index is None:
-            extras += 1
-            if len(extra) <= SHOWN_PER_CHECK:
-                extra.append(slug)
-        else:
-            marks[index] = SAME if content_hash == entries.content_hash(index) else DIFFERENT
+    with db.stream(conn, _CURRENT_BY_SLUG) as rows:
+        for index, (slug, content_hash) in entries.join(rows):
+            if index is None:
+                extras += 1
+                if len(extra) <= SHOWN_PER_CHECK:
+                    extra.append(slug)
+            else:
+                marks[index] = SAME if content_hash == entries.content_hash(index) else DIFFERENT
     if extra_ok:
         report.others_kept, extra, extras = extras, [], 0
     found = {mark: marks.count(mark) for mark in (0, DIFFERENT)}

@@ -185,9 +185,10 @@ class Entries:
         return len(self.slugs)
 
     def __getitem__(self, index: int) -> Entry:
+        slug = self.slugs[index]  # IndexError when out of range
         if index < 0:
             index += len(self.slugs)
-        return Entry(index, self.slugs[index], self.content_hash(index))
+        return Entry(index, slug, self.content_hash(index))
 
     def __iter__(self) -> Iterator[Entry]:
         for index, slug in enumerate(self.slugs):
