@@ -50,7 +50,8 @@ class Slugs(Sequence[str]):
         self._blob += b"".join(encoded)
 
     def key(self, index: int) -> bytes:
-        """The UTF-8 of slug ``index``: byte order is code-point order (and ``COLLATE "C"``)."""
+        """The UTF-8 of slug ``index``: its byte order is code-point order (and PostgreSQL's
+        ``ORDER BY convert_to(slug, 'UTF8')``, :func:`movelib.tables.by_slug`)."""
         return bytes(self._blob[self._ends[index - 1] if index else 0:self._ends[index]])
 
     def sort_keys(self) -> list[bytes]:
@@ -144,7 +145,7 @@ class Entries:
 
     def by_slug(self) -> array[int]:
         """The record indexes in byte order of their slugs (computed once, 4 bytes a record):
-        the order ``ORDER BY slug COLLATE "C"`` gives the same slugs in PostgreSQL."""
+        the order :func:`movelib.tables.by_slug` gives the same slugs in PostgreSQL."""
         if self._by_slug is None:
             keys = self.slugs.sort_keys()
             keys.sort()
@@ -162,10 +163,10 @@ class Entries:
         return self._duplicate
 
     def join(self, rows: Iterable[Row]) -> Iterator[tuple[int | None, Row]]:
-        """Each of ``rows`` (slug first, in byte order of the slugs: ``ORDER BY slug COLLATE
-        "C"``) with the index of the record of the same slug, or ``None`` when the file has
-        none: a merge join, no dictionary of either side. Raises ``RuntimeError`` if the rows
-        are not in that order."""
+        """Each of ``rows`` (slug first, in the byte order of the slugs' UTF-8:
+        :func:`movelib.tables.by_slug`) with the index of the record of the same slug, or
+        ``None`` when the file has none: a merge join, no dictionary of either side. Raises
+        ``RuntimeError`` if the rows are not in that order."""
         key, order = self.slugs.key, self.by_slug()
         position, count, previous = 0, len(order), None
         for row in rows:
