@@ -146,12 +146,17 @@ def test_markdown_cells_escape_what_could_break_a_table() -> None:
 
 
 def test_a_long_plan_is_folded_and_stops_at_the_row_limit() -> None:
-    count = MD_ROWS + 50
-    plan = Plan([f"move-{n:04d}" for n in range(count)], bytearray(count),  # all new
-                array("i", [0]) * count, array("i", [1]) * count)
+    new, unchanged = MD_ROWS + 50, MD_ROWS + 70
+    count = new + unchanged
+    plan = Plan([f"move-{n:04d}" for n in range(count)], bytearray(new) + bytearray([1]) * unchanged,
+                array("i", [0]) * new + array("i", [1]) * unchanged,
+                array("i", [1]) * new + array("i", [0]) * unchanged)
     text = markdown(plan, target="postgresql://u:***@h:1/d (from --dsn)", data_file="big.json",
                     pending=["0003.provenance"])
-    assert f"<details><summary>New: {MD_ROWS + 50}</summary>" in text
+    assert f"<details><summary>New: {new}</summary>" in text
     assert "... and 50 more rows (`inv seed --dry-run --format json` lists every movement)" in text
     assert "move-0199" in text and "move-0200" not in text
+    assert f"<details><summary>Unchanged: {unchanged}</summary>" in text
+    assert f"move-{new:04d}" in text and f"move-{new + MD_ROWS - 1:04d}, move" not in text
+    assert f"move-{new + MD_ROWS - 1:04d} ... and 70 more" in text
     assert "Pending migrations: 0003.provenance (applied first)" in text

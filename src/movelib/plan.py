@@ -313,11 +313,13 @@ def md(value: object, limit: int = MD_CELL) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+def _table(headers: list[str], rows: list[list[str]], total: int | None = None) -> list[str]:
+    """The first MD_ROWS of ``rows`` as a table, and how many of ``total`` were left out."""
+    total = len(rows) if total is None else total
     lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows[:MD_ROWS]]
-    if len(rows) > MD_ROWS:
-        lines += ["", f"... and {len(rows) - MD_ROWS} more rows "
+    if total > MD_ROWS:
+        lines += ["", f"... and {total - MD_ROWS} more rows "
                       "(`inv seed --dry-run --format json` lists every movement)"]
     return lines
 
@@ -355,12 +357,20 @@ def markdown(plan: Plan, *, target: str, data_file: str, pending: list[str]) -> 
                                      if pending else "none"), ""]
     out += _table([k.replace("_", " ") for k in totals], [[str(v) for v in totals.values()]])
     out.append("")
-    by_status = {s: [c for c in plan.changes if c.status == s]
-                 for s in (NEW, CHANGED, MISSING, RETIRED, UNCHANGED)}
-    if by_status[NEW]:
+    # One pass; only the first MD_ROWS of each kind are kept (a million stay a few hundred).
+    by_status: dict[str, list[Change]] = {s: [] for s in (NEW, CHANGED, MISSING, RETIRED, UNCHANGED)}
+    counts = dict.fromkeys(by_status, 0)
+    changed_rows = 0  # a changed movement has a row per field difference
+    for change in plan.changes:
+        counts[change.status] += 1
+        changed_rows += (len(change.diff) or 1) if change.status == CHANGED else 0
+        if len(by_status[change.status]) < MD_ROWS:
+            by_status[change.status].append(change)
+    if counts[NEW]:
         rows = [[md(c.slug), _fate(c)] for c in by_status[NEW]]
-        out += _section(f"New: {len(rows)}", _table(["slug", "plan"], rows), len(rows))
-    if by_status[CHANGED]:
+        out += _section(f"New: {counts[NEW]}", _table(["slug", "plan"], rows, counts[NEW]),
+                        counts[NEW])
+    if counts[CHANGED]:
         rows = []
         for c in by_status[CHANGED]:
             first = [md(c.slug), _version(c), md(_fate(c))]
@@ -369,18 +379,19 @@ def markdown(plan: Plan, *, target: str, data_file: str, pending: list[str]) -> 
                 rows.append([*first, md(d.field) if d else "", md(old, 10 * MD_CELL),
                              md(new, 10 * MD_CELL)])
                 first = ["", "", ""]
-        out += _section(f"Changed: {len(by_status[CHANGED])}",
-                        _table(["slug", "now", "plan", "field", "old", "new"], rows), len(rows))
+        out += _section(f"Changed: {counts[CHANGED]}",
+                        _table(["slug", "now", "plan", "field", "old", "new"], rows, changed_rows),
+                        changed_rows)
     for status, title in ((MISSING, "Missing from the data file"),
                           (RETIRED, "Retired, and back in the data file")):
-        if by_status[status]:
+        if counts[status]:
             rows = [[md(c.slug), _version(c), md(_fate(c))] for c in by_status[status]]
-            out += _section(f"{title}: {len(rows)}", _table(["slug", "now", "plan"], rows),
-                            len(rows))
-    unchanged = by_status[UNCHANGED]
+            out += _section(f"{title}: {counts[status]}",
+                            _table(["slug", "now", "plan"], rows, counts[status]), counts[status])
+    unchanged = counts[UNCHANGED]
     if unchanged:
-        names = ", ".join(md(c.slug) for c in unchanged[:MD_ROWS])
-        more = f" ... and {len(unchanged) - MD_ROWS} more" if len(unchanged) > MD_ROWS else ""
-        out += [f"<details><summary>Unchanged: {len(unchanged)}</summary>", "",
+        names = ", ".join(md(c.slug) for c in by_status[UNCHANGED])
+        more = f" ... and {unchanged - MD_ROWS} more" if unchanged > MD_ROWS else ""
+        out += [f"<details><summary>Unchanged: {unchanged}</summary>", "",
                 names + more, "", "</details>", ""]
     return "\n".join(out).rstrip() + "\n"
