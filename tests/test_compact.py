@@ -142,8 +142,9 @@ def test_entries_survive_the_trip_from_the_validation_child_and_find_duplicates(
 
 def test_a_validated_file_keeps_no_object_per_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      migrated_db: Target) -> None:
-    """What a seed holds between its passes, per movement: the entries about 75 bytes (an object
-    per record took 430), the plan 9. Measured by tracemalloc, not by the clock."""
+    """What a seed holds between its passes, per movement: the entries about 90 bytes with their
+    buffers' slack (an object per record took 430; a str per slug alone would pass 120), the plan
+    9. Measured by tracemalloc, not by the clock."""
     count = 20_000
     path = tmp_path / "synth.json"
     write_synthetic(count, path)
@@ -161,7 +162,7 @@ def test_a_validated_file_keeps_no_object_per_record(tmp_path: Path, monkeypatch
     finally:
         tracemalloc.stop()
     assert plan.totals()["new"] == count
-    assert entries / count < 100, f"{entries / count:.0f} bytes a record"
+    assert entries / count < 120, f"{entries / count:.0f} bytes a record"
     assert planned / count < 16, f"{planned / count:.0f} bytes a movement"
 
 
