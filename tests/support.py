@@ -78,7 +78,7 @@ def require_docker(image: str | None = None) -> Any:
     try:
         client = docker_client(timeout=5)
     except BackendUnavailable as exc:
-        require("docker", False, str(exc).split(". Start one", 1)[0])
+        require("docker", False, str(exc))
     if image is not None:
         try:
             client.images.get(image)

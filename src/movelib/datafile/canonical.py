@@ -32,9 +32,15 @@ def canonical_json(document: Mapping[str, Any]) -> str:
         return _reference(document)
 
 
+def content_digest(canonical: bytes) -> bytes:
+    """The raw sha256 of a canonical form: what :class:`~movelib.datafile.Entries` keeps."""
+    return hashlib.sha256(canonical).digest()
+
+
 def content_hash(canonical: str | bytes) -> str:
-    return hashlib.sha256(canonical.encode("utf-8") if isinstance(canonical, str)
-                          else canonical).hexdigest()
+    """:func:`content_digest` in hex: the ``content_hash`` the database stores."""
+    return content_digest(canonical.encode("utf-8") if isinstance(canonical, str)
+                          else canonical).hex()
 
 
 def _reference(document: Mapping[str, Any]) -> str:

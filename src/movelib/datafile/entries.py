@@ -43,6 +43,11 @@ class Slugs(Sequence[str]):
         self.extend(slugs)
 
     def extend(self, slugs: Iterable[str]) -> None:
+        if isinstance(slugs, Slugs):  # another buffer: its ends move by this one's length
+            base = len(self._blob)
+            self._blob += slugs._blob
+            self._ends.extend(end + base for end in slugs._ends)
+            return
         encoded = [_utf8(slug) for slug in slugs]
         ends = accumulate(map(len, encoded), initial=len(self._blob))
         next(ends)  # where the slugs before these end
@@ -100,11 +105,6 @@ class Slugs(Sequence[str]):
         self._blob, self._ends = bytearray(state[0]), array("Q")
         self._ends.frombytes(state[1])
 
-    def _append(self, other: Slugs) -> None:
-        base = len(self._blob)
-        self._blob += other._blob
-        self._ends.extend(end + base for end in other._ends)
-
 
 class Entries:
     """Every record's slug and raw content hash, in file order.
@@ -131,7 +131,7 @@ class Entries:
         self._by_slug = self._duplicate = None
 
     def extend(self, other: Entries) -> None:
-        self.slugs._append(other.slugs)
+        self.slugs.extend(other.slugs)
         self._hashes += other._hashes
         self._by_slug = self._duplicate = None
 

@@ -103,8 +103,7 @@ def _fast_pass(path: Path, schema_path: Path, progress: Progress | None,
                 return _unique(*halves)
         batches = Batches.of_file(path)
         entries = scan(batches, validator, hashes, progress=progress)
-        digest = batches.digest.hexdigest()
-        return _unique(digest, entries)
+        return _unique(batches.digest.hexdigest(), entries)
     finally:
         if collecting:
             gc.enable()

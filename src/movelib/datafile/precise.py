@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import DataFileError
 from ..text import shown
-from .canonical import canonical_bytes
+from .canonical import canonical_bytes, content_digest
 from .entries import Entries
 from .records import Problem
 from .schema import ecma_validator, reference_validator, schema_mtime
@@ -235,7 +235,7 @@ def careful_pass(raw: bytes, name: str, schema_path: Path,
     problems = check_document(document, name, schema_path)
     if not problems:
         entries = Entries([r["slug"] for r in document],
-                          b"".join(hashlib.sha256(canonical_bytes(r)).digest() for r in document))
+                          b"".join(content_digest(canonical_bytes(r)) for r in document))
         return hashlib.sha256(raw).hexdigest(), entries
     listed = [str(p) for p in problems[:max(shown_problems, 1)]]
     more = len(problems) - len(listed)

@@ -3,14 +3,13 @@ and of each record only its slug and raw content hash kept (:class:`Entries`).""
 
 from __future__ import annotations
 
-from hashlib import sha256
 from itertools import repeat
 from typing import Any
 
 import orjson
 
 from .batches import Batches, NeedsReport, delimiters
-from .canonical import canonical_bytes
+from .canonical import canonical_bytes, content_digest
 from .entries import Entries
 from .records import Progress
 
@@ -38,7 +37,7 @@ def scan(batches: Batches, validator: Any, hashes: bool, first: int = 0,
         if hashes:
             canonical = [canonical_bytes(record) for record in batch]
             strings += delimiters(b"".join(canonical))
-            entries.add(slugs, [sha256(text).digest() for text in canonical])
+            entries.add(slugs, [content_digest(text) for text in canonical])
         else:
             strings += delimiters(_dumps(batch))
             entries.add(slugs, None)
