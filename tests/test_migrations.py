@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -25,7 +26,7 @@ def test_migrate_applies_then_is_a_no_op(any_empty_db: Target) -> None:
     assert second.lines() == ["migrations: up to date (3 applied)"]
 
 
-def test_a_failing_migration_leaves_nothing_behind(empty_db: Target, tmp_path: Path) -> None:
+def test_a_failing_migration_rolls_back_the_whole_run(empty_db: Target, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS, folder)
     (folder / "0099.broken.sql").write_text(
@@ -35,15 +36,45 @@ def test_a_failing_migration_leaves_nothing_behind(empty_db: Target, tmp_path: P
     )
     with pytest.raises(MigrationError, match=r"0099\.broken failed") as info:
         migrate(empty_db, folder)
-    assert "nothing of it was applied or recorded" in str(info.value)
-    with psycopg.connect(empty_db.conninfo) as conn:
-        assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
-        ids = [r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration ORDER BY 1")]
-        assert ids == ["0001.movement-library", "0002.movement-versions", "0003.movement-provenance"]
+    assert "nothing of this run was applied or recorded" in str(info.value)
+    assert "no_such_function" in str(info.value)  # the server's reason stays
+    with psycopg.connect(empty_db.conninfo) as conn:  # not even yoyo's tables
+        assert conn.execute("SELECT to_regclass('half_done'), to_regclass('movement_library'), "
+                            "to_regclass('_yoyo_migration')").fetchone() == (None, None, None)
     # fixed, the rerun just works
     (folder / "0099.broken.sql").write_text(
         "-- depends: 0003.movement-provenance\nCREATE TABLE half_done (x int);\n")
-    assert migrate(empty_db, folder).applied == ["0099.broken"]
+    assert migrate(empty_db, folder).applied == ["0001.movement-library", "0002.movement-versions",
+                                                 "0003.movement-provenance", "0099.broken"]
+    with psycopg.connect(empty_db.conninfo) as conn:
+        logged = conn.execute("SELECT migration_id, operation FROM _yoyo_log ORDER BY created_at_utc, "
+                              "migration_id").fetchall()
+        assert [m for m, op in logged if op == "apply"] == [
+            "0001.movement-library", "0002.movement-versions", "0003.movement-provenance", "0099.broken"]
+        assert conn.execute("SELECT version FROM _yoyo_version").fetchall() == [(2,)]
+
+
+def test_yoyo_reads_what_movelib_applied(migrated_db: Target) -> None:
+    """movelib writes yoyo's bookkeeping as yoyo does: yoyo's own backend finds nothing to apply."""
+    from yoyo import get_backend, read_migrations
+
+    params = migrated_db.params
+    backend = get_backend(f"postgresql+psycopg://{params['user']}:{quote(params['password'], safe='')}@"
+                          f"{params['host']}:{params['port']}/{params['dbname']}")
+    try:
+        assert list(backend.to_apply(read_migrations(str(MIGRATIONS)))) == []
+    finally:
+        backend.connection.close()
+
+
+def test_a_non_transactional_migration_is_refused_by_name(migrated_db: Target, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    (folder / "0099.concurrently.sql").write_text(
+        "-- transactional: false\n-- depends: 0003.movement-provenance\n"
+        "CREATE INDEX CONCURRENTLY x ON movement_library (name);\n")
+    with pytest.raises(MigrationError, match=r"0099\.concurrently says `-- transactional: false`"):
+        migrate(migrated_db, folder)
 
 
 def test_a_stale_yoyo_lock_row_does_not_block(migrated_db: Target) -> None:

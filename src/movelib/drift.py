@@ -141,12 +141,11 @@ def side(settings: Settings, value: str | None, option: str) -> Target:
 
 def read_side(target: Target) -> Side:
     """``target``'s library, read in a READ ONLY transaction that is rolled back."""
-    with db.connect(target, task="diff") as conn:
+    with db.connect(target, task="diff", autocommit=True) as conn:
         try:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            require_schema(conn, target)
-            row = conn.execute(_LIBRARY).fetchone()
-            conn.rollback()
+            with db.work(conn, read_only=True):
+                require_schema(conn, target)
+                row = conn.execute(_LIBRARY).fetchone()
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the diff")
             raise

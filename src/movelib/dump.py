@@ -13,6 +13,7 @@ needs no pg_dump and carries none of its version-specific lines (``\\restrict``,
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from .manifest import (
     write_atomically,
 )
 from .provenance import library_sha256
+from .psql import has_tls
 from .tables import require_schema
 from .target import Target
 
@@ -137,44 +139,18 @@ def dump(
     path = output_dir / dump_name(now)
     if path.exists():
         raise ArtifactError(f"{path} already exists; wait a second and dump again")
-    with db.connect(target, task="dump") as conn:
+    with db.connect(target, task="dump", autocommit=True) as conn:
+        if psql is not None and conn.info.pgconn.ssl_in_use and not has_tls(psql):
+            if reader == "psql":
+                raise ArtifactError(
+                    f"--reader psql: {psql} was built without TLS, and {target.describe()} is "
+                    "reached over TLS; use --reader auto (psycopg reads the rows) or a psql "
+                    "with TLS (emulator.bin_dir)")
+            psql = None  # it cannot reach the target as psycopg did: psycopg reads the rows
         try:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            require_schema(conn, target)
-            layout = render(checkout_migrations(migrations_dir, _applied_migrations(
-                conn, migrations_dir)), created_at, __version__)
-            _check_columns(conn, layout)
-            with atomic_file(path) as handle:
-                out = HashingWriter(handle)
-                writer = BackgroundWriter(out)
-                try:
-                    counts = _write(conn, writer, layout, target, psql)
-                finally:
-                    writer.close()
-            info = conn.execute(
-                "SELECT data_file, data_sha256 FROM movement_seed_run ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            versions = {
-                str(v): int(n) for v, n in conn.execute(
-                    "SELECT version, count(*) FROM movement_library GROUP BY version ORDER BY version")
-            }
-            manifest = Manifest(
-                dump_file=path.name,
-                size=out.size,
-                sha256=out.digest.hexdigest(),
-                row_counts=counts,
-                migrations=list(layout.migrations),
-                data_file=info[0] if info else None,
-                data_sha256=info[1] if info else None,
-                source_server_version=str(_scalar(conn, "SHOW server_version")).split()[0],
-                environment=_environment(conn),
-                created_at=created_at,
-                tool_version=__version__,
-                release=release,
-                movement_versions=versions,
-                library_sha256=library_sha256(conn),
-            )
-            conn.rollback()
+            with db.work(conn, read_only=True):  # one snapshot for every table and count
+                manifest = _dump_in_snapshot(conn, target, migrations_dir, path, psql,
+                                             created_at, release)
         except psycopg.Error as exc:
             path.unlink(missing_ok=True)
             db.raise_sql_error(target, exc, "the dump")
@@ -187,6 +163,46 @@ def dump(
         link_atomically(path, latest)  # the same bytes under a second name
         write_atomically(manifest_path(latest), manifest.to_json().encode())
     return DumpResult(path, mpath, manifest, latest)
+
+
+def _dump_in_snapshot(conn: psycopg.Connection, target: Target, migrations_dir: Path,
+                      path: Path, psql: Path | None, created_at: str,
+                      release: str | None) -> Manifest:
+    """Write ``path`` from the caller's read-only snapshot; the manifest that describes it."""
+    require_schema(conn, target)
+    layout = render(checkout_migrations(migrations_dir, _applied_migrations(
+        conn, migrations_dir)), created_at, __version__)
+    _check_columns(conn, layout)
+    with atomic_file(path) as handle:
+        out = HashingWriter(handle)
+        writer = BackgroundWriter(out)
+        try:
+            counts = _write(conn, writer, layout, target, psql)
+        finally:
+            writer.close()
+    info = conn.execute(
+        "SELECT data_file, data_sha256 FROM movement_seed_run ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    versions = {
+        str(v): int(n) for v, n in conn.execute(
+            "SELECT version, count(*) FROM movement_library GROUP BY version ORDER BY version")
+    }
+    return Manifest(
+        dump_file=path.name,
+        size=out.size,
+        sha256=out.digest.hexdigest(),
+        row_counts=counts,
+        migrations=list(layout.migrations),
+        data_file=info[0] if info else None,
+        data_sha256=info[1] if info else None,
+        source_server_version=str(_scalar(conn, "SHOW server_version")).split()[0],
+        environment=_environment(conn),
+        created_at=created_at,
+        tool_version=__version__,
+        release=release,
+        movement_versions=versions,
+        library_sha256=library_sha256(conn),
+    )
 
 
 def _environment(conn: psycopg.Connection) -> str | None:
@@ -203,8 +219,7 @@ def _write(
 ) -> dict[str, int]:
     """The dump: movelib's rendering, its holes filled with each table's rows."""
     out.write(layout.head)
-    for setting in SESSION_SETTINGS:
-        conn.execute(setting)
+    conn.execute("; ".join(SESSION_SETTINGS))
     if psql is not None:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -213,7 +228,7 @@ def _write(
         snapshot = str(_scalar(conn, "SELECT pg_export_snapshot()"))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="movelib-count") as pool:
             counting = pool.submit(lambda: {t.name: _count(conn, t.name) for t in layout.tables})
-            _copy_with_psql(target, psql, snapshot, layout.tables, out)
+            _copy_with_psql(target, psql, snapshot, db.limits_off(conn), layout.tables, out)
             counts = counting.result()
     else:
         counts = {t.name: _copy_with_psycopg(conn, t, out) for t in layout.tables}
@@ -221,9 +236,10 @@ def _write(
     return counts
 
 
-# How every row is written, whatever the server's defaults (pg_dump sets the same).
-SESSION_SETTINGS = ("SET datestyle = ISO", "SET intervalstyle = postgres",
-                    "SET extra_float_digits = 3", "SET TIME ZONE 'UTC'")
+# How every row is written, whatever the server's defaults (pg_dump sets the same), for the
+# reading transaction only.
+SESSION_SETTINGS = ("SET LOCAL datestyle = ISO", "SET LOCAL intervalstyle = postgres",
+                    "SET LOCAL extra_float_digits = 3", "SET LOCAL TIME ZONE 'UTC'")
 
 
 def _count(conn: psycopg.Connection, table: str) -> int:
@@ -267,7 +283,7 @@ def _psql_for(reader: str, bin_dir: str | None) -> Path | None:
         return None
 
 
-def _copy_with_psql(target: Target, psql: Path, snapshot: str,
+def _copy_with_psql(target: Target, psql: Path, snapshot: str, limits_off: str,
                     tables: tuple[Table, ...], out: BackgroundWriter) -> None:
     """Every table's COPY block, read by psql inside this connection's snapshot.
 
@@ -285,6 +301,8 @@ def _copy_with_psql(target: Target, psql: Path, snapshot: str,
     script = ["\\set ON_ERROR_STOP on",
               "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;",
               f"SET TRANSACTION SNAPSHOT '{snapshot}';",
+              # the role's limits off for this transaction, as for movelib's own (db.work)
+              f"SELECT {limits_off} \\g {os.devnull}",
               *(f"{setting};" for setting in SESSION_SETTINGS)]
     for table in tables:  # each block's table.opening, rows and END_OF_DATA
         header = table.header.replace("\\", "\\\\").replace("'", "''")

@@ -74,6 +74,18 @@ MIGRATION_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
 NOT_DUMPED = ("movement_environment",)
 
 END_OF_DATA = b"\\.\n"
+# What a dump's head sets before its DDL, as ``psql -f`` applies it (for its session).
+HEAD_SETTINGS = ("SET client_encoding = 'UTF8';", "SET standard_conforming_strings = on;",
+                 "SET check_function_bodies = false;", "SET client_min_messages = warning;")
+
+
+def transaction_scoped(head: bytes) -> bytes:
+    """``head`` with its settings made ``SET LOCAL``: run by ``inv restore`` inside its
+    transaction, they end with it instead of staying on a pooled server connection."""
+    for line in HEAD_SETTINGS:
+        head = head.replace(f"\n{line}\n".encode(),
+                            f"\n{line.replace('SET ', 'SET LOCAL ', 1)}\n".encode(), 1)
+    return head
 FOOTER = b"-- end of movelib seed dump\n"
 
 # What may be spliced into the rendering: no whitespace, no quote, no line break. The manifest
@@ -155,10 +167,7 @@ def render(migrations: Sequence[tuple[str, bytes]], created_at: str, tool_versio
         "-- movelib seed dump (format 1): the movement library, its workflow and audit trail.",
         f"-- written {written} by movelib {_word(tool_version, 'tool version')}; apply with",
         "-- `inv restore --dump-file FILE` or `psql -1 -v ON_ERROR_STOP=1 -f FILE`.",
-        "SET client_encoding = 'UTF8';",
-        "SET standard_conforming_strings = on;",
-        "SET check_function_bodies = false;",
-        "SET client_min_messages = warning;",
+        *HEAD_SETTINGS,
         "",
         "DROP TABLE IF EXISTS " + ", ".join(
             [*reversed(MOVEMENT_TABLES), *YOYO_TABLES, "yoyo_lock"]) + " CASCADE;",

@@ -1,93 +1,35 @@
-"""yoyo migrations, applied atomically under the target's advisory lock.
+"""Migrations in yoyo's format and bookkeeping, applied in the run's own transaction.
 
-Two things of stock yoyo do not survive a killed process, and both are fixed here:
-
-* yoyo commits a migration's DDL, then records it in a second transaction: a crash between the
-  two leaves tables without a record, and the rerun fails on "already exists". Our backend
-  runs the steps, the log row and the record in one transaction: all of it, or none.
-* yoyo's lock is a row in ``yoyo_lock`` that a killed process leaves behind. We serialise with
-  a PostgreSQL advisory lock instead (it dies with the session), so any ``yoyo_lock`` row met
-  while we hold it is stale and is removed.
+yoyo reads the migration files (ids, ``-- depends:``, ``-- transactional:``), and its tables
+record what is applied, so the ``yoyo`` command still reads and rolls back what movelib applied.
+movelib applies them itself, on the run's connection, inside the transaction that holds the
+target's lock (:func:`movelib.db.locked`): yoyo's backend would open a second connection with a
+session of its own and a lock row a killed process leaves behind, and behind a transaction pooler
+its transactions and our lock would land on different server connections. So migrations, the
+records yoyo keeps of them (``_yoyo_migration``, ``_yoyo_log``) and the run's other work commit
+together or not at all: a crash or a failed migration leaves no table without its record.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+import getpass
+import socket
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
-from . import db
+from . import db, secrets
 from .defaults import LOCK_TIMEOUT
 from .errors import ConfigError, MigrationError
 from .guard import Permission, check_protected
-from .tables import YOYO_MIGRATION_TABLE, environment_label, table_exists
+from .tables import YOYO_MIGRATION_TABLE, environment_label, table_exists, yoyo_hash
 from .target import Target
 
 ENVIRONMENTS = ("local", "staging", "production")
-
-
-def _backend_class() -> type[Any]:
-    from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
-
-    class AtomicBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]
-        def init_database(self) -> None:
-            # Stock yoyo probes for transactional DDL by creating a table in a rolled-back
-            # transaction, then dropping it, and creates yoyo_lock with a plain CREATE TABLE:
-            # two ERROR lines in the server log on every run ('table "yoyo_tmp_..." does not
-            # exist', 'relation "yoyo_lock" already exists'). PostgreSQL's DDL is transactional.
-            self.has_transactional_ddl = True
-            create = self.format_sql(self.create_lock_table_sql)
-            with contextlib.suppress(self.DatabaseError), self.transaction():  # as yoyo's
-                self.execute(create.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
-
-        def apply_one(self, migration: Any, force: bool = False, mark: bool = True) -> None:
-            self.ensure_internal_schema_updated()
-            with self.transaction():
-                migration.process_steps(self, "apply", force=force)
-                self.log_migration(migration, "apply")
-                if mark:
-                    self.mark_one(migration, log=False)
-
-        @contextmanager
-        def lock(self, timeout: int = 10) -> Iterator[None]:
-            # The caller holds movelib's advisory lock: every yoyo_lock row is stale.
-            with self.transaction():
-                self.execute(f"DELETE FROM {self.lock_table_quoted}")
-            yield
-
-    return AtomicBackend
-
-
-def open_backend(target: Target) -> Any:
-    """A yoyo backend on ``target``, connected with our own (already parsed) parameters."""
-    from yoyo.connections import DatabaseURI
-
-    params = target.params
-    args = {k: v for k, v in params.items()
-            if k not in {"user", "password", "host", "port", "dbname"}}
-    args.setdefault("connect_timeout", str(db.CONNECT_TIMEOUT))
-    args.setdefault("application_name", "movelib migrate")
-    args["client_encoding"] = db.CLIENT_ENCODING  # yoyo's connection too (SQL_ASCII databases)
-    uri = DatabaseURI(
-        "postgresql+psycopg",
-        params.get("user"),
-        params.get("password"),
-        params.get("host"),
-        int(params["port"]) if params.get("port", "").isdigit() else None,
-        params.get("dbname"),
-        args,
-    )
-    try:
-        backend = _backend_class()(uri, YOYO_MIGRATION_TABLE)
-        backend.init_database()
-    except psycopg.OperationalError as exc:
-        raise db.translate_connect_error(target, exc) from None
-    return backend
+# the version of yoyo's own bookkeeping tables that dumpformat.YOYO_DDL creates (yoyo 9)
+YOYO_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -115,60 +57,122 @@ def migrate(
     lock_timeout: float = LOCK_TIMEOUT,
     permission: Permission | None = None,
 ) -> MigrateResult:
-    """Apply pending migrations to ``target`` under its advisory lock."""
+    """Apply pending migrations to ``target`` in one transaction that holds its lock."""
     if environment is not None and environment not in ENVIRONMENTS:
         raise ConfigError(
             f"unknown environment {environment!r}; choose one of {', '.join(ENVIRONMENTS)}"
         )
-    with db.connect(target, task="migrate", autocommit=True) as conn, db.advisory_lock(
-        conn, target, task="migrate", timeout=lock_timeout
-    ):
-        relabel = environment is not None and environment != environment_label(conn)
-        if relabel or pending_migrations(conn, migrations_dir):
-            check_protected(conn, target, permission or Permission(), "migrate")
-        result = apply_pending(target, migrations_dir, conn)
-        if environment is not None:
-            result.environment = environment
-            result.environment_changed = set_environment(conn, environment)
+    with db.connect(target, task="migrate", autocommit=True) as conn:
+        try:
+            with db.locked(conn, target, task="migrate", timeout=lock_timeout):
+                relabel = environment is not None and environment != environment_label(conn)
+                if relabel or pending_migrations(conn, migrations_dir):
+                    check_protected(conn, target, permission or Permission(), "migrate")
+                result = apply_pending(conn, target, migrations_dir)
+                if environment is not None:
+                    result.environment = environment
+                    result.environment_changed = set_environment(conn, environment)
+        except psycopg.Error as exc:
+            db.raise_sql_error(target, exc, "migrate")
+            raise
     return result
 
 
-def apply_pending(target: Target, migrations_dir: Path,
-                  conn: psycopg.Connection | None = None) -> MigrateResult:
-    """Apply what is pending; the caller holds the target's advisory lock.
+def apply_pending(conn: psycopg.Connection, target: Target,
+                  migrations_dir: Path) -> MigrateResult:
+    """Apply what is pending, in the caller's transaction (which holds the target's lock).
 
-    With ``conn`` (the caller's autocommit connection), the common case costs two plain
-    queries: when every migration file's id is already in ``_yoyo_migration``, yoyo is not
-    loaded and no second connection is opened (stale ``yoyo_lock`` rows are removed all the same).
+    The common case costs two plain queries and no yoyo import: every migration file's id is
+    already in ``_yoyo_migration``. A failing migration raises :class:`MigrationError`; the
+    caller's transaction then rolls back every migration of the run with it.
     """
-    if not migrations_dir.is_dir():
-        raise ConfigError(f"no migrations directory at {migrations_dir}")
-    if conn is not None:
-        done = _nothing_pending(conn, migrations_dir)
-        if done is not None:
-            return done
+    ids = migration_ids(migrations_dir)
+    applied = _applied(conn)
+    pending = [i for i in ids if i not in applied]
+    if table_exists(conn, "yoyo_lock"):  # we hold the lock: any row yoyo left is stale
+        conn.execute("DELETE FROM yoyo_lock")
+    if not pending:
+        return MigrateResult(already=len(ids))
+    _ensure_bookkeeping(conn, target)
+    texts = dict(_pending_sql(migrations_dir, ids, pending))
+    result = MigrateResult(already=len(ids) - len(pending))
+    for migration_id in pending:
+        try:
+            with conn.transaction():  # a savepoint: the failing migration is named
+                conn.execute(texts[migration_id])
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+                raise  # the connection, not the migration: the caller says so
+            raise MigrationError(
+                f"migration {migration_id} failed on {target.describe()}; nothing of this run "
+                f"was applied or recorded:\n  {secrets.redact(str(exc).strip())}"
+            ) from None
+        record_applied(conn, migration_id, "applied by movelib")
+        result.applied.append(migration_id)
+    return result
+
+
+def record_applied(conn: psycopg.Connection, migration_id: str, comment: str) -> None:
+    """Record ``migration_id`` as applied, in the rows yoyo writes for an apply."""
+    digest = yoyo_hash(migration_id)
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    conn.execute(f"INSERT INTO {YOYO_MIGRATION_TABLE} (migration_hash, migration_id, "
+                 "applied_at_utc) VALUES (%s, %s, now() AT TIME ZONE 'UTC')",
+                 (digest, migration_id))
+    conn.execute("INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username,"
+                 " hostname, comment, created_at_utc) VALUES (%s, %s, %s, 'apply', %s, %s, %s, "
+                 "now() AT TIME ZONE 'UTC')",
+                 (str(uuid.uuid1()), digest, migration_id, user[:255],
+                  socket.getfqdn()[:255], comment[:255]))
+
+
+def _applied(conn: psycopg.Connection) -> set[str]:
+    if not table_exists(conn, YOYO_MIGRATION_TABLE):
+        return set()
+    return {r[0] for r in conn.execute(f"SELECT migration_id FROM {YOYO_MIGRATION_TABLE}")}
+
+
+def _ensure_bookkeeping(conn: psycopg.Connection, target: Target) -> None:
+    """yoyo's tables, as yoyo 9 creates them, where they are missing."""
+    from .dumpformat import YOYO_DDL
+
+    if table_exists(conn, "_yoyo_version"):
+        row = conn.execute("SELECT max(version) FROM _yoyo_version").fetchone()
+        if row is None or row[0] != YOYO_SCHEMA_VERSION:
+            raise MigrationError(
+                f"yoyo's bookkeeping on {target.describe()} is at version "
+                f"{row[0] if row else None}, not {YOYO_SCHEMA_VERSION}: upgrade it with "
+                "yoyo 9 (`yoyo list`), then run again")
+    conn.execute(YOYO_DDL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
+    conn.execute("INSERT INTO _yoyo_version (version, installed_at_utc) SELECT %s, "
+                 "now() AT TIME ZONE 'UTC' WHERE NOT EXISTS (SELECT FROM _yoyo_version)",
+                 (YOYO_SCHEMA_VERSION,))
+
+
+def _pending_sql(migrations_dir: Path, ids: list[str],
+                 pending: list[str]) -> list[tuple[str, bytes]]:
+    """The SQL of the ``pending`` migrations, each checked to be one movelib can apply."""
     from yoyo import read_migrations
 
-    migrations = read_migrations(str(migrations_dir))
-    backend = open_backend(target)
-    try:
-        with backend.lock():
-            pending = backend.to_apply(migrations)
-            result = MigrateResult(already=len(migrations) - len(pending))
-            for migration in pending:
-                try:
-                    backend.apply_one(migration)
-                except psycopg.Error as exc:
-                    from . import secrets
+    from .dumpformat import checkout_migrations
+    from .errors import ArtifactError
 
-                    raise MigrationError(
-                        f"migration {migration.id} failed on {target.describe()}; nothing of "
-                        f"it was applied or recorded:\n  {secrets.redact(str(exc).strip())}"
-                    ) from None
-                result.applied.append(migration.id)
-        return result
-    finally:
-        backend.connection.close()
+    for migration in read_migrations(str(migrations_dir)):
+        if migration.id in pending:
+            migration.load()
+            if not migration.use_transactions:
+                raise MigrationError(
+                    f"migration {migration.id} says `-- transactional: false`; movelib applies "
+                    "migrations inside the run's transaction (its lock lives there). Apply it "
+                    "with yoyo by hand, then run again")
+    try:
+        everything = checkout_migrations(migrations_dir, ids)  # each after what it depends on
+    except ArtifactError as exc:
+        raise MigrationError(str(exc).replace("the dump", "the migrations")) from None
+    return [(m, text) for m, text in everything if m in pending]
 
 
 def set_environment(conn: psycopg.Connection, label: str) -> bool:
@@ -187,46 +191,27 @@ def set_environment(conn: psycopg.Connection, label: str) -> bool:
     return True
 
 
-def migration_ids(migrations_dir: Path) -> list[str] | None:
-    """The ids yoyo gives the migrations of ``migrations_dir`` (file names without ``.sql`` or
-    ``.py``; rollback files are not migrations), read without importing yoyo. None when the
-    folder has a post-apply hook or is not a folder: then yoyo reads it."""
+def migration_ids(migrations_dir: Path) -> list[str]:
+    """The ids yoyo gives the migrations of ``migrations_dir`` (file names without ``.sql``;
+    rollback files are not migrations), read without importing yoyo."""
     try:
         names = [p.name for p in migrations_dir.iterdir() if p.is_file()]
     except OSError:
-        return None
-    if any(n.startswith("post-apply") for n in names):
-        return None
-    return sorted(n.rsplit(".", 1)[0] for n in names
-                  if n.endswith((".sql", ".py")) and not n.endswith(".rollback.sql")
+        raise ConfigError(f"no migrations directory at {migrations_dir}") from None
+    hooks = [n for n in names if n.startswith("post-apply")]
+    if hooks:
+        raise ConfigError(f"{migrations_dir} has yoyo post-apply hooks ({', '.join(hooks)}), "
+                          "which movelib does not run; fold them into a migration")
+    python = [n for n in names if n.endswith(".py")]
+    if python:
+        raise ConfigError(f"{migrations_dir} has Python migrations ({', '.join(python)}); a "
+                          "seed dump carries SQL migrations only: write them in SQL")
+    return sorted(n.removesuffix(".sql") for n in names
+                  if n.endswith(".sql") and not n.endswith(".rollback.sql")
                   and not n.startswith("_tmp_yoyonew"))
 
 
-def _nothing_pending(conn: psycopg.Connection, migrations_dir: Path) -> MigrateResult | None:
-    """A result when every migration is applied already, or None (then yoyo looks)."""
-    ids = migration_ids(migrations_dir)
-    if ids is None:
-        return None
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL, to_regclass('yoyo_lock') IS NOT NULL",
-                       (YOYO_MIGRATION_TABLE,)).fetchone()
-    if row is None or not row[0]:
-        return None
-    applied = {r[0] for r in conn.execute(f"SELECT migration_id FROM {YOYO_MIGRATION_TABLE}")}
-    if not applied.issuperset(ids):
-        return None
-    if row[1]:  # we hold the advisory lock: any yoyo_lock row is stale, as in AtomicBackend.lock
-        conn.execute("DELETE FROM yoyo_lock")
-    return MigrateResult(already=len(ids))
-
-
 def pending_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[str]:
-    """Migrations not yet applied, read without writing (yoyo's backend creates tables)."""
-    ids = migration_ids(migrations_dir)
-    if ids is None:
-        from yoyo import read_migrations
-
-        ids = [m.id for m in read_migrations(str(migrations_dir))]
-    if not table_exists(conn, YOYO_MIGRATION_TABLE):
-        return ids
-    applied = {r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration")}
-    return [i for i in ids if i not in applied]
+    """Migrations not yet applied, read without writing."""
+    applied = _applied(conn)
+    return [i for i in migration_ids(migrations_dir) if i not in applied]

@@ -21,16 +21,17 @@ import psycopg
 
 from . import db, secrets
 from .defaults import LOCK_TIMEOUT
-from .dumpformat import CHECKOUT_MIGRATIONS, Layout, checkout_migrations
+from .dumpformat import CHECKOUT_MIGRATIONS, Layout, checkout_migrations, transaction_scoped
 from .dumpreader import Sql, check_dump, layout_for, read_dump
 from .errors import ArtifactError, RestoreFailed
 from .guard import Permission, check_protected
 from .manifest import Manifest, check_artifact, load_manifest, manifest_path
+from .migrations import migration_ids, record_applied
 from .provenance import Provenance, latest, record_restore
 from .publish import run_by
 from .settings import Settings
 from .signing import Verified, check_release_signature, require_signed_for
-from .tables import current_counts, environment_label, yoyo_hash
+from .tables import current_counts, environment_label
 from .target import Target
 from .verify import VerifyReport, check
 
@@ -94,7 +95,7 @@ def _apply(conn: psycopg.Connection, dump: CheckedDump) -> None:
     cursor = conn.cursor()
     for part in read_dump(dump.path, dump.layout, dump.manifest):
         if isinstance(part, Sql):
-            conn.execute(part.text)
+            conn.execute(transaction_scoped(part.text))
             continue
         with cursor.copy(f"COPY {part.table.spec} FROM STDIN") as copy:
             for block in part.blocks:
@@ -113,27 +114,16 @@ def _plan(target: Target, dump: CheckedDump) -> RestorePlan:
     return RestorePlan(target, dump, counts)
 
 
-def _migrate_after(conn: psycopg.Connection, dump: CheckedDump, migrations_dir: Path,
-                   actor: str) -> tuple[str, ...]:
+def _migrate_after(conn: psycopg.Connection, dump: CheckedDump,
+                   migrations_dir: Path) -> tuple[str, ...]:
     """Apply (in the caller's transaction) this checkout's migrations that a dump predates,
     recorded as yoyo records them: the restored database is at this checkout's schema, and a
     dump from before migration 0003 still gets its provenance recorded."""
-    import uuid
-
-    from yoyo import read_migrations
-
     have = list(dump.layout.migrations)
-    later = [m.id for m in read_migrations(str(migrations_dir)) if m.id not in have]
-    user, _, host = actor.partition("@")
+    later = [m for m in migration_ids(migrations_dir) if m not in have]
     for migration_id, text in checkout_migrations(migrations_dir, have + later)[len(have):]:
         conn.execute(text)
-        digest = yoyo_hash(migration_id)
-        conn.execute("INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
-                     "VALUES (%s, %s, now() AT TIME ZONE 'UTC')", (digest, migration_id))
-        conn.execute("INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username,"
-                     " hostname, comment, created_at_utc) VALUES (%s, %s, %s, 'apply', %s, %s, "
-                     "'applied by inv restore after an older dump', now() AT TIME ZONE 'UTC')",
-                     (str(uuid.uuid1()), digest, migration_id, user[:255], host[:255]))
+        record_applied(conn, migration_id, "applied by inv restore after an older dump")
     return tuple(later)
 
 
@@ -145,14 +135,13 @@ def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
     target, manifest = plan.target, plan.manifest
     if load_manifest(plan.dump_file) != manifest:
         raise ArtifactError(f"{plan.dump_file} changed since it was checked; refusing it")
-    with db.connect(target, task="restore", autocommit=True) as conn, db.advisory_lock(
-        conn, target, task="restore", timeout=lock_timeout
-    ):
-        check_protected(conn, target, permission or Permission(), "restore")
-        label = environment_label(conn)
-        require_signed_for(label, signer, manifest_path(plan.dump_file), target.describe())
+    with db.connect(target, task="restore", autocommit=True) as conn:
         try:
-            with conn.transaction():
+            with db.locked(conn, target, task="restore", timeout=lock_timeout):
+                check_protected(conn, target, permission or Permission(), "restore")
+                label = environment_label(conn)
+                require_signed_for(label, signer, manifest_path(plan.dump_file),
+                                   target.describe())
                 _apply(conn, plan.dump)
                 if label is not None:  # the label belongs to the database, not to the dump
                     conn.execute("INSERT INTO movement_environment (singleton, label) "
@@ -169,7 +158,7 @@ def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
                         f"differ from the manifest: {detail}"
                     )
                 actor = run_by()
-                migrated = _migrate_after(conn, plan.dump, migrations_dir, actor)
+                migrated = _migrate_after(conn, plan.dump, migrations_dir)
                 report = check(conn, target)
                 if not report.ok:
                     raise RestoreFailed(

@@ -52,11 +52,10 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
              progress: Progress | None = None) -> SeedOutcome:
     """The whole ``inv seed``. Raises a :class:`~movelib.errors.MovelibError` on any failure.
 
-    The publish and its verification share one transaction: verification runs before the
-    commit, and a failed one rolls the publish back, so on any failure the movement rows hold
-    exactly what they held before. What may stay is what committed on its own before the
-    publish began: migrations applied by this run (each atomically) and an ``--environment``
-    label.
+    Everything the run writes shares one transaction, the one that holds the target's lock
+    (:func:`movelib.db.locked`): pending migrations, an ``--environment`` label, the publish and
+    its verification, which runs before the commit. On any failure (a failed migration or
+    verification, a lost connection, Ctrl-C) the target holds exactly what it held before.
 
     A stopped emulator is started by the caller, as for every task (``tasks._target``:
     :func:`movelib.emulator.start_if_stopped`).
@@ -69,21 +68,21 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
         return _dry_run(settings, target, options, dataset, echo)
     schema_sha256 = hashlib.sha256(settings.schema_file.read_bytes()).hexdigest()
 
-    with db.connect(target, task="seed", autocommit=True) as conn, db.advisory_lock(
-        conn, target, task="seed", timeout=options.lock_timeout
-    ):
+    with db.connect(target, task="seed", autocommit=True) as conn:
         try:
-            check_protected(conn, target, options.permission, "seed")
-            if options.skip_migrations:
-                require_schema(conn, target)
-                echo("migrations: skipped (--skip-migrations)")
-            else:
-                for line in apply_pending(target, settings.migrations_dir, conn).lines():
-                    echo(line)
-            if options.environment is not None and set_environment(conn, options.environment):
-                echo(f"environment: labelled {options.environment}")
-
-            with conn.transaction():
+            # one transaction holds the lock, the migrations, the label, the publish and its
+            # verification: behind a transaction pooler they run on one server connection, and
+            # any failure leaves the target exactly as it was
+            with db.locked(conn, target, task="seed", timeout=options.lock_timeout):
+                check_protected(conn, target, options.permission, "seed")
+                if options.skip_migrations:
+                    require_schema(conn, target)
+                    echo("migrations: skipped (--skip-migrations)")
+                else:
+                    for line in apply_pending(conn, target, settings.migrations_dir).lines():
+                        echo(line)
+                if options.environment is not None and set_environment(conn, options.environment):
+                    echo(f"environment: labelled {options.environment}")
                 quick = quick_check(conn, target, dataset)
                 if quick is not None:  # the same file again, the library as it left it
                     echo(f"plan: {dataset.display_name} is unchanged since seed run "
@@ -96,7 +95,7 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
                                  progress=progress)
                 report = (quick.report if quick is not None
                           else check(conn, target, dataset, extra_ok=True))
-                if not report.ok:  # raising here rolls the publish back
+                if not report.ok:  # raising here rolls the whole run back
                     for line in report.lines():
                         echo(line)
                     raise VerificationFailed(
@@ -118,8 +117,7 @@ def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: 
     """The plan, read in a READ ONLY transaction that is rolled back: nothing is written."""
     with db.connect(target, task="seed", autocommit=True) as conn:
         try:
-            with conn.transaction(force_rollback=True):
-                conn.execute("SET TRANSACTION READ ONLY")
+            with db.work(conn, read_only=True):
                 pending = pending_migrations(conn, settings.migrations_dir)
                 plan = make_plan(conn, dataset, new_versions=options.new_versions,
                                  retire=options.retire, with_diffs=True)

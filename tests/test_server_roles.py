@@ -1,0 +1,117 @@
+"""Least-privilege roles, with the limits DBAs and managed services put on application roles.
+
+* A role that is no superuser, owns its database and has ``statement_timeout``,
+  ``idle_in_transaction_session_timeout`` and ``lock_timeout`` of one second on it seeds, dumps and
+  restores 100k movements: movelib turns those limits off for its own transactions only.
+* A role that owns nothing but a schema in a shared database (``search_path`` set on the role)
+  takes a restore of the first one's dump, verifies and reseeds it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from psycopg import sql
+from support import SENTINEL_PASSWORD, Cli, Server, assert_no_secret
+
+from movelib.synth import write_synthetic
+
+LIMITS = {"statement_timeout": "1s", "idle_in_transaction_session_timeout": "1s",
+          "lock_timeout": "1s"}
+
+
+@contextmanager
+def role(server: Server, *, limits: bool = False) -> Iterator[str]:
+    """A login role that is no superuser, with the test password; dropped afterwards."""
+    name = f"app_{uuid.uuid4().hex[:10]}"
+    with server.admin() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}")
+                     .format(sql.Identifier(name), sql.Literal(SENTINEL_PASSWORD)))
+        if limits:
+            for setting, value in LIMITS.items():
+                conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                    sql.Identifier(name), sql.Identifier(setting), sql.Literal(value)))
+    try:
+        yield name
+    finally:
+        with server.admin() as conn:
+            for row in conn.execute("SELECT datname FROM pg_database d JOIN pg_roles r "
+                                    "ON r.oid = d.datdba WHERE r.rolname = %s", (name,)).fetchall():
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(row[0])))
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def dsn_as(server: Server, user: str, dbname: str) -> str:
+    return (f"postgresql://{user}:{quote(SENTINEL_PASSWORD, safe='')}@127.0.0.1:{server.port}/"
+            f"{dbname}")
+
+
+def owned_database(server: Server, owner: str) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with server.admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+            sql.Identifier(name), sql.Identifier(owner)))
+    return name
+
+
+@pytest.mark.slow
+def test_role_limits_do_not_break_100k_seed_dump_restore(cli: Cli, pg18: Server, tmp_path: Path) -> None:
+    data = tmp_path / "movements-100k.json"
+    write_synthetic(100_000, data)
+    with role(pg18, limits=True) as app:
+        source = dsn_as(pg18, app, owned_database(pg18, app))
+        copy = dsn_as(pg18, app, owned_database(pg18, app))
+        with psycopg.connect(source) as conn:  # the limits are real for this role's queries
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("1s",)
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(1.5)")
+        for step in [("seed", "--dsn", source, "--file", str(data), "--quiet"),
+                     ("dump", "--dsn", source, "--output-dir", str(tmp_path)),
+                     ("migrate", "--dsn", copy),
+                     ("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"),
+                      "--dsn", copy, "--yes"),
+                     ("verify", "--dsn", copy, "--file", str(data)),
+                     ("diff", "--from", source, "--to", copy)]:
+            result = cli(*step)
+            assert result.code == 0, f"inv {step[0]} as a role with 1 s limits:\n{result.output[-3000:]}"
+            assert_no_secret(result.output)
+        with psycopg.connect(copy) as conn:
+            assert conn.execute("SELECT count(*) FROM movement_current").fetchone() == (100_000,)
+
+
+def test_a_role_that_owns_only_a_schema_in_a_shared_database(cli: Cli, pg18: Server, tmp_path: Path) -> None:
+    with role(pg18) as owner, role(pg18) as tenant:
+        source = dsn_as(pg18, owner, owned_database(pg18, owner))
+        shared = f"t_{uuid.uuid4().hex[:12]}"
+        with pg18.admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(shared)))
+            conn.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET search_path = movelib").format(
+                sql.Identifier(tenant), sql.Identifier(shared)))
+        try:
+            with psycopg.connect(pg18.dsn(shared), autocommit=True) as conn:
+                conn.execute(sql.SQL("CREATE SCHEMA movelib AUTHORIZATION {}").format(sql.Identifier(tenant)))
+                conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+                conn.execute("CREATE TABLE public.someone_elses (x int)")  # not ours to touch
+            target = dsn_as(pg18, tenant, shared)
+            for step in [("seed", "--dsn", source),
+                         ("dump", "--dsn", source, "--output-dir", str(tmp_path)),
+                         ("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"),
+                          "--dsn", target, "--yes"),
+                         ("verify", "--dsn", target), ("seed", "--dsn", target),
+                         ("diff", "--from", source, "--to", target)]:
+                result = cli(*step)
+                assert result.code == 0, f"inv {step[0]}:\n{result.output[-3000:]}"
+            with psycopg.connect(pg18.dsn(shared)) as conn:
+                assert conn.execute("SELECT to_regclass('movelib.movement_library') IS NOT NULL, "
+                                    "to_regclass('public.movement_library') IS NULL, "
+                                    "to_regclass('public.someone_elses') IS NOT NULL").fetchone() \
+                    == (True, True, True)
+        finally:
+            pg18.drop_database(shared)
