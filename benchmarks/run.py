@@ -94,6 +94,8 @@ class Bench:
 
     def run(self, *cmd: str, settle: bool = True) -> float:
         """Wall time of ``cmd``; its peak RSS (grandchildren included) is kept in ``self.rss``."""
+        if sys.platform == "win32":
+            raise SystemExit("the benchmark reads peak memory through wait4: run it on Linux")
         if settle:
             self.settle()  # not timed
         with tempfile.TemporaryFile() as out:

@@ -56,6 +56,11 @@ class EmulatorError(MovelibError):
     """An emulator could not be started, stopped or inspected."""
 
 
+class FileInUse(MovelibError):
+    """A file or folder to replace or delete is held open by another program (on Windows), or
+    may not be changed."""
+
+
 class PortInUse(EmulatorError):
     """The profile's port is held by something that is not this profile's emulator."""
 

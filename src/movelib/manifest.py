@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ArtifactError
+from .errors import ArtifactError, FileInUse
 
 FORMAT = "movelib-seed-dump"
 FORMAT_VERSION = 1
@@ -202,11 +202,24 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    """``os.replace``, and when ``path`` cannot be replaced (on Windows: another program has it
+    open) one line that says which file and what to do, not a traceback."""
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise FileInUse(
+            f"could not replace {path}: {exc.strerror or exc}. Another program may hold it open "
+            "(an editor, a running restore, a backup or virus scan): close it and run again; "
+            f"{path.name} was left as it was"
+        ) from None
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -231,7 +244,7 @@ def link_atomically(source: Path, path: Path) -> None:
         copy_atomically(source, path)
         return
     try:
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

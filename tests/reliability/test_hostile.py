@@ -35,6 +35,8 @@ def test_a_device_is_not_read(cli: Cli) -> None:
 
 @pytest.mark.posix  # FIFOs
 def test_a_fifo_is_refused_without_waiting_for_a_writer(cli_process: Cli, tmp_path: Path) -> None:
+    if sys.platform == "win32":  # the posix marker already skips it there; this tells mypy
+        pytest.skip("POSIX only")
     fifo = tmp_path / "movements.json"
     os.mkfifo(fifo)
     started = time.monotonic()
@@ -135,6 +137,8 @@ def _default_sigint() -> None:
 @pytest.mark.posix  # SIGINT to a process group
 def test_ctrl_c_during_a_two_process_validation_is_one_line_and_130(cli_overrides: dict[str, str], tmp_path: Path) -> None:
     """Ctrl-C reaches the whole foreground process group: the task and its forked reader."""
+    if sys.platform == "win32":  # the posix marker already skips it there; this tells mypy
+        pytest.skip("POSIX only")
     path = tmp_path / "large.json"
     write_synthetic(60_000, path)  # over 16 MB: read by two processes
     run = subprocess.Popen([sys.executable, "-m", "invoke", "validate", "--file", str(path)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import signal
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ def two_process_pass(path: Path, validator: Any, hashes: bool,
     fell inside a record, either half needs the precise report, or the child died): the caller
     then reads the file in one pass. Any other exception, in either process, is raised here.
     """
+    if sys.platform == "win32":
+        return None  # no fork on Windows (the caller uses this pass on Linux only)
     import multiprocessing
 
     size = path.stat().st_size

