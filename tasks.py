@@ -62,14 +62,19 @@ def say(*lines: str, err: bool = False) -> None:
     """Print lines (to stderr with ``err``) with every known password masked. When the reader
     has gone (``inv seed | head -1``), the rest of the output is dropped and the task still
     finishes its work."""
+    from movelib.console import reader_gone, utf8_output
     from movelib.secrets import redact
 
+    stream = sys.stderr if err else sys.stdout
+    utf8_output(stream)  # a redirected plan is UTF-8, also where the locale says cp1252
     try:
         for line in lines or ("",):
-            print(redact(line), flush=True, file=sys.stderr if err else sys.stdout)
-    except BrokenPipeError:
+            print(redact(line), flush=True, file=stream)
+    except OSError as exc:
+        if not reader_gone(exc):
+            raise
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # and the interpreter's last flush goes there too
+        os.dup2(devnull, stream.fileno())  # and the interpreter's last flush goes there too
         os.close(devnull)
 
 

@@ -12,6 +12,7 @@ from typing import TextIO
 
 import psycopg
 
+from .console import mintty_hint
 from .errors import ProtectedTarget
 from .tables import environment_label
 from .target import Target
@@ -55,7 +56,7 @@ def check_protected(conn: psycopg.Connection, target: Target, permission: Permis
     if stdin is None or not stdin.isatty():
         raise ProtectedTarget(
             f"refusing to {action}: {where} and there is no terminal to type its name on; "
-            f"pass --confirm {dbname}"
+            f"pass --confirm {dbname}{mintty_hint()}"
         )
     stdout.write(f"{where}. Type the database name to {action}: ")
     stdout.flush()

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from .console import live_lines
+
 SHOW_AFTER = 1.0  # seconds a step runs before it is shown
 LOG_EVERY = 5.0  # seconds between plain log lines
 
@@ -22,7 +24,9 @@ class ProgressReporter:
         self.clock = clock
         self.stream = stream or sys.stderr
         self.quiet = quiet
-        self.tty = self.stream.isatty() if tty is None else tty
+        # a line rewritten in place only where the terminal shows it as one (not TERM=dumb,
+        # not the old Windows console)
+        self.tty = live_lines(self.stream) if tty is None else tty
         self.stage = ""
         self.started = 0.0
         self.last = 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from .console import mintty_hint
 from .errors import ConfirmationRequired
 
 
@@ -22,7 +23,7 @@ def confirm(question: str, *, assume_yes: bool, answer: str = "yes",
     if stdin is None or not stdin.isatty():
         raise ConfirmationRequired(
             "refusing: there is no terminal to ask for confirmation on; pass --yes to confirm "
-            "(nothing was touched)"
+            f"(nothing was touched){mintty_hint()}"
         )
     stdout.write(f"{question}\nType {answer!r} to continue: ")
     stdout.flush()
