@@ -86,8 +86,15 @@ def choose_backend(profile: Profile, settings: EmulatorSettings) -> tuple[str, s
         return "embedded", f"auto: its data is in {settings.base_dir.name}/{profile.name}"
     try:
         client = docker_client(timeout=1)
-    except BackendUnavailable:
-        return "embedded", "auto: no Docker engine answers"
+    except BackendUnavailable as exc:
+        from .dockerctx import current_context
+
+        try:
+            context = current_context()
+        except BackendUnavailable:
+            return "embedded", f"auto: {exc}"
+        where = f" at the {context.describe()}" if context else ""
+        return "embedded", f"auto: no Docker engine answers{where}"
     docker = DockerEmulator(profile, image=settings.image, project=settings.project)
     docker.use_client(client)
     try:

@@ -49,6 +49,9 @@ def docker_client(timeout: float = PING_TIMEOUT) -> Any:
     except ImportError:
         raise BackendUnavailable(NO_ENGINE.format(
             reason="the docker Python package is missing: pip install docker")) from None
+    from .dockerctx import current_context
+
+    context = current_context()  # BackendUnavailable when the named context is unreadable
     client = None
     reason = ""
     # docker-py leaves the socket of a failed probe open: it is closed when the exception's
@@ -57,10 +60,13 @@ def docker_client(timeout: float = PING_TIMEOUT) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         try:
-            client = docker.from_env(timeout=int(max(timeout, 1)))
+            if context is None:
+                client = docker.from_env(timeout=int(max(timeout, 1)))
+            else:
+                client = docker.DockerClient(base_url=context.host, timeout=int(max(timeout, 1)))
             client.ping()
         except Exception as exc:  # docker-py raises many kinds; all mean "no engine"
-            reason = _first_line(exc)
+            reason = _first_line(exc) + (f"; {context.describe()}" if context else "")
             if client is not None:
                 client.close()
         if reason:
