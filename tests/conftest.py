@@ -11,6 +11,7 @@ pg15"`` deselects exactly the tests that need PostgreSQL 15.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from support import (
     require,
     require_linux,
     require_posix,
+    require_windows,
     run_inv,
 )
 
@@ -59,11 +61,51 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """``posix`` and ``linux`` tests skip elsewhere (or fail where CI requires them)."""
+    """``posix``, ``linux`` and ``windows`` tests skip elsewhere (or fail where CI requires them)."""
     if item.get_closest_marker("posix"):
         require_posix()
     if item.get_closest_marker("linux"):
         require_linux()
+    if item.get_closest_marker("windows"):
+        require_windows()
+
+
+if sys.platform == "win32":
+
+    class _InheritedAclDirs:
+        """pytest makes its temporary folders with mode 0o700, which Python (3.12.4+, and the
+        security releases of 3.9-3.11) turns on Windows into an ACL for the owner, SYSTEM and
+        Administrators only. initdb and pg_ctl drop administrator rights, and then cannot reach
+        a data folder there. These folders inherit the ACL of MOVELIB_TEST_TMP (the Windows
+        job: under the runner's temp folder) or of .pytest-tmp in the project."""
+
+        def __init__(self, root: Path) -> None:
+            self.root = root
+
+        def getbasetemp(self) -> Path:
+            return self.root
+
+        def mktemp(self, basename: str, numbered: bool = True) -> Path:
+            for n in range(10_000):
+                path = self.root / (f"{basename}{n}" if numbered else basename)
+                try:
+                    path.mkdir()  # the default mode: the parent's ACL is inherited
+                    return path
+                except FileExistsError:
+                    if not numbered:
+                        raise
+            raise RuntimeError(f"no free name for {basename} in {self.root}")
+
+    @pytest.fixture(scope="session")
+    def tmp_path_factory() -> Iterator[_InheritedAclDirs]:  # tmp_path asks this one too
+        import os
+        import uuid
+
+        root = Path(os.environ.get("MOVELIB_TEST_TMP") or Path(__file__).parent.parent / ".pytest-tmp")
+        session = root / f"run-{uuid.uuid4().hex[:8]}"
+        session.mkdir(parents=True)
+        yield _InheritedAclDirs(session)
+        shutil.rmtree(session, ignore_errors=True)
 
 
 def _start_server(base: Path, name: str, bin_dir: Path, major: int) -> Iterator[Server]:

@@ -50,12 +50,18 @@ PREREQUISITES = {
     "posix": "a POSIX system (signals, #!/bin/sh scripts, file modes)",
     "linux": "Linux (/proc, fork)",
     "ssh": "ssh-keygen (openssh-client, OpenSSH 8.2+; git for Windows ships it)",
+    "immutable": "chattr +i (root, on ext4, xfs or btrfs), what a file held open is on Windows",
+    "windows": "Windows (files held open, the console, cmd.exe)",
 }
+
+
+# "all" is what .ci/run says on Linux: every prerequisite but another platform.
+OTHER_PLATFORMS = {"windows"}
 
 
 def required(name: str) -> bool:
     wanted = {w.strip() for w in os.environ.get("MOVELIB_REQUIRE", "").split(",") if w.strip()}
-    return name in wanted or "all" in wanted
+    return name in wanted or ("all" in wanted and name not in OTHER_PLATFORMS)
 
 
 def require(name: str, available: bool, reason: str) -> None:
@@ -92,6 +98,10 @@ def require_docker(image: str | None = None) -> Any:
 
 def require_posix() -> None:
     require("posix", os.name == "posix", f"this is {sys.platform}")
+
+
+def require_windows() -> None:
+    require("windows", sys.platform == "win32", f"this is {sys.platform}")
 
 
 def require_linux() -> None:
