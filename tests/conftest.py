@@ -39,6 +39,8 @@ from support import (
     run_inv,
 )
 
+from servers import PGBOUNCER, Pki, Pooler, make_pki, pgbouncer, tls_settings
+
 from movelib.emulator.embedded import EmbeddedEmulator
 from movelib.errors import MovelibError
 from movelib.migrations import migrate
@@ -46,7 +48,8 @@ from movelib.profiles import Profile
 from movelib.target import Target, target_from_dsn
 
 # fixture -> the marker every test using it carries
-FIXTURE_MARKERS = {"pg15": "pg15", "pg15_bin": "pg15", "docker_engine": "docker", "ssh_keygen": "ssh"}
+FIXTURE_MARKERS = {"pg15": "pg15", "pg15_bin": "pg15", "tls_server": "pg15", "docker_engine": "docker",
+                   "ssh_keygen": "ssh", "pgbouncer_bin": "pgbouncer", "pooler": "pgbouncer"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -108,11 +111,12 @@ if sys.platform == "win32":
         shutil.rmtree(session, ignore_errors=True)
 
 
-def _start_server(base: Path, name: str, bin_dir: Path, major: int) -> Iterator[Server]:
+def _start_server(base: Path, name: str, bin_dir: Path, major: int,
+                  settings: Mapping[str, str] | None = None) -> Iterator[Server]:
     profile = Profile(name=name, host="127.0.0.1", port=free_port(), user=TEST_USER,
                       password=SENTINEL_PASSWORD, database="movelib_template")
     emulator = EmbeddedEmulator(profile, base_dir=base, bin_dir=bin_dir,
-                                settings=FAST_SETTINGS)
+                                settings={**FAST_SETTINGS, **(settings or {})})
     try:
         emulator.up()
     except MovelibError as exc:
@@ -143,6 +147,34 @@ def pg15_bin() -> Path:
 @pytest.fixture(scope="session")
 def pg15(tmp_path_factory: pytest.TempPathFactory, pg15_bin: Path) -> Iterator[Server]:
     yield from _start_server(tmp_path_factory.mktemp("pg15"), "pg15", pg15_bin, 15)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A test CA, the server certificate it signs (localhost, 127.0.0.1), and an unrelated CA."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory: pytest.TempPathFactory, pg15_bin: Path, pki: Pki) -> Iterator[Server]:
+    """PostgreSQL 15 that takes logins over TLS only (``hostssl`` lines, no ``host``), as every
+    managed service does."""
+    base = tmp_path_factory.mktemp("pg15tls")
+    yield from _start_server(base, "pg15tls", pg15_bin, 15, tls_settings(pki, base))
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_bin() -> str:
+    require("pgbouncer", Path(PGBOUNCER).is_file(), f"no pgbouncer at {PGBOUNCER} (apt-get install pgbouncer)")
+    return PGBOUNCER
+
+
+@pytest.fixture(scope="session")
+def pooler(tmp_path_factory: pytest.TempPathFactory, pgbouncer_bin: str, pg18: Server) -> Iterator[Pooler]:
+    """PgBouncer in ``pool_mode = transaction`` in front of the PostgreSQL 18 test server, with
+    two server connections for all its clients."""
+    with pgbouncer(tmp_path_factory.mktemp("pgbouncer"), pg18.port) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,7 @@ PREREQUISITES = {
     "ssh": "ssh-keygen (openssh-client, OpenSSH 8.2+; git for Windows ships it)",
     "immutable": "chattr +i (root, on ext4, xfs or btrfs), what a file held open is on Windows",
     "windows": "Windows (files held open, the console, cmd.exe)",
+    "pgbouncer": "PgBouncer (apt-get install pgbouncer), the transaction pooler managed services put in front",
 }
 
 

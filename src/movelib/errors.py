@@ -28,6 +28,11 @@ class TargetUnreachable(MovelibError):
     """No PostgreSQL server answered at the target."""
 
 
+class TlsRefused(TargetUnreachable):
+    """The TLS handshake failed: a certificate that does not verify, TLS required on one side
+    only, a CA file that is missing."""
+
+
 class AuthenticationFailed(MovelibError):
     """The server answered but refused the login."""
 
