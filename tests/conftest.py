@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from servers import PGBOUNCER, Pki, Pooler, make_pki, pgbouncer, tls_settings
 from support import (
     FAST_SETTINGS,
     PG15_BIN,
@@ -38,8 +39,6 @@ from support import (
     require_windows,
     run_inv,
 )
-
-from servers import PGBOUNCER, Pki, Pooler, make_pki, pgbouncer, tls_settings
 
 from movelib.emulator.embedded import EmbeddedEmulator
 from movelib.errors import MovelibError
