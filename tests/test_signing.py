@@ -37,7 +37,6 @@ from support import (
 
 from movelib.dump import dump
 from movelib.errors import (
-    ConfigError,
     SignatureMismatch,
     SignatureRefused,
     SignerExpired,
@@ -53,6 +52,7 @@ from movelib.signing import (
     check_release_signature,
     load_allowed_signers,
     parse_allowed_signers,
+    read_allowed_signers,
     sign_file,
     signature_path,
 )
@@ -248,17 +248,32 @@ def test_allowed_signers_lines_are_read_as_ssh_keygen_reads_them(tmp_path: Path)
     ("line", "message"),
     [
         pytest.param('{who} trust-me="yes" {key}', "unknown option 'trust-me'", id="unknown-option"),
-        pytest.param("{who} ssh-ed25519 not-base64!", "not an allowed_signers line", id="bad-base64"),
-        pytest.param("{who} ssh-rsa {blob}", "the key says ssh-ed25519, the line says ssh-rsa", id="type-mismatch"),
-        pytest.param('{who} valid-after="next-week" {key}', "'next-week' is not a time", id="bad-time"),
+        pytest.param("{who} ssh-ed25519 not-base64!", "not base64", id="bad-base64"),
+        pytest.param("{who} ssh-rsa {blob}", "the line says ssh-rsa, the key is ssh-ed25519", id="type-mismatch"),
+        pytest.param('{who} valid-after="next-week" {key}', '"next-week" is not a time', id="bad-time"),
         pytest.param('"{who} {key}', "unterminated quote", id="unterminated-quote"),
+        pytest.param("{who} namespaces {key}", "option 'namespaces' needs a value", id="option-without-value"),
+        pytest.param("{who} namespaces= {key}", "namespaces= has no value in double quotes", id="option-with-empty-value"),
+        pytest.param('{who} namespaces="git",namespaces="{ns}" {key}', "more than one namespaces=", id="duplicate-option"),
+        pytest.param('{who} valid-after="20300101",valid-before="20200101" {key}', "valid-before is not later than valid-after", id="window-backwards"),
     ],
 )
-def test_a_malformed_allowed_signers_line_is_a_config_error(tmp_path: Path, line: str, message: str) -> None:
-    key = public(make_key(tmp_path / "keys"))
-    text = "# header\n" + line.format(who=SIGNER, key=key, blob=key.split()[1]) + "\n"
-    with pytest.raises(ConfigError, match=f"signers:2: .*{message}"):
-        parse_allowed_signers(text, "signers")
+def test_a_line_ssh_keygen_cannot_read_is_skipped_and_named(tmp_path: Path, line: str, message: str) -> None:
+    """ssh-keygen skips such a line (and so trusts nothing from it); movelib does the same and
+    says which line and why when the key is then unknown."""
+    key = make_key(tmp_path / "keys")
+    text = line.format(who=SIGNER, key=public(key), blob=public(key).split()[1], ns=NAMESPACE)
+    allowed = allowed_signers(tmp_path, text)
+    trusted = read_allowed_signers(allowed)
+    assert trusted.signers == []
+    assert len(trusted.skipped) == 1 and message in trusted.skipped[0], trusted.skipped
+    assert trusted.skipped[0].startswith(f"{allowed}:2: ")
+    manifest = tmp_path / "m.manifest.json"
+    manifest.write_text("{}\n")
+    sign_file(manifest, key)
+    with pytest.raises(UnknownSigner, match=re.escape(message)):
+        check_release_signature(manifest, allowed, required=True)
+    assert keygen_verify(manifest, allowed).returncode != 0  # ssh-keygen agrees
 
 
 # -- releases ---------------------------------------------------------------------------------

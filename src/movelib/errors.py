@@ -149,5 +149,15 @@ class WrongNamespace(SignatureRefused):
     """The signature was made for another namespace, or the key may not sign movelib releases."""
 
 
+class SignatureUnreadable(SignatureRefused):
+    """A ``.sig`` exists but is not a regular file, is too large, or cannot be read: never taken
+    for no signature."""
+
+
+class AllowedSignersUnreadable(ConfigError):
+    """The allowed_signers path is not a regular file (a FIFO, a directory, a device), is too
+    large, or cannot be read."""
+
+
 class ProtectedTarget(MovelibError):
     """The target is labelled production and the run was not explicitly allowed on it."""
