@@ -115,7 +115,7 @@ def test_signatures_interoperate_with_ssh_keygen(tmp_path: Path, kind: str) -> N
     assert checked.returncode == 0, checked.stderr
     assert f'Good "{NAMESPACE}" signature for {SIGNER}' in checked.stdout
     verified = check_release_signature(message, allowed, required=True)
-    assert verified is not None and verified.principals == SIGNER
+    assert verified is not None and verified.principal == SIGNER
     # ssh-keygen signs (both message hashes), movelib verifies
     for hashalg in ("sha256", "sha512"):
         keygen_sign(message, key, hashalg=hashalg)
@@ -304,7 +304,7 @@ def test_a_signed_release_is_checked_by_ssh_keygen_git_and_restore(cli: Cli, rel
         restored = cli("restore", "--dump-file", str(result.dump.path), "--dsn", dsn, "--yes",
                        "--require-signature", env={"INVOKE_PATHS_ALLOWED_SIGNERS": str(allowed)})
         assert restored.code == 0, restored.output
-        assert f"signature: good, by {SIGNER} (ssh-ed25519 key {result.signed.key.fingerprint})" in restored.stdout
+        assert f"signature: good, by {SIGNER} (ED25519 {result.signed.key.fingerprint}), from {allowed}" in restored.stdout
         assert table_hashes(target_from_dsn(dsn, "--dsn")) == table_hashes(migrated_db)
         assert_no_secret(restored.output)
 

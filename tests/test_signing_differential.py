@@ -234,6 +234,8 @@ LINE_CASES = {
     "principal-quoted-spaces": f'"Release Engineer <{SIGNER}>" {K}',
     "principal-quote-mid-field": f'a"b c"d {K}',
     "principal-unterminated-quote": f'"{SIGNER} {K}',
+    "principal-with-escape-sequence": f'"mallory\x1b[2K\rsignature: good by boss" {K}',
+    "principal-with-trailing-cr": f'"{SIGNER}\r" {K}',
     "leading-whitespace": f" \t{SIGNER} {K}",
     "tab-separated": f"{SIGNER}\t{K}",
     "comment-after-key": f"{SIGNER} {K} release key # not a comment marker",

@@ -272,7 +272,7 @@ def _plain_type(name: bytes) -> str:
         return _SHORT_NAMES[text.lower()]
     if text in _OTHER_NAMES or text.lower() in _OTHER_SHORT_NAMES:
         raise UnsupportedKey(text)
-    raise ValueError("an unknown key type")
+    raise ValueError(f"an unknown key type '{_text(name)}'")
 
 
 def _key_from_blob(blob: bytes) -> PublicKey:
