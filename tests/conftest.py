@@ -10,8 +10,10 @@ pg15"`` deselects exactly the tests that need PostgreSQL 15.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -49,6 +51,32 @@ from movelib.target import Target, target_from_dsn
 # fixture -> the marker every test using it carries
 FIXTURE_MARKERS = {"pg15": "pg15", "pg15_bin": "pg15", "tls_server": "pg15", "docker_engine": "docker",
                    "ssh_keygen": "ssh", "pgbouncer_bin": "pgbouncer", "pooler": "pgbouncer"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A temp folder of this run's own, unless --basetemp names one.
+
+    pytest's default (``pytest-of-<user>/pytest-N``) keeps the newest three runs and deletes
+    older ones when a run starts: a second suite started on the same machine (another checkout,
+    CI beside a developer) deleted the data folders of this run's live PostgreSQL servers. A
+    folder from ``mkdtemp`` is nobody else's; it is removed when the run ends. xdist's workers
+    get their folders inside it."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        root = os.environ.get("MOVELIB_TEST_TMP") or None
+        if root is not None:
+            Path(root).mkdir(parents=True, exist_ok=True)
+        config.option.basetemp = tempfile.mkdtemp(prefix="movelib-tests-", dir=root)
+        config.stash[_OWN_BASETEMP] = Path(config.option.basetemp)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_BASETEMP, None)
+    if own is not None:
+        shutil.rmtree(own, ignore_errors=True)
+
+
+_OWN_BASETEMP = pytest.StashKey[Path]()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
