@@ -8,22 +8,25 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from support import ROOT, table_hashes
 
+from movelib.datafile.canonical import canonical_bytes, content_hash
 from movelib.errors import MigrationError, SchemaNotApplied
 from movelib.migrations import migrate
 from movelib.target import Target
 
 MIGRATIONS = ROOT / "migrations"
+ALL = ["0001.movement-library", "0002.movement-versions", "0003.movement-provenance",
+       "0004.movement-content"]
 
 
 def test_migrate_applies_then_is_a_no_op(any_empty_db: Target) -> None:
     first = migrate(any_empty_db, MIGRATIONS)
-    assert first.applied == ["0001.movement-library", "0002.movement-versions",
-                             "0003.movement-provenance"]
+    assert first.applied == ALL
     second = migrate(any_empty_db, MIGRATIONS)
-    assert second.applied == [] and second.already == 3
-    assert second.lines() == ["migrations: up to date (3 applied)"]
+    assert second.applied == [] and second.already == len(ALL) == 4
+    assert second.lines() == ["migrations: up to date (4 applied)"]
 
 
 def test_a_failing_migration_rolls_back_the_whole_run(empty_db: Target, tmp_path: Path) -> None:
@@ -44,13 +47,11 @@ def test_a_failing_migration_rolls_back_the_whole_run(empty_db: Target, tmp_path
     # fixed, the rerun just works
     (folder / "0099.broken.sql").write_text(
         "-- depends: 0003.movement-provenance\nCREATE TABLE half_done (x int);\n")
-    assert migrate(empty_db, folder).applied == ["0001.movement-library", "0002.movement-versions",
-                                                 "0003.movement-provenance", "0099.broken"]
+    assert migrate(empty_db, folder).applied == [*ALL, "0099.broken"]
     with psycopg.connect(empty_db.conninfo) as conn:
         logged = conn.execute("SELECT migration_id, operation FROM _yoyo_log ORDER BY created_at_utc, "
                               "migration_id").fetchall()
-        assert [m for m, op in logged if op == "apply"] == [
-            "0001.movement-library", "0002.movement-versions", "0003.movement-provenance", "0099.broken"]
+        assert [m for m, op in logged if op == "apply"] == [*ALL, "0099.broken"]
         assert conn.execute("SELECT version FROM _yoyo_version").fetchall() == [(2,)]
 
 
@@ -81,7 +82,7 @@ def test_a_stale_yoyo_lock_row_does_not_block(migrated_db: Target) -> None:
     with psycopg.connect(migrated_db.conninfo) as conn:
         conn.execute("INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, now(), 999999)")
     result = migrate(migrated_db, MIGRATIONS)
-    assert result.already == 3
+    assert result.already == len(ALL)
     with psycopg.connect(migrated_db.conninfo) as conn:
         assert conn.execute("SELECT count(*) FROM yoyo_lock").fetchone() == (0,)
 
@@ -103,10 +104,16 @@ def test_an_unknown_environment_is_refused(migrated_db: Target) -> None:
         migrate(migrated_db, MIGRATIONS, environment="prod")
 
 
+DOCUMENT = {"slug": "x", "name": "X", "classification": "squat", "equipment": [],
+            "primary_muscles": ["quadriceps"], "secondary_muscles": [], "level": "beginner",
+            "instructions": ["go"]}
+HASH = content_hash(canonical_bytes(DOCUMENT))
+
+
 def _insert_draft(conn: psycopg.Connection, slug: str = "x") -> int:
     row = conn.execute(
         "INSERT INTO movement_staging (slug, version, document, content_hash) "
-        "VALUES (%s, 1, '{}', repeat('a', 64)) RETURNING id", (slug,)).fetchone()
+        "VALUES (%s, 1, %s, %s) RETURNING id", (slug, Jsonb(DOCUMENT), HASH)).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -132,13 +139,13 @@ def test_publishing_needs_two_distinct_approvals(migrated_db: Target) -> None:
             "INSERT INTO movement_library (slug, version, name, classification, equipment, "
             "primary_muscles, secondary_muscles, level, instructions, content_hash, "
             "published_by, staging_id) VALUES ('x', 1, 'X', 'squat', '{}', '{quadriceps}', "
-            "'{}', 'beginner', '{go}', repeat('a', 64), 'me', %s)"
+            "'{}', 'beginner', '{go}', %s, 'me', %s)"
         )
         with pytest.raises(psycopg.errors.RaiseException, match="1 distinct approval"):
-            conn.execute(insert, (draft,))
+            conn.execute(insert, (HASH, draft))
         conn.execute("INSERT INTO movement_audit_log (action, slug, version, actor) "
                      "VALUES ('APPROVED', 'x', 1, 'bob')")
-        conn.execute(insert, (draft,))
+        conn.execute(insert, (HASH, draft))
 
 
 def test_audit_log_is_append_only(migrated_db: Target) -> None:
@@ -176,16 +183,27 @@ SELECT c.table_name, c.column_name, c.data_type, c.character_maximum_length, c.i
 def test_the_yoyo_tables_a_dump_carries_are_the_ones_yoyo_creates(migrated_db: Target, empty_db: Target) -> None:
     """A dump writes yoyo's bookkeeping tables itself (so a restored database needs no yoyo run):
     they must be exactly what the installed yoyo creates, and hold its schema version."""
-    from movelib.dumpformat import YOYO_DDL, YOYO_SCHEMA_VERSION
+    from yoyo import get_backend
 
-    with psycopg.connect(empty_db.conninfo, autocommit=True) as conn:
-        conn.execute(YOYO_DDL)
-        written = conn.execute(YOYO_SHAPE).fetchall()
-    with psycopg.connect(migrated_db.conninfo) as conn:
+    from movelib.dumpformat import YOYO_SCHEMA_VERSION
+
+    params = empty_db.params  # yoyo's own backend creates its tables there
+    backend = get_backend(f"postgresql+psycopg://{params['user']}:{quote(params['password'], safe='')}@"
+                          f"{params['host']}:{params['port']}/{params['dbname']}")
+    try:
+        backend.init_database()
+        backend.ensure_internal_schema_updated()
+        backend.connection.commit()
+    finally:
+        backend.connection.close()
+    with psycopg.connect(empty_db.conninfo) as conn:
         created = conn.execute(YOYO_SHAPE).fetchall()
+        yoyo_versions = [str(v) for (v,) in conn.execute("SELECT version FROM _yoyo_version")]
+    with psycopg.connect(migrated_db.conninfo) as conn:  # movelib wrote these (dumpformat.YOYO_DDL)
+        written = conn.execute(YOYO_SHAPE).fetchall()
         versions = [str(v) for (v,) in conn.execute("SELECT version FROM _yoyo_version")]
     assert created and written == created
-    assert versions == [YOYO_SCHEMA_VERSION.decode()]
+    assert versions == yoyo_versions == [YOYO_SCHEMA_VERSION.decode()]
 
 
 def test_movelib_spells_yoyos_migration_hash(migrated_db: Target) -> None:

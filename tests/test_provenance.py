@@ -101,11 +101,11 @@ def test_a_dump_from_before_migration_0003_restores_and_is_brought_up_to_date(pg
     assert "movement_provenance" not in text
     seed(migrated_db, older(tmp_path))
     restored = restore(plan_restore(migrated_db, two.path))
-    assert restored.migrated == ("0003.movement-provenance",)
+    assert restored.migrated == ("0003.movement-provenance", "0004.movement-content")
     assert [r[0] for r in rows(migrated_db, PROVENANCE)] == ["seed", "restore"]
     assert migrate(migrated_db, MIGRATIONS).applied == []  # fully bookkept
-    assert rows(migrated_db, "SELECT migration_id FROM _yoyo_migration ORDER BY 1")[-1] == (
-        "0003.movement-provenance",)
+    assert rows(migrated_db, "SELECT migration_id FROM _yoyo_migration ORDER BY 1")[-2:] == [
+        ("0003.movement-provenance",), ("0004.movement-content",)]
 
 
 def test_inv_restore_and_verify_print_the_provenance(cli: Cli, source: Target, migrated_db: Target, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import psycopg
 
 from . import db
 from .errors import ConfigError, DriftFound
-from .tables import require_schema
+from .tables import require_content_checks, require_schema
 from .target import Target, target_from_dsn
 from .text import shown
 
@@ -33,13 +33,17 @@ if TYPE_CHECKING:
 SHOWN = 200  # differences listed per kind; the totals count them all
 KINDS = ("CONFLICT", "ONLY", "VERSION", "RETIRED")
 
+# A library row that is not its approved document's projection has no content hash: it stands
+# for no reviewed content, so it differs from whatever the other side holds, even the same row.
+NOT_ITS_DOCUMENT = "not its approved document"
 _LIBRARY = """
 SELECT json_build_object(
-  'versions', (SELECT coalesce(json_agg(json_build_array(slug, version, content_hash)), '[]')
-                 FROM movement_library),
+  'versions', (SELECT coalesce(json_agg(json_build_array(
+                        slug, version, coalesce(content_hash, 'NOT_ITS_DOCUMENT'))), '[]')
+                 FROM movement_library_content),
   'current', (SELECT coalesce(json_object_agg(slug, version), '{}') FROM movement_current)
 )::text
-"""
+""".replace("NOT_ITS_DOCUMENT", NOT_ITS_DOCUMENT)
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ def read_side(target: Target) -> Side:
         try:
             with db.work(conn, read_only=True):
                 require_schema(conn, target)
+                require_content_checks(conn, target)
                 row = conn.execute(_LIBRARY).fetchone()
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the diff")
@@ -157,6 +162,11 @@ def read_side(target: Target) -> Side:
     return Side(target.masked(), versions, data["current"])
 
 
+def _hash(value: str) -> str:
+    return ("the library row differs from its approved document" if value == NOT_ITS_DOCUMENT
+            else f"{value[:12]}...")
+
+
 def compare(source: Side, destination: Side) -> list[Difference]:
     """Every difference between two libraries, conflicts first, then by kind and slug."""
     found: list[Difference] = []
@@ -166,10 +176,11 @@ def compare(source: Side, destination: Side) -> list[Difference]:
         if slug not in a or slug not in b:
             found.append(Difference("ONLY", slug, here, there))
             continue
-        clash = sorted(v for v in a[slug].keys() & b[slug].keys() if a[slug][v] != b[slug][v])
+        clash = sorted(v for v in a[slug].keys() & b[slug].keys()
+                       if a[slug][v] != b[slug][v] or NOT_ITS_DOCUMENT in (a[slug][v], b[slug][v]))
         if clash:
             found.append(Difference("CONFLICT", slug, here, there, "different content in " + ", ".join(
-                f"v{v} ({a[slug][v][:12]}... vs {b[slug][v][:12]}...)" for v in clash)))
+                f"v{v} ({_hash(a[slug][v])} vs {_hash(b[slug][v])})" for v in clash)))
         if here == there:
             continue
         retired = (slug in source.current) != (slug in destination.current)

@@ -69,6 +69,8 @@ MIGRATION_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     # movement_provenance, which no dump carries or drops (see tables.PROVENANCE_TABLE): its
     # DDL is in the dump, its rows are not, and the DROP line is the same as before it.
     "0003.movement-provenance": {},
+    # the database's content checks: functions and triggers, no column changes
+    "0004.movement-content": {},
 }
 # The label belongs to each database (a restore keeps the target's); the manifest records it.
 NOT_DUMPED = ("movement_environment",)

@@ -42,6 +42,13 @@ SELECT encode(sha256(convert_to(coalesce(string_agg(
            ORDER BY BY_SLUG, version), ''), 'UTF8')), 'hex')
   FROM movement_library_versions
 """.replace("BY_SLUG", by_slug())
+# The same digest over each version's hash recomputed from its document (migration 0004's
+# movement_library_content): what `inv verify --release` compares, never the stored hashes.
+LIBRARY_CONTENT_SHA256 = LIBRARY_SHA256.replace("FROM movement_library_versions", """FROM (
+    SELECT v.slug, v.version, v.state,
+           coalesce(c.content_hash, 'not its approved document') AS content_hash
+      FROM movement_library_versions v
+      JOIN movement_library_content c ON c.slug = v.slug AND c.version = v.version) AS v""")
 _COLUMNS = ("id", "kind", "data_file", "data_sha256", "artifact_file", "artifact_sha256",
             "release", "tag", "source_environment", "source_server_version", "run_by",
             "recorded_at", "seed_run_id")
@@ -131,9 +138,10 @@ def latest(conn: psycopg.Connection) -> Provenance | str:
     return Provenance(*row) if row else NOTHING
 
 
-def library_sha256(conn: psycopg.Connection) -> str:
-    """The sha256 of every library version and its state (:data:`LIBRARY_SHA256`)."""
-    row = conn.execute(LIBRARY_SHA256).fetchone()
+def library_sha256(conn: psycopg.Connection, *, recompute: bool = False) -> str:
+    """The sha256 of every library version and its state (:data:`LIBRARY_SHA256`); with
+    ``recompute``, of each version's hash recomputed from its document."""
+    row = conn.execute(LIBRARY_CONTENT_SHA256 if recompute else LIBRARY_SHA256).fetchone()
     assert row is not None
     return str(row[0])
 
@@ -210,7 +218,7 @@ def compare_release(conn: psycopg.Connection, version: str,
         same.append(f"release {version}: content not compared (its manifest, written by movelib "
                     f"{manifest.tool_version}, has no library_sha256)")
         return same, differs
-    have = library_sha256(conn)
+    have = library_sha256(conn, recompute=True)
     if have == manifest.library_sha256:
         same.append(f"release {version}: library content matches (sha256 {have[:12]}...)")
     else:

@@ -72,6 +72,15 @@ def require_schema(conn: psycopg.Connection, target: Target) -> None:
         )
 
 
+def require_content_checks(conn: psycopg.Connection, target: Target) -> None:
+    """Raise :class:`SchemaNotApplied` unless the database can recompute content (migration
+    0004: ``movement_content_hash``, ``movement_library_content``)."""
+    if not table_exists(conn, "movement_library_content"):
+        raise SchemaNotApplied(
+            f"{target.describe()} predates migration 0004.movement-content, which lets the "
+            "database recompute each movement's content.\n  run `inv migrate` on it first")
+
+
 def current_counts(conn: psycopg.Connection, tables: list[str]) -> dict[str, int | None]:
     """Each table's row count; ``None`` for a table that does not exist."""
     counts: dict[str, int | None] = {}

@@ -16,7 +16,7 @@ from .defaults import FileLimits
 from .errors import VerificationFailed
 from .manifest import Manifest
 from .provenance import Provenance, compare_release, latest
-from .tables import CHAIN, COUNTED_TABLES, by_slug, require_schema
+from .tables import CHAIN, COUNTED_TABLES, by_slug, require_content_checks, require_schema
 from .target import Target
 from .text import shown
 
@@ -111,13 +111,22 @@ def _rows(conn: psycopg.Connection, query: str, *params: object) -> list[tuple[A
 
 
 def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = None, *,
-          extra_ok: bool = False) -> VerifyReport:
+          extra_ok: bool = False, content: bool = True) -> VerifyReport:
     """Inspect the movement tables through ``conn`` (read only).
 
     With ``dataset``, the current library must match it; ``extra_ok`` accepts current movements
     the file lacks (a seed keeps them unless told to retire them, and says so).
+
+    With ``content`` (``inv verify``), every content hash is recomputed from the documents the
+    database holds, every library row compared with its approved document's projection, and
+    the file compared with those recomputed hashes, never with a stored one on its own. A seed
+    and a restore pass False for the rows their own transaction wrote: the database checked
+    each of those rows as it was written (migration 0004's triggers, or its one-time check of
+    the rows a dump from before it loaded), and a recomputation would cost them a tenth.
     """
     require_schema(conn, target)
+    if content:
+        require_content_checks(conn, target)
     report = VerifyReport(target=target.masked())
     trail = _audit_trails(conn)  # one pass over the audit log for every audit check
     for table in COUNTED_TABLES:
@@ -182,9 +191,12 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
          ORDER BY l.slug"""),
         lambda slug, v: f"{slug} v{v}: has no current version and no RETIRED audit row")
 
+    if content:
+        _content_problems(conn, add)
+
     if dataset is not None:
         report.checked_file = dataset.display_name
-        _compare(conn, dataset, report, extra_ok)
+        _compare(conn, dataset, report, extra_ok, content)
     if not conn.autocommit:
         conn.rollback()
     return report
@@ -278,10 +290,66 @@ def _describe_chains(conn: psycopg.Connection, keys: list[tuple[Any, ...]]) -> l
 
 # The sha256 of the current movements' "slug<TAB>content hash" lines in byte order (an
 # expression over movement_library_current; file_digest computes the same for a data file).
+def _content_problems(conn: psycopg.Connection, add: Any) -> None:
+    """The database's documents against their hashes, library rows and audit rows."""
+    add("drafts whose content_hash is not their document's", _rows(conn, """
+        SELECT slug, version, content_hash, movement_content_hash(document)
+          FROM movement_staging
+         WHERE movement_content_hash(document) IS DISTINCT FROM content_hash
+         ORDER BY slug, version"""),
+        lambda slug, v, stored, computed: (
+            f"{slug} v{v}: draft content_hash {shown(stored, 16)} is not the sha256 of its "
+            f"document's canonical form ({shown(computed, 16) if computed else 'none'})"))
+    differing = _rows(conn, """
+        SELECT l.slug, l.version, movement_projection_differs(l, s.document), to_jsonb(l),
+               s.document
+          FROM movement_library_content c
+          JOIN movement_library l ON l.id = c.id
+          JOIN movement_staging s ON s.id = c.staging_id
+         WHERE c.content_hash IS NULL
+         ORDER BY l.slug, l.version""")
+    add("library rows that differ from their approved document", [
+        (slug, v, name, row.get(name), document.get(name, [] if name in _DEFAULT_EMPTY else None))
+        for slug, v, fields, row, document in differing for name in fields],
+        lambda slug, v, name, have, approved: (
+            f"{slug} v{v}: library {name} {_value(have)} differs from its approved document "
+            f"{_value(approved)}"))
+    add("audit rows naming other content than their draft's", _rows(conn, """
+        SELECT a.slug, a.version, a.action, a.details ->> 'content_hash'
+          FROM movement_audit_log a
+          LEFT JOIN movement_staging s ON s.slug = a.slug AND s.version = a.version
+         WHERE a.details ? 'content_hash'
+           AND s.content_hash IS DISTINCT FROM a.details ->> 'content_hash'
+         ORDER BY a.slug, a.version, a.id"""),
+        lambda slug, v, action, named: (
+            f"{slug} v{v}: audit row {action} names content_hash {shown(named, 16)}, which is "
+            "not its draft's"))
+
+
+_DEFAULT_EMPTY = ("aliases", "coaching_cues")  # absent in a document: an empty list
+
+
+def _value(value: object) -> str:
+    """A field's value as a message shows it: text quoted, lists as JSON, cut and escaped."""
+    import json
+
+    if isinstance(value, str):
+        return f"'{shown(value, 120)}'"
+    if value is None:
+        return "(absent)"
+    return shown(json.dumps(value, ensure_ascii=False), 120)
+
+
 CURRENT_DIGEST = """encode(sha256(convert_to(coalesce(string_agg(
            slug || E'\\t' || content_hash || E'\\n', '' ORDER BY BY_SLUG), ''),
            'UTF8')), 'hex')""".replace("BY_SLUG", by_slug())
 _CURRENT_DIGEST = f"SELECT count(*), {CURRENT_DIGEST} FROM movement_library_current"
+# The same, over each current version's hash recomputed from its document (movement_library_content;
+# a library row that is not its document's projection has none, so it can match no file)
+_CONTENT_CURRENT = ("(SELECT v.slug, coalesce(v.content_hash, 'not its approved document') AS "
+                    "content_hash FROM movement_library_content v "
+                    "JOIN movement_current c ON c.library_id = v.id) AS content")
+_CONTENT_DIGEST = f"SELECT count(*), {CURRENT_DIGEST} FROM {_CONTENT_CURRENT}"
 
 
 def file_digest(dataset: Dataset) -> str:
@@ -295,12 +363,13 @@ def file_digest(dataset: Dataset) -> str:
 
 
 _CURRENT_BY_SLUG = f"SELECT slug, content_hash FROM movement_library_current ORDER BY {by_slug()}"
+_CONTENT_BY_SLUG = f"SELECT slug, content_hash FROM {_CONTENT_CURRENT} ORDER BY {by_slug()}"
 SAME, DIFFERENT = 1, 2  # a file movement's mark in _compare (0: missing from the library)
 
 
 def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
-             extra_ok: bool) -> None:
-    count, digest = _rows(conn, _CURRENT_DIGEST)[0]
+             extra_ok: bool, content: bool) -> None:
+    count, digest = _rows(conn, _CONTENT_DIGEST if content else _CURRENT_DIGEST)[0]
     if count == len(dataset) and digest == file_digest(dataset):  # exactly the file's
         report.others_kept = 0 if extra_ok else None
         return  # no slug by slug comparison to make
@@ -309,7 +378,7 @@ def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
     marks = bytearray(len(entries))
     extra: list[str] = []  # the first few only; extras counts them all
     extras = 0
-    with db.stream(conn, _CURRENT_BY_SLUG) as rows:
+    with db.stream(conn, _CONTENT_BY_SLUG if content else _CURRENT_BY_SLUG) as rows:
         for index, (slug, content_hash) in entries.join(rows):
             if index is None:
                 extras += 1
