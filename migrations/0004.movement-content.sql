@@ -227,6 +227,12 @@ SELECT l.id, l.slug, l.version, l.content_hash AS stored_hash,
        instructions text[], aliases text[], laterality text, force text, mechanic text,
        coaching_cues text[]) ON true;
 
+-- Who signed a restored release, as verified at the restore (NULL: an unsigned or unverified
+-- dump, whatever its manifest says). IF NOT EXISTS: the table belongs to the database (0003).
+ALTER TABLE movement_provenance
+    ADD COLUMN IF NOT EXISTS signed_by text,
+    ADD COLUMN IF NOT EXISTS signer_key text;
+
 -- What is already there is checked once, now.
 DO $$
 DECLARE

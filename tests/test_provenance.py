@@ -3,8 +3,10 @@ the database, and `inv verify`, `inv verify --release` and `inv db.status` say i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from support import (
     Server,
     assert_no_secret,
     database,
+    git,
     rows,
     seed,
     table_hashes,
@@ -69,12 +72,13 @@ def test_a_restore_records_the_artifact_and_keeps_the_targets_history(source: Ta
     assert [h[0] for h in history] == ["seed", "restore"]
     assert history[0][-1] is None, "the target's seed run was replaced: the old row names none"
     server = rows(source, "SHOW server_version")[0][0].split()[0]
+    # unsigned: the manifest's "release" field proves nothing, so neither it nor a tag is recorded
     assert history[1] == ("restore", "data/movements-canonical.json", CANONICAL_SHA, result.path.name,
-                          result.manifest.sha256, "v1.2", "v1.2-seed", "staging", server, run_by(),
+                          result.manifest.sha256, None, None, "staging", server, run_by(),
                           None)
     assert restored.provenance is not None
     assert restored.provenance.describe().startswith(
-        f"holds release v1.2 (tag v1.2-seed, artifact {result.manifest.sha256[:12]}..., from "
+        f"holds unsigned dump {result.path.name} (artifact {result.manifest.sha256[:12]}..., from "
         f"staging, PostgreSQL {server}; restored ")
     # the table is the database's: a dump neither carries nor drops it
     assert "movement_provenance" not in result.manifest.row_counts
@@ -112,17 +116,17 @@ def test_inv_restore_and_verify_print_the_provenance(cli: Cli, source: Target, m
     result = dump(source, MIGRATIONS, tmp_path, update_latest=False)
     restored = cli("restore", "--dump-file", str(result.path), "--dsn", migrated_db.conninfo, "--yes")
     assert restored.code == 0, restored.output
-    assert (f"provenance: recorded; the database holds dump {result.path.name} (artifact "
+    assert (f"provenance: recorded; the database holds unsigned dump {result.path.name} (artifact "
             f"{result.manifest.sha256[:12]}..., from staging, PostgreSQL") in restored.stdout
     text = cli("verify", "--dsn", migrated_db.conninfo)
     assert text.code == 0, text.output
-    assert f"  provenance: holds dump {result.path.name} (artifact" in text.stdout
+    assert f"  provenance: holds unsigned dump {result.path.name} (artifact" in text.stdout
     assert f"by {run_by()})" in text.stdout
     as_json = cli("verify", "--dsn", migrated_db.conninfo, "--json")
     provenance = json.loads(as_json.stdout)["provenance"]
     assert provenance["kind"] == "restore" and provenance["artifact_sha256"] == result.manifest.sha256
     assert provenance["source_environment"] == "staging" and provenance["run_by"] == run_by()
-    assert provenance["summary"].startswith(f"holds dump {result.path.name}")
+    assert provenance["summary"].startswith(f"holds unsigned dump {result.path.name}")
     for run in (restored, text, as_json):
         assert_no_secret(run.output)
 
@@ -239,3 +243,84 @@ def test_the_library_hash_is_the_same_on_postgresql_15(released: Path, pg15: Ser
                         release=release_manifest(ROOT, str(released)))
     assert report.ok, report.problems
     assert any("library content matches" in line for line in report.release_matches)
+
+
+# -- what provenance proves --------------------------------------------------------------------
+
+
+def _restore_release(repo: Path, target: Target, manifest: Path, allowed: Path) -> str:
+    """`inv restore` of a release under ``repo``, trusting ``allowed``: what provenance says."""
+    from movelib.restore import RestoreOptions, run_restore
+    from movelib.settings import Settings
+
+    settings = Settings.from_mapping({"paths": {"allowed_signers": str(allowed)}}, repo)
+    settings = dataclasses.replace(settings, migrations_dir=MIGRATIONS, schema_file=SETTINGS_SCHEMA)
+    lines: list[str] = []
+    dump_file = manifest.with_name(manifest.name.replace(".manifest.json", ".sql"))
+    result = run_restore(settings, target, RestoreOptions(dump_file=dump_file, assume_yes=True,
+                                                          require_signature=True),
+                         lines.append, lambda _question: None)
+    assert result.provenance is not None
+    return result.provenance.describe()
+
+
+SETTINGS_SCHEMA = ROOT / "schemas" / "movement.schema.json"
+
+
+def test_a_verified_release_is_recorded_with_its_signer_and_only_a_tag_that_points_at_it(
+        ssh_keygen: None, release_repo: Path, source: Target, migrated_db: Target, pg18: Server,
+        tmp_path: Path) -> None:
+    from support import SIGNER, allowed_signers, make_key, public
+
+    from movelib.release import release
+
+    key = make_key(tmp_path / "keys")
+    allowed = allowed_signers(tmp_path / "keys", f"{SIGNER} {public(key)}")
+    cut = release(source, release_repo, MIGRATIONS, "v1.2", tag=True, sign_key=key)
+    manifest = cut.dump.manifest_path
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", f"{key}.pub"], capture_output=True, text=True,
+                                 check=True).stdout.split()[1]
+    said = _restore_release(release_repo, migrated_db, manifest, allowed)
+    assert said.startswith(f"holds release v1.2, signed by {SIGNER} (ED25519 {fingerprint}) (tag v1.2-seed, ")
+    assert rows(migrated_db, "SELECT release, tag, signed_by FROM movement_provenance "
+                             "ORDER BY id DESC LIMIT 1") == [("v1.2", "v1.2-seed", SIGNER)]
+    report = cli_verify_release(migrated_db, manifest)
+    assert f"release v1.2, signed by {SIGNER} (ED25519 {fingerprint}): this database restored it" in report
+
+    # the same signed release, where no repository holds its tag: no tag is recorded
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(manifest.parent, elsewhere / "releases" / "v1.2")
+    with database(pg18, "movelib_template") as name:
+        other = target_from_dsn(pg18.dsn(name), "--dsn")
+        copied = elsewhere / "releases" / "v1.2" / manifest.name
+        said = _restore_release(elsewhere, other, copied, allowed)
+        assert "(tag " not in said and said.startswith(f"holds release v1.2, signed by {SIGNER}")
+        assert rows(other, "SELECT tag FROM movement_provenance ORDER BY id DESC LIMIT 1") == [(None,)]
+
+    # a tag of that name pointing at other content proves nothing either
+    git(release_repo, "tag", "-d", "v1.2-seed")
+    (release_repo / "releases" / "v1.2" / manifest.name).write_text("{}\n")
+    git(release_repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam", "other")
+    git(release_repo, "tag", "v1.2-seed")
+    with database(pg18, "movelib_template") as name:
+        other = target_from_dsn(pg18.dsn(name), "--dsn")
+        # the repository has the tag, but at a commit whose manifest is not the restored one
+        said = _restore_release(release_repo, other, elsewhere / "releases" / "v1.2" / manifest.name, allowed)
+        assert "(tag " not in said and said.startswith(f"holds release v1.2, signed by {SIGNER}")
+
+
+def cli_verify_release(target: Target, manifest: Path) -> str:
+    from movelib.provenance import release_manifest
+    from movelib.verify import verify
+
+    report = verify(target, schema_file=SETTINGS_SCHEMA, release=release_manifest(ROOT, str(manifest)))
+    assert report.ok, report.problems
+    return "\n".join(report.release_matches)
+
+
+def test_verify_release_says_a_library_not_restored_from_a_verified_signature(
+        migrated_db: Target, released: Path) -> None:
+    restore(plan_restore(migrated_db, released.with_name(released.name.replace(".manifest.json", ".sql"))))
+    said = cli_verify_release(migrated_db, released)
+    assert "release v1.2: not restored here from a verified signature of it (the database holds " \
+           "unsigned dump" in said

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,26 +124,57 @@ def file_sha256(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def load_manifest(dump_file: Path) -> Manifest:
-    """The dump's manifest, validated; its sha256 is not checked here. No connection."""
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is about 1 KiB
+
+
+def read_manifest(dump_file: Path) -> tuple[bytes, Manifest]:
+    """The dump's manifest: its bytes, read once, and those same bytes parsed and validated
+    (its sha256 of the dump is not checked here). A signature is checked over exactly these
+    bytes, and the restore trusts exactly what they say: nothing reads the file again. No
+    connection."""
     if not dump_file.is_file():
         raise ArtifactError(f"{dump_file}: no such dump file")
     mpath = manifest_path(dump_file)
-    if not mpath.is_file():
+    try:
+        info = mpath.stat()
+    except FileNotFoundError:
         raise ArtifactError(
             f"{dump_file}: its manifest {mpath.name} is missing; a dump without its manifest "
             "cannot be checked, so it is refused"
-        )
+        ) from None
+    except OSError as exc:
+        raise ArtifactError(f"{mpath} cannot be read ({exc}); refusing the dump") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ArtifactError(f"{mpath} is not a regular file; refusing the dump")
     try:
-        text = mpath.read_bytes().decode("utf-8")
+        fd = os.open(mpath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped since the stat
+                raise ArtifactError(f"{mpath} is not a regular file; refusing the dump")
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ArtifactError(f"{mpath} is larger than {MAX_MANIFEST_BYTES >> 10} KiB, which no "
+                                "manifest movelib writes is; refusing the dump")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{mpath} cannot be read ({exc}); refusing the dump") from None
-    return Manifest.from_json(text, str(mpath))
+    return raw, Manifest.from_json(text, str(mpath))
+
+
+def load_manifest(dump_file: Path) -> Manifest:
+    """The dump's manifest, validated (:func:`read_manifest`)."""
+    return read_manifest(dump_file)[1]
 
 
 def check_artifact(dump_file: Path) -> Manifest:
     """The dump's manifest, once size and sha256 match; nothing here opens a connection."""
     manifest = load_manifest(dump_file)
+    check_size_and_sha256(dump_file, manifest)
+    return manifest
+
+
+def check_size_and_sha256(dump_file: Path, manifest: Manifest) -> None:
+    """Refuse ``dump_file`` unless its size and sha256 are ``manifest``'s."""
     size, sha = file_sha256(dump_file)
     if size != manifest.size or sha != manifest.sha256:
         raise ArtifactError(
@@ -150,7 +182,6 @@ def check_artifact(dump_file: Path) -> Manifest:
             f"{sha[:12]}... vs {manifest.sha256[:12]}...): it was changed, truncated or "
             "corrupted after it was written. Refusing it; nothing was touched."
         )
-    return manifest
 
 
 class HashingWriter:

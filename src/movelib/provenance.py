@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .emulator import EmulatorStatus
     from .manifest import Manifest
     from .settings import Settings
+    from .signing import Verified
 
 STATUS_CONNECT_TIMEOUT = 2  # db.status asks every running emulator: it must stay quick
 NO_SCHEMA = "no movelib schema"
@@ -51,7 +52,8 @@ LIBRARY_CONTENT_SHA256 = LIBRARY_SHA256.replace("FROM movement_library_versions"
       JOIN movement_library_content c ON c.slug = v.slug AND c.version = v.version) AS v""")
 _COLUMNS = ("id", "kind", "data_file", "data_sha256", "artifact_file", "artifact_sha256",
             "release", "tag", "source_environment", "source_server_version", "run_by",
-            "recorded_at", "seed_run_id")
+            "recorded_at", "seed_run_id", "signed_by", "signer_key")
+_SINCE_0004 = ("signed_by", "signer_key")  # NULL when read from a database before it
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Provenance:
     run_by: str
     recorded_at: datetime
     seed_run_id: int | None
+    signed_by: str | None = None  # the principal whose signature was verified at the restore
+    signer_key: str | None = None  # its key's type and fingerprint
 
     def describe(self) -> str:
         """``holds release v1.2 (...)`` or ``seeded from data/x.json (...)``, one line."""
@@ -78,10 +82,12 @@ class Provenance:
         if self.kind == "seed":
             return (f"seeded from {shown(self.data_file)} (sha256 {_short(self.data_sha256)}; "
                     f"{when})")
-        what = (f"release {shown(self.release)}" if self.release
-                else f"dump {shown(self.artifact_file)}")
+        # a release only when its signature was verified at the restore; else what the file was
+        what = (f"release {shown(self.release)}, signed by {shown(self.signed_by)} "
+                f"({shown(self.signer_key)})" if self.release and self.signed_by
+                else f"unsigned dump {shown(self.artifact_file)}")
         source = ", ".join(filter(None, (
-            f"tag {shown(self.tag)}" if self.tag else None,
+            f"tag {shown(self.tag)}" if self.tag and self.signed_by else None,
             f"artifact {_short(self.artifact_sha256)}",
             f"from {shown(self.source_environment)}" if self.source_environment else None,
             f"PostgreSQL {shown(self.source_server_version)}" if self.source_server_version
@@ -110,30 +116,39 @@ def record_seed(conn: psycopg.Connection, *, data_file: str, data_sha256: str, r
     return True
 
 
-def record_restore(conn: psycopg.Connection, manifest: Manifest, *, run_by: str) -> None:
+def record_restore(conn: psycopg.Connection, manifest: Manifest, *, run_by: str,
+                   signer: Verified | None = None, tag: str | None = None) -> None:
     """Record a restore of ``manifest``'s dump, after its rows are loaded (same transaction).
 
-    The earlier rows stay; those naming a seed run lose it, as the restore replaced the runs.
+    Only what was proven is recorded: the release (and who signed it) when its signature was
+    verified at this restore, the tag when ``tag`` was found pointing at that release
+    (:func:`movelib.release.proven_tag`); an unsigned dump is recorded by its file alone. The
+    earlier rows stay; those naming a seed run lose it, as the restore replaced the runs.
     """
-    from .release import tag_name
-
     conn.execute("UPDATE movement_provenance SET seed_run_id = NULL WHERE seed_run_id IS NOT NULL")
     conn.execute(
         """
         INSERT INTO movement_provenance (kind, data_file, data_sha256, artifact_file,
-            artifact_sha256, release, tag, source_environment, source_server_version, run_by)
-        VALUES ('restore', %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            artifact_sha256, release, tag, source_environment, source_server_version, run_by,
+            signed_by, signer_key)
+        VALUES ('restore', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         """,
         (manifest.data_file, manifest.data_sha256, manifest.dump_file, manifest.sha256,
-         manifest.release, tag_name(manifest.release) if manifest.release else None,
-         manifest.environment, manifest.source_server_version, run_by))
+         manifest.release if signer else None, tag if signer else None,
+         manifest.environment, manifest.source_server_version, run_by,
+         signer.principal if signer else None,
+         f"{signer.key.short_type} {signer.key.fingerprint}" if signer else None))
 
 
 def latest(conn: psycopg.Connection) -> Provenance | str:
     """The latest record, or why there is none (:data:`NO_SCHEMA`, :data:`NOTHING`)."""
     if not table_exists(conn, PROVENANCE_TABLE):
         return NO_SCHEMA
-    row = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM movement_provenance "
+    have = {r[0] for r in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND NOT attisdropped",
+        (PROVENANCE_TABLE,))}
+    columns = [c if c in have or c not in _SINCE_0004 else f"NULL AS {c}" for c in _COLUMNS]
+    row = conn.execute(f"SELECT {', '.join(columns)} FROM movement_provenance "
                        "ORDER BY id DESC LIMIT 1").fetchone()
     return Provenance(*row) if row else NOTHING
 
@@ -218,6 +233,15 @@ def compare_release(conn: psycopg.Connection, version: str,
         same.append(f"release {version}: content not compared (its manifest, written by movelib "
                     f"{manifest.tool_version}, has no library_sha256)")
         return same, differs
+    record = latest(conn)
+    if (isinstance(record, Provenance) and record.kind == "restore" and record.signed_by
+            and record.artifact_sha256 == manifest.sha256):
+        same.append(f"release {version}, signed by {shown(record.signed_by)} "
+                    f"({shown(record.signer_key)}): this database restored it, its signature "
+                    "verified then")
+    else:
+        same.append(f"release {version}: not restored here from a verified signature of it "
+                    f"(the database {record.describe() if isinstance(record, Provenance) else record})")
     have = library_sha256(conn, recompute=True)
     if have == manifest.library_sha256:
         same.append(f"release {version}: library content matches (sha256 {have[:12]}...)")

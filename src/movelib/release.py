@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .dump import DumpResult, dump
 from .errors import ReleaseError
+from .manifest import Manifest, manifest_path
 from .target import Target
 
 if TYPE_CHECKING:
@@ -57,6 +58,23 @@ def tag_name(version: str) -> str:
     return f"{version}-seed"
 
 
+def proven_tag(root: Path, manifest: Manifest, manifest_bytes: bytes) -> str | None:
+    """The tag of ``manifest``'s release, only when ``root``'s git repository has it and the
+    tagged commit holds exactly ``manifest_bytes`` as that release's manifest; else None (no
+    repository, no git, no such tag, or a tag of other content)."""
+    version = manifest.release
+    if not version or not VERSION.fullmatch(version):
+        return None
+    name = tag_name(version)
+    blob = f"refs/tags/{name}:releases/{version}/{manifest_path(Path(manifest.dump_file)).name}"
+    try:
+        proc = subprocess.run(["git", "show", blob], cwd=root, capture_output=True, check=False,
+                              stdin=subprocess.DEVNULL, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return name if proc.returncode == 0 and proc.stdout == manifest_bytes else None
+
+
 def check_release(root: Path, version: str, *, tag: bool, sign_key: Path | None = None) -> Path:
     """Refuse a bad version, an existing release, an unusable signing key, or (with ``tag``) a
     dirty tree or taken tag: all before anything is written."""
@@ -64,7 +82,7 @@ def check_release(root: Path, version: str, *, tag: bool, sign_key: Path | None 
         from .signing import check_signing_key
 
         check_signing_key(sign_key)
-    if not VERSION.match(version):
+    if not VERSION.fullmatch(version):  # match would take 'v1.0\n'
         raise ReleaseError(f"version {version!r} is not like v1.0, v1.2.3 or v2.0-rc1")
     folder = root / "releases" / version
     if folder.exists() and any(folder.glob("movements_seed_*.sql")):
@@ -96,7 +114,8 @@ def _sign(result: DumpResult, key: Path, allowed_signers: Path | None) -> Signed
         raise
     signature = Signature.parse(path.read_text(encoding="utf-8"), str(path))
     signers = load_allowed_signers(allowed_signers) if allowed_signers else []
-    return Signed(path, signature.key, [s.principals for s in signers if s.key == signature.key])
+    return Signed(path, signature.key, [s.principals for s in signers
+                                           if s.key == signature.key and not s.cert_authority])
 
 
 def release(target: Target, root: Path, migrations_dir: Path, version: str, *,

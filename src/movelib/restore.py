@@ -23,14 +23,21 @@ from . import db, secrets
 from .defaults import LOCK_TIMEOUT
 from .dumpformat import CHECKOUT_MIGRATIONS, Layout, checkout_migrations, transaction_scoped
 from .dumpreader import Sql, check_dump, layout_for, read_dump
-from .errors import ArtifactError, RestoreFailed
+from .errors import RestoreFailed
 from .guard import Permission, check_protected
-from .manifest import Manifest, check_artifact, load_manifest, manifest_path
+from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
 from .migrations import migration_ids, record_applied
 from .provenance import Provenance, latest, record_restore
 from .publish import run_by
+from .release import proven_tag
 from .settings import Settings
-from .signing import Verified, check_release_signature, require_signed_for
+from .signing import (
+    Verified,
+    check_signature,
+    read_signature_file,
+    require_signed_for,
+    signature_path,
+)
 from .tables import current_counts, environment_label
 from .target import Target
 from .verify import VerifyReport, check
@@ -50,11 +57,16 @@ class RestoreOptions:
 
 @dataclass(frozen=True)
 class CheckedDump:
-    """A dump file whose manifest, sha256 and every line were checked, and what it loads."""
+    """A dump file whose manifest, sha256 and every line were checked, and what it loads.
+
+    ``manifest_bytes`` are the manifest as read, once: ``manifest`` is parsed from them and a
+    signature is checked over them. The load reads the dump again and compares its sha256 with
+    ``manifest`` in the same pass, before the commit."""
 
     path: Path
     manifest: Manifest
     layout: Layout
+    manifest_bytes: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -80,13 +92,22 @@ class RestoreResult:
     migrated: tuple[str, ...] = ()  # this checkout's migrations the dump predates, applied after it
 
 
+def _checkpoint(step: str) -> None:
+    """Called between the reads of a restore's artifacts (``manifest read``, ``dump checked``,
+    ``signature read``, ``target planned``): nothing by default. A test swaps files here to
+    prove that what was checked is what is trusted and loaded."""
+
+
 def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS) -> CheckedDump:
-    """Everything that is checked without a connection: the manifest (schema, migrations this
-    checkout has), the size and sha256, and every line of the file."""
-    manifest = check_artifact(dump_file)
+    """Everything that is checked without a connection: the manifest (read once; its schema,
+    migrations this checkout has), the size and sha256, and every line of the file."""
+    raw, manifest = read_manifest(dump_file)
+    _checkpoint("manifest read")
+    check_size_and_sha256(dump_file, manifest)
     layout = layout_for(manifest, migrations_dir, str(manifest_path(dump_file)))
     check_dump(dump_file, layout, manifest)
-    return CheckedDump(dump_file, manifest, layout)
+    _checkpoint("dump checked")
+    return CheckedDump(dump_file, manifest, layout, raw)
 
 
 def _apply(conn: psycopg.Connection, dump: CheckedDump) -> None:
@@ -129,12 +150,10 @@ def _migrate_after(conn: psycopg.Connection, dump: CheckedDump,
 
 def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
             permission: Permission | None = None, signer: Verified | None = None,
-            migrations_dir: Path = CHECKOUT_MIGRATIONS) -> RestoreResult:
+            migrations_dir: Path = CHECKOUT_MIGRATIONS, tag: str | None = None) -> RestoreResult:
     """Apply ``plan`` all-or-nothing. Its lines are checked again as they load, and the file's
     sha256 before the commit, so a dump changed since its check is never committed."""
     target, manifest = plan.target, plan.manifest
-    if load_manifest(plan.dump_file) != manifest:
-        raise ArtifactError(f"{plan.dump_file} changed since it was checked; refusing it")
     with db.connect(target, task="restore", autocommit=True) as conn:
         try:
             with db.locked(conn, target, task="restore", timeout=lock_timeout):
@@ -167,7 +186,8 @@ def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
                         f"restore into {target.describe()} rolled back: the restored library "
                         "fails verification:\n  " + "\n  ".join(report.problems)
                     )
-                record_restore(conn, manifest, run_by=actor)  # after the rows: it must stay
+                record_restore(conn, manifest, run_by=actor, signer=signer,  # after the rows
+                               tag=tag)
                 recorded = latest(conn)
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
@@ -194,19 +214,27 @@ def run_restore(settings: Settings, target: Target, options: RestoreOptions, ech
     manifest = dump.manifest
     echo(f"dump: {path.name} (sha256 {manifest.sha256[:12]}..., {manifest.size} bytes, "
          f"from PostgreSQL {manifest.source_server_version}, created {manifest.created_at})")
-    # still no connection: the manifest (which pins the dump's sha256) is checked and loaded
-    signer = check_release_signature(manifest_path(path), settings.allowed_signers,
-                                     required=options.require_signature)
+    # still no connection: the signature is checked over the manifest's bytes as they were read
+    # (which pin the dump's sha256), never over a second read of the file
+    sig_path = signature_path(manifest_path(path))
+    signature = read_signature_file(sig_path)
+    _checkpoint("signature read")
+    signer = check_signature(dump.manifest_bytes, signature, where=str(sig_path),
+                             manifest_name=manifest_path(path).name,
+                             allowed_signers=settings.allowed_signers,
+                             required=options.require_signature)
     echo(f"signature: {signer.describe() if signer else 'none'}")
+    tag = proven_tag(settings.root, manifest, dump.manifest_bytes) if signer else None
     start_if_stopped(target, settings.emulator_for, echo)
     plan = _plan(target, dump)
+    _checkpoint("target planned")
     for table, want in manifest.row_counts.items():
         have = plan.current_counts.get(table)
         echo(f"  {table:<22} now {'absent' if have is None else have:>8}  ->  {want:>8}")
     if not options.assume_yes:
         ask(f"This replaces the movement tables of {target.describe()}.")
     result = restore(plan, lock_timeout=options.lock_timeout, permission=options.permission,
-                     signer=signer, migrations_dir=settings.migrations_dir)
+                     signer=signer, migrations_dir=settings.migrations_dir, tag=tag)
     if result.migrated:
         echo(f"migrations: applied {', '.join(result.migrated)} after the dump's (it predates "
              "them), in the same transaction")
