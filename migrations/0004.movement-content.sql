@@ -6,7 +6,9 @@
 --   movement_content_hash from the document as stored.
 -- * movement_library: every column must equal the projection of the draft document it was
 --   published from (the same name, arrays in order, optional fields), with the same hash.
--- * movement_audit_log: a content_hash an audit row names must be that of its draft.
+-- * movement_audit_log: a content_hash an audit row names must be that of its draft. Checked
+--   from both sides (an audit row against its draft, a draft against its audit rows), so the
+--   tables may be loaded in either order (pg_dump --data-only writes the audit log first).
 --
 -- Checked once per statement over the rows it wrote (a COPY too), so a bulk publish or a restore
 -- costs one set-based query per table. Rows already there are checked once, here: a database
@@ -112,6 +114,16 @@ BEGIN
             bad.slug, bad.version, bad.content_hash, coalesce(bad.computed, 'none')
             USING HINT = 'the draft document is the content; its hash is derived from it';
     END IF;
+    SELECT n.slug, n.version, a.action, a.details ->> 'content_hash' AS named
+      INTO bad
+      FROM written_drafts n
+      JOIN movement_audit_log a ON a.slug = n.slug AND a.version = n.version
+     WHERE a.details ? 'content_hash' AND a.details ->> 'content_hash' <> n.content_hash
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'audit row % of movement % version % names content_hash %, which is not its draft''s',
+            bad.action, bad.slug, bad.version, bad.named;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -189,9 +201,8 @@ BEGIN
     SELECT n.slug, n.version, n.action, n.details ->> 'content_hash' AS named
       INTO bad
       FROM written_audit n
-      LEFT JOIN movement_staging s ON s.slug = n.slug AND s.version = n.version
-     WHERE n.details ? 'content_hash'
-       AND s.content_hash IS DISTINCT FROM n.details ->> 'content_hash'
+      JOIN movement_staging s ON s.slug = n.slug AND s.version = n.version
+     WHERE n.details ? 'content_hash' AND s.content_hash <> n.details ->> 'content_hash'
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'audit row % of movement % version % names content_hash %, which is not its draft''s',
@@ -241,6 +252,11 @@ BEGIN
     SELECT 'draft' AS what, s.slug, s.version, 'content_hash' AS fields
       INTO bad FROM movement_staging s
      WHERE movement_content_hash(s.document) IS DISTINCT FROM s.content_hash
+    UNION ALL
+    SELECT 'audit row ' || a.action, a.slug, a.version, 'content_hash'
+      FROM movement_audit_log a
+      JOIN movement_staging s ON s.slug = a.slug AND s.version = a.version
+     WHERE a.details ? 'content_hash' AND s.content_hash <> a.details ->> 'content_hash'
     UNION ALL
     SELECT 'library row', l.slug, l.version,
            coalesce(nullif(array_to_string(movement_projection_differs(l, s.document), ', '), ''),

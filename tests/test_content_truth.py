@@ -231,10 +231,15 @@ def _approved_draft(conn: psycopg.Connection, document: dict[str, object] = DOCU
                  "its name differ(s) from its approved document", id="library-name-not-the-documents"),
     pytest.param(lambda c: c.execute(LIBRARY, ("X", "{barbell}", HASH, _approved_draft(c))),
                  "its equipment differ(s) from its approved document", id="library-list-not-the-documents"),
-    pytest.param(lambda c: c.execute("INSERT INTO movement_audit_log (action, slug, version, actor, details) "
-                                     "VALUES ('PUBLISHED', 'x', 1, 'me', %s)",
-                                     (Jsonb({"content_hash": HASH}),)),
-                 "names content_hash", id="audit-row-naming-no-draft"),
+    pytest.param(lambda c: (_approved_draft(c), c.execute(
+        "INSERT INTO movement_audit_log (action, slug, version, actor, details) "
+        "VALUES ('PUBLISHED', 'x', 1, 'me', %s)", (Jsonb({"content_hash": "b" * 64}),))),
+                 "names content_hash", id="audit-row-naming-other-content-than-its-draft"),
+    pytest.param(lambda c: (c.execute(  # the other order, as pg_dump --data-only loads them
+        "INSERT INTO movement_audit_log (action, slug, version, actor, details) "
+        "VALUES ('CREATED', 'x', 1, 'me', %s)", (Jsonb({"content_hash": "b" * 64}),)),
+        _approved_draft(c)),
+                 "names content_hash", id="draft-written-after-an-audit-row-naming-other-content"),
     pytest.param(lambda c: (_approved_draft(c), c.execute(
         "UPDATE movement_staging SET status = 'draft' WHERE false"),
         c.execute("INSERT INTO movement_staging (slug, version, document, content_hash) VALUES "
@@ -279,3 +284,14 @@ def test_migration_0004_refuses_a_database_holding_unreviewed_content(empty_db: 
         migrate(empty_db, MIGRATIONS)
     with psycopg.connect(empty_db.conninfo) as conn:  # nothing of 0004 stayed
         assert conn.execute(sql.SQL("SELECT to_regclass('movement_library_content')")).fetchone() == (None,)
+
+
+def test_an_audit_row_without_its_draft_is_named_by_verify(cli: Cli, seeded: Target) -> None:
+    """Loaded before its draft (or with none), an audit row cannot be checked by the database;
+    verify names it."""
+    with psycopg.connect(seeded.conninfo) as conn:
+        conn.execute("INSERT INTO movement_audit_log (action, slug, version, actor, details) "
+                     "VALUES ('CREATED', 'ghost', 1, 'me', %s)", (Jsonb({"content_hash": "c" * 64}),))
+    result = cli("verify", "--dsn", seeded.conninfo)
+    assert result.code == 1
+    assert "ghost v1: audit row CREATED names content_hash cccccccccccc" in result.output
