@@ -71,6 +71,8 @@ MIGRATION_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     "0003.movement-provenance": {},
     # the database's content checks: functions and triggers, no column changes
     "0004.movement-content": {},
+    # whom the database trusts (movelib.trust): like provenance, never carried or dropped
+    "0005.movement-trust": {},
 }
 # The label belongs to each database (a restore keeps the target's); the manifest records it.
 NOT_DUMPED = ("movement_environment",)
