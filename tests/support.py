@@ -375,12 +375,23 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
 
 
-def signed_release(dump_file: Path, folder: Path) -> dict[str, str]:
-    """Sign ``dump_file``'s manifest with a new key; the `inv` settings that trust that key."""
+def pin_key(target: Target, key: Path, principal: str = SIGNER) -> None:
+    """Pin ``key``'s public half in ``target`` (a production target's restores trust it)."""
+    from movelib.guard import Permission
+    from movelib.trust import pin
+
+    pin(target, Path(f"{key}.pub"), principal, permission=Permission(True, target.dbname))
+
+
+def signed_release(dump_file: Path, folder: Path, pinned_in: Target | None = None) -> dict[str, str]:
+    """Sign ``dump_file``'s manifest with a new key; the `inv` settings that trust that key
+    (and, with ``pinned_in``, the key pinned in that production database)."""
     from movelib.manifest import manifest_path
     from movelib.signing import sign_file
 
     key = make_key(folder / "keys")
     sign_file(manifest_path(dump_file), key)
+    if pinned_in is not None:
+        pin_key(pinned_in, key)
     trusted = allowed_signers(folder / "keys", f"{SIGNER} {public(key)}")
     return {"INVOKE_PATHS_ALLOWED_SIGNERS": str(trusted)}

@@ -105,11 +105,11 @@ def test_a_dump_from_before_migration_0003_restores_and_is_brought_up_to_date(pg
     assert "movement_provenance" not in text
     seed(migrated_db, older(tmp_path))
     restored = restore(plan_restore(migrated_db, two.path))
-    assert restored.migrated == ("0003.movement-provenance", "0004.movement-content")
+    assert restored.migrated == ("0003.movement-provenance", "0004.movement-content", "0005.movement-trust")
     assert [r[0] for r in rows(migrated_db, PROVENANCE)] == ["seed", "restore"]
     assert migrate(migrated_db, MIGRATIONS).applied == []  # fully bookkept
-    assert rows(migrated_db, "SELECT migration_id FROM _yoyo_migration ORDER BY 1")[-2:] == [
-        ("0003.movement-provenance",), ("0004.movement-content",)]
+    assert rows(migrated_db, "SELECT migration_id FROM _yoyo_migration ORDER BY 1")[-3:] == [
+        ("0003.movement-provenance",), ("0004.movement-content",), ("0005.movement-trust",)]
 
 
 def test_inv_restore_and_verify_print_the_provenance(cli: Cli, source: Target, migrated_db: Target, tmp_path: Path) -> None:
@@ -260,7 +260,7 @@ def _restore_release(repo: Path, target: Target, manifest: Path, allowed: Path) 
     result = run_restore(settings, target, RestoreOptions(dump_file=dump_file, assume_yes=True,
                                                           require_signature=True),
                          lines.append, lambda _question: None)
-    assert result.provenance is not None
+    assert result is not None and result.provenance is not None
     return result.provenance.describe()
 
 

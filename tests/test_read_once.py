@@ -23,6 +23,7 @@ from support import (
     allowed_signers,
     database,
     make_key,
+    pin_key,
     public,
     seed,
     settings,
@@ -48,6 +49,7 @@ SWAPS = ["manifest", "signature", "dump", "manifest+signature", "all three"]
 
 @dataclass(frozen=True)
 class Releases:
+    trusted: Path  # the key production pins
     signed: Path  # A: the dump, its manifest and a .sig by the trusted key
     forged: Path  # B: a consistent forgery, its manifest recomputed, signed by an untrusted key
     allowed: Path
@@ -71,14 +73,15 @@ def releases(ssh_keygen: None, pg18: Server, tmp_path_factory: pytest.TempPathFa
     shutil.copyfile(manifest_path(a), manifest_path(b))
     recompute(b)
     sign_file(manifest_path(b), stranger)
-    yield Releases(a, b, allowed, library)
+    yield Releases(trusted, a, b, allowed, library)
 
 
 @pytest.fixture
-def production(pg18: Server) -> Iterator[Target]:
+def production(pg18: Server, releases: Releases) -> Iterator[Target]:
     with database(pg18, "movelib_template") as name:
         target = target_from_dsn(pg18.dsn(name), "--dsn")
         migrate(target, MIGRATIONS, environment="production")
+        pin_key(target, releases.trusted)
         yield target
 
 

@@ -29,6 +29,7 @@ from support import (
     database,
     git,
     make_key,
+    pin_key,
     public,
     restore_connected,
     seed,
@@ -387,8 +388,12 @@ REFUSALS = [
     pytest.param("garbage", "", [], "is not a valid SSH signature", id="garbage-signature"),
     pytest.param("unsigned", "", ["--require-signature"], "is unsigned", id="unsigned-with-require-signature"),
     pytest.param("unsigned", "", ["production"], "is unsigned", id="unsigned-into-production"),
-    pytest.param("stranger", "", ["production"], "which is not in", id="unknown-signer-into-production"),
+    pytest.param("stranger", "", ["production"], "not pinned in", id="unknown-signer-into-production"),
 ]
+# who signed is judged against the target's trust source (its pinned signers when it is labelled
+# production, else the allowed_signers file), read in a read-only look at it: these refusals come
+# after that look; a signature that is malformed, for another namespace or over other bytes is
+# refused before any connection, as is an unsigned dump with --require-signature
 
 
 @pytest.mark.parametrize(("how", "options", "extra", "message"), REFUSALS)
@@ -407,6 +412,8 @@ def test_restore_refuses(cli: Cli, signed_dump: tuple[Path, Path], pg18: Server,
     elif how == "unsigned":
         signature_path(manifest).unlink()
     with older_target(cli, pg18, tmp_path, "production" if "production" in extra else None) as target:
+        if "production" in extra:
+            pin_key(target, key)  # the release key is pinned; a stranger's is not
         before = table_hashes(target)
         args = ["--require-signature"] if "--require-signature" in extra else []
         if "production" in extra:
@@ -417,8 +424,8 @@ def test_restore_refuses(cli: Cli, signed_dump: tuple[Path, Path], pg18: Server,
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and message in lines[0], result.stderr
         assert "Traceback" not in result.output
-        # only the production label needs a connection to find out; the rest is refused before
-        assert restore_connected(result.stdout) == (how == "unsigned" and "production" in extra)
+        judged = how == "stranger" or bool(options) or "production" in extra
+        assert restore_connected(result.stdout) == judged, result.stdout
         assert table_hashes(target) == before
 
 
@@ -426,9 +433,12 @@ def test_a_signed_release_restores_into_production(cli: Cli, signed_dump: tuple[
     dump_file, key = signed_dump
     allowed = allowed_signers(tmp_path, f"{SIGNER} {public(key)}")
     with older_target(cli, pg18, tmp_path, "production") as target:
-        result = cli("restore", "--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes",
-                     "--allow-protected", "--confirm", target.dbname,
-                     env={"INVOKE_PATHS_ALLOWED_SIGNERS": str(allowed)})
+        args = ["--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes", "--allow-protected",
+                "--confirm", target.dbname]
+        unpinned = cli("restore", *args, env={"INVOKE_PATHS_ALLOWED_SIGNERS": str(allowed)})
+        assert unpinned.code == 1 and "nothing is pinned" in unpinned.stderr, unpinned.output
+        pin_key(target, key)
+        result = cli("restore", *args, env={"INVOKE_PATHS_ALLOWED_SIGNERS": str(tmp_path / "nobody")})
         assert result.code == 0, result.output
         assert f"signature: good, by {SIGNER}" in result.stdout
         restored = table_hashes(target)

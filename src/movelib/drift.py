@@ -150,16 +150,22 @@ def read_side(target: Target) -> Side:
             with db.work(conn, read_only=True):
                 require_schema(conn, target)
                 require_content_checks(conn, target)
-                row = conn.execute(_LIBRARY).fetchone()
+                return library_side(conn, target.masked())
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the diff")
             raise
+
+
+def library_side(conn: psycopg.Connection, name: str) -> Side:
+    """The library on ``conn`` (in the caller's transaction), each version's hash recomputed
+    from its document (migration 0004)."""
+    row = conn.execute(_LIBRARY).fetchone()
     assert row is not None
     data = orjson.loads(row[0])
     versions: dict[str, dict[int, str]] = {}
     for slug, version, content_hash in data["versions"]:
         versions.setdefault(slug, {})[version] = content_hash
-    return Side(target.masked(), versions, data["current"])
+    return Side(name, versions, data["current"])
 
 
 def _hash(value: str) -> str:

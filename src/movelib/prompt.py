@@ -30,3 +30,9 @@ def confirm(question: str, *, assume_yes: bool, answer: str = "yes",
     reply = stdin.readline()
     if reply.strip() != answer:
         raise ConfirmationRequired("not confirmed; nothing was touched")
+
+
+def has_terminal(stdin: TextIO | None = None) -> bool:
+    """Whether a person can be asked on ``stdin`` (default ``sys.stdin``)."""
+    stdin = stdin or sys.stdin
+    return stdin is not None and stdin.isatty()

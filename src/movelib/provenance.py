@@ -14,6 +14,7 @@ state, so ``inv verify --release`` compares content, not only counts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .errors import ReleaseError
-from .tables import PROVENANCE_TABLE, by_slug, table_exists
+from .tables import PROVENANCE_TABLE, by_slug, environment_label, table_exists
 from .text import shown
 
 if TYPE_CHECKING:
     from .emulator import EmulatorStatus
     from .manifest import Manifest
+    from .quorum import Signer
     from .settings import Settings
-    from .signing import Verified
 
 STATUS_CONNECT_TIMEOUT = 2  # db.status asks every running emulator: it must stay quick
 NO_SCHEMA = "no movelib schema"
@@ -117,14 +118,17 @@ def record_seed(conn: psycopg.Connection, *, data_file: str, data_sha256: str, r
 
 
 def record_restore(conn: psycopg.Connection, manifest: Manifest, *, run_by: str,
-                   signer: Verified | None = None, tag: str | None = None) -> None:
+                   signers: Sequence[Signer] = (), tag: str | None = None) -> None:
     """Record a restore of ``manifest``'s dump, after its rows are loaded (same transaction).
 
-    Only what was proven is recorded: the release (and who signed it) when its signature was
-    verified at this restore, the tag when ``tag`` was found pointing at that release
-    (:func:`movelib.release.proven_tag`); an unsigned dump is recorded by its file alone. The
-    earlier rows stay; those naming a seed run lose it, as the restore replaced the runs.
+    Only what was proven is recorded: the release (and who signed it: every signer that
+    counted, by principal and key) when its signatures were verified at this restore, the tag
+    when ``tag`` was found pointing at that release (:func:`movelib.release.proven_tag`); an
+    unsigned dump is recorded by its file alone. The earlier rows stay; those naming a seed run
+    lose it, as the restore replaced the runs.
     """
+    signed_by = ", ".join(s.principal for s in signers) or None
+    signer_keys = ", ".join(f"{s.key.short_type} {s.key.fingerprint}" for s in signers) or None
     conn.execute("UPDATE movement_provenance SET seed_run_id = NULL WHERE seed_run_id IS NOT NULL")
     conn.execute(
         """
@@ -134,10 +138,8 @@ def record_restore(conn: psycopg.Connection, manifest: Manifest, *, run_by: str,
         VALUES ('restore', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         """,
         (manifest.data_file, manifest.data_sha256, manifest.dump_file, manifest.sha256,
-         manifest.release if signer else None, tag if signer else None,
-         manifest.environment, manifest.source_server_version, run_by,
-         signer.principal if signer else None,
-         f"{signer.key.short_type} {signer.key.fingerprint}" if signer else None))
+         manifest.release if signers else None, tag if signers else None,
+         manifest.environment, manifest.source_server_version, run_by, signed_by, signer_keys))
 
 
 def latest(conn: psycopg.Connection) -> Provenance | str:
@@ -179,13 +181,16 @@ def _held_by(settings: Settings, profile: str) -> str:
     target = target_from_profile(settings.profile(profile))
     try:
         with psycopg.connect(target.conninfo, connect_timeout=STATUS_CONNECT_TIMEOUT,
-                             autocommit=True, application_name="movelib status") as conn:
+                             autocommit=True, application_name="movelib status",
+                             prepare_threshold=None) as conn:
             found = latest(conn)
+            label = environment_label(conn)
     except psycopg.Error as exc:
         from .secrets import redact
 
         return f"cannot read it ({shown(redact(' '.join(str(exc).split())), 120)})"
-    return found if isinstance(found, str) else found.describe()
+    held = found if isinstance(found, str) else found.describe()
+    return f"[{label}] {held}" if label else held  # a production label is seen at a glance
 
 
 # -- inv verify --release ---------------------------------------------------------------------

@@ -145,3 +145,72 @@ def release(target: Target, root: Path, migrations_dir: Path, version: str, *,
             raise ReleaseError(f"git {step} failed: {proc.stderr.strip()}")
     commit = _git(root, "rev-parse", "HEAD").stdout.strip()
     return ReleaseResult(result, name, commit, signed)
+
+
+@dataclass(frozen=True)
+class Cosigned:
+    """``inv cosign``: the signature added, and every signer the release now carries."""
+
+    signed: Signed
+    manifest: Path
+    keys: list[PublicKey]
+
+    def lines(self, allowed_signers: Path) -> list[str]:
+        who = (f"allowed signer: {', '.join(self.signed.principals)}" if self.signed.principals
+               else f"this key is not in {allowed_signers} (a production database counts it once "
+                    "it is pinned there)")
+        return [f"cosigned: {self.signed.path.name} ({self.signed.key.describe()}); {who}",
+                f"  {self.manifest.name} now carries {len(self.keys)} signature(s), by "
+                + ", ".join(f"{k.short_type} {k.fingerprint}" for k in self.keys),
+                f"  check one: ssh-keygen -Y verify -f <allowed_signers> -I <principal> -n "
+                f"movelib-release -s {self.signed.path.name} < {self.manifest.name}"]
+
+
+def release_manifest_path(root: Path, version: str) -> Path:
+    """The one ``*.manifest.json`` of ``releases/<version>/``."""
+    if not VERSION.fullmatch(version):
+        raise ReleaseError(f"version {version!r} is not like v1.0, v1.2.3 or v2.0-rc1")
+    folder = root / "releases" / version
+    found = sorted(folder.glob("*.manifest.json")) if folder.is_dir() else []
+    if len(found) != 1:
+        what = "no manifest" if not found else f"{len(found)} manifests"
+        raise ReleaseError(f"release {version}: {what} in {folder} (expected one, as `inv "
+                           "release` writes)")
+    return found[0]
+
+
+def cosign(root: Path, version: str, key: Path, allowed_signers: Path | None = None) -> Cosigned:
+    """Add ``key``'s signature to release ``version``: another standard SSH signature over the
+    same manifest bytes, in the next free ``<manifest>.sig.N``. A key that already signed the
+    release is refused (it would count once anyway)."""
+    from .quorum import next_signature_path, signature_files
+    from .signing import (
+        Signature,
+        check_signing_key,
+        load_allowed_signers,
+        read_signature_file,
+        sign_file,
+    )
+
+    check_signing_key(key)
+    manifest = release_manifest_path(root, version)
+    existing = []
+    for path in signature_files(manifest):
+        data = read_signature_file(path)
+        if data is not None:
+            existing.append(Signature.parse(data, str(path)).key)
+    if not existing:
+        raise ReleaseError(f"release {version} is not signed yet: the first signature comes with "
+                           f"`inv release --version {version} --sign KEY`")
+    out = next_signature_path(manifest)
+    sign_file(manifest, key, out=out)
+    added = Signature.parse(out.read_bytes(), str(out)).key
+    if added in existing:
+        out.unlink()
+        raise ReleaseError(f"{key} ({added.describe()}) has already signed release {version}; a "
+                           "second signature by one key counts once: ask another signer")
+    signers = load_allowed_signers(allowed_signers) if allowed_signers else []
+    signed = Signed(out, added, [s.principals for s in signers
+                                 if s.key == added and not s.cert_authority])
+    return Cosigned(signed, manifest, [*existing, added])
+

@@ -9,6 +9,12 @@ known columns. The restore then runs movelib's own rendering and streams the che
 one psycopg transaction; the row counts are compared with the manifest and the audit chains
 verified inside that same transaction, so any failure (a changed file, a bad row, a count
 mismatch, a lost connection) leaves the target exactly as it was.
+
+Before it asks and before it writes, a read-only look at the target says whom it trusts and
+which signatures count (:mod:`movelib.quorum`: signers pinned in a production database, else
+the allowed_signers file), whether the restore would be a rollback (:mod:`movelib.rollback`)
+and what it would replace (:mod:`movelib.preview`); under the lock, in the transaction that
+writes, the same checks are made again.
 """
 
 from __future__ import annotations
@@ -20,26 +26,24 @@ from pathlib import Path
 import psycopg
 
 from . import db, secrets
+from .console import mintty_hint
 from .defaults import LOCK_TIMEOUT
 from .dumpformat import CHECKOUT_MIGRATIONS, Layout, checkout_migrations, transaction_scoped
-from .dumpreader import Sql, check_dump, layout_for, read_dump
-from .errors import RestoreFailed
-from .guard import Permission, check_protected
+from .dumpreader import Rows, Sql, layout_for, read_dump
+from .errors import ConfirmationRequired, MovelibError, RestoreFailed
+from .guard import PROTECTED, Permission, check_protected
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
 from .migrations import migration_ids, record_applied
+from .preview import DumpLibrary, Preview, preview
 from .provenance import Provenance, latest, record_restore
 from .publish import run_by
+from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
 from .release import proven_tag
+from .rollback import check_rollback
 from .settings import Settings
-from .signing import (
-    Verified,
-    check_signature,
-    read_signature_file,
-    require_signed_for,
-    signature_path,
-)
 from .tables import current_counts, environment_label
 from .target import Target
+from .trust import read_trust
 from .verify import VerifyReport, check
 
 Echo = Callable[[str], None]
@@ -53,6 +57,9 @@ class RestoreOptions:
     lock_timeout: float = LOCK_TIMEOUT
     permission: Permission = field(default_factory=Permission)  # for a production target
     require_signature: bool = False  # --require-signature (a production target always does)
+    allow_downgrade: bool = False  # --allow-downgrade: replace a newer release on purpose
+    dry_run: bool = False  # --dry-run: the checks and the preview, then exit; nothing written
+    terminal: bool = True  # whether a person can be asked (the task says; False refuses early)
 
 
 @dataclass(frozen=True)
@@ -61,12 +68,14 @@ class CheckedDump:
 
     ``manifest_bytes`` are the manifest as read, once: ``manifest`` is parsed from them and a
     signature is checked over them. The load reads the dump again and compares its sha256 with
-    ``manifest`` in the same pass, before the commit."""
+    ``manifest`` in the same pass, before the commit. ``library`` is the dump's library as the
+    checking pass saw it (what a restore's preview compares)."""
 
     path: Path
     manifest: Manifest
     layout: Layout
     manifest_bytes: bytes = b""
+    library: DumpLibrary = field(default_factory=DumpLibrary)
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,12 @@ class RestorePlan:
     target: Target
     dump: CheckedDump
     current_counts: dict[str, int | None]
+    label: str | None = None
+    trust: str = ""  # whom the target trusts (quorum.trust_source)
+    verdict: Verdict | None = None  # whose signatures count (None when refused)
+    preview: Preview | None = None
+    refusal: MovelibError | None = None  # why the restore would be refused, found read only
+    downgrade: str | None = None  # an allowed downgrade, said
 
     @property
     def dump_file(self) -> Path:
@@ -82,6 +97,17 @@ class RestorePlan:
     @property
     def manifest(self) -> Manifest:
         return self.dump.manifest
+
+    def lines(self) -> list[str]:
+        lines = [f"trust: {self.trust}"] if self.trust else []
+        lines += self.verdict.lines() if self.verdict else []
+        if self.downgrade:
+            lines.append(f"downgrade: allowed (--allow-downgrade): {self.downgrade}")
+        lines += self.preview.lines() if self.preview else []
+        for table, want in self.manifest.row_counts.items():
+            have = self.current_counts.get(table)
+            lines.append(f"  {table:<22} now {'absent' if have is None else have:>8}  ->  {want:>8}")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -100,14 +126,18 @@ def _checkpoint(step: str) -> None:
 
 def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS) -> CheckedDump:
     """Everything that is checked without a connection: the manifest (read once; its schema,
-    migrations this checkout has), the size and sha256, and every line of the file."""
+    migrations this checkout has), the size and sha256, and every line of the file (the pass
+    that also gathers the dump's library for the preview)."""
     raw, manifest = read_manifest(dump_file)
     _checkpoint("manifest read")
     check_size_and_sha256(dump_file, manifest)
     layout = layout_for(manifest, migrations_dir, str(manifest_path(dump_file)))
-    check_dump(dump_file, layout, manifest)
+    library = DumpLibrary()
+    for part in read_dump(dump_file, layout, manifest):
+        if isinstance(part, Rows) and library.wants(part.table):
+            library.feed(part.table, part.blocks)
     _checkpoint("dump checked")
-    return CheckedDump(dump_file, manifest, layout, raw)
+    return CheckedDump(dump_file, manifest, layout, raw, library)
 
 
 def _apply(conn: psycopg.Connection, dump: CheckedDump) -> None:
@@ -125,14 +155,52 @@ def _apply(conn: psycopg.Connection, dump: CheckedDump) -> None:
 
 def plan_restore(target: Target, dump_file: Path, *,
                  migrations_dir: Path = CHECKOUT_MIGRATIONS) -> RestorePlan:
-    """Check the dump (no connection), then read the target's current counts."""
-    return _plan(target, check_dump_file(dump_file, migrations_dir))
+    """Check the dump (no connection), then read the target's current counts and preview."""
+    dump = check_dump_file(dump_file, migrations_dir)
+    return _plan(target, dump, unsigned(manifest_path(dump_file).name), RestoreOptions(dump_file))
 
 
-def _plan(target: Target, dump: CheckedDump) -> RestorePlan:
+def _judge(conn: psycopg.Connection, target: Target, label: str | None,
+           presented: Presented) -> Verdict:
+    """Whose signatures count, by the target's trust source (read in the caller's transaction)."""
+    pinned = read_trust(conn, target.dbname) if label in PROTECTED else None
+    return decide(presented, label, pinned, target)
+
+
+def _permitted(conn: psycopg.Connection, target: Target, permission: Permission) -> None:
+    """The protected check, without asking: a typed name is asked for by the restore itself."""
+    if permission.allow_protected and permission.confirm is None:
+        return
+    check_protected(conn, target, permission, "restore")
+
+
+def _plan(target: Target, dump: CheckedDump, presented: Presented,
+          options: RestoreOptions) -> RestorePlan:
+    """A read-only look at the target: its label, whom it trusts and whether the signatures
+    are enough, what it holds (a downgrade?), the preview and the row counts. Every refusal
+    found is kept, not raised, so that the preview is shown first."""
+    refusal: MovelibError | None = None
+    verdict, downgrade = None, None
     with db.connect(target, task="restore", autocommit=True) as conn:
-        counts = current_counts(conn, list(dump.manifest.row_counts))
-    return RestorePlan(target, dump, counts)
+        try:
+            with db.work(conn, read_only=True):
+                label = environment_label(conn)
+                pinned = read_trust(conn, target.dbname) if label in PROTECTED else None
+                source = trust_source(presented, label, pinned)
+                try:
+                    _permitted(conn, target, options.permission)
+                    verdict = decide(presented, label, pinned, target)
+                    downgrade = check_rollback(conn, target, dump.manifest,
+                                               signed=verdict.signed, allow=options.allow_downgrade)
+                except MovelibError as exc:
+                    refusal = exc
+                shown_preview = preview(conn, target.masked(), dump.library)
+                counts = current_counts(conn, list(dump.manifest.row_counts))
+        except psycopg.Error as exc:
+            db.raise_sql_error(target, exc, "the restore's look at the target")
+            raise
+    return RestorePlan(target, dump, counts, label, source, verdict, shown_preview, refusal,
+                       downgrade)
 
 
 def _migrate_after(conn: psycopg.Connection, dump: CheckedDump,
@@ -149,18 +217,24 @@ def _migrate_after(conn: psycopg.Connection, dump: CheckedDump,
 
 
 def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
-            permission: Permission | None = None, signer: Verified | None = None,
-            migrations_dir: Path = CHECKOUT_MIGRATIONS, tag: str | None = None) -> RestoreResult:
-    """Apply ``plan`` all-or-nothing. Its lines are checked again as they load, and the file's
-    sha256 before the commit, so a dump changed since its check is never committed."""
+            permission: Permission | None = None, presented: Presented | None = None,
+            allow_downgrade: bool = False, migrations_dir: Path = CHECKOUT_MIGRATIONS,
+            tag: str | None = None) -> RestoreResult:
+    """Apply ``plan`` all-or-nothing. Under the target's lock, before anything is written, the
+    protected check, whose signatures count (``presented``, by the target's trust source) and
+    the rollback check are made again: what the plan read may have changed since. Its lines are
+    checked again as they load, and the file's sha256 before the commit, so a dump changed
+    since its check is never committed."""
     target, manifest = plan.target, plan.manifest
+    presented = presented or unsigned(manifest_path(plan.dump_file).name)
     with db.connect(target, task="restore", autocommit=True) as conn:
         try:
             with db.locked(conn, target, task="restore", timeout=lock_timeout):
                 check_protected(conn, target, permission or Permission(), "restore")
                 label = environment_label(conn)
-                require_signed_for(label, signer, manifest_path(plan.dump_file),
-                                   target.describe())
+                verdict = _judge(conn, target, label, presented)
+                check_rollback(conn, target, manifest, signed=verdict.signed,
+                               allow=allow_downgrade)
                 _apply(conn, plan.dump)
                 if label is not None:  # the label belongs to the database, not to the dump
                     conn.execute("INSERT INTO movement_environment (singleton, label) "
@@ -186,7 +260,7 @@ def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
                         f"restore into {target.describe()} rolled back: the restored library "
                         "fails verification:\n  " + "\n  ".join(report.problems)
                     )
-                record_restore(conn, manifest, run_by=actor, signer=signer,  # after the rows
+                record_restore(conn, manifest, run_by=actor, signers=verdict.signers,  # after the rows
                                tag=tag)
                 recorded = latest(conn)
         except psycopg.Error as exc:
@@ -200,41 +274,69 @@ def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
                          migrated)
 
 
-def run_restore(settings: Settings, target: Target, options: RestoreOptions, echo: Echo,
-                ask: Ask) -> RestoreResult:
-    """The whole ``inv restore``: print the target, check the dump before any connection (then
-    start the target profile's emulator if it is stopped), show the target's
-    counts next to the dump's, ask (unless ``options.assume_yes``), apply, report. Raises a
-    :class:`~movelib.errors.MovelibError` on any failure; the target is then as it was."""
-    from .emulator import start_if_stopped
+@dataclass(frozen=True)
+class Prepared:
+    """What a restore checked before any connection: the dump, and its signatures (each file
+    read once, each sound over the manifest's bytes as read)."""
 
+    dump: CheckedDump
+    presented: Presented
+
+
+def prepare(settings: Settings, target: Target, options: RestoreOptions, echo: Echo) -> Prepared:
+    """Everything before a connection: print the target, refuse at once when nobody can be
+    asked and ``--yes`` is not given (before an emulator starts), check the dump, read and check
+    its signatures."""
     echo(f"target: {target.describe()}")  # first, as every task; no connection before the checks
     path = options.dump_file
+    if not path.is_file():
+        check_dump_file(path, settings.migrations_dir)  # bad usage first: it says why (exit 2)
+    if not (options.assume_yes or options.dry_run or options.terminal):
+        raise ConfirmationRequired(
+            "refusing: there is no terminal to ask for confirmation on; pass --yes to confirm, "
+            f"or --dry-run to see what the restore would do (nothing was touched){mintty_hint()}")
     dump = check_dump_file(path, settings.migrations_dir)
     manifest = dump.manifest
     echo(f"dump: {path.name} (sha256 {manifest.sha256[:12]}..., {manifest.size} bytes, "
          f"from PostgreSQL {manifest.source_server_version}, created {manifest.created_at})")
-    # still no connection: the signature is checked over the manifest's bytes as they were read
-    # (which pin the dump's sha256), never over a second read of the file
-    sig_path = signature_path(manifest_path(path))
-    signature = read_signature_file(sig_path)
+    # still no connection: the signatures are checked over the manifest's bytes as they were
+    # read (which pin the dump's sha256), never over a second read of the file
+    presented = read_presented(manifest_path(path), dump.manifest_bytes, settings.allowed_signers,
+                               required=options.require_signature)
     _checkpoint("signature read")
-    signer = check_signature(dump.manifest_bytes, signature, where=str(sig_path),
-                             manifest_name=manifest_path(path).name,
-                             allowed_signers=settings.allowed_signers,
-                             required=options.require_signature)
-    echo(f"signature: {signer.describe() if signer else 'none'}")
-    tag = proven_tag(settings.root, manifest, dump.manifest_bytes) if signer else None
+    return Prepared(dump, presented)
+
+
+def finish(settings: Settings, target: Target, prepared: Prepared, options: RestoreOptions,
+           echo: Echo, ask: Ask) -> RestoreResult | None:
+    """After :func:`prepare`: start the target profile's emulator if it is stopped, look at the
+    target read only (trust, rollback, preview, counts), say it, refuse or (a dry run) stop,
+    ask unless ``options.assume_yes``, apply, report. None after a dry run that would be
+    allowed."""
+    from .emulator import start_if_stopped
+
     start_if_stopped(target, settings.emulator_for, echo)
-    plan = _plan(target, dump)
+    plan = _plan(target, prepared.dump, prepared.presented, options)
     _checkpoint("target planned")
-    for table, want in manifest.row_counts.items():
-        have = plan.current_counts.get(table)
-        echo(f"  {table:<22} now {'absent' if have is None else have:>8}  ->  {want:>8}")
+    for line in plan.lines():
+        echo(line)
+    if plan.refusal is not None:
+        if options.dry_run:
+            echo("dry run: the restore would be refused (below); nothing was written")
+        raise plan.refusal
+    if options.dry_run:
+        asked = (" once the database's name is typed or given with --confirm"
+                 if plan.label in PROTECTED and options.permission.confirm is None else "")
+        echo(f"dry run: the restore would be allowed{asked}; nothing was written")
+        return None
     if not options.assume_yes:
         ask(f"This replaces the movement tables of {target.describe()}.")
+    manifest = prepared.dump.manifest
+    tag = (proven_tag(settings.root, manifest, prepared.dump.manifest_bytes)
+           if plan.verdict and plan.verdict.signed else None)
     result = restore(plan, lock_timeout=options.lock_timeout, permission=options.permission,
-                     signer=signer, migrations_dir=settings.migrations_dir, tag=tag)
+                     presented=prepared.presented, allow_downgrade=options.allow_downgrade,
+                     migrations_dir=settings.migrations_dir, tag=tag)
     if result.migrated:
         echo(f"migrations: applied {', '.join(result.migrated)} after the dump's (it predates "
              "them), in the same transaction")
@@ -244,3 +346,13 @@ def run_restore(settings: Settings, target: Target, options: RestoreOptions, ech
     echo(f"restore: done; row counts match the manifest; verify: ok "
          f"(library {counts['library']}, audit {counts['audit_log']})")
     return result
+
+
+def run_restore(settings: Settings, target: Target, options: RestoreOptions, echo: Echo,
+                ask: Ask) -> RestoreResult | None:
+    """The whole ``inv restore``: print the target, check the dump and its signatures before
+    any connection (then start the target profile's emulator if it is stopped), show whom the
+    target trusts, what the restore replaces and the counts, ask (unless
+    ``options.assume_yes``), apply, report. Raises a :class:`~movelib.errors.MovelibError` on
+    any failure or refusal; the target is then as it was. A dry run returns None."""
+    return finish(settings, target, prepare(settings, target, options, echo), options, echo, ask)

@@ -847,12 +847,9 @@ def _candidates(principals: str) -> list[str]:
     return found
 
 
-def verify(message: bytes, signature: Signature, trusted: AllowedSigners, *, where: str,
-           now: datetime | None = None) -> Verified:
-    """Accept ``signature`` over ``message`` as git with ssh-keygen would, or say why not:
-    ``-Y find-principals`` takes the principals of the first line holding the key whose time
-    window is open, then ``-Y verify -n movelib-release -I <principal>`` must accept one of them
-    (a line that names it, holds the key, allows the namespace and is in its window)."""
+def check_sound(message: bytes, signature: Signature, *, where: str) -> None:
+    """What holds whoever the signer is: made for namespace movelib-release, over exactly
+    ``message``. Checked before anything asks whom a target trusts."""
     if signature.namespace != NAMESPACE.encode():
         raise WrongNamespace(f"{where} was made for namespace '{_text(signature.namespace)}', not "
                              f"'{NAMESPACE}' (ssh-keygen -Y sign -n {NAMESPACE}); refusing the dump")
@@ -860,6 +857,15 @@ def verify(message: bytes, signature: Signature, trusted: AllowedSigners, *, whe
         raise SignatureMismatch(
             f"{where} does not match the manifest: the manifest (or the dump it describes) was "
             "changed after it was signed, or the signature belongs to another release; refusing the dump")
+
+
+def verify(message: bytes, signature: Signature, trusted: AllowedSigners, *, where: str,
+           now: datetime | None = None) -> Verified:
+    """Accept ``signature`` over ``message`` as git with ssh-keygen would, or say why not:
+    ``-Y find-principals`` takes the principals of the first line holding the key whose time
+    window is open, then ``-Y verify -n movelib-release -I <principal>`` must accept one of them
+    (a line that names it, holds the key, allows the namespace and is in its window)."""
+    check_sound(message, signature, where=where)
     at = int((now or datetime.now(UTC)).timestamp())
     holding = [s for s in trusted.signers if not s.cert_authority and s.key == signature.key]
     if not holding:
@@ -960,8 +966,9 @@ def check_signing_key(key: Path) -> None:
     ssh_keygen()
 
 
-def sign_file(path: Path, key: Path, *, namespace: str = NAMESPACE) -> Path:
-    """Write ``<path>.sig`` with ``ssh-keygen -Y sign`` (passphrases and ssh-agent work as for git)."""
+def sign_file(path: Path, key: Path, *, namespace: str = NAMESPACE, out: Path | None = None) -> Path:
+    """Write ``<path>.sig`` (or ``out``) with ``ssh-keygen -Y sign`` (passphrases and ssh-agent
+    work as for git)."""
     check_signing_key(key)
     with path.open("rb") as message:
         proc = subprocess.run([ssh_keygen(), "-Y", "sign", "-f", str(key), "-n", namespace],
@@ -970,6 +977,6 @@ def sign_file(path: Path, key: Path, *, namespace: str = NAMESPACE) -> Path:
     if proc.returncode != 0 or not proc.stdout.startswith(_BEGIN):
         raise SigningError(f"ssh-keygen could not sign {path.name} with {key}: "
                            f"{lines[-1] if lines else 'exit code ' + str(proc.returncode)}")
-    sig = signature_path(path)
+    sig = out or signature_path(path)
     write_atomically(sig, proc.stdout)
     return sig

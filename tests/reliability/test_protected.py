@@ -11,7 +11,7 @@ from support import Cli, Server, signed_release, table_hashes
 
 from movelib.errors import ProtectedTarget
 from movelib.guard import Permission, check_protected
-from movelib.target import Target
+from movelib.target import Target, target_from_dsn
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_the_allowed_path_works_and_keeps_the_label(cli: Cli, production: Target
     ok = ["--allow-protected", "--confirm", production.dbname, "--dsn", production.conninfo]
     assert cli("seed", *ok).code == 0
     restored = cli("restore", "--dump-file", str(dump_file), "--yes", *ok,
-                   env=signed_release(dump_file, tmp_path))  # production takes signed releases only
+                   env=signed_release(dump_file, tmp_path, pinned_in=production))  # signed, pinned there
     assert restored.code == 0, restored.output
     with psycopg.connect(production.conninfo) as conn:
         assert conn.execute("SELECT label FROM movement_environment").fetchone() == ("production",)
@@ -82,7 +82,8 @@ def test_restore_keeps_the_targets_own_label(cli: Cli, migrated_db: Target, pg18
         assert cli("migrate", "--dsn", dsn, "--environment", "production").code == 0
         dump_file = tmp_path / "movements_seed_latest.sql"
         restored = cli("restore", "--dump-file", str(dump_file), "--dsn", dsn, "--yes",
-                       "--allow-protected", "--confirm", other, env=signed_release(dump_file, tmp_path))
+                       "--allow-protected", "--confirm", other,
+                       env=signed_release(dump_file, tmp_path, pinned_in=target_from_dsn(dsn, "--dsn")))
         assert restored.code == 0, restored.output
         with psycopg.connect(dsn) as conn:
             assert conn.execute("SELECT label FROM movement_environment").fetchone() == ("production",)
