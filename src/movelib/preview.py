@@ -127,7 +127,8 @@ class Preview:
 
     def lines(self) -> list[str]:
         lines = [f"replaces: {self.replaces}"]
-        counts = ", ".join(f"{self.count(k)} {k}{'s' if k.endswith('version') and self.count(k) != 1 else ''}"
+        counts = ", ".join(f"{self.count(k)} {k}" + ("s" if k in ("new version", "conflict")
+                                                      and self.count(k) != 1 else "")
                            for k in KINDS)
         lines.append(f"preview: {counts} (the target's {self.movements[0]} movements -> the "
                      f"dump's {self.movements[1]}, compared as `inv diff` does)")
