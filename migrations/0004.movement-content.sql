@@ -6,9 +6,9 @@
 --   movement_content_hash from the document as stored.
 -- * movement_library: every column must equal the projection of the draft document it was
 --   published from (the same name, arrays in order, optional fields), with the same hash.
--- * movement_audit_log: a content_hash an audit row names must be that of its draft. Checked
---   from both sides (an audit row against its draft, a draft against its audit rows), so the
---   tables may be loaded in either order (pg_dump --data-only writes the audit log first).
+-- * movement_audit_log: a content_hash an audit row names must be that of its draft, when the
+--   draft is there (movelib writes drafts first; pg_dump --data-only writes the audit log first,
+--   and then inv verify is what names an audit row that disagrees).
 --
 -- Checked once per statement over the rows it wrote (a COPY too), so a bulk publish or a restore
 -- costs one set-based query per table. Rows already there are checked once, here: a database
@@ -113,16 +113,6 @@ BEGIN
         RAISE EXCEPTION 'movement % version %: content_hash % is not the sha256 of its document''s canonical form (%)',
             bad.slug, bad.version, bad.content_hash, coalesce(bad.computed, 'none')
             USING HINT = 'the draft document is the content; its hash is derived from it';
-    END IF;
-    SELECT n.slug, n.version, a.action, a.details ->> 'content_hash' AS named
-      INTO bad
-      FROM written_drafts n
-      JOIN movement_audit_log a ON a.slug = n.slug AND a.version = n.version
-     WHERE a.details ? 'content_hash' AND a.details ->> 'content_hash' <> n.content_hash
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'audit row % of movement % version % names content_hash %, which is not its draft''s',
-            bad.action, bad.slug, bad.version, bad.named;
     END IF;
     RETURN NULL;
 END
