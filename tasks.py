@@ -7,6 +7,8 @@ This file only composes tasks: each body parses its options and calls a plain fu
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -16,20 +18,29 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.collection import Collection
 from invoke.context import Context
-from invoke.exceptions import Exit
-from invoke.tasks import task
+from invoke.exceptions import Exit, ParseError
+from invoke.program import Program
+from invoke.tasks import Task
+from invoke.tasks import task as invoke_task
 
 from movelib.options import (  # help texts and option parsing: nothing heavy
     BACKEND_HELP,
+    COSIGN_HELP,
     DIFF_HELP,
+    EXIT_CODES,
     IMAGE_HELP,
     MIGRATE_HELP,
+    PIN_HELP,
     PROFILE_HELP,
+    PROMOTE_HELP,
     RELEASE_HELP,
     RESTORE_HELP,
     SEED_HELP,
+    SHORT_FLAGS,
     SYNTH_SEED_HELP,
     TARGET_HELP,
+    THRESHOLD_HELP,
+    UNPIN_HELP,
     VERIFY_HELP,
     plan_format,
     seconds,
@@ -42,6 +53,74 @@ if TYPE_CHECKING:
     from movelib.target import Target
 
 ROOT = Path(__file__).resolve().parent
+
+
+class FlagTask(Task[Any]):
+    """A task whose short flags come from one table (``options.SHORT_FLAGS``), the same letter
+    for the same meaning in every task, instead of invoke's first free letter of each name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # `inv --help TASK` shows the docstring: the exit-code contract with it (the first line
+        # stays what `inv --list` shows)
+        self.__doc__ = f"{(self.__doc__ or '').rstrip()}\n\n{EXIT_CODES}."
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        self.auto_shortflags = False
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(name)
+        if short is not None and short not in taken_names:
+            opts["names"].append(short)
+        return opts
+
+
+task = functools.partial(invoke_task, klass=FlagTask)
+
+
+def _usage_is_could_not_answer() -> None:
+    """Bad usage exits 2 (the exit-code contract), with invoke-style suggestions for a typo.
+
+    invoke's Program exits 1 on a parse error, which the contract keeps for "no"; this file is
+    the one place that sees the Program, so it wraps the parse of the tasks and their flags
+    (a wrong core flag before any task still exits 1: invoke parses those before it loads us).
+    """
+    original = Program.parse_tasks
+    if getattr(original, "movelib", False):
+        return
+
+    def parse_tasks(self: Program) -> None:
+        try:
+            original(self)
+        except ParseError as exc:
+            raise Exit(f"{exc}{_suggestion(exc, self.collection)}\n"
+                       "  `inv --list` lists the tasks, `inv --help TASK` a task's options",
+                       code=2) from None
+
+    parse_tasks.movelib = True  # type: ignore[attr-defined]
+    setattr(Program, "parse_tasks", parse_tasks)  # noqa: B010 - mypy refuses a method assignment
+
+
+def _suggestion(exc: ParseError, collection: Collection) -> str:
+    """``; did you mean seed?``: the closest task names, or flags of the task being parsed."""
+    import difflib
+    import re
+
+    found = re.search(r"No idea what '([^']*)' is", str(exc))
+    if found is None:
+        return ""
+    word = found.group(1)
+    context = getattr(exc, "context", None)
+    if word.startswith("-") and context is not None and getattr(context, "name", None):
+        known = [str(flag) for flag in context.flags]
+    elif word.startswith("-"):
+        return ""
+    else:
+        known = list(collection.task_names)
+    close = difflib.get_close_matches(word, known, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+_usage_is_could_not_answer()
 
 
 def _plain(value: Any) -> Any:
@@ -63,8 +142,10 @@ def say(*lines: str, err: bool = False) -> None:
     has gone (``inv seed | head -1``), the rest of the output is dropped and the task still
     finishes its work."""
     from movelib.console import reader_gone, utf8_output
+    from movelib.progress import end_live_line
     from movelib.secrets import redact
 
+    end_live_line()
     stream = sys.stderr if err else sys.stdout
     utf8_output(stream)  # a redirected plan is UTF-8, also where the locale says cp1252
     try:
@@ -86,27 +167,39 @@ def user_errors(task: str = "the task") -> Iterator[None]:
     """Expected failures become a message and exit code, never a traceback; Ctrl-C becomes one
     line and exit code 130."""
     from movelib.errors import MovelibError
+    from movelib.progress import end_live_line
     from movelib.secrets import redact
 
     try:
         yield
     except MovelibError as exc:
+        end_live_line()  # the message starts on a line of its own
         raise Exit(redact(str(exc)), code=exc.exit_code) from None
     except KeyboardInterrupt:
+        end_live_line()
         raise Exit(f"interrupted: {task} stopped (Ctrl-C); the transaction in progress, if any, "
                    "was rolled back; steps reported as done before it stay done",
                    code=INTERRUPTED) from None
 
 
-def _target(settings: Settings, dsn: str | None, profile: str | None, err: bool = False) -> Target:
+def _target(settings: Settings, dsn: str | None, profile: str | None, err: bool = False,
+            start: bool = True) -> Target:
     """Every task that touches a database: resolve the target, print it first (on stderr when
-    stdout is a document), and start a profile's stopped emulator (a DSN's, never)."""
-    from movelib.emulator import start_if_stopped
-
+    stdout is a document), and start a profile's stopped emulator (a DSN's, never); with
+    ``start=False`` the task starts it itself once its inputs are checked (:func:`_starter`)."""
     target = settings.target(dsn=dsn, profile=profile)
     say(f"target: {target.describe()}", err=err)
-    start_if_stopped(target, settings.emulator_for, lambda line: say(line, err=err))
+    if start:
+        _starter(settings, target, err)()
     return target
+
+
+def _starter(settings: Settings, target: Target, err: bool = False) -> Any:
+    """What starts ``target``'s stopped profile emulator, for a task to call before it
+    connects and after it has checked everything it can check without a connection."""
+    from movelib.emulator import start_if_stopped
+
+    return lambda: start_if_stopped(target, settings.emulator_for, lambda line: say(line, err=err))
 
 
 # -- db.* -------------------------------------------------------------------------------------
@@ -122,10 +215,13 @@ def _target(settings: Settings, dsn: str | None, profile: str | None, err: bool 
 def up(c: Context, profile: str | None = None, backend: str | None = None,
        image: str | None = None) -> None:
     """Start a profile's PostgreSQL emulator (does nothing if it already runs)."""
+    from movelib.emulator import remember
+
     with user_errors("inv db.up"):
         settings = _settings(c)
         emulator = settings.emulator_for(profile, backend, image=image)
         started = emulator.up(echo=say)
+        remember(emulator)  # db.status, db.down and auto-starts use this backend from now on
         status = emulator.status()
         verb = "started" if started else "already running"
         say(f"{status.profile} emulator {verb} ({emulator.backend}, PostgreSQL "
@@ -142,23 +238,43 @@ def up(c: Context, profile: str | None = None, backend: str | None = None,
 def down(c: Context, profile: str | None = None, purge: bool = False,
          backend: str | None = None) -> None:
     """Stop a profile's emulator; --purge also deletes its data."""
+    from movelib.emulator import other_backend
+    from movelib.emulator.record import forget
+
     with user_errors("inv db.down"):
-        emulator = _settings(c).emulator_for(profile, backend)
+        settings = _settings(c)
+        emulator = settings.emulator_for(profile, backend)
         was_running = emulator.down(purge=purge)
+        if not was_running and (backend or settings.backend) == "auto":
+            other = other_backend(emulator, settings.emulator)  # data on both: stop what runs
+            if other is not None and other.status().running:
+                emulator, was_running = other, other.down(purge=purge)
+        if purge:
+            forget(settings.emulator.base_dir, emulator.profile.name, emulator.backend)
         name = emulator.profile.name
-        say(f"{name} emulator {'stopped' if was_running else 'was not running'}"
-            + ("; data deleted" if purge else ""))
+        say(f"{name} emulator {'stopped' if was_running else 'was not running'} "
+            f"({emulator.backend})" + ("; data deleted" if purge else ""))
 
 
 @task(help={"backend": BACKEND_HELP})
 def status(c: Context, backend: str | None = None) -> None:
     """Show every profile's emulator (backend, port, running, version, DSN) and what it holds."""
+    from movelib.emulator import other_backend
     from movelib.emulator.base import status_lines
     from movelib.provenance import status_lines as held
 
     with user_errors("inv db.status"):
         settings = _settings(c)
-        statuses = [settings.emulator_for(name, backend).status() for name in settings.profiles]
+        statuses = []
+        for name in settings.profiles:
+            emulator = settings.emulator_for(name, backend)
+            found = emulator.status()
+            other = other_backend(emulator, settings.emulator)
+            if other is not None:  # say it: db.down stops whichever of the two runs
+                both = f"{other.backend} data too ({other.status().detail or 'stopped'})"
+                found = dataclasses.replace(found, detail="; ".join(
+                    n for n in (found.detail, both) if n))
+            statuses.append(found)
         say(*status_lines(statuses), *held(settings, statuses))
 
 
@@ -213,10 +329,13 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
             allow_protected: bool = False, confirm: str | None = None) -> None:
     """Apply the SQL migrations in migrations/ (each one atomically)."""
     from movelib.guard import Permission
+    from movelib.migrations import check_environment
     from movelib.migrations import migrate as run_migrations
 
     with user_errors("inv migrate"):
         settings = _settings(c)
+        check_environment(environment)
+        seconds(lock_timeout, settings.lock_timeout)  # a bad value refused before anything
         target = _target(settings, dsn, profile)
         result = run_migrations(
             target,
@@ -252,19 +371,23 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
          allow_protected: bool = False, confirm: str | None = None) -> None:
     """Migrate, validate, publish every movement through the audited workflow, verify."""
     from movelib.guard import Permission
+    from movelib.migrations import check_environment
     from movelib.progress import ProgressReporter
     from movelib.workflow import SeedOptions, run_seed
 
     with user_errors("inv seed"):
         settings = _settings(c)
         output = plan_format(format, json, dry_run)
-        target = _target(settings, dsn, profile, err=output != "text")
+        check_environment(environment)
+        seconds(lock_timeout, settings.lock_timeout)
+        target = _target(settings, dsn, profile, err=output != "text", start=False)
         options = SeedOptions(
             data_file=settings.path(file, settings.data_file), skip_migrations=skip_migrations,
             lock_timeout=seconds(lock_timeout, settings.lock_timeout), environment=environment,
             new_versions=new_versions, retire=retire, dry_run=dry_run, output=output,
             permission=Permission(allow_protected, confirm))
-        run_seed(settings, target, options, echo=say, progress=ProgressReporter(quiet=quiet))
+        run_seed(settings, target, options, echo=say, progress=ProgressReporter(quiet=quiet),
+                 before_connect=_starter(settings, target, err=output != "text"))
 
 
 @task(help=VERIFY_HELP)
@@ -277,17 +400,18 @@ def verify(c: Context, dsn: str | None = None, profile: str | None = None,
     with user_errors("inv verify"):
         settings = _settings(c)
         wanted = release_manifest(settings.root, release) if release else None
-        target = _target(settings, dsn, profile, err=json)  # with --json, stdout is the document
+        target = _target(settings, dsn, profile, err=json, start=False)  # --json: stdout is it
         report = run_verify(target, data_file=settings.path(file, settings.data_file) if file
                             else None, schema_file=settings.schema_file,
-                            limits=settings.file_limits, release=wanted)
+                            limits=settings.file_limits, release=wanted,
+                            before_connect=_starter(settings, target, err=json))
         say(*(report.lines() if not json else [as_json(report.as_dict())]))
         report.raise_if_failed()
 
 
 @task(help=DIFF_HELP)
 def diff(c: Context, from_: str = "", to: str = "", json: bool = False) -> None:
-    """Compare two libraries movement by movement, read only; exit 1 on drift."""
+    """Compare two libraries movement by movement, read only (exit 1: they differ)."""
     from movelib import drift
 
     with user_errors("inv diff"):
@@ -319,20 +443,51 @@ def dump(c: Context, dsn: str | None = None, profile: str | None = None,
 def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | None = None,
             yes: bool = False, lock_timeout: float | None = None,
             allow_protected: bool = False, confirm: str | None = None,
-            require_signature: bool = False) -> None:
+            require_signature: bool = False, allow_downgrade: bool = False,
+            dry_run: bool = False) -> None:
     """Replace the target's movement library with a checked dump, all-or-nothing."""
-    from movelib.guard import Permission
     from movelib.prompt import confirm as ask
-    from movelib.restore import RestoreOptions, run_restore
+    from movelib.restore import run_restore
 
     with user_errors("inv restore"):
         settings = _settings(c)
-        options = RestoreOptions(Path(dump_file).absolute(), assume_yes=yes,
-                                 lock_timeout=seconds(lock_timeout, settings.lock_timeout),
-                                 permission=Permission(allow_protected, confirm),
-                                 require_signature=require_signature)
+        options = _restore_options(settings, dump_file, yes, lock_timeout, allow_protected,
+                                   confirm, allow_downgrade, dry_run, require_signature)
         # run_restore prints the target, checks the dump, then starts a stopped profile emulator
         run_restore(settings, settings.target(dsn=dsn, profile=profile), options, echo=say,
+                    ask=lambda question: ask(question, assume_yes=False))
+
+
+def _restore_options(settings: Settings, dump_file: str, yes: bool, lock_timeout: float | None,
+                     allow_protected: bool, confirm: str | None, allow_downgrade: bool,
+                     dry_run: bool, require_signature: bool = False) -> Any:
+    from movelib.guard import Permission
+    from movelib.prompt import has_terminal
+    from movelib.restore import RestoreOptions
+
+    return RestoreOptions(Path(dump_file).absolute(), assume_yes=yes,
+                          lock_timeout=seconds(lock_timeout, settings.lock_timeout),
+                          permission=Permission(allow_protected, confirm),
+                          require_signature=require_signature, allow_downgrade=allow_downgrade,
+                          dry_run=dry_run, terminal=has_terminal())
+
+
+@task(help=PROMOTE_HELP)
+def promote(c: Context, version: str, from_: str = "", to: str = "", yes: bool = False,
+            lock_timeout: float | None = None, allow_protected: bool = False,
+            confirm: str | None = None, allow_downgrade: bool = False,
+            dry_run: bool = False) -> None:
+    """Restore release VERSION into --to once --from holds exactly it (content and provenance)."""
+    from movelib import drift
+    from movelib.promote import promote as run_promote
+    from movelib.prompt import confirm as ask
+
+    with user_errors("inv promote"):
+        settings = _settings(c)
+        options = _restore_options(settings, "", yes, lock_timeout, allow_protected, confirm,
+                                   allow_downgrade, dry_run)
+        run_promote(settings, version, drift.side(settings, from_, "--from"),
+                    drift.side(settings, to, "--to"), options, echo=say,
                     ask=lambda question: ask(question, assume_yes=False))
 
 
@@ -353,6 +508,79 @@ def release(c: Context, version: str, dsn: str | None = None, profile: str | Non
         say(*result.lines(settings.allowed_signers))
 
 
+@task(help=COSIGN_HELP)
+def cosign(c: Context, version: str, key: str) -> None:
+    """Add another signer's signature to a release (<manifest>.sig.N, over the same bytes)."""
+    from movelib.release import cosign as add_signature
+
+    with user_errors("inv cosign"):
+        settings = _settings(c)
+        result = add_signature(settings.root, version, Path(key).expanduser().absolute(),
+                               settings.allowed_signers)
+        say(*result.lines(settings.allowed_signers))
+
+
+# -- trust.* ----------------------------------------------------------------------------------
+
+
+@task(name="list", help=TARGET_HELP)
+def trust_list(c: Context, dsn: str | None = None, profile: str | None = None) -> None:
+    """Show the signers pinned in the target, its threshold and the latest changes."""
+    from movelib.trust import list_trust
+
+    with user_errors("inv trust.list"):
+        say(*list_trust(_target(_settings(c), dsn, profile)).lines())
+
+
+@task(help=PIN_HELP)
+def pin(c: Context, keyfile: str, principal: str = "", dsn: str | None = None,
+        profile: str | None = None, lock_timeout: float | None = None,
+        allow_protected: bool = False, confirm: str | None = None) -> None:
+    """Pin a signer's public key in the target: its restores into production accept it."""
+    from movelib.guard import Permission
+    from movelib.trust import pin as pin_key
+
+    with user_errors("inv trust.pin"):
+        settings = _settings(c)
+        target = _target(settings, dsn, profile)
+        say(*pin_key(target, Path(keyfile), principal,
+                     lock_timeout=seconds(lock_timeout, settings.lock_timeout),
+                     permission=Permission(allow_protected, confirm)).lines())
+
+
+@task(help=UNPIN_HELP)
+def unpin(c: Context, fingerprint: str, dsn: str | None = None, profile: str | None = None,
+          lock_timeout: float | None = None, allow_protected: bool = False,
+          confirm: str | None = None) -> None:
+    """Remove a pinned signer (by its SHA256:... fingerprint) from the target."""
+    from movelib.guard import Permission
+    from movelib.trust import unpin as unpin_key
+
+    with user_errors("inv trust.unpin"):
+        settings = _settings(c)
+        target = _target(settings, dsn, profile)
+        say(*unpin_key(target, fingerprint,
+                       lock_timeout=seconds(lock_timeout, settings.lock_timeout),
+                       permission=Permission(allow_protected, confirm)).lines())
+
+
+@task(help=THRESHOLD_HELP)
+def threshold(c: Context, number: str, dsn: str | None = None, profile: str | None = None,
+              lock_timeout: float | None = None, allow_protected: bool = False,
+              confirm: str | None = None) -> None:
+    """Set how many distinct pinned signers a production restore of the target needs."""
+    from movelib.guard import Permission
+    from movelib.trust import set_threshold
+
+    with user_errors("inv trust.threshold"):
+        settings = _settings(c)
+        count = whole_number(number, 1, "the threshold", minimum=1)
+        target = _target(settings, dsn, profile)
+        say(*set_threshold(target, count,
+                           lock_timeout=seconds(lock_timeout, settings.lock_timeout),
+                           permission=Permission(allow_protected, confirm)).lines())
+
+
 # -- data files -------------------------------------------------------------------------------
 
 
@@ -366,7 +594,7 @@ def synth(c: Context, count: str = "", out: str = "", seed: str | None = None) -
 
     with user_errors("inv data.synth"):
         if not count or not out:
-            raise Exit("give --count N (at least 1) and --out FILE", code=1)
+            raise Exit("give --count N (at least 1) and --out FILE", code=2)
         number = whole_number(count, 0, "--count", minimum=1)
         write_synthetic(number, Path(out), seed=whole_number(seed, SYNTH_SEED, "--seed"))
         say(f"synth: {number} movements -> {shown(out)}")
@@ -387,14 +615,16 @@ def import_(c: Context, source_format: str, source: str, out: str) -> None:
     with user_errors("inv data.import"):
         if source_format != "free-exercise-db":
             raise Exit(f"unknown catalogue format {source_format!r}; known: free-exercise-db",
-                       code=1)
+                       code=2)
         report = free_exercise_db.import_file(Path(source), Path(out))
         say(*report.lines(), f"  written to {out}; check it with `inv validate --file {out}`")
 
 
 db = Collection("db", up, down, status, url, logs, psql)
 data = Collection("data", synth, import_)
-ns = Collection(db, data, migrate, validate, seed, verify, diff, dump, restore, release)
+trust = Collection("trust", trust_list, pin, unpin, threshold)
+ns = Collection(db, data, trust, migrate, validate, seed, verify, diff, dump, restore, release,
+                cosign, promote)
 
 from movelib.defaults import DEFAULTS  # noqa: E402 - a constant, no heavy imports
 

@@ -56,7 +56,9 @@ ORDERS = {
 }
 
 
-@pytest.fixture(params=list(ORDERS))
+# a database on PostgreSQL 15 carries its marker (the fixture is named by a key, not "pg15")
+@pytest.fixture(params=[pytest.param(key, marks=[pytest.mark.pg15] if server == "pg15" else [])
+                        for key, (server, _) in ORDERS.items()])
 def other_order_db(request: pytest.FixtureRequest) -> Iterator[Target]:
     """A migrated database whose ``ORDER BY slug`` is not byte order, each of ORDERS."""
     fixture, options = ORDERS[request.param]

@@ -120,13 +120,13 @@ def test_a_profile_side_and_a_dsn_side(cli: Cli, canonical: Target, drifted: Tar
 )
 def test_refusals_are_one_line(cli: Cli, args: tuple[str, ...], says: str) -> None:
     result = cli("diff", *args)
-    assert result.code == 1
+    assert result.code == 2
     assert says in result.stderr and "Traceback" not in result.output
 
 
 def test_a_side_without_the_schema_says_so(cli: Cli, canonical: Target, empty_db: Target) -> None:
     result = cli("diff", "--from", canonical.conninfo, "--to", empty_db.conninfo)
-    assert result.code == 1
+    assert result.code == 2
     assert "the schema is not applied" in result.stderr
     assert_no_secret(result.output)
 

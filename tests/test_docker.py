@@ -102,7 +102,7 @@ def test_auto_picks_embedded_when_no_engine_answers(cli: Cli) -> None:
 
 def test_docker_backend_without_an_engine_says_what_to_do(cli: Cli) -> None:
     result = cli("db.up", "--backend", "docker", env=NO_ENGINE)
-    assert result.code == 1
+    assert result.code == 2
     assert "no Docker engine answers" in result.stderr
     assert "--backend embedded" in result.stderr and "dockerd" in result.stderr
     assert "Traceback" not in result.output
@@ -161,3 +161,29 @@ def test_compose_file_agrees_with_the_profiles() -> None:
         assert spec["volumes"][0].endswith(":/var/lib/postgresql")
     assert services["postgres-staging"]["profiles"] == ["staging"]
     assert "profiles" not in services["postgres"]
+
+
+def test_db_up_records_its_backend_and_every_db_task_follows_it(cli: Cli, docker_engine: Any, project: str,
+                                                                tmp_path: Path) -> None:
+    """As reported: `db.up --backend docker --image X` over an older embedded data folder; then
+    auto (db.status, db.down, a seed that starts the emulator) used the embedded one."""
+    port = free_port()
+    env = {"INVOKE_EMULATOR_PROJECT": project, "INVOKE_EMULATOR_BACKEND": "auto",
+           "INVOKE_PROFILES_STAGING_PORT": str(port)}
+    try:
+        assert cli("db.up", "--profile", "staging", "--backend", "embedded", env=env).code == 0
+        assert cli("db.down", "--profile", "staging", env=env).code == 0  # embedded data stays
+        up = cli("db.up", "--profile", "staging", "--backend", "docker", "--image", IMAGE, env=env)
+        assert up.code == 0, up.output
+        status = cli("db.status", env=env)
+        line = next(x for x in status.stdout.splitlines() if x.lstrip().startswith("staging"))
+        assert "docker" in line and "yes" in line, status.stdout
+        assert "db.up started it on docker" in status.stdout
+        assert "embedded data too" in status.stdout
+        seeded = cli("seed", "--profile", "staging", env=env)
+        assert seeded.code == 0 and "started it" not in seeded.stdout, seeded.output
+        down = cli("db.down", "--profile", "staging", env=env)
+        assert down.code == 0 and "staging emulator stopped (docker)" in down.stdout, down.output
+        assert docker_engine.containers.list(filters={"name": f"{project}-staging"}) == []
+    finally:
+        cli("db.down", "--profile", "staging", "--purge", "--backend", "embedded", env=env)

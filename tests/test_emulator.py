@@ -90,7 +90,7 @@ def test_port_held_by_another_process_is_named(cli: Cli, emulators: dict[str, st
         squatter.listen()
         port = squatter.getsockname()[1]
         result = cli("db.up", env={"INVOKE_PROFILES_LOCAL_PORT": str(port)})
-    assert result.code == 1
+    assert result.code == 2
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
     assert "Traceback" not in result.output
 
@@ -124,12 +124,12 @@ def test_pg15_binaries_can_serve_instead(cli: Cli, emulators: dict[str, str], pg
 
 def test_a_bin_dir_without_postgres_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
     result = cli("db.up", env={"INVOKE_EMULATOR_BIN_DIR": str(tmp_path)})
-    assert result.code == 1 and "no PostgreSQL server programs" in result.stderr
+    assert result.code == 2 and "no PostgreSQL server programs" in result.stderr
 
 
 def test_unknown_backend_is_refused(cli: Cli) -> None:
     result = cli("db.up", "--backend", "podman")
-    assert result.code == 1 and "choose one of auto, embedded, docker" in result.stderr
+    assert result.code == 2 and "choose one of auto, embedded, docker" in result.stderr
     assert "Traceback" not in result.output
 
 
@@ -146,7 +146,7 @@ def test_connection_failures_are_one_readable_message(cli: Cli, emulators: dict[
     port = int(emulators["INVOKE_PROFILES_LOCAL_PORT"])
     assert cli("db.up").code == 0
     result = cli("migrate", "--dsn", dsn.format(port=port, dead=free_port()))
-    assert result.code == 1
+    assert result.code == 2
     assert expected in result.stderr
     assert "athlete:***@" in result.stderr
     assert "Traceback" not in result.output and "wrong" not in result.output

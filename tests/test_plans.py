@@ -57,7 +57,7 @@ def test_the_markdown_plan_a_reviewer_reads(cli: Cli, migrated_db: Target, tmp_p
     before = table_hashes(migrated_db)
     result = cli("seed", "--dsn", migrated_db.conninfo, "--file", str(pull_request_file(tmp_path)),
                  "--dry-run", "--format", "markdown")
-    assert result.code == 0, result.output
+    assert result.code == 1  # blocked changes: the seed would be refused, result.output
     out = result.stdout
     first = out.splitlines()[0]
     assert first.startswith("### Seed plan for ") and first.endswith("pr.json"), out  # the document alone
@@ -83,7 +83,7 @@ def test_format_json_and_its_alias_list_every_movement(cli: Cli, migrated_db: Ta
     path = str(pull_request_file(tmp_path))
     by_format = cli("seed", "--dsn", migrated_db.conninfo, "--file", path, "--dry-run", "--format", "json")
     by_alias = cli("seed", "--dsn", migrated_db.conninfo, "--file", path, "--dry-run", "--json")
-    assert by_format.code == 0 and by_format.stdout == by_alias.stdout
+    assert by_format.code == 1 and by_format.stdout == by_alias.stdout  # blocked: would refuse
     plan = json.loads(by_format.stdout)
     statuses = {m["slug"]: m["status"] for m in plan["movements"]}
     assert len(statuses) == 9 and list(statuses.values()).count("unchanged") == 6
@@ -102,7 +102,7 @@ def test_format_json_and_its_alias_list_every_movement(cli: Cli, migrated_db: Ta
 )
 def test_a_format_that_does_not_fit_is_one_line(cli: Cli, args: list[str], says: str) -> None:
     result = cli("seed", "--dsn", "postgresql://nobody@127.0.0.1:1/none", *args)
-    assert result.code == 1 and says in result.stderr
+    assert result.code == 2 and says in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "target:" not in result.output
 
 

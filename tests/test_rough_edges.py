@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import CANONICAL, ROOT, Cli, Server, require_docker, rows, table_hashes
+from support import CANONICAL, ROOT, Cli, Server, require_docker, rows, settings, table_hashes
 from support import seed_run as seed
 
 from movelib.emulator import EmulatorSettings, choose_backend
-from movelib.errors import PublishedEditError
+from movelib.errors import DryRunRefused, PublishedEditError
 from movelib.migrations import migrate
 from movelib.options import TARGET_ORDER
+from movelib.plan import Plan
 from movelib.profiles import Profile
 from movelib.target import Target
+from movelib.workflow import SeedOptions, run_seed
 
 STARTED = "emulator: the local emulator was not running; started it (embedded)"
 MISSING_IMAGE = "movelib/no-such-image:404"
@@ -111,7 +113,7 @@ def test_every_task_on_a_profile_starts_its_stopped_emulator(cli: Cli, emulators
 def test_a_dsn_target_is_never_started(cli: Cli, emulators: dict[str, str]) -> None:
     port = emulators["INVOKE_PROFILES_LOCAL_PORT"]
     result = cli("verify", "--dsn", f"postgresql://athlete:athlete@127.0.0.1:{port}/athlete_planning")
-    assert result.code == 1 and "cannot reach" in result.stderr
+    assert result.code == 2 and "cannot reach" in result.stderr
     assert "emulator:" not in result.output
     assert not (Path(emulators["INVOKE_EMULATOR_DIR"]) / "local").exists()
 
@@ -145,10 +147,14 @@ def test_a_retired_slug_comes_back_only_as_a_new_version(migrated_db: Target, tm
     smaller = tmp_path / "smaller.json"
     smaller.write_text(json.dumps([r for r in json.loads(CANONICAL.read_text()) if r["slug"] != "farmers-carry"]))
     seed(migrated_db, smaller, retire=True)
-    outcome, lines = seed(migrated_db, dry_run=True)
+    lines: list[str] = []
+    with pytest.raises(DryRunRefused) as refused:  # the dry run says the seed would refuse it
+        run_seed(settings(), migrated_db, SeedOptions(data_file=CANONICAL, dry_run=True), lines.append)
+    plan = refused.value.plan
+    assert isinstance(plan, Plan)
     assert ("  RETIRED    farmers-carry: this slug was retired; it comes back only as a new version "
             "(--new-versions publishes it)") in lines
-    assert [(c.slug, c.action) for c in outcome.plan.changes if c.status == "retired"] == [("farmers-carry", "blocked")]
+    assert [(c.slug, c.action) for c in plan.changes if c.status == "retired"] == [("farmers-carry", "blocked")]
     before = table_hashes(migrated_db)
     with pytest.raises(PublishedEditError, match="farmers-carry"):
         seed(migrated_db)

@@ -106,7 +106,7 @@ def test_ssl_settings_from_the_environment_reach_every_connection(
                                                      "WHERE pid = pg_backend_pid()", env=env)
     assert psql.code == 0 and "tls:true" in psql.stdout, psql.output
     wrong = cli("verify", "--dsn", dsn, env={**env, "PGSSLROOTCERT": str(pki.other_ca)})
-    assert wrong.code == 1 and f"is not signed by {pki.other_ca}" in wrong.stderr
+    assert wrong.code == 2 and f"is not signed by {pki.other_ca}" in wrong.stderr
 
 
 @pytest.mark.parametrize(("mode", "works"), [
@@ -119,7 +119,7 @@ def test_every_sslmode_libpq_knows(cli: Cli, tls_server: Server, tls_db: str, pk
     if works:
         assert result.code == 0, result.output
     else:
-        assert result.code == 1
+        assert result.code == 2
         assert "accepts this user only over TLS (hostssl)" in result.stderr
         assert "add sslmode=require" in result.stderr
     assert "Traceback" not in result.output
@@ -149,7 +149,7 @@ def test_a_certificate_from_another_ca_is_one_clear_line(
     dsn = tls_dsn(tls_server, tls_db, "verify-full", pki.other_ca)
     args = [a.format(dsn=dsn, tmp=tmp_path, dump=dump_file) for a in TASKS[task]]
     result = cli(*args)
-    assert result.code == 1, result.output
+    assert result.code == 2, result.output
     assert f"the server's certificate is not signed by {pki.other_ca}" in result.stderr
     assert "Traceback" not in result.output
     assert_no_secret(result.output)
@@ -162,7 +162,7 @@ def test_a_host_the_certificate_does_not_name_is_refused(cli: Cli, tls_server: S
     dsn = (tls_dsn(tls_server, tls_db, "verify-full", pki.ca).replace("@127.0.0.1:", "@db.example.com:")
            + "&hostaddr=127.0.0.1")
     result = cli("verify", "--dsn", dsn)
-    assert result.code == 1
+    assert result.code == 2
     assert "does not name the host in the DSN" in result.stderr
 
 
@@ -172,6 +172,6 @@ def test_psql_without_tls_anywhere_says_where_to_get_one(cli: Cli, tls_server: S
     empty.mkdir()
     result = cli("db.psql", "--dsn", tls_dsn(tls_server, tls_db, "verify-full", pki.ca),
                  "--command", "SELECT 1", env={"PATH": str(empty)})
-    assert result.code == 1, result.output
+    assert result.code == 2, result.output
     assert "was built without TLS support" in result.stderr
     assert "apt install postgresql-client" in result.stderr

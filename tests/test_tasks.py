@@ -27,9 +27,9 @@ def test_every_task_has_a_docstring_and_help_for_every_option(name: str) -> None
 def test_inv_list_shows_the_namespace(cli: Cli) -> None:
     listed = cli("--list")
     assert listed.code == 0, listed.output
-    for name in ("db.up", "db.down", "db.status", "db.url", "db.logs", "db.psql",
-                 "migrate", "validate", "seed", "verify", "dump", "restore", "release"):
+    for name in NS.task_names:  # every task, as the namespace has them
         assert re.search(rf"^\s+{re.escape(name)}\s", listed.stdout, re.M), name
+    assert {"diff", "data.synth", "data.import"} <= set(NS.task_names)
 
 
 # Modules that cost a tenth of a second or more to import, none of which listing or explaining
@@ -107,3 +107,42 @@ def test_dotenv_supplies_the_target_but_never_overrides_the_environment(cli: Cli
     assert "target: postgresql://dot:***@127.0.0.1:1/fromdotenv (from PLANNING_DATABASE_URL in .env)" in from_dotenv.stdout
     from_env = cli("verify", env={**env, "PLANNING_DATABASE_URL": "postgresql://env:pw@127.0.0.1:1/fromenv"})
     assert "fromenv (from PLANNING_DATABASE_URL)" in from_env.stdout
+
+
+# -- one contract for people and CI ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(NS.task_names))
+def test_each_short_flag_means_the_same_in_every_task(name: str) -> None:
+    """-d --dsn, -p --profile, -f --file, -y --yes, -q --quiet, -o the output; nothing else
+    has a letter (invoke's first-free-letter rule made -d --dump-file and -y --dry-run)."""
+    from movelib.options import SHORT_FLAGS
+
+    for arg in NS[name].get_arguments():
+        long = next(n for n in arg.names if len(n) > 1).replace("-", "_")
+        shorts = [n for n in arg.names if len(n) == 1]
+        assert shorts == ([SHORT_FLAGS[long]] if long in SHORT_FLAGS else []), (name, arg.names)
+
+
+@pytest.mark.parametrize(("argv", "code", "says"), [
+    pytest.param(["sed"], 2, "No idea what 'sed' is!; did you mean seed?", id="task-typo"),
+    pytest.param(["seed", "--dns", "x"], 2, "did you mean --dsn?", id="flag-typo"),
+    pytest.param(["restore", "-d", "postgresql://athlete:Pw0rd123@127.0.0.1:1/x"], 2,
+                 "restore", id="dump-file-given-as-d"),
+    pytest.param(["data.synth"], 2, "give --count N", id="missing-option"),
+    pytest.param(["validate", "--file", "nope.json"], 2, "nope.json: no such file", id="missing-file"),
+    pytest.param(["verify", "--dsn", "postgresql://u:pw@127.0.0.1:1/x?sslmode=bogus"], 2,
+                 "is not valid: invalid sslmode value", id="bad-sslmode"),
+    pytest.param(["verify", "--dsn", "postgresql://u:pw@127.0.0.1:1/x?krb_srvname=k&password=Pw0rd123"], 2,
+                 "a connection parameter libpq does not know: 'krb_srvname'", id="unknown-dsn-parameter"),
+    pytest.param(["verify", "--dsn", "postgresql://u:pw@127.0.0.1:1/x"], 2, "cannot reach", id="unreachable"),
+    pytest.param(["diff", "--from", "postgresql://u:pw@127.0.0.1:1/x", "--to", "local"], 2, "cannot reach",
+                 id="diff-could-not-compare"),
+    pytest.param(["restore", "--dump-file", "."], 2, "is a directory; give the dump file in it",
+                 id="dump-file-a-directory"),
+])
+def test_exit_codes_say_no_or_could_not_answer(cli: Cli, argv: list[str], code: int, says: str) -> None:
+    result = cli(*argv)
+    assert result.code == code, result.output
+    assert says in result.output, result.output
+    assert "Traceback" not in result.output and "Pw0rd123" not in result.output

@@ -12,10 +12,12 @@ from support import CANONICAL, ROOT, Cli, Server, rows, settings, table_hashes
 from support import seed_run as seed
 
 from movelib.dump import dump
-from movelib.errors import PublishedEditError
+from movelib.errors import DryRunRefused, PublishedEditError
+from movelib.plan import Plan
 from movelib.restore import plan_restore, restore
 from movelib.target import Target, target_from_dsn
 from movelib.verify import verify
+from movelib.workflow import SeedOptions, run_seed
 
 SETTINGS = settings()
 
@@ -43,8 +45,13 @@ def test_versions_from_dry_run_to_round_trip(migrated_db: Target, pg15: Server, 
     before = table_hashes(migrated_db)
     v1_before = v1_rows(migrated_db)
 
-    outcome, lines = seed(migrated_db, changed, dry_run=True)
-    listed = [c for c in outcome.plan.changes if c.status != "unchanged"]
+    lines: list[str] = []
+    with pytest.raises(DryRunRefused, match="the seed would be refused: 2 published movement") as refused:
+        run_seed(settings(), migrated_db, SeedOptions(data_file=changed, dry_run=True), lines.append)
+    plan = refused.value.plan
+    assert isinstance(plan, Plan)
+    assert refused.value.exit_code == 1
+    listed = [c for c in plan.changes if c.status != "unchanged"]
     assert [(c.slug, c.status, c.action) for c in listed] == [
         ("back-squat", "changed", "blocked"), ("deadlift", "changed", "blocked")]
     assert [str(d) for d in listed[0].diff] == ['name: "Back Squat" -> "Back Squat (High Bar)"']
@@ -101,7 +108,7 @@ def test_cli_dry_run_json(cli: Cli, migrated_db: Target, tmp_path: Path) -> None
     assert cli("seed", "--dsn", migrated_db.conninfo).code == 0
     before = table_hashes(migrated_db)
     result = cli("seed", "--dsn", migrated_db.conninfo, "--file", str(edited(tmp_path)), "--dry-run", "--json")
-    assert result.code == 0, result.output
+    assert result.code == 1  # blocked: the seed would be refused, result.output
     plan = json.loads(result.stdout)
     assert plan["totals"]["changed"] == 2 and plan["totals"]["unchanged"] == 6
     assert plan["pending_migrations"] == []
@@ -112,14 +119,14 @@ def test_cli_dry_run_json(cli: Cli, migrated_db: Target, tmp_path: Path) -> None
     text = cli("seed", "--dsn", migrated_db.conninfo, "--file", str(edited(tmp_path)), "--dry-run")
     assert "  CHANGED    back-squat v1: blocked" in text.stdout
     assert '      name: "Back Squat" -> "Back Squat (High Bar)"' in text.stdout
-    assert cli("seed", "--dsn", migrated_db.conninfo, "--json").code == 1
+    assert cli("seed", "--dsn", migrated_db.conninfo, "--json").code == 2  # bad usage
 
 
 def test_dry_run_on_an_empty_database_writes_nothing(empty_db: Target) -> None:
     outcome, lines = seed(empty_db, dry_run=True)
     assert outcome.plan.totals()["new"] == 8
-    assert ("migrations: 4 pending, would apply (0001.movement-library, 0002.movement-versions, "
-            "0003.movement-provenance, 0004.movement-content)") in lines
+    assert ("migrations: 5 pending, would apply (0001.movement-library, 0002.movement-versions, "
+            "0003.movement-provenance, 0004.movement-content, 0005.movement-trust)") in lines
     assert rows(empty_db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
 
 

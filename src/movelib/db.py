@@ -17,6 +17,7 @@ from .errors import (
     AuthenticationFailed,
     DatabaseError,
     DatabaseMissing,
+    InvalidTarget,
     LockTimeout,
     TargetUnreachable,
     TlsRefused,
@@ -81,6 +82,10 @@ def translate_connect_error(target: Target, exc: Exception) -> Exception:
     detail = secrets.redact(" ".join(str(exc).split()))
     where = target.describe()
     lowered = detail.lower()
+    if "invalid" in lowered and ("value" in lowered or "connection option" in lowered):
+        return InvalidTarget(
+            f"the DSN of {where} is not valid: {detail.removeprefix('connection is bad: ')}.\n"
+            "  fix that parameter (libpq's documentation lists each one and its values)")
     tls = _tls_problem(target, lowered)
     if tls is not None:
         return TlsRefused(f"cannot reach {where} over TLS: {tls}\n  (libpq said: {detail})")

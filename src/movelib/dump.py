@@ -33,6 +33,7 @@ from .manifest import (
     atomic_file,
     link_atomically,
     manifest_path,
+    staged,
     write_atomically,
 )
 from .provenance import library_sha256
@@ -137,7 +138,11 @@ def dump(
     now = now or datetime.now(UTC)
     created_at = now.isoformat(timespec="seconds").replace("+00:00", "Z")
     path = output_dir / dump_name(now)
-    if path.exists():
+    for second in range(2, 100):  # a second dump in the same second: _2, _3...
+        if not path.exists() and not manifest_path(path).exists():
+            break
+        path = output_dir / dump_name(now).replace(".sql", f"_{second}.sql")
+    else:
         raise ArtifactError(f"{path} already exists; wait a second and dump again")
     with db.connect(target, task="dump", autocommit=True) as conn:
         if psql is not None and conn.info.pgconn.ssl_in_use and not has_tls(psql):
@@ -156,12 +161,17 @@ def dump(
             db.raise_sql_error(target, exc, "the dump")
             raise
     mpath = manifest_path(path)
-    write_atomically(mpath, manifest.to_json().encode())  # the manifest last
-    latest = None
-    if update_latest:
-        latest = output_dir / f"{LATEST}.sql"
-        link_atomically(path, latest)  # the same bytes under a second name
-        write_atomically(manifest_path(latest), manifest.to_json().encode())
+    latest = output_dir / f"{LATEST}.sql" if update_latest else None
+    try:
+        write_atomically(mpath, manifest.to_json().encode())  # the manifest last
+        if latest is not None:  # both files staged first, then renamed: a pair, or the old pair
+            with staged(manifest_path(latest), manifest.to_json().encode()) as commit_manifest:
+                link_atomically(path, latest)  # the same bytes under a second name
+                commit_manifest()
+    except BaseException:
+        path.unlink(missing_ok=True)  # a dump without its manifest is no artifact
+        mpath.unlink(missing_ok=True)
+        raise
     return DumpResult(path, mpath, manifest, latest)
 
 

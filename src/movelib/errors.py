@@ -9,23 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+# The exit-code contract, the same for every task and under --json: 0 yes (done, equal, valid,
+# would succeed); NO (1): the answer is no (drift, a mismatch, invalid data, a refusal, a dry run
+# that would be refused); COULD_NOT_ANSWER (2): the question could not be answered (a target
+# unreachable, bad usage or configuration, a missing file); 130 interrupted (Ctrl-C).
+NO = 1
+COULD_NOT_ANSWER = 2
+
 
 class MovelibError(Exception):
-    """Base class: an expected failure with a message meant for the user."""
+    """Base class: an expected failure with a message meant for the user; a "no" unless the
+    class says the task could not answer."""
 
-    exit_code = 1
+    exit_code = NO
 
 
 class ConfigError(MovelibError):
     """A setting, option or profile is missing or malformed."""
 
+    exit_code = COULD_NOT_ANSWER
+
 
 class InvalidTarget(MovelibError):
     """The DSN cannot be parsed, or the options name more than one target."""
 
+    exit_code = COULD_NOT_ANSWER
+
 
 class TargetUnreachable(MovelibError):
     """No PostgreSQL server answered at the target."""
+
+    exit_code = COULD_NOT_ANSWER
 
 
 class TlsRefused(TargetUnreachable):
@@ -36,21 +50,31 @@ class TlsRefused(TargetUnreachable):
 class AuthenticationFailed(MovelibError):
     """The server answered but refused the login."""
 
+    exit_code = COULD_NOT_ANSWER
+
 
 class DatabaseMissing(MovelibError):
     """The server answered but the target database does not exist."""
+
+    exit_code = COULD_NOT_ANSWER
 
 
 class SchemaNotApplied(MovelibError):
     """The movement tables are missing from the target."""
 
+    exit_code = COULD_NOT_ANSWER
+
 
 class DatabaseError(MovelibError):
     """A SQL statement failed in a way the tool did not anticipate."""
 
+    exit_code = COULD_NOT_ANSWER
+
 
 class LockTimeout(MovelibError):
     """Another run holds the target's lock for longer than we are willing to wait."""
+
+    exit_code = COULD_NOT_ANSWER
 
 
 class MigrationError(MovelibError):
@@ -60,10 +84,14 @@ class MigrationError(MovelibError):
 class EmulatorError(MovelibError):
     """An emulator could not be started, stopped or inspected."""
 
+    exit_code = COULD_NOT_ANSWER
+
 
 class FileInUse(MovelibError):
     """A file or folder to replace or delete is held open by another program (on Windows), or
     may not be changed."""
+
+    exit_code = COULD_NOT_ANSWER
 
 
 class PortInUse(EmulatorError):
@@ -82,19 +110,34 @@ class DataFileError(MovelibError):
         self.problems = list(problems)
 
 
+class DataFileMissing(DataFileError):
+    """The data file named does not exist."""
+
+    exit_code = COULD_NOT_ANSWER
+
+
 class PublishedEditError(MovelibError):
     """The data changes movements that are already published (and therefore immutable)."""
 
-    def __init__(self, slugs: Sequence[str]) -> None:
+    def __init__(self, slugs: Sequence[str], data_file: str | None = None) -> None:
         self.slugs = list(slugs)
         lines = [f"ERROR   {slug} :: Published movements cannot be edited" for slug in self.slugs]
+        file = f" --file {data_file}" if data_file else ""
         lines.append(
             f"{len(self.slugs)} published movement(s) differ from the data file; nothing was "
-            "written. Published movements are immutable: `inv seed --dry-run` shows the "
-            "differences, `inv seed --new-versions` publishes them as new versions, or revert "
-            "the change in the data file."
+            f"written. Published movements are immutable: `inv seed{file} --dry-run` shows the "
+            f"differences, `inv seed{file} --new-versions` publishes them as new versions, or "
+            "revert the change in the data file."
         )
         super().__init__("\n".join(lines))
+
+
+class DryRunRefused(MovelibError):
+    """``inv seed --dry-run``: the plan (printed) has changes the seed would refuse."""
+
+    def __init__(self, message: str, plan: object) -> None:
+        super().__init__(message)
+        self.plan = plan  # the movelib.plan.Plan that was printed
 
 
 class VerificationFailed(MovelibError):
@@ -107,6 +150,18 @@ class DriftFound(MovelibError):
 
 class ArtifactError(MovelibError):
     """A seed dump or its manifest is missing, malformed, or does not match."""
+
+
+class ArtifactWriteError(MovelibError):
+    """A file could not be written (a full disk, no permission); nothing half-written stays."""
+
+    exit_code = COULD_NOT_ANSWER
+
+
+class DumpFileMissing(ArtifactError):
+    """The dump file named does not exist, or is not a file."""
+
+    exit_code = COULD_NOT_ANSWER
 
 
 class RestoreFailed(MovelibError):
@@ -161,3 +216,22 @@ class AllowedSignersUnreadable(ConfigError):
 
 class ProtectedTarget(MovelibError):
     """The target is labelled production and the run was not explicitly allowed on it."""
+
+
+class TrustRefused(SignatureRefused):
+    """A production restore's signatures are not by enough distinct signers pinned in the target
+    database (nothing pinned, a signer not pinned, fewer than the threshold)."""
+
+
+class TrustChangeError(ConfigError):
+    """``inv trust.*`` cannot make the change asked for: a key file that holds no public key, a
+    principal movelib cannot pin, a fingerprint nothing pinned has, a threshold out of range."""
+
+
+class DowngradeRefused(MovelibError):
+    """The restore would replace a release with an older one (or a signed release with an
+    unsigned dump); ``--allow-downgrade`` allows it on purpose."""
+
+
+class PromotionRefused(MovelibError):
+    """``inv promote``: the source does not hold exactly the release to promote."""

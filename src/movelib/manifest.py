@@ -8,7 +8,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -16,7 +16,8 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import ArtifactError, FileInUse
+from .errors import ArtifactError, ArtifactWriteError, DumpFileMissing, FileInUse
+from .text import shown
 
 FORMAT = "movelib-seed-dump"
 FORMAT_VERSION = 1
@@ -132,8 +133,11 @@ def read_manifest(dump_file: Path) -> tuple[bytes, Manifest]:
     (its sha256 of the dump is not checked here). A signature is checked over exactly these
     bytes, and the restore trusts exactly what they say: nothing reads the file again. No
     connection."""
+    if dump_file.is_dir():
+        raise DumpFileMissing(f"{shown(dump_file)} is a directory; give the dump file in it "
+                              "(movements_seed_<UTC>.sql, or movements_seed_latest.sql)")
     if not dump_file.is_file():
-        raise ArtifactError(f"{dump_file}: no such dump file")
+        raise DumpFileMissing(f"{shown(dump_file)}: no such dump file")
     mpath = manifest_path(dump_file)
     try:
         info = mpath.stat()
@@ -226,14 +230,22 @@ class BackgroundWriter:
 @contextmanager
 def atomic_file(path: Path) -> Iterator[IO[bytes]]:
     """Write ``path`` through a temporary file: fsync, then rename; never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         _replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno is None:
+            raise
+        raise ArtifactWriteError(
+            f"cannot write {shown(path)}: {exc.strerror or exc} (errno {exc.errno}); nothing "
+            "was left half-written: free space or pick another --output-dir, and run again"
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -251,6 +263,20 @@ def _replace(tmp: Path, path: Path) -> None:
             "(an editor, a running restore, a backup or virus scan): close it and run again; "
             f"{path.name} was left as it was"
         ) from None
+
+
+@contextmanager
+def staged(path: Path, data: bytes) -> Iterator[Callable[[], None]]:
+    """``data`` written in full to a temporary file beside ``path``; the block calls the yielded
+    function to rename it into place (no space needed then). Left without calling it, or by an
+    error, the temporary file is removed and ``path`` is untouched."""
+    with atomic_file(path.with_name(f"{path.name}.staged")) as handle:
+        handle.write(data)
+    temp = path.with_name(f"{path.name}.staged")
+    try:
+        yield lambda: _replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -58,10 +58,7 @@ def migrate(
     permission: Permission | None = None,
 ) -> MigrateResult:
     """Apply pending migrations to ``target`` in one transaction that holds its lock."""
-    if environment is not None and environment not in ENVIRONMENTS:
-        raise ConfigError(
-            f"unknown environment {environment!r}; choose one of {', '.join(ENVIRONMENTS)}"
-        )
+    check_environment(environment)
     with db.connect(target, task="migrate", autocommit=True) as conn:
         try:
             with db.locked(conn, target, task="migrate", timeout=lock_timeout):
@@ -76,6 +73,14 @@ def migrate(
             db.raise_sql_error(target, exc, "migrate")
             raise
     return result
+
+
+def check_environment(environment: str | None) -> None:
+    """Refuse an unknown ``--environment`` (before anything connects or starts)."""
+    if environment is not None and environment not in ENVIRONMENTS:
+        raise ConfigError(
+            f"unknown environment {environment!r}; choose one of {', '.join(ENVIRONMENTS)}"
+        )
 
 
 def apply_pending(conn: psycopg.Connection, target: Target,

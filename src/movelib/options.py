@@ -28,7 +28,9 @@ PROTECT_HELP = {
     "allow_protected": "allow writing to a production-labelled target (needs the name confirmed)",
     "confirm": "the target database's name, confirming a production write without a prompt (CI)",
 }
-BACKEND_HELP = "auto (docker if an engine answers, else embedded), embedded or docker"
+BACKEND_HELP = ("auto (default): the backend db.up last used for the profile; else the one "
+                "holding its data; else docker if an engine answers and has the image; else "
+                "embedded. Or embedded, or docker")
 IMAGE_HELP = f"docker backend: the PostgreSQL image (default {DOCKER_IMAGE})"
 SYNTH_SEED_HELP = f"random seed (default {SYNTH_SEED}; the same seed gives the same file)"
 
@@ -48,7 +50,8 @@ SEED_HELP = {
     "environment": "label the database local, staging or production while migrating",
     "new_versions": "publish changed movements as version n+1 instead of failing",
     "retire": "retire current movements that are missing from the data file (audited)",
-    "dry_run": "show the plan per movement (with field diffs) and write nothing",
+    "dry_run": "show the plan per movement (with field diffs) and write nothing; exit 1 when "
+               "the seed would be refused (blocked changes)",
     "format": "with --dry-run: the plan as text (default), json, or markdown (for a pull "
               "request's job summary)",
     "json": "with --dry-run: the same as --format json",
@@ -77,6 +80,34 @@ RESTORE_HELP = {
     **PROTECT_HELP,
     "require_signature": "refuse a dump whose manifest lacks a good signature from an allowed "
                          "signer (always so for a production-labelled target)",
+    "allow_downgrade": "replace a newer release (or a signed release with an unsigned dump) on "
+                       "purpose; on production with --allow-protected and the name confirmed",
+    "dry_run": "check everything and show what the restore would replace, then stop; exit 0 "
+               "when it would be allowed, 1 when refused",
+}
+TRUST_HELP = {**TARGET_HELP, "lock_timeout": LOCK_HELP, **PROTECT_HELP}
+PIN_HELP = {
+    **TRUST_HELP,
+    "keyfile": "the signer's public key file (ssh-keygen's KEY.pub)",
+    "principal": "the signer's name, e.g. re@example.com (letters, digits and . _ @ + -)",
+}
+UNPIN_HELP = {**TRUST_HELP,
+              "fingerprint": "the pinned key's SHA256:... fingerprint (`inv trust.list`)"}
+THRESHOLD_HELP = {**TRUST_HELP,
+                  "number": "how many distinct pinned signers a production restore needs"}
+COSIGN_HELP = {
+    "version": "the release to cosign (releases/<version>/)",
+    "key": "SSH key file (as git's user.signingkey) that adds its signature (<manifest>.sig.N)",
+}
+PROMOTE_HELP = {
+    "version": "the release to promote (releases/<version>/)",
+    "from_": f"where the release was verified (it must hold exactly it): {SIDE_HELP}",
+    "to": f"the target to restore it into: {SIDE_HELP}",
+    "yes": RESTORE_HELP["yes"],
+    "lock_timeout": LOCK_HELP,
+    **PROTECT_HELP,
+    "allow_downgrade": RESTORE_HELP["allow_downgrade"],
+    "dry_run": "check everything and show what the promotion would replace, then stop",
 }
 RELEASE_HELP = {
     **TARGET_HELP,
@@ -86,6 +117,26 @@ RELEASE_HELP = {
             "namespace movelib-release) and, with --tag, the tag",
 }
 
+
+# One short flag per meaning, the same in every task that has the option; every other option is
+# long only (invoke would give each the first free letter of its name: -d was --dsn in seed and
+# --dump-file in restore, -y --dry-run in seed and --yes in restore). tasks.py applies it.
+SHORT_FLAGS = {
+    "dsn": "d",
+    "profile": "p",
+    "file": "f",
+    "yes": "y",
+    "quiet": "q",
+    "out": "o",
+    "output_dir": "o",
+    "command": "c",  # db.psql, as psql's own -c
+}
+
+# What `inv --help` and the README say of exit codes (errors.NO, errors.COULD_NOT_ANSWER).
+EXIT_CODES = ("exit codes, every task: 0 yes (done, equal, valid, would succeed); 1 no (drift, "
+              "a mismatch, invalid data, a refusal, a dry run that would be refused); 2 could "
+              "not answer (unreachable, bad usage or configuration, a missing file); 130 "
+              "interrupted")
 
 PLAN_FORMATS = ("text", "json", "markdown")
 

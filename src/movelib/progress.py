@@ -16,6 +16,14 @@ from .console import live_lines
 
 SHOW_AFTER = 1.0  # seconds a step runs before it is shown
 LOG_EVERY = 5.0  # seconds between plain log lines
+_LIVE: ProgressReporter | None = None  # the reporter whose line is on the terminal now
+
+
+def end_live_line() -> None:
+    """End a live progress line before other output, so that output starts on a line of its
+    own (tasks call it before every message)."""
+    if _LIVE is not None:
+        _LIVE.close()
 
 
 class ProgressReporter:
@@ -45,10 +53,14 @@ class ProgressReporter:
             return
         rate = done / elapsed if elapsed > 0 else 0.0
         count = f"{done:,}/{total:,}" if total is not None else f"{done:,}"
-        text = f"{stage}: {count} ({rate:,.0f}/s, {elapsed:.1f} s)"
+        # a rate only where it says something: rows per second, not "1/3 steps (0/s)"
+        speed = f"{rate:,.0f}/s, " if rate >= 10 else ""
+        text = f"{stage}: {count} ({speed}{elapsed:.1f} s)"
         if self.tty:
+            global _LIVE
             self.stream.write(f"\r\033[K{text}")
             self.live = True
+            _LIVE = self
             if finished:
                 self._end_line()
         elif finished or now - self.last >= LOG_EVERY:
@@ -57,10 +69,13 @@ class ProgressReporter:
         self.stream.flush()
 
     def _end_line(self) -> None:
+        global _LIVE
         if self.live:
             self.stream.write("\n")
             self.stream.flush()
             self.live = False
+        if _LIVE is self:
+            _LIVE = None
 
     def close(self) -> None:
         self._end_line()

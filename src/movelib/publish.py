@@ -68,7 +68,7 @@ def publish(
     Raises :class:`PublishedEditError` (and writes nothing) when the plan has blocked changes.
     """
     if plan.blocked:
-        raise PublishedEditError(plan.blocked)
+        raise PublishedEditError(plan.blocked, dataset.display_name)
     actor = actor or run_by()
     to_publish = plan.count(PUBLISH)
     to_retire = [c.slug for c in plan.of(RETIRE)]

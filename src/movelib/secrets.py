@@ -7,6 +7,7 @@ and :func:`redact` replaces each of its spellings (raw, percent-encoded, form-en
 
 from __future__ import annotations
 
+import re
 import threading
 from urllib.parse import quote, quote_plus
 
@@ -34,11 +35,20 @@ def register(password: str | None, public: tuple[str, ...] = ()) -> None:
             _secrets.add(spelling)
 
 
+# A DSN's password wherever a URL appears, even one never parsed as a DSN (a DSN given where a
+# path was expected, and echoed as that path: postgresql:/user:pw@host with one slash).
+_URL_PASSWORD = re.compile(r"(postgres(?:ql)?:/+[^:/@\s]*:)([^@\s/]+)(@)", re.IGNORECASE)
+
+
 def redact(text: str) -> str:
-    """``text`` with every registered password (in any of its spellings) masked."""
+    """``text`` with every registered password (in any of its spellings) masked, and the
+    password of anything shaped like a PostgreSQL URL."""
     with _lock:
         spellings = sorted(_secrets, key=len, reverse=True)
     for secret in spellings:
         if secret in text:
             text = text.replace(secret, MASK)
+    if "postgres" in text.lower():  # ("password" itself is the placeholder of a help text)
+        text = _URL_PASSWORD.sub(lambda m: m.group(0) if m.group(2) == "password"
+                                 else f"{m.group(1)}{MASK}{m.group(3)}", text)
     return text

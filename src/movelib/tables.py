@@ -58,7 +58,7 @@ def table_exists(conn: psycopg.Connection, table: str) -> bool:
     return bool(row and row[0])
 
 
-def require_schema(conn: psycopg.Connection, target: Target) -> None:
+def require_schema(conn: psycopg.Connection, target: Target, hint: str = "") -> None:
     """Raise :class:`SchemaNotApplied` unless every table verification counts exists."""
     row = conn.execute(
         "SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) AS name",
@@ -67,8 +67,8 @@ def require_schema(conn: psycopg.Connection, target: Target) -> None:
     if not row or not row[0]:
         raise SchemaNotApplied(
             f'relation "movement_library" does not exist on {target.describe()}: the schema '
-            "is not applied.\n  run `inv migrate` first, or drop --skip-migrations "
-            "(inv seed applies it), or restore a seed dump (it carries the schema)"
+            f"is not applied.\n  {hint or 'run `inv migrate` (or `inv seed`) on it first'}, or "
+            "restore a seed dump into it (it carries the schema)"
         )
 
 

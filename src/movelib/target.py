@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 from . import secrets
 from .errors import InvalidTarget
 from .profiles import DEFAULT_PROFILE, Profile, get_profile
+from .text import shown
 
 ENV_VAR = "PLANNING_DATABASE_URL"
 _HIDDEN_PARAMS = {"password", "passfile", "sslpassword"}
@@ -161,8 +162,18 @@ def _parse(conninfo: str) -> dict[str, str]:
     _check_url_userinfo(conninfo)
     try:
         parsed = psycopg.conninfo.conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError:
-        # libpq's message may quote the DSN, password included: say it in our own words.
+    except psycopg.ProgrammingError as exc:
+        # libpq's message may quote the DSN, password included: say it in our own words, with
+        # the one part that is safe to show, the name of a parameter libpq does not know.
+        import re
+
+        unknown = re.search(r'invalid (?:URI query parameter|connection option):? "([^"=&\s]{1,64})"',
+                            str(exc))
+        if unknown is not None:
+            raise InvalidTarget(
+                f"the DSN names a connection parameter libpq does not know: "
+                f"{shown(unknown.group(1))!r}; check its spelling (libpq's parameters: sslmode, "
+                "sslrootcert, connect_timeout, application_name, krbsrvname, ...)") from None
         raise InvalidTarget(
             "the DSN cannot be parsed; expected postgresql://user:password@host:port/database "
             "(percent-encode @ : / % # in the password) or key=value pairs"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -408,11 +409,15 @@ def _list(report: VerifyReport, kind: str, slugs: list[str], total: int, text: s
 
 def verify(target: Target, *, data_file: Path | None = None, schema_file: Path,
            limits: FileLimits | None = None, release: tuple[str, Manifest] | None = None,
-           ) -> VerifyReport:
+           before_connect: Callable[[], object] | None = None) -> VerifyReport:
     """Open a connection to ``target`` and check it (see :func:`check`); report where its
-    library came from, and with ``release`` (version, manifest) compare it with that release."""
+    library came from, and with ``release`` (version, manifest) compare it with that release.
+    ``before_connect`` runs after the data file is read, before the connection (the task
+    starts a stopped emulator there)."""
     dataset = (load_movements(data_file, schema_file, limits=limits)
                if data_file is not None else None)
+    if before_connect is not None:
+        before_connect()
     with db.connect(target, task="verify", autocommit=True) as conn:
         try:
             with db.work(conn, read_only=True):  # one snapshot, the role's limits off

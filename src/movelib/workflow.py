@@ -13,7 +13,7 @@ import psycopg
 from . import db
 from .datafile import Dataset, Progress, load_movements
 from .defaults import LOCK_TIMEOUT
-from .errors import VerificationFailed
+from .errors import DataFileError, DryRunRefused, VerificationFailed
 from .guard import Permission, check_protected
 from .migrations import apply_pending, pending_migrations, set_environment
 from .plan import KEEP, PUBLISH, Plan, make_plan, markdown, unchanged_plan
@@ -49,7 +49,8 @@ class SeedOutcome:
 
 
 def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Echo,
-             progress: Progress | None = None) -> SeedOutcome:
+             progress: Progress | None = None,
+             before_connect: Callable[[], object] | None = None) -> SeedOutcome:
     """The whole ``inv seed``. Raises a :class:`~movelib.errors.MovelibError` on any failure.
 
     Everything the run writes shares one transaction, the one that holds the target's lock
@@ -57,13 +58,20 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
     its verification, which runs before the commit. On any failure (a failed migration or
     verification, a lost connection, Ctrl-C) the target holds exactly what it held before.
 
-    A stopped emulator is started by the caller, as for every task (``tasks._target``:
-    :func:`movelib.emulator.start_if_stopped`).
+    ``before_connect`` runs once the data file is valid, before any connection: the task starts
+    a profile's stopped emulator there (:func:`movelib.emulator.start_if_stopped`), so a bad
+    file leaves a stopped emulator stopped.
     """
-    dataset = load_movements(options.data_file, settings.schema_file, progress=progress,
-                             limits=settings.file_limits)
+    try:
+        dataset = load_movements(options.data_file, settings.schema_file, progress=progress,
+                                 limits=settings.file_limits)
+    except DataFileError as exc:  # said for the seed: `inv validate` writes nothing anyway
+        exc.args = (f"{exc}; nothing was written",)
+        raise
     if options.output == "text":
         echo(f"validate: {dataset.display_name}: {len(dataset)} movements, valid")
+    if before_connect is not None:
+        before_connect()
     if options.dry_run:
         return _dry_run(settings, target, options, dataset, echo)
     schema_sha256 = hashlib.sha256(settings.schema_file.read_bytes()).hexdigest()
@@ -76,7 +84,8 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
             with db.locked(conn, target, task="seed", timeout=options.lock_timeout):
                 check_protected(conn, target, options.permission, "seed")
                 if options.skip_migrations:
-                    require_schema(conn, target)
+                    require_schema(conn, target, hint="drop --skip-migrations (inv seed then "
+                                                      "applies the schema), or run `inv migrate`")
                     echo("migrations: skipped (--skip-migrations)")
                 else:
                     for line in apply_pending(conn, target, settings.migrations_dir).lines():
@@ -127,16 +136,20 @@ def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: 
     if options.output == "json":
         echo(json.dumps({"target": target.masked(), "data_file": dataset.display_name,
                          "pending_migrations": pending, **plan.as_dict()}, indent=2))
-        return SeedOutcome(plan)
-    if options.output == "markdown":
+    elif options.output == "markdown":
         echo(markdown(plan, target=target.describe(), data_file=dataset.display_name,
                       pending=pending))
-        return SeedOutcome(plan)
-    echo("dry run: nothing is written")
-    if pending:
-        echo(f"migrations: {len(pending)} pending, would apply ({', '.join(pending)})")
-    for line in plan.lines():
-        echo(line)
+    else:
+        echo("dry run: nothing is written")
+        if pending:
+            echo(f"migrations: {len(pending)} pending, would apply ({', '.join(pending)})")
+        for line in plan.lines():
+            echo(line)
+    if plan.blocked:  # the plan is printed whole; the answer is "the seed would be refused"
+        raise DryRunRefused(
+            f"dry run: the seed would be refused: {len(plan.blocked)} published movement(s) "
+            f"differ from {dataset.display_name} (listed above); `--new-versions` publishes "
+            "them as new versions", plan)
     return SeedOutcome(plan)
 
 

@@ -26,7 +26,7 @@ def test_a_second_run_waits_then_names_the_holder(cli: Cli, migrated_db: Target)
         started = time.monotonic()
         result = cli("seed", "--dsn", migrated_db.conninfo, "--lock-timeout", "1")
         waited = time.monotonic() - started
-    assert result.code == 1
+    assert result.code == 2
     assert f"is locked by another run: server pid {pid}, movelib seed pid=4242 host=ci-runner-7" in result.stderr
     assert ", since 20" in result.stderr and "waited 1 s" in result.stderr
     assert 1 <= waited < 10
@@ -36,7 +36,7 @@ def test_migrate_and_restore_take_the_same_lock(cli: Cli, migrated_db: Target, t
     with psycopg.connect(migrated_db.conninfo, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         migrated = cli("migrate", "--dsn", migrated_db.conninfo, "--lock-timeout", "0.5")
-        assert migrated.code == 1 and "is locked by another run" in migrated.stderr
+        assert migrated.code == 2 and "is locked by another run" in migrated.stderr
     assert cli("seed", "--dsn", migrated_db.conninfo).code == 0
     dumped = cli("dump", "--dsn", migrated_db.conninfo, "--output-dir", str(tmp_path))
     assert dumped.code == 0
@@ -44,7 +44,7 @@ def test_migrate_and_restore_take_the_same_lock(cli: Cli, migrated_db: Target, t
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         restored = cli("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"),
                        "--dsn", migrated_db.conninfo, "--yes", "--lock-timeout", "0.5")
-        assert restored.code == 1 and "is locked by another run" in restored.stderr
+        assert restored.code == 2 and "is locked by another run" in restored.stderr
 
 
 def test_ten_concurrent_seeds_end_with_the_content_of_one(cli_env: dict[str, str], migrated_db: Target) -> None:

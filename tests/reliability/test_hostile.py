@@ -20,9 +20,11 @@ from movelib.synth import write_synthetic
 from movelib.target import Target
 
 
-def assert_refused(result: object, expected: str) -> None:
+def assert_refused(result: object, expected: str, exit_code: int = 1) -> None:
+    """One line, no traceback, the contract's code: 1 for a data file refused, 2 for bad usage
+    or configuration (the task could not answer)."""
     code, output = result.code, result.output  # type: ignore[attr-defined]
-    assert code == 1, output
+    assert code == exit_code, output
     assert expected in output, output
     assert "Traceback" not in output
 
@@ -95,7 +97,7 @@ def test_control_characters_in_names_and_values_are_escaped(cli: Cli, tmp_path: 
 def test_lock_timeout_takes_only_a_finite_number_of_seconds(cli: Cli, migrated_db: Target, value: str) -> None:
     before = table_hashes(migrated_db)
     result = cli("seed", "--dsn", migrated_db.conninfo, "--lock-timeout", value)
-    assert_refused(result, "--lock-timeout takes")
+    assert_refused(result, "--lock-timeout takes", exit_code=2)
     assert table_hashes(migrated_db) == before
 
 
@@ -106,7 +108,7 @@ def test_lock_timeout_takes_only_a_finite_number_of_seconds(cli: Cli, migrated_d
     (["db.logs", "--lines", "many"], "--lines takes a whole number"),
 ], ids=["count-ten", "count-zero", "seed-fraction", "lines-many"])
 def test_numbers_are_checked_with_one_line(cli: Cli, tmp_path: Path, args: list[str], expected: str) -> None:
-    assert_refused(cli(*[str(tmp_path / a) if a == "x.json" else a for a in args]), expected)
+    assert_refused(cli(*[str(tmp_path / a) if a == "x.json" else a for a in args]), expected, exit_code=2)
     assert not (tmp_path / "x.json").exists()
 
 
@@ -117,14 +119,14 @@ def test_a_dotenv_that_cannot_be_parsed_is_an_error(cli: Cli, tmp_path: Path, co
     dotenv = tmp_path / ".env"
     dotenv.write_text(content)
     result = cli("verify", env={"INVOKE_PATHS_DOTENV": str(dotenv)})
-    assert_refused(result, ".env cannot be parsed (line ")
+    assert_refused(result, ".env cannot be parsed (line ", exit_code=2)
     assert "target:" not in result.output and "pw" not in result.output
 
 
 def test_a_malformed_url_in_dotenv_is_an_error(cli: Cli, tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text("PLANNING_DATABASE_URL=postgresql://u:p@ss@127.0.0.1:1/db\n")
-    assert_refused(cli("verify", env={"INVOKE_PATHS_DOTENV": str(dotenv)}), "cannot be read safely")
+    assert_refused(cli("verify", env={"INVOKE_PATHS_DOTENV": str(dotenv)}), "cannot be read safely", exit_code=2)
 
 
 def _default_sigint() -> None:

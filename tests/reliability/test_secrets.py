@@ -33,7 +33,7 @@ def test_no_failure_shows_the_password(cli_process: Cli, pg18: Server, tmp_path:
                           "--dsn", good, "--yes")
     bad_sql.write_text("{")
     runs["bad data"] = cli_process("seed", "--dsn", good, "--file", str(bad_sql))
-    assert runs["child process failure"].code != 0 and runs["bad password"].code == 1
+    assert runs["child process failure"].code != 0 and runs["bad password"].code == 2
     assert runs["seed"].code == 0 and runs["restore"].code == 0, runs["restore"].output
     for name, result in runs.items():
         assert "Traceback" not in result.output, name

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ..defaults import FileLimits
-from ..errors import DataFileError
+from ..errors import DataFileError, DataFileMissing
 from ..text import shown
 from . import fanout
 from .batches import Batches, NeedsReport
@@ -45,11 +45,11 @@ def load_movements(path: Path, schema_path: Path, display_name: str | None = Non
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise DataFileError(f"{name}: no such file") from None
+        raise DataFileMissing(f"{name}: no such file") from None
     except OSError as exc:
         raise DataFileError(f"{name}: cannot read it ({exc.strerror})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise DataFileError(f"{name}: is a directory, not a data file")
+        raise DataFileMissing(f"{name}: is a directory, not a data file")
     if not stat.S_ISREG(info.st_mode):
         raise DataFileError(f"{name}: is not a regular file (a device, FIFO or socket); give the "
                             "path of a JSON data file")
@@ -62,7 +62,7 @@ def load_movements(path: Path, schema_path: Path, display_name: str | None = Non
                 raise DataFileError(f"{name}:1:1: the file starts with a UTF-8 byte order mark; "
                                     "save it as UTF-8 without BOM")
     except FileNotFoundError:
-        raise DataFileError(f"{name}: no such file") from None
+        raise DataFileMissing(f"{name}: no such file") from None
     except IsADirectoryError:
         raise DataFileError(f"{name}: is a directory, not a data file") from None
     except OSError as exc:
@@ -83,8 +83,7 @@ def _precise_report(path: Path, name: str, schema_path: Path, limits: FileLimits
         raise DataFileError(
             f"{name}: the fast reader found a problem ({found}); the file is over the "
             f"{limits.report_bytes:,} bytes the detailed report reads whole, so its problems are "
-            "not listed one by one (raise limits.report_bytes, or validate a smaller file); "
-            "nothing was written")
+            "not listed one by one (raise limits.report_bytes, or validate a smaller file)")
     return careful_pass(raw, name, schema_path, limits.shown_problems)
 
 

@@ -191,8 +191,26 @@ def _ecma_problems(document: Any, name: str, schema_path: Path) -> list[Problem]
     for error in validator.iter_errors(document):
         pointer = "".join(f"/{_escape(str(p))}" for p in error.instance_path)
         index, slug = _record_of(pointer, document)
-        problems.append(Problem(name, str(error.message)[:300], index, slug, pointer))
+        problems.append(Problem(name, _message(error), index, slug, pointer))
     return problems
+
+
+LONG_VALUE = 80  # a string value longer than this is cut in a message, its length said
+
+
+def _message(error: Any) -> str:
+    """The validator's message with a long string value cut (and its length said), so the
+    reason after it (``is too long``) survives the cut of the whole line."""
+    text = str(error.message)
+    instance = error.instance
+    if isinstance(instance, str) and len(instance) > LONG_VALUE:
+        cut = f"'{shown(instance[:LONG_VALUE // 2])}...' ({len(instance):,} characters)"
+        for spelled in (repr(instance), json.dumps(instance, ensure_ascii=False),
+                        json.dumps(instance)):
+            if spelled in text:
+                text = text.replace(spelled, cut)
+                break
+    return text[:300]
 
 
 def _shape_problems(document: Any, name: str) -> list[Problem]:
@@ -223,7 +241,7 @@ def _explain(error: Any) -> str:
     if validator == "pattern":
         return (f"{json.dumps(error.instance)[:80]} does not match {error.validator_value} "
                 "(lower-case words joined by hyphens)")
-    return str(error.message)[:300]
+    return _message(error)
 
 
 def careful_pass(raw: bytes, name: str, schema_path: Path,
@@ -239,7 +257,7 @@ def careful_pass(raw: bytes, name: str, schema_path: Path,
         return hashlib.sha256(raw).hexdigest(), entries
     listed = [str(p) for p in problems[:max(shown_problems, 1)]]
     more = len(problems) - len(listed)
-    summary = f"{shown(name)}: {len(problems)} problem(s); nothing was written"
+    summary = f"{shown(name)}: {len(problems)} problem(s)"
     if more:
         listed.append(f"... and {more} more")
     raise DataFileError("\n".join([*listed, summary]), problems)

@@ -13,6 +13,7 @@ from ..profiles import Profile
 from .base import EmulatorStatus, port_answers
 from .embedded import Echo, EmbeddedEmulator
 from .pgbin import resolve_bin_dir
+from .record import record, record_path, recorded
 
 if TYPE_CHECKING:
     from ..target import Target
@@ -35,6 +36,7 @@ class Emulator(Protocol):
     backend: str
     profile: Profile
     reason: str  # why this backend, for db.status
+    record_dir: Path | None  # where .record keeps which backend serves the profile
 
     def up(self, echo: Echo = ...) -> bool: ...
     def down(self, purge: bool = False) -> bool: ...
@@ -60,28 +62,63 @@ def get_emulator(profile: Profile, backend: str, settings: EmulatorSettings) -> 
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     reason = f"backend {backend} (set)"
+    image = settings.image
     if backend == "auto":
         backend, reason = choose_backend(profile, settings)
+        kept = recorded(settings.base_dir, profile.name)
+        if kept is not None and kept.backend == backend and kept.image and not image:
+            image = kept.image  # the image db.up used, unless one is given now
     emulator: Emulator
     if backend == "docker":
         from .container import DockerEmulator
 
-        emulator = DockerEmulator(profile, image=settings.image, project=settings.project)
+        emulator = DockerEmulator(profile, image=image, project=settings.project)
         emulator.client  # noqa: B018 - fail now, with the message, if no engine answers
     else:
         emulator = _embedded(profile, settings)
     emulator.reason = reason
+    emulator.record_dir = settings.base_dir
     return emulator
 
 
+def other_backend(emulator: Emulator, settings: EmulatorSettings) -> Emulator | None:
+    """The profile's emulator on the backend ``emulator`` is not, when that one holds data for
+    the profile (an embedded data folder, a docker container or volume); else None."""
+    from ..errors import BackendUnavailable
+
+    profile = emulator.profile
+    if emulator.backend == "docker":
+        if not (settings.base_dir / profile.name / "pgdata").exists():
+            return None
+        return get_emulator(profile, "embedded", settings)
+    try:
+        from .container import DockerEmulator, docker_client
+
+        client = docker_client(timeout=1)
+    except BackendUnavailable:
+        return None
+    docker = DockerEmulator(profile, image=settings.image, project=settings.project)
+    docker.use_client(client)
+    if not docker.holds_data():
+        docker.close()
+        return None
+    docker.record_dir = settings.base_dir
+    docker.reason = "auto: the other backend holding data"
+    return docker
+
+
 def choose_backend(profile: Profile, settings: EmulatorSettings) -> tuple[str, str]:
-    """``auto``, one rule for starting, inspecting and stopping alike: the backend that already
-    holds the profile's data; else docker when an engine answers and has the image; else
-    embedded. (``auto`` never waits on a pull that may not work; ``--backend docker`` pulls.)
-    Returns the backend and why, in a few words."""
+    """``auto``, one rule for starting, inspecting and stopping alike: the backend ``db.up`` last
+    used for the profile (:mod:`.record`); else the backend that already holds the profile's
+    data; else docker when an engine answers and has the image; else embedded. (``auto``
+    never waits on a pull that may not work; ``--backend docker`` pulls.) Returns the backend
+    and why, in a few words."""
     from ..errors import BackendUnavailable
     from .container import DockerEmulator, docker_client
 
+    kept = recorded(settings.base_dir, profile.name)
+    if kept is not None:
+        return kept.backend, f"auto: {kept.describe(record_path(settings.base_dir, profile.name))}"
     if (settings.base_dir / profile.name / "pgdata").exists():
         return "embedded", f"auto: its data is in {settings.base_dir.name}/{profile.name}"
     try:
@@ -122,8 +159,19 @@ def start_if_stopped(target: Target, emulator_for: Callable[[str], Emulator], ec
         raise EmulatorError(
             f"{target.describe()} is not answering and its emulator could not start: {exc}"
         ) from None
+    remember(emulator)
     echo(f"emulator: the {profile.name} emulator was not running; started it ({emulator.backend})")
     return True
+
+
+def remember(emulator: Emulator) -> None:
+    """Record the backend (and image) that now serves the emulator's profile."""
+    from .container import DockerEmulator
+
+    image = emulator.image if isinstance(emulator, DockerEmulator) else ""
+    base = getattr(emulator, "record_dir", None)
+    if base is not None:
+        record(base, emulator.profile.name, emulator.backend, image)
 
 
 def _embedded(profile: Profile, settings: EmulatorSettings) -> EmbeddedEmulator:

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -84,6 +85,7 @@ def _first_line(exc: BaseException) -> str:
 class DockerEmulator:
     backend = "docker"
     reason = ""  # why this backend; set by get_emulator
+    record_dir: Path | None = None  # where emulator.record keeps the profile's backend
 
     def __init__(self, profile: Profile, *, image: str = DOCKER_IMAGE, project: str = DOCKER_PROJECT,
                  start_timeout: float = 90) -> None:
@@ -112,6 +114,18 @@ class DockerEmulator:
 
     def container_exists(self) -> bool:
         return self._container() is not None
+
+    def holds_data(self) -> bool:
+        """A container or a data volume exists for the profile."""
+        import docker.errors
+
+        if self.container_exists():
+            return True
+        try:
+            self.client.volumes.get(self.volume_name)
+        except docker.errors.NotFound:
+            return False
+        return True
 
     def _container(self) -> Any:
         import docker.errors

@@ -35,6 +35,7 @@ CONF_NAME = "movelib.conf"
 class EmbeddedEmulator:
     backend = "embedded"
     reason = ""  # why this backend; set by get_emulator
+    record_dir: Path | None = None  # where emulator.record keeps the profile's backend
 
     def __init__(
         self,
