@@ -87,7 +87,7 @@ def test_auto_picks_docker_when_an_engine_answers(cli: Cli, docker_engine: Any, 
     assert up.code == 0, up.output
     assert "(docker, PostgreSQL 15" in up.stdout
     down = cli("db.down", "--purge", env=env)
-    assert down.code == 0 and "local emulator stopped; data deleted" in down.stdout
+    assert down.code == 0 and "local emulator stopped (docker); data deleted" in down.stdout
 
 
 def test_auto_picks_embedded_when_no_engine_answers(cli: Cli) -> None:
@@ -111,7 +111,7 @@ def test_docker_backend_without_an_engine_says_what_to_do(cli: Cli) -> None:
 def test_an_absent_unpullable_image_is_named(cli: Cli, docker_engine: Any, project: str) -> None:
     image = "movelib/no-such-image:0"
     result = cli("db.up", "--image", image, env=dockered(project))
-    assert result.code == 1
+    assert result.code == 2
     assert f"the image {image} is not on this machine and could not be pulled" in result.stderr
     assert "compose/local-image/build.sh" in result.stderr and "--image" in result.stderr
     assert "Traceback" not in result.output
@@ -123,7 +123,7 @@ def test_a_port_held_by_another_container_is_named(cli: Cli, docker_engine: Any,
            "INVOKE_PROFILES_STAGING_PASSWORD": SENTINEL_PASSWORD}
     assert cli("db.up", env=env).code == 0
     result = cli("db.up", "--profile", "staging", env=env)
-    assert result.code == 1
+    assert result.code == 2
     assert f"port {port} on 127.0.0.1 is already in use by the Docker container {project}-local" in result.stderr
     assert "Traceback" not in result.output
     assert_no_secret(result.output)
@@ -135,7 +135,7 @@ def test_a_port_held_by_a_process_is_named(cli: Cli, docker_engine: Any, project
         squatter.listen()
         port = squatter.getsockname()[1]
         result = cli("db.up", env={**dockered(project), "INVOKE_PROFILES_LOCAL_PORT": str(port)})
-    assert result.code == 1
+    assert result.code == 2
     assert f"port {port} on 127.0.0.1 is already in use by python" in result.stderr
 
 
@@ -143,7 +143,7 @@ def test_a_container_that_never_accepts_a_login_shows_its_log(cli: Cli, docker_e
     """An image without POSTGRES_PASSWORD support fails; the error carries the last log lines."""
     env = {**dockered(project), "INVOKE_PROFILES_LOCAL_PASSWORD": ""}
     result = cli("db.up", env=env)
-    assert result.code == 1
+    assert result.code == 2
     assert "did not accept a login" in result.stderr
     assert "POSTGRES_PASSWORD is not set" in result.stderr
 

@@ -79,7 +79,7 @@ def test_auto_with_an_engine_but_no_image_starts_and_shows_embedded(cli: Cli, em
     up = cli("db.up", env=env)
     assert up.code == 0 and "(embedded, PostgreSQL 18" in up.stdout, up.output
     local = next(line for line in cli("db.status", env=env).stdout.splitlines() if line.startswith("local "))
-    assert " embedded " in local and " yes " in local and "auto: its data is in emulators/local" in local
+    assert " embedded " in local and " yes " in local and "auto: db.up started it on embedded (recorded in emulators/local.backend)" in local
 
 
 def test_status_names_who_holds_a_stopped_emulators_port(cli: Cli) -> None:
