@@ -161,7 +161,13 @@ def library_side(conn: psycopg.Connection, name: str) -> Side:
     from its document (migration 0004)."""
     row = conn.execute(_LIBRARY).fetchone()
     assert row is not None
-    data = orjson.loads(row[0])
+    return side_from_json(name, row[0])
+
+
+def side_from_json(name: str, text: str) -> Side:
+    """A :class:`Side` from the document ``{"versions": [[slug, version, hash]...], "current":
+    {slug: version}}`` a side's query builds."""
+    data = orjson.loads(text)
     versions: dict[str, dict[int, str]] = {}
     for slug, version, content_hash in data["versions"]:
         versions.setdefault(slug, {})[version] = content_hash

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from .drift import Difference, Side, compare, library_side
+from .drift import Difference, Side, compare, library_side, side_from_json
 from .dumpformat import Table
 from .provenance import NOTHING, Provenance, latest
 from .tables import table_exists
@@ -88,17 +88,12 @@ def target_side(conn: psycopg.Connection, name: str) -> Side:
         return Side(name, {}, {})
     if table_exists(conn, "movement_library_content"):
         return library_side(conn, name)
-    import orjson  # a database before 0004: the stored hashes are all there is
-
+    # a database before 0004: the stored hashes are all there is
     current = ("(SELECT coalesce(json_object_agg(slug, version), '{}') FROM movement_current)"
                if table_exists(conn, "movement_current") else "'{}'::json")
     row = conn.execute(_STORED.replace("CURRENT", current)).fetchone()
     assert row is not None
-    data = orjson.loads(row[0])
-    versions: dict[str, dict[int, str]] = {}
-    for slug, version, content_hash in data["versions"]:
-        versions.setdefault(slug, {})[version] = content_hash
-    return Side(name, versions, data["current"])
+    return side_from_json(name, row[0])
 
 
 def _kind(difference: Difference) -> str:

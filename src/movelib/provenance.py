@@ -201,7 +201,7 @@ def release_manifest(root: Path, version: str) -> tuple[str, Manifest]:
     named directly (``....manifest.json``, e.g. a CI artifact's); validated against its schema.
     The release's name (its version, else the file's name) and the manifest."""
     from .manifest import Manifest
-    from .release import VERSION
+    from .release import VERSION, release_manifest_path
 
     if version.endswith(".manifest.json"):
         path = Path(version)
@@ -212,13 +212,7 @@ def release_manifest(root: Path, version: str) -> tuple[str, Manifest]:
     if not VERSION.fullmatch(version):
         raise ReleaseError(f"{shown(version, 40)} is not a release version (e.g. v1.2) nor a "
                            "manifest file")
-    folder = root / "releases" / version
-    found = sorted(folder.glob("*.manifest.json")) if folder.is_dir() else []
-    if len(found) != 1:
-        what = "no manifest" if not found else f"{len(found)} manifests"
-        raise ReleaseError(f"release {version}: {what} in {folder} (expected one "
-                           "movements_seed_<UTC>.manifest.json, as `inv release` writes)")
-    path = found[0]
+    path = release_manifest_path(root, version)
     return version, Manifest.from_json(path.read_text(encoding="utf-8"), str(path))
 
 
