@@ -36,6 +36,7 @@ from support import (
     table_hashes,
 )
 
+from movelib.allowed_signers import load_allowed_signers, parse_allowed_signers, read_allowed_signers
 from movelib.dump import dump
 from movelib.errors import (
     SignatureMismatch,
@@ -48,15 +49,7 @@ from movelib.errors import (
 )
 from movelib.manifest import file_sha256, manifest_path
 from movelib.release import release
-from movelib.signing import (
-    NAMESPACE,
-    check_release_signature,
-    load_allowed_signers,
-    parse_allowed_signers,
-    read_allowed_signers,
-    sign_file,
-    signature_path,
-)
+from movelib.signing import NAMESPACE, check_release_signature, sign_file, signature_path
 from movelib.target import Target, target_from_dsn
 
 MIGRATIONS = ROOT / "migrations"

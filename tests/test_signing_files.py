@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from support import SIGNER, allowed_signers, make_key, public
 
+from movelib.allowed_signers import MAX_ALLOWED_SIGNERS_BYTES, load_allowed_signers
 from movelib.errors import (
     AllowedSignersUnreadable,
     SignatureMismatch,
@@ -21,11 +22,9 @@ from movelib.errors import (
     UnknownSigner,
 )
 from movelib.signing import (
-    MAX_ALLOWED_SIGNERS_BYTES,
     MAX_SIGNATURE_BYTES,
     check_release_signature,
     check_signature,
-    load_allowed_signers,
     read_signature_file,
     sign_file,
     signature_path,

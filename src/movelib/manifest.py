@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -139,28 +138,17 @@ def read_manifest(dump_file: Path) -> tuple[bytes, Manifest]:
     if not dump_file.is_file():
         raise DumpFileMissing(f"{shown(dump_file)}: no such dump file")
     mpath = manifest_path(dump_file)
-    try:
-        info = mpath.stat()
-    except FileNotFoundError:
+    from .readonce import read_bounded
+
+    raw = read_bounded(mpath, MAX_MANIFEST_BYTES, "manifest", ArtifactError)
+    if raw is None:
         raise ArtifactError(
             f"{dump_file}: its manifest {mpath.name} is missing; a dump without its manifest "
             "cannot be checked, so it is refused"
-        ) from None
-    except OSError as exc:
-        raise ArtifactError(f"{mpath} cannot be read ({exc}); refusing the dump") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ArtifactError(f"{mpath} is not a regular file; refusing the dump")
+        )
     try:
-        fd = os.open(mpath, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # swapped since the stat
-                raise ArtifactError(f"{mpath} is not a regular file; refusing the dump")
-            raw = handle.read(MAX_MANIFEST_BYTES + 1)
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise ArtifactError(f"{mpath} is larger than {MAX_MANIFEST_BYTES >> 10} KiB, which no "
-                                "manifest movelib writes is; refusing the dump")
         text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise ArtifactError(f"{mpath} cannot be read ({exc}); refusing the dump") from None
     return raw, Manifest.from_json(text, str(mpath))
 

@@ -28,18 +28,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .allowed_signers import AllowedSigners, read_allowed_signers
 from .errors import AllowedSignersUnreadable, MovelibError, TrustRefused, UnsignedRelease
 from .guard import PROTECTED
-from .signing import (
-    AllowedSigners,
-    PublicKey,
-    Signature,
-    check_sound,
-    read_allowed_signers,
-    read_signature_file,
-    signature_path,
-    verify,
-)
+from .signing import check_sound, read_signature_file, signature_path, verify
+from .sshkeys import PublicKey, Signature
 from .target import Target
 from .text import shown
 from .trust import PinnedTrust, how_to_pin

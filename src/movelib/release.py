@@ -14,7 +14,7 @@ from .manifest import Manifest, manifest_path
 from .target import Target
 
 if TYPE_CHECKING:
-    from .signing import PublicKey
+    from .sshkeys import PublicKey
 
 VERSION = re.compile(r"^v\d+(\.\d+){0,2}([-+][0-9A-Za-z.]+)?$")
 
@@ -104,7 +104,9 @@ def check_release(root: Path, version: str, *, tag: bool, sign_key: Path | None 
 def _sign(result: DumpResult, key: Path, allowed_signers: Path | None) -> Signed:
     """Sign the manifest (it carries the dump's sha256); a failure removes the whole release,
     so that it can be cut again rather than being refused as already there."""
-    from .signing import Signature, load_allowed_signers, sign_file
+    from .allowed_signers import load_allowed_signers
+    from .signing import sign_file
+    from .sshkeys import Signature
 
     try:
         path = sign_file(result.manifest_path, key)
@@ -183,14 +185,10 @@ def cosign(root: Path, version: str, key: Path, allowed_signers: Path | None = N
     """Add ``key``'s signature to release ``version``: another standard SSH signature over the
     same manifest bytes, in the next free ``<manifest>.sig.N``. A key that already signed the
     release is refused (it would count once anyway)."""
+    from .allowed_signers import load_allowed_signers
     from .quorum import next_signature_path, signature_files
-    from .signing import (
-        Signature,
-        check_signing_key,
-        load_allowed_signers,
-        read_signature_file,
-        sign_file,
-    )
+    from .signing import check_signing_key, read_signature_file, sign_file
+    from .sshkeys import Signature
 
     check_signing_key(key)
     manifest = release_manifest_path(root, version)

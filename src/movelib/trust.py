@@ -19,11 +19,12 @@ from pathlib import Path
 import psycopg
 
 from . import db
+from .allowed_signers import parse_allowed_signers
 from .defaults import LOCK_TIMEOUT
 from .errors import SchemaNotApplied, TrustChangeError
 from .guard import PROTECTED, Permission, check_protected
 from .publish import run_by
-from .signing import PublicKey, parse_allowed_signers
+from .sshkeys import PublicKey
 from .tables import environment_label, table_exists
 from .target import Target
 from .text import shown

@@ -1,0 +1,384 @@
+"""The SSH signature format (SSHSIG) and the keys it names, read as OpenSSH reads them
+(sshsig.c, sshkey.c, sshbuf.c): the wire format, ed25519, ecdsa-sha2-nistp* and rsa public keys
+and their verification, and armored signatures. Who is trusted to sign is
+:mod:`movelib.allowed_signers`; the decision is :mod:`movelib.signing`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+from .errors import SignatureRefused
+from .text import shown
+
+BEGIN, END = b"-----BEGIN SSH SIGNATURE-----\n", b"\n-----END SSH SIGNATURE-----"
+WHITESPACE = b" \t\r\n"  # misc.c WHITESPACE, what strdelim splits on
+_MAX_BIGNUM = 16384 // 8  # sshbuf.h SSHBUF_MAX_BIGNUM
+
+# sshkey.c's key implementations (OpenSSH 9.x, built with OpenSSL, without XMSS): the name a line
+# or blob gives -> the plain type. Only the types movelib verifies have a plain type of their own.
+_ED25519, _RSA = "ssh-ed25519", "ssh-rsa"
+_ECDSA = {"ecdsa-sha2-nistp256": b"nistp256", "ecdsa-sha2-nistp384": b"nistp384",
+          "ecdsa-sha2-nistp521": b"nistp521"}
+VERIFIED_NAMES = {_ED25519: _ED25519, _RSA: _RSA, "rsa-sha2-256": _RSA, "rsa-sha2-512": _RSA,
+                   **{name: name for name in _ECDSA}}
+OTHER_NAMES = {
+    "ssh-dss", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
+    *(f"{base}-cert-v01@openssh.com" for base in (
+        "ssh-ed25519", "sk-ssh-ed25519@openssh.com", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-dss", "ssh-rsa",
+        "rsa-sha2-256", "rsa-sha2-512")),
+}
+# plain types also answer to their short name, case-insensitively (sshkey_type_from_name);
+# "ECDSA" is the first ecdsa implementation, nistp256
+_SHORT_NAMES = {"ed25519": _ED25519, "rsa": _RSA, "ecdsa": "ecdsa-sha2-nistp256"}
+_OTHER_SHORT_NAMES = {"dsa", "ed25519-sk", "ecdsa-sk"}
+_SHORT_TYPE = {_ED25519: "ED25519", _RSA: "RSA", **{name: "ECDSA" for name in _ECDSA}}
+
+
+def printable(value: bytes | str) -> str:
+    """Text read from a signature or allowed_signers, fit to print: control characters (an ESC
+    that could rewrite the line) escaped, long values cut."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    return shown(value)
+
+
+
+# -- the SSH wire format ------------------------------------------------------------------------
+
+
+class _Reader:
+    """sshbuf's getters: uint32 lengths, strings, C strings (no NUL inside) and bignums."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise ValueError("truncated")
+        self.pos += n
+        return self.data[self.pos - n:self.pos]
+
+    def uint32(self) -> int:
+        return int.from_bytes(self.take(4), "big")
+
+    def string(self) -> bytes:
+        return self.take(self.uint32())
+
+    def cstring(self) -> bytes:
+        value = self.string()
+        if b"\0" in value:
+            raise ValueError("a NUL inside a string")
+        return value
+
+    def bignum(self) -> int:
+        """sshbuf_get_bignum2: not negative, at most 16384 bits, leading zeros allowed."""
+        raw = self.string()
+        if raw and raw[0] & 0x80:
+            raise ValueError("a negative number")
+        if len(raw) > _MAX_BIGNUM + 1 or (len(raw) == _MAX_BIGNUM + 1 and raw[0]):
+            raise ValueError("a number too large")
+        return int.from_bytes(raw, "big")
+
+    @property
+    def left(self) -> int:
+        return len(self.data) - self.pos
+
+    def end(self) -> None:
+        if self.left:
+            raise ValueError("trailing bytes")
+
+
+def _string(value: bytes) -> bytes:
+    return len(value).to_bytes(4, "big") + value
+
+
+def _mpint(value: int) -> bytes:
+    raw = value.to_bytes(value.bit_length() // 8 + 1, "big") if value else b""
+    return _string(raw)
+
+
+def b64_pton(text: bytes) -> bytes:
+    """OpenBSD's b64_pton, which sshbuf_b64tod uses: whitespace anywhere is skipped, the padding
+    must be complete and the bits it leaves unused zero, nothing but whitespace after it."""
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    spaces = b" \t\n\v\f\r"
+    bits, nbits, out, i = 0, 0, bytearray(), 0
+    state = 0
+    while i < len(text):
+        ch = text[i]
+        i += 1
+        if ch in spaces:
+            continue
+        if ch == ord("="):
+            if state < 2:
+                raise ValueError("bad base64 padding")
+            rest = text[i:]
+            if state == 2:  # one more '=' must follow, after any whitespace
+                rest = rest.lstrip(spaces)
+                if not rest.startswith(b"="):
+                    raise ValueError("bad base64 padding")
+                rest = rest[1:]
+            if rest.strip(spaces):
+                raise ValueError("bytes after the base64 padding")
+            if bits & ((1 << nbits) - 1):
+                raise ValueError("bad base64 padding")
+            return bytes(out)
+        pos = alphabet.find(bytes([ch]))
+        if pos < 0:
+            raise ValueError("not base64")
+        bits, nbits = (bits << 6) | pos, nbits + 6
+        if nbits >= 8:
+            nbits -= 8
+            out.append((bits >> nbits) & 0xFF)
+            bits &= (1 << nbits) - 1
+        state = (state + 1) % 4
+    if state:
+        raise ValueError("base64 that stops mid-byte")
+    return bytes(out)
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+_CURVES = {b"nistp256": ("SECP256R1", "SHA256", 256), b"nistp384": ("SECP384R1", "SHA384", 384),
+           b"nistp521": ("SECP521R1", "SHA512", 521)}
+_ORDERS = {  # the curves' group orders, for sshkey_ec_validate_public's size check
+    b"nistp256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    b"nistp384": int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AEC"
+                     "EC196ACCC52973", 16),
+    b"nistp521": int("01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+                     "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B88"
+                     "99C47AEBB6FB71E91386409", 16),
+}
+_ED25519_L = 2**252 + 27742317777372353535851937790883648493  # the ed25519 group order
+
+
+class UnsupportedKey(ValueError):
+    """A key type OpenSSH knows and movelib does not verify (DSA, hardware, certificates)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _plain_type(name: bytes) -> str:
+    """sshkey_type_from_name: a full name, or a plain type's short name in any case."""
+    text = name.decode("latin-1")
+    if text in VERIFIED_NAMES:
+        return VERIFIED_NAMES[text]
+    if text.lower() in _SHORT_NAMES:
+        return _SHORT_NAMES[text.lower()]
+    if text in OTHER_NAMES or text.lower() in _OTHER_SHORT_NAMES:
+        raise UnsupportedKey(text)
+    raise ValueError(f"an unknown key type '{printable(name)}'")
+
+
+def key_from_blob(blob: bytes) -> PublicKey:
+    """sshkey_from_blob: the key a wire blob holds, checked as OpenSSH checks it (no trailing
+    bytes, an ed25519 key of 32 bytes, an rsa modulus of 1024 to 16384 bits, an uncompressed
+    ecdsa point on its curve), re-encoded canonically so equal keys compare equal."""
+    r = _Reader(blob)
+    key_type = _plain_type(r.cstring())
+    if key_type == _ED25519:
+        point = r.string()
+        if len(point) != 32:
+            raise ValueError("an ed25519 key that is not 32 bytes")
+        canonical = _string(key_type.encode()) + _string(point)
+    elif key_type == _RSA:
+        e, n = r.bignum(), r.bignum()
+        if not 1024 <= n.bit_length() <= 16384:
+            raise ValueError(f"an rsa key of {n.bit_length()} bits (1024 to 16384 are allowed)")
+        canonical = _string(key_type.encode()) + _mpint(e) + _mpint(n)
+    else:
+        curve = r.cstring()
+        if curve != _ECDSA[key_type]:
+            raise ValueError("an ecdsa key whose curve is not its type's")
+        point = r.string()
+        _ec_point(curve, point)
+        canonical = _string(key_type.encode()) + _string(curve) + _string(point)
+    r.end()
+    return PublicKey(canonical)
+
+
+def _ec_point(curve: bytes, point: bytes) -> tuple[int, int]:
+    """get_ec and sshkey_ec_validate_public: uncompressed, on the curve, neither coordinate
+    small."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    size = (_CURVES[curve][2] + 7) // 8
+    if len(point) != 1 + 2 * size or point[0] != 4:
+        raise ValueError("an ecdsa point that is not uncompressed")
+    numbers = ec.EllipticCurvePublicKey.from_encoded_point(
+        getattr(ec, _CURVES[curve][0])(), point).public_numbers()
+    half = _ORDERS[curve].bit_length() // 2
+    if numbers.x.bit_length() <= half or numbers.y.bit_length() <= half:
+        raise ValueError("an ecdsa point with a small coordinate")
+    return numbers.x, numbers.y
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    blob: bytes  # the canonical SSH wire encoding (make one with PublicKey.from_blob)
+
+    @classmethod
+    def from_blob(cls, blob: bytes) -> PublicKey:
+        return key_from_blob(blob)
+
+    @property
+    def key_type(self) -> str:
+        return _Reader(self.blob).cstring().decode()
+
+    @property
+    def short_type(self) -> str:
+        """ssh-keygen -l's name for the type: ED25519, ECDSA, RSA."""
+        return _SHORT_TYPE.get(self.key_type, self.key_type)
+
+    @property
+    def fingerprint(self) -> str:
+        digest = base64.b64encode(hashlib.sha256(self.blob).digest()).decode().rstrip("=")
+        return f"SHA256:{digest}"
+
+    def describe(self) -> str:
+        return f"{printable(self.key_type)} key {self.fingerprint}"
+
+    def verify(self, signature: bytes, data: bytes) -> bool:
+        """True when ``signature`` (an SSH signature blob) signs ``data`` with this key, as
+        sshkey_verify decides (ssh-ed25519.c, ssh-ecdsa.c, ssh-rsa.c)."""
+        from cryptography.exceptions import InvalidSignature
+
+        try:
+            key, sig = _Reader(self.blob), _Reader(signature)
+            key_type, algorithm = key.cstring().decode(), sig.cstring()
+            if key_type == _ED25519:
+                return algorithm == b"ssh-ed25519" and _ed25519_verify(key.string(), sig, data)
+            if key_type == _RSA:
+                e, n = key.bignum(), key.bignum()
+                return _rsa_verify(e, n, algorithm, sig, data)
+            return algorithm == key_type.encode() and _ecdsa_verify(key, sig, data)
+        except (InvalidSignature, ValueError):
+            return False
+
+
+def _ed25519_verify(public: bytes, sig: _Reader, data: bytes) -> bool:
+    """ssh_ed25519_verify over OpenSSH's ref10 crypto_sign_open: 64 bytes; S is taken modulo the
+    group order once its top three bits are clear (so S + L verifies where OpenSSL refuses it)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    raw = sig.string()
+    sig.end()
+    if len(raw) != 64 or raw[63] & 0xE0:
+        return False
+    s = int.from_bytes(raw[32:], "little") % _ED25519_L
+    ed25519.Ed25519PublicKey.from_public_bytes(public).verify(raw[:32] + s.to_bytes(32, "little"), data)
+    return True
+
+
+def _ecdsa_verify(key: _Reader, sig: _Reader, data: bytes) -> bool:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+    curve = key.cstring()
+    x, y = _ec_point(curve, key.string())
+    inner = _Reader(sig.string())
+    sig.end()
+    r, s = inner.bignum(), inner.bignum()
+    inner.end()
+    name, hash_name, _bits = _CURVES[curve]
+    public = ec.EllipticCurvePublicNumbers(x, y, getattr(ec, name)()).public_key()
+    public.verify(utils.encode_dss_signature(r, s), data, ec.ECDSA(getattr(hashes, hash_name)()))
+    return True
+
+
+_DIGEST_INFO = {  # PKCS#1 v1.5 DigestInfo prefixes (openssh_RSA_verify's id_sha256/id_sha512)
+    b"rsa-sha2-256": ("sha256", bytes.fromhex("3031300d060960864801650304020105000420")),
+    b"rsa-sha2-512": ("sha512", bytes.fromhex("3051300d060960864801650304020305000440")),
+}
+
+
+def _rsa_verify(e: int, n: int, algorithm: bytes, sig: _Reader, data: bytes) -> bool:
+    """ssh_rsa_verify: rsa-sha2-256/512 only (sshsig allows no ssh-rsa/SHA-1), a signature no
+    longer than the modulus (shorter ones are left-padded), then RSA_public_decrypt's checks and
+    an exact DigestInfo. Done in integers so that what OpenSSL would compute is what counts."""
+    if algorithm not in _DIGEST_INFO:
+        return False
+    raw = sig.string()
+    sig.end()
+    size = (n.bit_length() + 7) // 8
+    if len(raw) > size or n <= e or (n.bit_length() > 3072 and e.bit_length() > 64):
+        return False
+    value = int.from_bytes(raw, "big")
+    if value >= n:
+        return False
+    hash_name, prefix = _DIGEST_INFO[algorithm]
+    digest = prefix + hashlib.new(hash_name, data).digest()
+    if size < len(digest) + 11:
+        return False
+    expected = b"\x00\x01" + b"\xff" * (size - len(digest) - 3) + b"\x00" + digest
+    return pow(value, e, n).to_bytes(size, "big") == expected
+
+
+# -- signatures -----------------------------------------------------------------------------------
+
+
+def _dearmor(armored: bytes) -> bytes:
+    """sshsig_dearmor: the header at the very start, then everything up to the first footer
+    (whatever follows it is ignored) as base64."""
+    if not armored.startswith(BEGIN):
+        raise ValueError("not an armored SSH signature: it does not start with "
+                         "-----BEGIN SSH SIGNATURE-----")
+    end = armored.find(END, len(BEGIN))
+    if end < 0:
+        raise ValueError("not an armored SSH signature: no -----END SSH SIGNATURE----- line")
+    body = armored[len(BEGIN):end]
+    if b"\0" in body[:-1]:
+        raise ValueError("a NUL byte inside the signature")
+    return b64_pton(body.removesuffix(b"\0"))
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A parsed ``-----BEGIN SSH SIGNATURE-----`` file."""
+
+    key: PublicKey
+    namespace: bytes
+    hash_algorithm: str
+    reserved: bytes  # read and, as ssh-keygen does, neither signed over nor checked
+    blob: bytes
+
+    @classmethod
+    def parse(cls, armored: bytes | str, where: str) -> Signature:
+        if isinstance(armored, str):
+            armored = armored.encode("utf-8", "surrogateescape")
+        try:
+            r = _Reader(_dearmor(armored))
+            if r.take(6) != b"SSHSIG":
+                raise ValueError("not SSHSIG version 1")
+            version = r.uint32()
+            if version > 1:
+                raise ValueError(f"SSHSIG version {version}, newer than the 1 that OpenSSH reads")
+            key_blob, namespace, reserved = r.string(), r.cstring(), r.string()
+            hash_algorithm, blob = r.cstring(), r.string()
+            r.end()
+            key = key_from_blob(key_blob)
+        except UnsupportedKey as exc:
+            raise SignatureRefused(
+                f"{where} is made with a {printable(exc.name)} key; movelib verifies ed25519, ecdsa and "
+                "rsa keys (check this one with ssh-keygen -Y verify); refusing the dump") from None
+        except ValueError as exc:
+            raise SignatureRefused(
+                f"{where} is not a valid SSH signature ({printable(str(exc))}); refusing the dump") from None
+        if hash_algorithm not in (b"sha256", b"sha512"):
+            raise SignatureRefused(f"{where} hashes the message with '{printable(hash_algorithm)}', not "
+                                   "sha256 or sha512; refusing the dump")
+        return cls(key, namespace, hash_algorithm.decode(), reserved, blob)
+
+    def signs(self, message: bytes) -> bool:
+        """sshsig_wrap_verify: the signed data always has an empty reserved field."""
+        digest = hashlib.new(self.hash_algorithm, message).digest()
+        signed = (b"SSHSIG" + _string(self.namespace) + _string(b"")
+                  + _string(self.hash_algorithm.encode()) + _string(digest))
+        return self.key.verify(self.blob, signed)
+
+
