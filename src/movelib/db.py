@@ -62,6 +62,11 @@ def connect(target: Target, *, task: str = "", autocommit: bool = False) -> psyc
         raise translate_connect_error(target, exc) from None
 
 
+def rows(conn: psycopg.Connection, query: str, *params: object) -> list[tuple[Any, ...]]:
+    """Every row of ``query`` (with ``params``), fetched at once: for the small answers of checks."""
+    return conn.execute(query, params or None).fetchall()
+
+
 STREAM_ROWS = 10_000  # rows a server-side cursor fetches at a time
 
 

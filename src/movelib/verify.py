@@ -12,7 +12,10 @@ from typing import Any
 import psycopg
 
 from . import db
+from .audit_chains import audit_trails, describe_chains
+from .content_checks import content_problems
 from .datafile import Dataset, load_movements
+from .db import rows
 from .defaults import FileLimits
 from .errors import VerificationFailed
 from .manifest import Manifest
@@ -107,10 +110,6 @@ class VerifyReport:
             )
 
 
-def _rows(conn: psycopg.Connection, query: str, *params: object) -> list[tuple[Any, ...]]:
-    return conn.execute(query, params or None).fetchall()
-
-
 def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = None, *,
           extra_ok: bool = False, content: bool = True) -> VerifyReport:
     """Inspect the movement tables through ``conn`` (read only).
@@ -129,17 +128,17 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
     if content:
         require_content_checks(conn, target)
     report = VerifyReport(target=target.masked())
-    trail = _audit_trails(conn)  # one pass over the audit log for every audit check
+    trail = audit_trails(conn)  # one pass over the audit log for every audit check
     for table in COUNTED_TABLES:
         if table == "movement_audit_log":
             count = trail.total
         else:
-            count = int(_rows(conn, f"SELECT count(*) FROM {table}")[0][0])
+            count = int(rows(conn, f"SELECT count(*) FROM {table}")[0][0])
         report.counts[table.removeprefix("movement_")] = count
     report.audit_by_action = trail.by_action
 
     report.library_versions = {
-        int(v): int(n) for v, n in _rows(
+        int(v): int(n) for v, n in rows(
             conn, "SELECT version, count(*) FROM movement_library GROUP BY version ORDER BY version")
     }
 
@@ -149,21 +148,21 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
         if len(rows) > SHOWN_PER_CHECK:
             report.problems.append(f"... and {len(rows) - SHOWN_PER_CHECK} more {kind}")
 
-    add("library rows without their published draft", _rows(conn, """
+    add("library rows without their published draft", rows(conn, """
         SELECT l.slug, l.version FROM movement_library l
           LEFT JOIN movement_staging s ON s.id = l.staging_id
          WHERE s.id IS NULL OR s.status <> 'published' OR s.content_hash <> l.content_hash
          ORDER BY l.slug, l.version"""),
         lambda slug, v: f"{slug} v{v}: library row has no matching published draft in movement_staging")
 
-    add("published drafts without a library row", _rows(conn, """
+    add("published drafts without a library row", rows(conn, """
         SELECT s.slug, s.version FROM movement_staging s
          WHERE s.status = 'published'
            AND NOT EXISTS (SELECT 1 FROM movement_library l WHERE l.staging_id = s.id)
          ORDER BY s.slug, s.version"""),
         lambda slug, v: f"{slug} v{v}: draft is marked published but movement_library has no row for it")
 
-    add("broken audit chains", _describe_chains(conn, trail.broken[:SHOWN_PER_CHECK])
+    add("broken audit chains", describe_chains(conn, trail.broken[:SHOWN_PER_CHECK])
         + trail.broken[SHOWN_PER_CHECK:],
         lambda slug, v, chain=None, approvers=2, matches=True: (
             f"{slug} v{v}: audit chain is {' > '.join(chain or ()) or 'empty'}, expected "
@@ -173,7 +172,7 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
     add("published audit trails without a library row", trail.orphans,
         lambda slug, v: f"{slug} v{v}: audit log says PUBLISHED but movement_library has no row")
 
-    add("movements whose current pointer is not their latest version", _rows(conn, """
+    add("movements whose current pointer is not their latest version", rows(conn, """
         SELECT c.slug, c.version, l.latest
           FROM movement_current c
           JOIN (SELECT slug, max(version) AS latest FROM movement_library GROUP BY slug) l
@@ -182,7 +181,7 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
          ORDER BY c.slug"""),
         lambda slug, v, latest: f"{slug}: current version is v{v} but v{latest} is published")
 
-    add("movements with no current version that were never retired", _rows(conn, """
+    add("movements with no current version that were never retired", rows(conn, """
         SELECT l.slug, max(l.version) FROM movement_library l
          WHERE NOT EXISTS (SELECT 1 FROM movement_current c WHERE c.slug = l.slug)
          GROUP BY l.slug
@@ -193,7 +192,7 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
         lambda slug, v: f"{slug} v{v}: has no current version and no RETIRED audit row")
 
     if content:
-        _content_problems(conn, add)
+        content_problems(conn, add)
 
     if dataset is not None:
         report.checked_file = dataset.display_name
@@ -203,144 +202,8 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
     return report
 
 
-@dataclass
-class _Trails:
-    total: int
-    by_action: dict[str, int]
-    broken: list[tuple[Any, ...]]  # (slug, version) of library rows whose chain is wrong
-    orphans: list[tuple[Any, ...]]  # (slug, version) said PUBLISHED without a library row
-
-
-# Per (slug, version), in one pass: a chain is right when its non-RETIRED rows are exactly one
-# CREATED, one REVIEW_SUBMITTED, two APPROVED (by two reviewers) and one PUBLISHED naming the
-# library row's content, in that order by id. That is the chain CHAIN spells, without sorting
-# half a million rows into arrays.
-_TRAILS = """
-WITH trail AS (
-    SELECT slug, version, count(*) AS rows,
-           count(*) FILTER (WHERE action = 'CREATED') AS created,
-           count(*) FILTER (WHERE action = 'REVIEW_SUBMITTED') AS submitted,
-           count(*) FILTER (WHERE action = 'APPROVED') AS approved,
-           count(*) FILTER (WHERE action = 'PUBLISHED') AS published,
-           count(*) FILTER (WHERE action = 'RETIRED') AS retired,
-           max(id) FILTER (WHERE action = 'CREATED') AS created_last,
-           min(id) FILTER (WHERE action = 'REVIEW_SUBMITTED') AS submitted_first,
-           max(id) FILTER (WHERE action = 'REVIEW_SUBMITTED') AS submitted_last,
-           min(id) FILTER (WHERE action = 'APPROVED') AS approved_first,
-           max(id) FILTER (WHERE action = 'APPROVED') AS approved_last,
-           min(id) FILTER (WHERE action = 'PUBLISHED') AS published_first,
-           min(actor) FILTER (WHERE action = 'APPROVED') AS first_approver,
-           max(actor) FILTER (WHERE action = 'APPROVED') AS last_approver,
-           max(details->>'content_hash') FILTER (WHERE action = 'PUBLISHED') AS published_hash
-      FROM movement_audit_log
-     GROUP BY slug, version
-)
-SELECT 'totals' AS kind, NULL AS slug, NULL::integer AS version,
-       ARRAY[sum(created), sum(submitted), sum(approved), sum(published), sum(retired),
-             sum(rows)]::bigint[] AS sums
-  FROM trail
-UNION ALL
-SELECT CASE WHEN l.id IS NULL THEN 'orphan' ELSE 'broken' END,
-       coalesce(l.slug, t.slug), coalesce(l.version, t.version), NULL
-  FROM trail t
-  FULL JOIN movement_library l ON l.slug = t.slug AND l.version = t.version
- WHERE (l.id IS NULL AND t.published > 0)
-    OR (l.id IS NOT NULL
-        AND (t.slug IS NULL OR t.rows - t.retired <> 5 OR t.created <> 1 OR t.submitted <> 1
-             OR t.approved <> 2 OR t.published <> 1
-             OR t.created_last > t.submitted_first OR t.submitted_last > t.approved_first
-             OR t.approved_last > t.published_first
-             OR t.first_approver = t.last_approver
-             OR t.published_hash IS DISTINCT FROM l.content_hash))
- ORDER BY kind DESC, slug, version  -- 'totals' > 'orphan' > 'broken': the totals first
-"""
-_ACTIONS = ("CREATED", "REVIEW_SUBMITTED", "APPROVED", "PUBLISHED", "RETIRED")
-
-
-def _audit_trails(conn: psycopg.Connection) -> _Trails:
-    with conn.transaction():  # a savepoint inside a transaction; the setting ends with it
-        # room to group 100k trails in memory instead of sorting them through disk (~30% faster)
-        conn.execute("SET LOCAL work_mem = '64MB'")
-        rows = _rows(conn, _TRAILS)
-    sums = [int(n or 0) for n in rows[0][3]]
-    return _Trails(
-        total=sums[-1],
-        by_action={action: n for action, n in sorted(zip(_ACTIONS, sums, strict=False)) if n},
-        broken=[(slug, v) for kind, slug, v, _ in rows[1:] if kind == "broken"],
-        orphans=[(slug, v) for kind, slug, v, _ in rows[1:] if kind == "orphan"],
-    )
-
-
-def _describe_chains(conn: psycopg.Connection, keys: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """(slug, version, chain, distinct approvers, PUBLISHED names the content) of ``keys``."""
-    if not keys:
-        return []
-    return _rows(conn, """
-        SELECT l.slug, l.version,
-               coalesce(array_agg(a.action ORDER BY a.id)
-                        FILTER (WHERE a.action IS NOT NULL AND a.action <> 'RETIRED'), '{}'),
-               count(DISTINCT a.actor) FILTER (WHERE a.action = 'APPROVED'),
-               coalesce(bool_or(a.action = 'PUBLISHED'
-                                AND a.details->>'content_hash' = l.content_hash), false)
-          FROM movement_library l
-          LEFT JOIN movement_audit_log a ON a.slug = l.slug AND a.version = l.version
-         WHERE (l.slug, l.version) IN (SELECT * FROM unnest(%s::text[], %s::int[]))
-         GROUP BY l.slug, l.version, l.content_hash
-         ORDER BY l.slug, l.version""", [k[0] for k in keys], [k[1] for k in keys])
-
-
 # The sha256 of the current movements' "slug<TAB>content hash" lines in byte order (an
 # expression over movement_library_current; file_digest computes the same for a data file).
-def _content_problems(conn: psycopg.Connection, add: Any) -> None:
-    """The database's documents against their hashes, library rows and audit rows."""
-    add("drafts whose content_hash is not their document's", _rows(conn, """
-        SELECT slug, version, content_hash, movement_content_hash(document)
-          FROM movement_staging
-         WHERE movement_content_hash(document) IS DISTINCT FROM content_hash
-         ORDER BY slug, version"""),
-        lambda slug, v, stored, computed: (
-            f"{slug} v{v}: draft content_hash {shown(stored, 16)} is not the sha256 of its "
-            f"document's canonical form ({shown(computed, 16) if computed else 'none'})"))
-    differing = _rows(conn, """
-        SELECT l.slug, l.version, movement_projection_differs(l, s.document), to_jsonb(l),
-               s.document
-          FROM movement_library_content c
-          JOIN movement_library l ON l.id = c.id
-          JOIN movement_staging s ON s.id = c.staging_id
-         WHERE c.content_hash IS NULL
-         ORDER BY l.slug, l.version""")
-    add("library rows that differ from their approved document", [
-        (slug, v, name, row.get(name), document.get(name, [] if name in _DEFAULT_EMPTY else None))
-        for slug, v, fields, row, document in differing for name in fields],
-        lambda slug, v, name, have, approved: (
-            f"{slug} v{v}: library {name} {_value(have)} differs from its approved document "
-            f"{_value(approved)}"))
-    add("audit rows naming other content than their draft's", _rows(conn, """
-        SELECT a.slug, a.version, a.action, a.details ->> 'content_hash'
-          FROM movement_audit_log a
-          LEFT JOIN movement_staging s ON s.slug = a.slug AND s.version = a.version
-         WHERE a.details ? 'content_hash'
-           AND s.content_hash IS DISTINCT FROM a.details ->> 'content_hash'
-         ORDER BY a.slug, a.version, a.id"""),
-        lambda slug, v, action, named: (
-            f"{slug} v{v}: audit row {action} names content_hash {shown(named, 16)}, which is "
-            "not its draft's"))
-
-
-_DEFAULT_EMPTY = ("aliases", "coaching_cues")  # absent in a document: an empty list
-
-
-def _value(value: object) -> str:
-    """A field's value as a message shows it: text quoted, lists as JSON, cut and escaped."""
-    import json
-
-    if isinstance(value, str):
-        return f"'{shown(value, 120)}'"
-    if value is None:
-        return "(absent)"
-    return shown(json.dumps(value, ensure_ascii=False), 120)
-
-
 CURRENT_DIGEST = """encode(sha256(convert_to(coalesce(string_agg(
            slug || E'\\t' || content_hash || E'\\n', '' ORDER BY BY_SLUG), ''),
            'UTF8')), 'hex')""".replace("BY_SLUG", by_slug())
@@ -370,7 +233,7 @@ SAME, DIFFERENT = 1, 2  # a file movement's mark in _compare (0: missing from th
 
 def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
              extra_ok: bool, content: bool) -> None:
-    count, digest = _rows(conn, _CONTENT_DIGEST if content else _CURRENT_DIGEST)[0]
+    count, digest = rows(conn, _CONTENT_DIGEST if content else _CURRENT_DIGEST)[0]
     if count == len(dataset) and digest == file_digest(dataset):  # exactly the file's
         report.others_kept = 0 if extra_ok else None
         return  # no slug by slug comparison to make
@@ -379,8 +242,8 @@ def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
     marks = bytearray(len(entries))
     extra: list[str] = []  # the first few only; extras counts them all
     extras = 0
-    with db.stream(conn, _CONTENT_BY_SLUG if content else _CURRENT_BY_SLUG) as rows:
-        for index, (slug, content_hash) in entries.join(rows):
+    with db.stream(conn, _CONTENT_BY_SLUG if content else _CURRENT_BY_SLUG) as current:
+        for index, (slug, content_hash) in entries.join(current):
             if index is None:
                 extras += 1
                 if len(extra) <= SHOWN_PER_CHECK:
