@@ -74,7 +74,7 @@ def test_dump_writes_the_file_its_manifest_and_latest(migrated_db: Target, tmp_p
     assert (manifest["size"], manifest["sha256"]) == (size, sha)
     assert manifest["row_counts"]["movement_library"] == 8
     assert manifest["row_counts"]["movement_audit_log"] == 40
-    assert manifest["migration_version"] == "0005.movement-trust"
+    assert manifest["migration_version"] == "0006.movement-content-inline"
     assert manifest["data_sha256"] == file_sha256(CANONICAL)[1]
     assert manifest["source_server_version"].startswith("18.")
     assert manifest["created_at"].endswith("Z") and manifest["format_version"] == 1

@@ -15,6 +15,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from support import CANONICAL, ROOT, Cli, Server, database, seed, table_hashes
@@ -266,6 +268,47 @@ def test_the_databases_canonical_form_is_pythons(migrated_db: Target, text: str)
             assert row == (canonical_bytes(document).decode(), content_hash(canonical_bytes(document)))
 
 
+MOVEMENT_KEYS = ("aliases", "classification", "coaching_cues", "equipment", "force", "instructions",
+                 "laterality", "level", "mechanic", "name", "primary_muscles", "secondary_muscles", "slug")
+LISTS = ("aliases", "coaching_cues", "equipment", "instructions", "primary_muscles", "secondary_muscles")
+# text that meets every branch of the fast way: quotes, backslashes, the list separator itself
+TRICKY = st.text(alphabet=st.sampled_from(['"', "\\", ",", " ", "a", "\n", "\x01", "é", "深", "[", "{"]),
+                 max_size=8) | st.text(st.characters(exclude_characters="\x00",  # jsonb holds no NUL
+                                                     exclude_categories=("Cs",)), max_size=12)
+SCALAR = st.none() | st.booleans() | st.integers(-5, 5) | TRICKY
+VALUE = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(TRICKY, inner, max_size=3), max_leaves=6)
+
+
+@st.composite
+def movement_shaped(draw: st.DrawFn) -> dict[str, Any]:
+    """A document with a subset of the movement keys, mostly strings and lists of strings (the
+    database's fast way), sometimes anything (its general way), sometimes an unknown key."""
+    document: dict[str, Any] = {}
+    for key in draw(st.lists(st.sampled_from(MOVEMENT_KEYS), unique=True)):
+        typical = st.lists(TRICKY, max_size=4) if key in LISTS else TRICKY
+        document[key] = draw(typical | VALUE if draw(st.integers(0, 5)) == 0 else typical)
+    if draw(st.integers(0, 9)) == 0:
+        document[draw(TRICKY)] = draw(VALUE)
+    return document
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=movement_shaped())
+@example(document={"aliases": [", ", "x"]})  # 0004 took the string ", " for a separator
+@example(document={"force": ", "})
+@example(document={"classification": ["", ""]})  # 0004 wrote a list in a scalar field as jsonb does
+def test_the_databases_hash_is_pythons_for_any_movement_shaped_document(migrated_db: Target,
+                                                                        document: dict[str, Any]) -> None:
+    """Migration 0006's inlined hash against canonical_bytes: absent keys, nulls, empty lists,
+    strings holding the separators the fast way replaces, and documents it must leave to the
+    general way."""
+    with psycopg.connect(migrated_db.conninfo) as conn:
+        row = conn.execute("SELECT movement_canonical(%s), movement_content_hash(%s)",
+                           (Jsonb(document), Jsonb(document))).fetchone()
+    assert row == (canonical_bytes(document).decode(), content_hash(canonical_bytes(document)))
+
+
 def test_migration_0004_refuses_a_database_holding_unreviewed_content(empty_db: Target, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     folder.mkdir()
@@ -279,6 +322,35 @@ def test_migration_0004_refuses_a_database_holding_unreviewed_content(empty_db: 
         migrate(empty_db, MIGRATIONS)
     with psycopg.connect(empty_db.conninfo) as conn:  # nothing of 0004 stayed
         assert conn.execute(sql.SQL("SELECT to_regclass('movement_library_content')")).fetchone() == (None,)
+
+
+def test_a_draft_0004_hashed_wrongly_is_refused_now_and_stops_migration_0006(empty_db: Target,
+                                                                             tmp_path: Path) -> None:
+    """0004 took a string ', ' for a list separator: a draft whose aliases were [', '] was accepted
+    under the hash of the document whose aliases were [',']. Under 0001-0005 the forgery goes in; 0006 refuses to
+    migrate a database holding it, and once gone the same INSERT is refused."""
+    reviewed = {**DOCUMENT, "aliases": [","]}
+    forged = {**DOCUMENT, "aliases": [", "]}
+    insert = ("INSERT INTO movement_staging (slug, version, document, content_hash) "
+              "VALUES ('x', 1, %s, %s)")
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for path in sorted(MIGRATIONS.glob("000[12345]*.sql")):
+        shutil.copy(path, folder)
+    migrate(empty_db, folder)
+    with psycopg.connect(empty_db.conninfo) as conn:
+        conn.execute(insert, (Jsonb(forged), content_hash(canonical_bytes(reviewed))))
+    with pytest.raises(MigrationError, match=r"the draft of movement x version 1 holds the text ', ' and a "
+                                             r"content_hash that is not its document's"):
+        migrate(empty_db, MIGRATIONS)
+    with psycopg.connect(empty_db.conninfo) as conn:
+        conn.execute("DELETE FROM movement_staging")
+    assert migrate(empty_db, MIGRATIONS).applied == ["0006.movement-content-inline"]
+    with psycopg.connect(empty_db.conninfo) as conn:
+        with pytest.raises(psycopg.errors.RaiseException, match="is not the sha256 of its document's canonical form"):
+            conn.execute(insert, (Jsonb(forged), content_hash(canonical_bytes(reviewed))))
+        conn.rollback()
+        conn.execute(insert, (Jsonb(forged), content_hash(canonical_bytes(forged))))  # its own hash: taken
 
 
 def test_an_audit_row_without_its_draft_is_named_by_verify(cli: Cli, seeded: Target) -> None:

@@ -105,11 +105,13 @@ def test_a_dump_from_before_migration_0003_restores_and_is_brought_up_to_date(pg
     assert "movement_provenance" not in text
     seed(migrated_db, older(tmp_path))
     restored = restore(plan_restore(migrated_db, two.path))
-    assert restored.migrated == ("0003.movement-provenance", "0004.movement-content", "0005.movement-trust")
+    assert restored.migrated == ("0003.movement-provenance", "0004.movement-content", "0005.movement-trust",
+                                "0006.movement-content-inline")
     assert [r[0] for r in rows(migrated_db, PROVENANCE)] == ["seed", "restore"]
     assert migrate(migrated_db, MIGRATIONS).applied == []  # fully bookkept
-    assert rows(migrated_db, "SELECT migration_id FROM _yoyo_migration ORDER BY 1")[-3:] == [
-        ("0003.movement-provenance",), ("0004.movement-content",), ("0005.movement-trust",)]
+    assert rows(migrated_db, "SELECT migration_id FROM _yoyo_migration ORDER BY 1")[-4:] == [
+        ("0003.movement-provenance",), ("0004.movement-content",), ("0005.movement-trust",),
+        ("0006.movement-content-inline",)]
 
 
 def test_inv_restore_and_verify_print_the_provenance(cli: Cli, source: Target, migrated_db: Target, tmp_path: Path) -> None:

@@ -140,6 +140,6 @@ def test_an_unchanged_seed_with_nothing_to_migrate_does_not_load_yoyo(migrated_d
     )
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                           text=True, check=False, timeout=120)
-    assert "migrations: up to date (5 applied)" in proc.stdout, proc.stdout + proc.stderr
+    assert "migrations: up to date (6 applied)" in proc.stdout, proc.stdout + proc.stderr
     assert QUICK in proc.stdout
     assert "YOYO False" in proc.stderr, proc.stderr[-2000:]

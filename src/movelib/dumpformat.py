@@ -73,6 +73,8 @@ MIGRATION_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     "0004.movement-content": {},
     # whom the database trusts (movelib.trust): like provenance, never carried or dropped
     "0005.movement-trust": {},
+    # the content hash inlined: functions only
+    "0006.movement-content-inline": {},
 }
 # The label belongs to each database (a restore keeps the target's); the manifest records it.
 NOT_DUMPED = ("movement_environment",)

@@ -1,0 +1,157 @@
+-- depends: 0005.movement-trust
+-- The content hash of 0004, the same text and the same sha256, computed at a third of the cost:
+-- the functions get SQL-standard bodies (RETURN ...), which PostgreSQL parses once, here, binding
+-- every name they use to what it is now (no search_path is read when they run, as 0004's
+-- SET search_path FROM CURRENT ensured), and which the planner inlines into the query that calls
+-- them (0004's SET clause and STRICT each forbade that, and a call per list cost as much as the
+-- hash). movement_content_hash is STABLE: convert_to is. The general way for any other document
+-- (movement_canonical_any) is 0004's.
+
+-- A string, or a list of strings (the caller checked), as canonical_bytes writes it. Without a
+-- backslash no string holds a quote, so every quote in jsonb's text delimits a string and '", "'
+-- is a separator, unless a string is exactly ', ' (its own two quotes around a comma and a
+-- space). 0004 took that for a separator too: the list [', '] got the canonical form, and so the
+-- hash, of [','], so a document differing from a reviewed one in that way was accepted under
+-- the reviewed one's hash (other lists starting with ', ' got a text no document has, and their
+-- rows were refused). A value holding ', ' now goes the general way, and the rows already
+-- written are checked below.
+CREATE OR REPLACE FUNCTION movement_canonical_list(list jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN strpos(list::text, '\') = 0 AND NOT list @> '", "'::jsonb
+            THEN replace(list::text, '", "', '","')
+            ELSE movement_canonical_any(list) END;
+
+-- 0004's fast way for what a movement holds, with || and coalesce where it used concat_ws
+-- (STABLE, so not inlined into an IMMUTABLE function): an absent key writes nothing. Every value
+-- goes through movement_canonical_list, which writes a string as it is: 0004 wrote a scalar
+-- field's value as jsonb does, so a list of strings where a movement has one value (which no
+-- valid movement holds) got jsonb's ", " and a hash movelib never computes, and its row was
+-- refused.
+CREATE OR REPLACE FUNCTION movement_canonical(doc jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN jsonb_typeof(doc) = 'object'
+     AND doc - ARRAY['aliases', 'classification', 'coaching_cues', 'equipment', 'force',
+                     'instructions', 'laterality', 'level', 'mechanic', 'name',
+                     'primary_muscles', 'secondary_muscles', 'slug'] = '{}'::jsonb
+     AND NOT jsonb_path_exists(doc, 'lax $.*[*] ? (@.type() != "string")')
+    THEN '{' || substr(
+        coalesce(',"aliases":' || movement_canonical_list(doc -> 'aliases'), '') ||
+        coalesce(',"classification":' || movement_canonical_list(doc -> 'classification'), '') ||
+        coalesce(',"coaching_cues":' || movement_canonical_list(doc -> 'coaching_cues'), '') ||
+        coalesce(',"equipment":' || movement_canonical_list(doc -> 'equipment'), '') ||
+        coalesce(',"force":' || movement_canonical_list(doc -> 'force'), '') ||
+        coalesce(',"instructions":' || movement_canonical_list(doc -> 'instructions'), '') ||
+        coalesce(',"laterality":' || movement_canonical_list(doc -> 'laterality'), '') ||
+        coalesce(',"level":' || movement_canonical_list(doc -> 'level'), '') ||
+        coalesce(',"mechanic":' || movement_canonical_list(doc -> 'mechanic'), '') ||
+        coalesce(',"name":' || movement_canonical_list(doc -> 'name'), '') ||
+        coalesce(',"primary_muscles":' || movement_canonical_list(doc -> 'primary_muscles'), '') ||
+        coalesce(',"secondary_muscles":' || movement_canonical_list(doc -> 'secondary_muscles'),
+                 '') ||
+        coalesce(',"slug":' || movement_canonical_list(doc -> 'slug'), ''), 2) || '}'
+    ELSE movement_canonical_any(doc)
+END;
+
+CREATE OR REPLACE FUNCTION movement_content_hash(doc jsonb) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN encode(sha256(convert_to(movement_canonical(doc), 'UTF8')), 'hex');
+
+-- Publishing, as 0004 checks it, in one pass over the rows written: each joined to its draft
+-- once (0004 joined twice), the approvals counted per movement by a join the planner sizes to
+-- the statement (0004 ran a correlated count per row: 100k index scans and sorts on a seed of
+-- 100k), and the projection compared in the same pass. The first disagreeing row is named; a row
+-- that cannot be published at all is named for that before its projection.
+CREATE OR REPLACE FUNCTION movement_library_check_publish() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT n.slug, n.version, n.staging_id,
+           s.status AS staging_status,
+           s.content_hash = n.content_hash AS same_content,
+           coalesce(a.approvals, 0) AS approvals,
+           (s.id IS NULL OR s.slug <> n.slug OR s.version <> n.version
+            OR s.status NOT IN ('approved', 'published') OR s.content_hash <> n.content_hash
+            OR coalesce(a.approvals, 0) < 2) AS unpublishable,
+           movement_projection_differs(n, s.document) AS differs
+      INTO bad
+      FROM published_rows n
+      LEFT JOIN movement_staging s ON s.id = n.staging_id
+      LEFT JOIN (SELECT p.slug, p.version, count(DISTINCT a.actor) AS approvals
+                   FROM (SELECT DISTINCT slug, version FROM published_rows) p
+                   JOIN movement_audit_log a
+                     ON a.slug = p.slug AND a.version = p.version AND a.action = 'APPROVED'
+                  GROUP BY p.slug, p.version) a
+        ON a.slug = n.slug AND a.version = n.version
+      LEFT JOIN LATERAL jsonb_to_record(s.document) AS d (slug text, name text,
+           classification text, equipment text[], primary_muscles text[],
+           secondary_muscles text[], level text, instructions text[], aliases text[],
+           laterality text, force text, mechanic text, coaching_cues text[]) ON true
+     WHERE s.id IS NULL
+        OR s.slug <> n.slug OR s.version <> n.version
+        OR s.status NOT IN ('approved', 'published')
+        OR s.content_hash <> n.content_hash
+        OR coalesce(a.approvals, 0) < 2
+        OR (n.slug, n.name, n.classification, n.equipment, n.primary_muscles,
+            n.secondary_muscles, n.level, n.instructions, n.aliases, n.laterality, n.force,
+            n.mechanic, n.coaching_cues)
+           IS DISTINCT FROM
+           (d.slug, d.name, d.classification, d.equipment, d.primary_muscles,
+            d.secondary_muscles, d.level, d.instructions, coalesce(d.aliases, '{}'),
+            d.laterality, d.force, d.mechanic, coalesce(d.coaching_cues, '{}'))
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    ELSIF bad.unpublishable THEN
+        RAISE EXCEPTION 'movement % version % cannot be published: draft status %, same content %, % distinct approval(s) (two are required)',
+            bad.slug, bad.version, coalesce(bad.staging_status, 'missing'),
+            coalesce(bad.same_content, false), bad.approvals;
+    ELSE
+        RAISE EXCEPTION 'movement % version % cannot be published: its % differ(s) from its approved document',
+            bad.slug, bad.version, array_to_string(bad.differs, ', ')
+            USING HINT = 'a library row is the projection of the draft it was published from';
+    END IF;
+END
+$$;
+
+-- An audit row's hash against its draft's, as 0004 checks it, without the `details ? ...` test
+-- (a row that names no hash compares as NULL, which is not a mismatch): with it the planner
+-- guessed that 1% of the rows name one and probed the draft index once per row (500k probes on
+-- a seed of 100k) where a hash join reads the drafts once.
+CREATE OR REPLACE FUNCTION movement_audit_log_check_content() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT n.slug, n.version, n.action, n.details ->> 'content_hash' AS named
+      INTO bad
+      FROM written_audit n
+      JOIN movement_staging s ON s.slug = n.slug AND s.version = n.version
+     WHERE s.content_hash <> n.details ->> 'content_hash'
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'audit row % of movement % version % names content_hash %, which is not its draft''s',
+            bad.action, bad.slug, bad.version, bad.named;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- What 0004 may have let in (a draft holding the string ', ', hashed as if it held ','), checked
+-- once, now, with the hash above: a database holding one cannot take this migration.
+DO $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT s.slug, s.version INTO bad
+      FROM movement_staging s
+     WHERE jsonb_path_exists(s.document, 'strict $.** ? (@ == ", ")')
+       AND movement_content_hash(s.document) IS DISTINCT FROM s.content_hash
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'the draft of movement % version % holds the text '', '' and a content_hash that is not its document''s (migration 0004 computed it wrongly): this database holds content that was not reviewed',
+            bad.slug, bad.version;
+    END IF;
+END
+$$;
