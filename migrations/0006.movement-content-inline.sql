@@ -60,8 +60,9 @@ RETURN encode(sha256(convert_to(movement_canonical(doc), 'UTF8')), 'hex');
 -- Publishing, as 0004 checks it, in one pass over the rows written: each joined to its draft
 -- once (0004 joined twice), the approvals counted per movement by a join the planner sizes to
 -- the statement (0004 ran a correlated count per row: 100k index scans and sorts on a seed of
--- 100k), and the projection compared in the same pass. The first disagreeing row is named; a row
--- that cannot be published at all is named for that before its projection.
+-- 100k), and the projection compared in the same pass; no LIMIT, so that the planner sizes the
+-- joins for every row written (SELECT INTO stops at the first row found). That row is named; a
+-- row that cannot be published at all is named for that before its projection.
 CREATE OR REPLACE FUNCTION movement_library_check_publish() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -99,8 +100,7 @@ BEGIN
            IS DISTINCT FROM
            (d.slug, d.name, d.classification, d.equipment, d.primary_muscles,
             d.secondary_muscles, d.level, d.instructions, coalesce(d.aliases, '{}'),
-            d.laterality, d.force, d.mechanic, coalesce(d.coaching_cues, '{}'))
-     LIMIT 1;
+            d.laterality, d.force, d.mechanic, coalesce(d.coaching_cues, '{}'));
     IF NOT FOUND THEN
         RETURN NULL;
     ELSIF bad.unpublishable THEN
@@ -115,10 +115,11 @@ BEGIN
 END
 $$;
 
--- An audit row's hash against its draft's, as 0004 checks it, without the `details ? ...` test
--- (a row that names no hash compares as NULL, which is not a mismatch): with it the planner
--- guessed that 1% of the rows name one and probed the draft index once per row (500k probes on
--- a seed of 100k) where a hash join reads the drafts once.
+-- An audit row's hash against its draft's, as 0004 checks it, planned for the whole statement:
+-- 0004's LIMIT 1 had the planner expect a mismatch among the first rows and probe the draft
+-- index once per row (500k probes on a seed of 100k) where a hash join reads the drafts once.
+-- SELECT INTO still stops at the first row found. (No `details ? ...` test: a row that names no
+-- hash compares as NULL, which is not a mismatch.)
 CREATE OR REPLACE FUNCTION movement_audit_log_check_content() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -128,8 +129,7 @@ BEGIN
       INTO bad
       FROM written_audit n
       JOIN movement_staging s ON s.slug = n.slug AND s.version = n.version
-     WHERE s.content_hash <> n.details ->> 'content_hash'
-     LIMIT 1;
+     WHERE s.content_hash <> n.details ->> 'content_hash';
     IF FOUND THEN
         RAISE EXCEPTION 'audit row % of movement % version % names content_hash %, which is not its draft''s',
             bad.action, bad.slug, bad.version, bad.named;
