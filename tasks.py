@@ -259,9 +259,9 @@ def down(c: Context, profile: str | None = None, purge: bool = False,
 @task(help={"backend": BACKEND_HELP})
 def status(c: Context, backend: str | None = None) -> None:
     """Show every profile's emulator (backend, port, running, version, DSN) and what it holds."""
+    from movelib.dbstatus import status_lines as held
     from movelib.emulator import other_backend
     from movelib.emulator.base import status_lines
-    from movelib.provenance import status_lines as held
 
     with user_errors("inv db.status"):
         settings = _settings(c)
@@ -394,7 +394,7 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
 def verify(c: Context, dsn: str | None = None, profile: str | None = None,
            file: str | None = None, json: bool = False, release: str | None = None) -> None:
     """Check counts, audit chains, provenance, and (--file, --release) the content."""
-    from movelib.provenance import release_manifest
+    from movelib.release_check import release_manifest
     from movelib.verify import verify as run_verify
 
     with user_errors("inv verify"):

@@ -36,9 +36,8 @@ from .manifest import (
     staged,
     write_atomically,
 )
-from .provenance import library_sha256
 from .psql import has_tls
-from .tables import require_schema
+from .tables import environment_label, library_sha256, require_schema, server_version
 from .target import Target
 
 Echo = Callable[[str], None]
@@ -205,19 +204,14 @@ def _dump_in_snapshot(conn: psycopg.Connection, target: Target, migrations_dir: 
         migrations=list(layout.migrations),
         data_file=info[0] if info else None,
         data_sha256=info[1] if info else None,
-        source_server_version=str(_scalar(conn, "SHOW server_version")).split()[0],
-        environment=_environment(conn),
+        source_server_version=server_version(conn),
+        environment=environment_label(conn),
         created_at=created_at,
         tool_version=__version__,
         release=release,
         movement_versions=versions,
         library_sha256=library_sha256(conn),
     )
-
-
-def _environment(conn: psycopg.Connection) -> str | None:
-    row = conn.execute("SELECT label FROM movement_environment").fetchone()
-    return str(row[0]) if row else None
 
 
 def _write(

@@ -40,7 +40,7 @@ class Manifest:
     tool_version: str
     release: str | None = None
     movement_versions: dict[str, int] = field(default_factory=dict)
-    # every library version and its state, hashed (provenance.LIBRARY_SHA256); None in
+    # every library version and its state, hashed (tables.LIBRARY_SHA256); None in
     # manifests written before it existed
     library_sha256: str | None = None
     format: str = FORMAT

@@ -19,8 +19,6 @@ the order of the audit rows' ids, which ``inv verify`` checks for every movement
 
 from __future__ import annotations
 
-import getpass
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -30,19 +28,10 @@ from . import __version__
 from .datafile import Dataset, Progress
 from .errors import PublishedEditError
 from .plan import PUBLISH, RETIRE, Plan
-from .provenance import record_seed
+from .provenance import record_seed, run_by
 
 SCHEMA_REVIEWER = "movelib/schema-check"
 INTEGRITY_REVIEWER = "movelib/integrity-check"
-
-
-def run_by() -> str:
-    """Who runs the seed: ``user@host`` of this process."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 @dataclass

@@ -35,8 +35,7 @@ from .guard import PROTECTED, Permission, check_protected
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
 from .migrations import migration_ids, record_applied
 from .preview import DumpLibrary, Preview, preview
-from .provenance import Provenance, latest, record_restore
-from .publish import run_by
+from .provenance import Provenance, latest, record_restore, run_by
 from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
 from .release import proven_tag
 from .rollback import check_rollback

@@ -104,5 +104,30 @@ def environment_label(conn: psycopg.Connection) -> str | None:
 
 
 def server_version(conn: psycopg.Connection) -> str:
+    """The server's version number (``15.4``), without a packager's suffix (``(Debian ...)``)."""
     row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]) if row else "unknown"
+    return str(row[0]).split()[0] if row else "unknown"
+
+
+# Every library version with its state (current, superseded, retired), one line each, in a
+# fixed order: its sha256 says "the same library" in 64 characters, on any server.
+LIBRARY_SHA256 = """
+SELECT encode(sha256(convert_to(coalesce(string_agg(
+           slug || E'\\t' || version || E'\\t' || content_hash || E'\\t' || state || E'\\n', ''
+           ORDER BY BY_SLUG, version), ''), 'UTF8')), 'hex')
+  FROM movement_library_versions
+""".replace("BY_SLUG", by_slug())
+# The same digest over each version's hash recomputed from its document (migration 0004's
+# movement_library_content): what `inv verify --release` compares, never the stored hashes.
+LIBRARY_CONTENT_SHA256 = LIBRARY_SHA256.replace("FROM movement_library_versions", """FROM (
+    SELECT v.slug, v.version, v.state,
+           coalesce(c.content_hash, 'not its approved document') AS content_hash
+      FROM movement_library_versions v
+      JOIN movement_library_content c ON c.slug = v.slug AND c.version = v.version) AS v""")
+
+def library_sha256(conn: psycopg.Connection, *, recompute: bool = False) -> str:
+    """The sha256 of every library version and its state (:data:`LIBRARY_SHA256`); with
+    ``recompute``, of each version's hash recomputed from its document."""
+    row = conn.execute(LIBRARY_CONTENT_SHA256 if recompute else LIBRARY_SHA256).fetchone()
+    assert row is not None
+    return str(row[0])

@@ -19,7 +19,8 @@ from .db import rows
 from .defaults import FileLimits
 from .errors import VerificationFailed
 from .manifest import Manifest
-from .provenance import Provenance, compare_release, latest
+from .provenance import Provenance, latest
+from .release_check import compare_release
 from .tables import CHAIN, COUNTED_TABLES, by_slug, require_content_checks, require_schema
 from .target import Target
 from .text import shown
