@@ -11,7 +11,7 @@ import psycopg
 from .errors import ReleaseError
 from .manifest import Manifest
 from .provenance import Provenance, latest
-from .release import VERSION, release_manifest_path
+from .release import is_version, release_manifest_path
 from .tables import current_counts, library_sha256
 from .text import shown
 
@@ -26,7 +26,7 @@ def release_manifest(root: Path, version: str) -> tuple[str, Manifest]:
             raise ReleaseError(f"{shown(version)}: no such manifest file")
         manifest = Manifest.from_json(path.read_text(encoding="utf-8"), str(path))
         return manifest.release or path.name, manifest
-    if not VERSION.fullmatch(version):
+    if not is_version(version):
         raise ReleaseError(f"{shown(version, 40)} is not a release version (e.g. v1.2) nor a "
                            "manifest file")
     path = release_manifest_path(root, version)
