@@ -33,7 +33,7 @@ from .dumpreader import Rows, Sql, layout_for, read_dump
 from .errors import ConfirmationRequired, MovelibError, RestoreFailed
 from .guard import PROTECTED, Permission, check_protected
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
-from .migrations import migration_ids, record_applied
+from .migrations import migration_ids
 from .preview import DumpLibrary, Preview, preview
 from .provenance import Provenance, latest, record_restore, run_by
 from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
@@ -44,6 +44,7 @@ from .tables import current_counts, environment_label
 from .target import Target
 from .trust import read_trust
 from .verify import VerifyReport, check
+from .yoyo_tables import record_applied
 
 Echo = Callable[[str], None]
 Ask = Callable[[str], None]  # returns when the person confirms; raises ConfirmationRequired
