@@ -5,6 +5,7 @@ the code has."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,14 @@ def test_the_circle_finder_sees_every_kind_of_import(tmp_path: Path, files: dict
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text, encoding="utf-8")
     assert find_cycle(import_graph(root)) == circle
+
+
+def test_the_readme_architecture_names_every_module_once() -> None:
+    readme = (PACKAGE.parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Architecture"):readme.index("## Layout")]
+    named = re.findall(r"`([a-z_]+/?)`", section.split("| group | modules |", 1)[1])
+    modules = sorted({p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+                     | {f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()})
+    assert sorted(named) == modules, (
+        f"not in README's architecture: {sorted(set(modules) - set(named))}; "
+        f"named but absent or twice: {sorted(n for n in named if n not in modules or named.count(n) > 1)}")
