@@ -16,7 +16,8 @@ from .defaults import LOCK_TIMEOUT
 from .errors import DataFileError, DryRunRefused, VerificationFailed
 from .guard import Permission, check_protected
 from .migrations import apply_pending, pending_migrations, set_environment
-from .plan import KEEP, PUBLISH, Plan, make_plan, markdown, unchanged_plan
+from .plan import KEEP, PUBLISH, Plan, make_plan, unchanged_plan
+from .plan_markdown import markdown
 from .publish import PublishResult, publish
 from .reseed import quick_check
 from .settings import Settings
