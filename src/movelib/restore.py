@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -116,6 +117,20 @@ class RestoreResult:
     verification: VerifyReport
     provenance: Provenance | None = None  # what the restore recorded
     migrated: tuple[str, ...] = ()  # this checkout's migrations the dump predates, applied after it
+
+    def lines(self) -> list[str]:
+        lines = [f"migrations: applied {', '.join(self.migrated)} after the dump's (it predates "
+                 "them), in the same transaction"] if self.migrated else []
+        if self.provenance:
+            lines.append(f"provenance: recorded; the database {self.provenance.describe()}")
+        counts = self.verification.counts
+        return [*lines, f"restore: done; row counts match the manifest; verify: ok "
+                        f"(library {counts['library']}, audit {counts['audit_log']})"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts, "migrated": list(self.migrated),
+                "provenance": self.provenance.as_dict() if self.provenance else None,
+                "verification": self.verification.as_dict()}
 
 
 def _checkpoint(step: str) -> None:
@@ -337,14 +352,8 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
     result = restore(plan, lock_timeout=options.lock_timeout, permission=options.permission,
                      presented=prepared.presented, allow_downgrade=options.allow_downgrade,
                      migrations_dir=settings.migrations_dir, tag=tag)
-    if result.migrated:
-        echo(f"migrations: applied {', '.join(result.migrated)} after the dump's (it predates "
-             "them), in the same transaction")
-    if result.provenance:
-        echo(f"provenance: recorded; the database {result.provenance.describe()}")
-    counts = result.verification.counts
-    echo(f"restore: done; row counts match the manifest; verify: ok "
-         f"(library {counts['library']}, audit {counts['audit_log']})")
+    for line in result.lines():  # the plan was said before the question; then the result
+        echo(line)
     return result
 
 
