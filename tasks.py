@@ -27,8 +27,10 @@ from movelib.options import (  # help texts and option parsing: nothing heavy
     BACKEND_HELP,
     COSIGN_HELP,
     DIFF_HELP,
+    DUMP_DIR_HELP,
     EXIT_CODES,
     IMAGE_HELP,
+    LOG_LINES_HELP,
     MIGRATE_HELP,
     PIN_HELP,
     PROFILE_HELP,
@@ -259,9 +261,9 @@ def down(c: Context, profile: str | None = None, purge: bool = False,
 @task(help={"backend": BACKEND_HELP})
 def status(c: Context, backend: str | None = None) -> None:
     """Show every profile's emulator (backend, port, running, version, DSN) and what it holds."""
+    from movelib.dbstatus import status_lines as held
     from movelib.emulator import other_backend
     from movelib.emulator.base import status_lines
-    from movelib.provenance import status_lines as held
 
     with user_errors("inv db.status"):
         settings = _settings(c)
@@ -295,12 +297,14 @@ def url(c: Context, profile: str | None = None, reveal: bool = False) -> None:
 
 
 @task(help={"profile": PROFILE_HELP, "backend": BACKEND_HELP,
-            "lines": "how many of the last log lines to show (default 50)"})
+            "lines": LOG_LINES_HELP})
 def logs(c: Context, profile: str | None = None, lines: str | None = None,
          backend: str | None = None) -> None:
     """Show the last lines of a profile emulator's server log."""
+    from movelib.defaults import LOG_LINES
+
     with user_errors("inv db.logs"):
-        count = whole_number(lines, 50, "--lines", minimum=1)
+        count = whole_number(lines, LOG_LINES, "--lines", minimum=1)
         text = _settings(c).emulator_for(profile, backend).logs(count)
         say(text or "(no log yet: the emulator has not run)")
 
@@ -394,7 +398,7 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
 def verify(c: Context, dsn: str | None = None, profile: str | None = None,
            file: str | None = None, json: bool = False, release: str | None = None) -> None:
     """Check counts, audit chains, provenance, and (--file, --release) the content."""
-    from movelib.provenance import release_manifest
+    from movelib.release_check import release_manifest
     from movelib.verify import verify as run_verify
 
     with user_errors("inv verify"):
@@ -424,17 +428,18 @@ def diff(c: Context, from_: str = "", to: str = "", json: bool = False) -> None:
 # -- artifacts --------------------------------------------------------------------------------
 
 
-@task(help={**TARGET_HELP, "output_dir": "where to write the dump (default artifacts/seed-dumps)"})
+@task(help={**TARGET_HELP, "output_dir": DUMP_DIR_HELP})
 def dump(c: Context, dsn: str | None = None, profile: str | None = None,
          output_dir: str | None = None) -> None:
     """Write movements_seed_<UTC time>.sql and its manifest (and the _latest copies)."""
+    from movelib.defaults import DUMP_DIR
     from movelib.dump import dump as write_dump
 
     with user_errors("inv dump"):
         settings = _settings(c)
         target = _target(settings, dsn, profile)
         result = write_dump(target, settings.migrations_dir,
-                            settings.path(output_dir, settings.root / "artifacts" / "seed-dumps"),
+                            settings.path(output_dir, settings.root / DUMP_DIR),
                             bin_dir=settings.emulator.bin_dir)
         say(*result.lines())
 

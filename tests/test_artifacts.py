@@ -379,6 +379,33 @@ def test_release_refusals(release_repo: Path, migrated_db: Target, version: str,
     assert not (release_repo / "releases").exists()
 
 
+@pytest.mark.parametrize(("version", "ok"), [
+    pytest.param("v1", True, id="major"),
+    pytest.param("v1.2.3", True, id="major-minor-patch"),
+    pytest.param("v2.0-rc1", True, id="pre-release"),
+    pytest.param("v1.0\n", False, id="trailing-newline"),
+    pytest.param("v1.0 ", False, id="trailing-space"),
+    pytest.param("v1.0/../x", False, id="path-after-a-version"),
+    pytest.param("1.0", False, id="no-v"),
+    pytest.param("v1.2.3.4", False, id="four-numbers"),
+])
+def test_one_release_version_pattern_judges_the_whole_string_everywhere(tmp_path: Path, version: str,
+                                                                         ok: bool) -> None:
+    from movelib.release import VERSION, check_release, is_version, release_manifest_path
+    from movelib.release_check import release_manifest
+
+    assert is_version(version) is ok
+    assert (VERSION.match(version) is not None) is ok  # even a .match caller gets the whole string
+    if ok:
+        return
+    for refuses in (lambda: check_release(tmp_path, version, tag=False),
+                    lambda: release_manifest_path(tmp_path, version),
+                    lambda: release_manifest(tmp_path, version)):
+        with pytest.raises(ReleaseError, match="is not"):
+            refuses()
+    assert not (tmp_path / "releases").exists()
+
+
 def test_workflows_pass_schema_and_security_checks() -> None:
     workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
     assert {w.name for w in workflows} >= {"generate-seed-dump.yml", "tests.yml", "seed-plan.yml"}

@@ -330,8 +330,11 @@ def test_run_restore_asks_through_its_callback_and_reports_through_echo(copy: Pa
     assert lines[0] == f"target: {target.describe()}"  # first, before the dump's checks
     assert lines[1].startswith(f"dump: {copy.name} (sha256 ") and lines[-1].startswith("  movement_staging ")
     assert questions == [f"This replaces the movement tables of {target.describe()}."]
-    run_restore(settings(), target, RestoreOptions(copy), lines.append, questions.append)
+    result = run_restore(settings(), target, RestoreOptions(copy), lines.append, questions.append)
     assert lines[-1] == "restore: done; row counts match the manifest; verify: ok (library 8, audit 40)"
+    assert result is not None and lines[-len(result.lines()):] == result.lines()  # its text form
+    data = result.as_dict()  # and its JSON form
+    assert data["counts"]["movement_library"] == 8 and data["verification"]["ok"] is True
     assert table_hashes(target) == source.hashes
 
 

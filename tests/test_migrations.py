@@ -186,7 +186,7 @@ def test_the_yoyo_tables_a_dump_carries_are_the_ones_yoyo_creates(migrated_db: T
     they must be exactly what the installed yoyo creates, and hold its schema version."""
     from yoyo import get_backend
 
-    from movelib.dumpformat import YOYO_SCHEMA_VERSION
+    from movelib.yoyo_tables import YOYO_SCHEMA_VERSION
 
     params = empty_db.params  # yoyo's own backend creates its tables there
     backend = get_backend(f"postgresql+psycopg://{params['user']}:{quote(params['password'], safe='')}@"
@@ -200,18 +200,18 @@ def test_the_yoyo_tables_a_dump_carries_are_the_ones_yoyo_creates(migrated_db: T
     with psycopg.connect(empty_db.conninfo) as conn:
         created = conn.execute(YOYO_SHAPE).fetchall()
         yoyo_versions = [str(v) for (v,) in conn.execute("SELECT version FROM _yoyo_version")]
-    with psycopg.connect(migrated_db.conninfo) as conn:  # movelib wrote these (dumpformat.YOYO_DDL)
+    with psycopg.connect(migrated_db.conninfo) as conn:  # movelib wrote these (yoyo_tables.YOYO_DDL)
         written = conn.execute(YOYO_SHAPE).fetchall()
         versions = [str(v) for (v,) in conn.execute("SELECT version FROM _yoyo_version")]
     assert created and written == created
-    assert versions == yoyo_versions == [YOYO_SCHEMA_VERSION.decode()]
+    assert versions == yoyo_versions == [str(YOYO_SCHEMA_VERSION)]
 
 
 def test_movelib_spells_yoyos_migration_hash(migrated_db: Target) -> None:
     """Dumps check, and restores write, yoyo's bookkeeping without importing yoyo."""
     from yoyo.migrations import get_migration_hash
 
-    from movelib.tables import yoyo_hash
+    from movelib.yoyo_tables import yoyo_hash
 
     with psycopg.connect(migrated_db.conninfo) as conn:
         recorded = conn.execute("SELECT migration_id, migration_hash FROM _yoyo_migration").fetchall()

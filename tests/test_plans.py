@@ -13,7 +13,8 @@ import pytest
 from support import CANONICAL, Cli, table_hashes
 from support import seed_run as seed
 
-from movelib.plan import MD_ROWS, FieldDiff, Plan, markdown, md
+from movelib.plan import FieldDiff, Plan
+from movelib.plan_markdown import MD_ROWS, markdown, md
 from movelib.target import Target
 
 HOSTILE_NAME = "Back | Squat `rm -rf` <img src=x onerror=alert(1)>\n## injected & more"

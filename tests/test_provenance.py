@@ -27,7 +27,7 @@ from support import (
 from movelib.dump import dump
 from movelib.manifest import file_sha256
 from movelib.migrations import migrate
-from movelib.publish import run_by
+from movelib.provenance import run_by
 from movelib.restore import plan_restore, restore
 from movelib.target import Target, target_from_dsn
 
@@ -167,7 +167,7 @@ def test_verify_release_passes_on_a_restore_of_it_and_fails_with_what_differs(cl
 
 
 def test_verify_release_finds_the_release_by_version(migrated_db: Target, released: Path) -> None:
-    from movelib.provenance import release_manifest
+    from movelib.release_check import release_manifest
     from movelib.verify import verify
 
     version, manifest = release_manifest(released.parents[2], "v1.2")
@@ -235,7 +235,7 @@ def test_db_status_says_what_each_running_emulator_holds(cli: Cli, cli_overrides
 
 def test_the_library_hash_is_the_same_on_postgresql_15(released: Path, pg15: Server) -> None:
     """A release cut on PostgreSQL 18 verifies on 15: the hash is computed the same way there."""
-    from movelib.provenance import release_manifest
+    from movelib.release_check import release_manifest
     from movelib.verify import verify
 
     with database(pg15) as name:
@@ -312,7 +312,7 @@ def test_a_verified_release_is_recorded_with_its_signer_and_only_a_tag_that_poin
 
 
 def cli_verify_release(target: Target, manifest: Path) -> str:
-    from movelib.provenance import release_manifest
+    from movelib.release_check import release_manifest
     from movelib.verify import verify
 
     report = verify(target, schema_file=SETTINGS_SCHEMA, release=release_manifest(ROOT, str(manifest)))

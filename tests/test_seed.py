@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from support import CANONICAL, Cli, Server, scalar, seed, settings, table_hashes
+from support import CANONICAL, Cli, Server, scalar, seed, seed_run, settings, table_hashes
 
 from movelib.errors import PublishedEditError, SchemaNotApplied, VerificationFailed
 from movelib.target import Target
@@ -290,3 +290,17 @@ def test_seed_starts_the_local_emulator_when_it_is_down(cli: Cli, cli_env: dict[
         assert "verify: ok (library 8, current 8, staging 8, audit_log 40)" in result.stdout
     finally:
         cli("db.down", "--purge")
+
+
+def test_a_seed_result_has_text_and_json_forms_and_the_text_is_what_the_run_printed_last(migrated_db: Target) -> None:
+    from movelib.text import as_json
+
+    outcome, lines = seed_run(migrated_db)
+    text = outcome.lines()
+    assert text[0] == "seed: 8 published (0 new versions), 0 unchanged, 0 retired (seed run 1)"
+    assert lines[-len(text):] == text and "Run them yourself with:" in text
+    data = json.loads(as_json(outcome.as_dict()))
+    assert data["published"] == {"published": 8, "new_versions": 0, "unchanged": 0, "retired": [],
+                                 "seed_run": 1}
+    assert data["verification"]["ok"] is True and data["plan"]["to_publish"] == 8
+    assert data["guide"]["counts"] == [{"library": "8", "audit": "40"}]

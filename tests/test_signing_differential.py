@@ -270,6 +270,47 @@ def test_allowed_signers_variants_get_ssh_keygens_verdict(keys: dict[str, Path],
     same_verdict(tmp_path, _line_text(LINE_CASES[case], keys), signatures(keys)["good"])
 
 
+def _blob_variant(keys: dict[str, Path], case: str) -> bytes:
+    """An allowed_signers line whose key blob is the ecdsa or rsa key's, re-encoded one way: what
+    the key parser (cryptography's, plus OpenSSH's own checks) must judge as ssh-keygen does."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_ssh_public_key
+
+    kind = "rsa" if case.startswith("rsa") else "ecdsa"
+    name, b64 = public(keys[kind]).split()[:2]
+    blob = base64.b64decode(b64)
+    if kind == "ecdsa":
+        key = load_ssh_public_key(f"{name} {b64}".encode())
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        point = {"ecdsa-compressed-point": PublicFormat.CompressedPoint,
+                 "ecdsa-uncompressed-point": PublicFormat.UncompressedPoint}.get(case)
+        if point is not None:
+            blob = _string(name.encode()) + _string(b"nistp256") + _string(key.public_bytes(Encoding.X962, point))
+        elif case == "ecdsa-other-curve-name":
+            blob = blob.replace(_string(b"nistp256"), _string(b"nistp384"), 1)
+        elif case == "ecdsa-trailing-bytes":
+            blob += b"\0"
+    else:
+        fields, pos = [], 0
+        while pos < len(blob):
+            size = int.from_bytes(blob[pos:pos + 4], "big")
+            fields.append(blob[pos + 4:pos + 4 + size])
+            pos += 4 + size
+        kind_name, e, n = fields
+        e, n = {"rsa-leading-zeros": (b"\0" + e, b"\0" + n), "rsa-negative-modulus": (e, n.lstrip(b"\0")),
+                "rsa-trailing-bytes": (e, n)}[case]
+        blob = b"".join(map(_string, (kind_name, e, n))) + (b"\0" if case == "rsa-trailing-bytes" else b"")
+    return f"# allowed signers\n{SIGNER} {name} {base64.b64encode(blob).decode()}\n".encode()
+
+
+@pytest.mark.parametrize("case", ["ecdsa-uncompressed-point", "ecdsa-compressed-point", "ecdsa-other-curve-name",
+                                  "ecdsa-trailing-bytes", "rsa-leading-zeros", "rsa-negative-modulus",
+                                  "rsa-trailing-bytes"])
+def test_re_encoded_key_blobs_get_ssh_keygens_verdict(keys: dict[str, Path], tmp_path: Path, case: str) -> None:
+    signature = signatures(keys)["rsa" if case.startswith("rsa") else "ecdsa"]
+    same_verdict(tmp_path, _blob_variant(keys, case), signature)
+
+
 def test_the_cases_cover_both_verdicts(keys: dict[str, Path], tmp_path: Path) -> None:
     """The differential cases are worth something only if ssh-keygen accepts some and refuses others."""
     verdicts = {case: same_verdict(tmp_path / case, _line_text(LINE_CASES[case], keys), signatures(keys)["good"])

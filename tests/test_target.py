@@ -119,3 +119,22 @@ def test_profiles_can_be_overridden_and_extended() -> None:
     assert profiles["qa"].url() == "postgresql://u:p@h:1/d"
     with pytest.raises(ConfigError, match="missing"):
         load_profiles({"half": {"host": "h"}})
+
+
+def test_a_dotenv_line_python_dotenv_skips_is_named_by_number_and_nothing_is_logged(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from movelib.target import read_dotenv
+
+    path = tmp_path / ".env"
+    path.write_text("A=1\nnot a line\nB=2\nalso not secret=pw\n", encoding="utf-8")
+    logger = logging.getLogger("dotenv.main")
+    handlers, propagate = list(logger.handlers), logger.propagate
+    with caplog.at_level(logging.DEBUG), pytest.raises(InvalidTarget, match=r"\(line 2, 4\)") as refused:
+        read_dotenv(path)
+    assert "pw" not in str(refused.value)
+    assert caplog.records == [] and capsys.readouterr().err == ""
+    assert logger.handlers == handlers and logger.propagate is propagate  # left as it was
+    path.write_text("A=1\nB='two words'\n", encoding="utf-8")
+    assert read_dotenv(path) == {"A": "1", "B": "two words"}

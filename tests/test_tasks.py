@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import inspect
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import ROOT, Cli, namespace
@@ -64,6 +66,33 @@ def test_every_inv_command_in_readme_exists() -> None:
     assert used, "README names no inv commands"
     unknown = sorted(u for u in used if u not in NS.task_names)
     assert not unknown, f"README mentions unknown tasks: {unknown}"
+
+
+def _taskref() -> Any:
+    spec = importlib.util.spec_from_file_location("taskref", ROOT / "tools" / "taskref.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_task_reference_is_what_the_parsers_say() -> None:
+    taskref = _taskref()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert taskref.updated(readme, namespace()) == readme, (
+        "README.md's task reference is stale: run `python tools/taskref.py`")
+    generated = readme[readme.index(taskref.BEGIN):readme.index(taskref.END)]
+    for name in NS.task_names:  # every task, and each of its flags, short ones included
+        assert f"#### `inv {name}" in generated
+    assert "`-d`, `--dsn DSN`" in generated and "`-o`, `--output-dir OUTPUT_DIR`" in generated
+
+
+def test_a_stale_task_reference_is_caught() -> None:
+    taskref = _taskref()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    stale = readme.replace("data file to seed (default", "the file to seed (default", 1)
+    assert stale != readme
+    assert taskref.updated(stale, namespace()) == readme
 
 
 def test_the_package_never_imports_invoke() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from .db import rows
+from .tables import CHAIN, PER_VERSION, RETIRED
 
 
 @dataclass
@@ -55,15 +56,16 @@ SELECT CASE WHEN l.id IS NULL THEN 'orphan' ELSE 'broken' END,
   FULL JOIN movement_library l ON l.slug = t.slug AND l.version = t.version
  WHERE (l.id IS NULL AND t.published > 0)
     OR (l.id IS NOT NULL
-        AND (t.slug IS NULL OR t.rows - t.retired <> 5 OR t.created <> 1 OR t.submitted <> 1
-             OR t.approved <> 2 OR t.published <> 1
+        AND (t.slug IS NULL OR t.rows - t.retired <> {rows} OR t.created <> {CREATED}
+             OR t.submitted <> {REVIEW_SUBMITTED} OR t.approved <> {APPROVED}
+             OR t.published <> {PUBLISHED}
              OR t.created_last > t.submitted_first OR t.submitted_last > t.approved_first
              OR t.approved_last > t.published_first
              OR t.first_approver = t.last_approver
              OR t.published_hash IS DISTINCT FROM l.content_hash))
  ORDER BY kind DESC, slug, version  -- 'totals' > 'orphan' > 'broken': the totals first
-"""
-_ACTIONS = ("CREATED", "REVIEW_SUBMITTED", "APPROVED", "PUBLISHED", "RETIRED")
+""".format(rows=len(CHAIN), **PER_VERSION)
+_ACTIONS = (*PER_VERSION, RETIRED)  # the order of the totals' sums
 
 
 def audit_trails(conn: psycopg.Connection) -> Trails:

@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 
 from . import secrets
+from .defaults import CLIENT_ENCODING
 from .errors import (
     AuthenticationFailed,
     DatabaseError,
@@ -25,9 +26,6 @@ from .errors import (
 from .target import Target
 
 CONNECT_TIMEOUT = 5
-# Every movelib connection speaks UTF-8, whatever the server's or database's default: on a
-# SQL_ASCII database psycopg would otherwise hand back bytes, not text.
-CLIENT_ENCODING = "UTF8"
 APPLICATION = "movelib"
 # One advisory lock key for every task that writes to a target (per database, as
 # PostgreSQL scopes advisory locks to the current database).

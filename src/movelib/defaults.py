@@ -23,11 +23,18 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 
+# Every movelib connection (psycopg's, psql's, the emulators') and every dump speaks UTF-8,
+# whatever the server's or database's default: on a SQL_ASCII database psycopg would otherwise
+# hand back bytes, not text.
+CLIENT_ENCODING = "UTF8"
 LOCK_TIMEOUT = 30.0  # seconds a writing task waits for another run's lock on the target
 DOCKER_IMAGE = "postgres:18"  # docker backend: the official image of the embedded major
 DOCKER_PROJECT = "movelib"  # docker backend: container movelib-<profile>, volume ...-data
 SYSTEM_USER = "movelib"  # the unprivileged user the embedded server runs as under root
 SYNTH_SEED = 20261125  # inv data.synth: the same seed gives the same file
+RELEASES_DIR = "releases"  # inv release: releases/<version>/ under the project root
+DUMP_DIR = "artifacts/seed-dumps"  # inv dump: where a dump goes without --output-dir
+LOG_LINES = 50  # inv db.logs: lines shown without --lines
 
 
 

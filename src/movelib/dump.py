@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from . import __version__, db
 from .dumpformat import END_OF_DATA, Layout, Table, checkout_migrations, render
@@ -36,10 +35,17 @@ from .manifest import (
     staged,
     write_atomically,
 )
-from .provenance import library_sha256
 from .psql import has_tls
-from .tables import require_schema
+from .tables import (
+    environment_label,
+    library_sha256,
+    require_schema,
+    row_count,
+    rows_per_version,
+    server_version,
+)
 from .target import Target
+from .yoyo_tables import applied_ids
 
 Echo = Callable[[str], None]
 
@@ -67,8 +73,7 @@ def _applied_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[
     from yoyo import read_migrations
 
     known = [m.id for m in read_migrations(str(migrations_dir))]
-    applied = [r[0] for r in conn.execute(
-        "SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc, migration_id")]
+    applied = applied_ids(conn)
     unknown = [m for m in applied if m not in known]
     if unknown:
         raise ArtifactError(
@@ -193,10 +198,7 @@ def _dump_in_snapshot(conn: psycopg.Connection, target: Target, migrations_dir: 
     info = conn.execute(
         "SELECT data_file, data_sha256 FROM movement_seed_run ORDER BY id DESC LIMIT 1"
     ).fetchone()
-    versions = {
-        str(v): int(n) for v, n in conn.execute(
-            "SELECT version, count(*) FROM movement_library GROUP BY version ORDER BY version")
-    }
+    versions = {str(v): n for v, n in rows_per_version(conn).items()}
     return Manifest(
         dump_file=path.name,
         size=out.size,
@@ -205,19 +207,14 @@ def _dump_in_snapshot(conn: psycopg.Connection, target: Target, migrations_dir: 
         migrations=list(layout.migrations),
         data_file=info[0] if info else None,
         data_sha256=info[1] if info else None,
-        source_server_version=str(_scalar(conn, "SHOW server_version")).split()[0],
-        environment=_environment(conn),
+        source_server_version=server_version(conn),
+        environment=environment_label(conn),
         created_at=created_at,
         tool_version=__version__,
         release=release,
         movement_versions=versions,
         library_sha256=library_sha256(conn),
     )
-
-
-def _environment(conn: psycopg.Connection) -> str | None:
-    row = conn.execute("SELECT label FROM movement_environment").fetchone()
-    return str(row[0]) if row else None
 
 
 def _write(
@@ -237,7 +234,7 @@ def _write(
         # psql imports), counted on this connection while psql streams the rows
         snapshot = str(_scalar(conn, "SELECT pg_export_snapshot()"))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="movelib-count") as pool:
-            counting = pool.submit(lambda: {t.name: _count(conn, t.name) for t in layout.tables})
+            counting = pool.submit(lambda: {t.name: row_count(conn, t.name) for t in layout.tables})
             _copy_with_psql(target, psql, snapshot, db.limits_off(conn), layout.tables, out)
             counts = counting.result()
     else:
@@ -250,11 +247,6 @@ def _write(
 # reading transaction only.
 SESSION_SETTINGS = ("SET LOCAL datestyle = ISO", "SET LOCAL intervalstyle = postgres",
                     "SET LOCAL extra_float_digits = 3", "SET LOCAL TIME ZONE 'UTC'")
-
-
-def _count(conn: psycopg.Connection, table: str) -> int:
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
-    return int(row[0]) if row else 0
 
 
 def _copy_with_psycopg(conn: psycopg.Connection, table: Table, out: BackgroundWriter) -> int:
@@ -319,7 +311,7 @@ def _copy_with_psql(target: Target, psql: Path, snapshot: str, limits_off: str,
         script += ["\\echo", f"\\echo '{header}'", f"COPY {table.spec} TO STDOUT;",
                    "\\echo '\\\\.'"]
     script.append("COMMIT;")
-    env = {**child_env(target), "PGCLIENTENCODING": "UTF8", "PGAPPNAME": "movelib dump"}
+    env = {**child_env(target), "PGAPPNAME": "movelib dump"}  # child_env sets the encoding
     with tempfile.TemporaryFile() as errors:
         with subprocess.Popen([str(psql), "--no-psqlrc", "--quiet", "--file=-"], env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,

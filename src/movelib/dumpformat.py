@@ -18,30 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .defaults import CLIENT_ENCODING
 from .errors import ArtifactError
-from .tables import MOVEMENT_TABLES, YOYO_TABLES
+from .tables import MOVEMENT_TABLES
+from .yoyo_tables import YOYO_COLUMNS, YOYO_DDL, YOYO_LOCK_TABLE, YOYO_TABLES
 
 # The checkout's own migrations (src layout), for callers that have no Settings.
 CHECKOUT_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
-
-# yoyo's own tables as yoyo 9 creates them (internal schema version 2).
-YOYO_DDL = """\
-CREATE TABLE _yoyo_version (version integer NOT NULL PRIMARY KEY, installed_at_utc timestamp);
-CREATE TABLE _yoyo_migration (migration_hash varchar(64) NOT NULL PRIMARY KEY,
-    migration_id varchar(255), applied_at_utc timestamp);
-CREATE TABLE _yoyo_log (id varchar(36) NOT NULL PRIMARY KEY, migration_hash varchar(64),
-    migration_id varchar(255), operation varchar(10), username varchar(255),
-    hostname varchar(255), comment varchar(255), created_at_utc timestamp);
-CREATE TABLE yoyo_lock (locked integer DEFAULT 1 NOT NULL PRIMARY KEY, ctime timestamp,
-    pid integer NOT NULL);
-"""
-YOYO_COLUMNS: dict[str, tuple[str, ...]] = {
-    "_yoyo_version": ("version", "installed_at_utc"),
-    "_yoyo_migration": ("migration_hash", "migration_id", "applied_at_utc"),
-    "_yoyo_log": ("id", "migration_hash", "migration_id", "operation", "username", "hostname",
-                  "comment", "created_at_utc"),
-}
-YOYO_SCHEMA_VERSION = b"2"  # the one row of _yoyo_version that YOYO_DDL stands for
 
 # The columns each migration adds to the dumped movement tables, in PostgreSQL's attnum order:
 # the "known column lists" a restore accepts, without asking any database. A migration that
@@ -81,7 +64,7 @@ NOT_DUMPED = ("movement_environment",)
 
 END_OF_DATA = b"\\.\n"
 # What a dump's head sets before its DDL, as ``psql -f`` applies it (for its session).
-HEAD_SETTINGS = ("SET client_encoding = 'UTF8';", "SET standard_conforming_strings = on;",
+HEAD_SETTINGS = (f"SET client_encoding = '{CLIENT_ENCODING}';", "SET standard_conforming_strings = on;",
                  "SET check_function_bodies = false;", "SET client_min_messages = warning;")
 
 
@@ -176,7 +159,7 @@ def render(migrations: Sequence[tuple[str, bytes]], created_at: str, tool_versio
         *HEAD_SETTINGS,
         "",
         "DROP TABLE IF EXISTS " + ", ".join(
-            [*reversed(MOVEMENT_TABLES), *YOYO_TABLES, "yoyo_lock"]) + " CASCADE;",
+            [*reversed(MOVEMENT_TABLES), *YOYO_TABLES, YOYO_LOCK_TABLE]) + " CASCADE;",
         # a function with arguments is dropped by its name alone (unique in the schema)
         *(f"DROP FUNCTION IF EXISTS {fn} CASCADE;" for fn in functions),
         "",

@@ -21,7 +21,6 @@ from typing import BinaryIO
 
 from .dumpformat import (
     END_OF_DATA,
-    YOYO_SCHEMA_VERSION,
     Layout,
     Table,
     checkout_migrations,
@@ -29,7 +28,7 @@ from .dumpformat import (
 )
 from .errors import ArtifactError
 from .manifest import Manifest
-from .tables import yoyo_hash
+from .yoyo_tables import YOYO_SCHEMA_VERSION, yoyo_hash
 
 BLOCK = 1 << 20
 # Rows are bounded by the movement schema (kilobytes); a longer line is not movelib's.
@@ -204,10 +203,10 @@ class _Reader:
     def _bookkeeping(self, table: str, fields: list[bytes], line: int) -> None:
         """yoyo's rows may record only the manifest's migrations (each once, with yoyo's hash)."""
         if table == "_yoyo_version":
-            if fields[0] != YOYO_SCHEMA_VERSION:
+            if fields[0] != str(YOYO_SCHEMA_VERSION).encode():
                 raise self.refuse(line, f"_yoyo_version records schema version {_show(fields[0])}; "
                                         f"the dump's yoyo tables are version "
-                                        f"{YOYO_SCHEMA_VERSION.decode()}")
+                                        f"{YOYO_SCHEMA_VERSION}")
             return
         at = 0 if table == "_yoyo_migration" else 1  # (migration_hash, migration_id) from here
         digest, ident = fields[at], fields[at + 1]

@@ -14,6 +14,7 @@ import psycopg
 
 from .console import mintty_hint
 from .errors import ProtectedTarget
+from .prompt import typed_reply
 from .tables import environment_label
 from .target import Target
 
@@ -49,17 +50,13 @@ def check_protected(conn: psycopg.Connection, target: Target, permission: Permis
                 f"target database ({where})"
             )
         return
-    import sys
-
-    stdin = permission.stdin or sys.stdin
-    stdout = permission.stdout or sys.stdout
-    if stdin is None or not stdin.isatty():
+    typed = typed_reply(f"{where}. Type the database name to {action}: ",
+                        stdin=permission.stdin, stdout=permission.stdout)
+    if typed is None:
         raise ProtectedTarget(
             f"refusing to {action}: {where} and there is no terminal to type its name on; "
             f"pass --confirm {dbname}{mintty_hint()}"
         )
-    stdout.write(f"{where}. Type the database name to {action}: ")
-    stdout.flush()
-    if stdin.readline().strip() != dbname:
+    if typed != dbname:
         raise ProtectedTarget(f"refusing to {action}: the typed name does not match; nothing "
                               "was touched")

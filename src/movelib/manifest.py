@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from functools import cache
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+from .datafile.schema import reference_validator, schema_mtime
 from .errors import ArtifactError, ArtifactWriteError, DumpFileMissing, FileInUse
 from .text import shown
 
@@ -40,7 +40,7 @@ class Manifest:
     tool_version: str
     release: str | None = None
     movement_versions: dict[str, int] = field(default_factory=dict)
-    # every library version and its state, hashed (provenance.LIBRARY_SHA256); None in
+    # every library version and its state, hashed (tables.LIBRARY_SHA256); None in
     # manifests written before it existed
     library_sha256: str | None = None
     format: str = FORMAT
@@ -80,7 +80,8 @@ class Manifest:
 def _schema_problem(data: object, schema_file: Path) -> str | None:
     from jsonschema.exceptions import best_match
 
-    error = best_match(_validator(schema_file).iter_errors(data))
+    validator = reference_validator(schema_file, schema_mtime(schema_file))
+    error = best_match(validator.iter_errors(data))
     if error is not None:
         where = "/".join(map(str, error.absolute_path)) or "the top level"
         message = error.message if len(error.message) <= 160 else error.message[:160] + "..."
@@ -98,15 +99,6 @@ def _schema_problem(data: object, schema_file: Path) -> str | None:
         elif isinstance(item, str) and _CONTROL.search(item):
             return f"{where.lstrip('/') or 'a key'}: {item[:40]!r} holds a control character"
     return None
-
-
-@cache
-def _validator(schema_file: Path) -> Any:
-    from jsonschema import Draft202012Validator
-
-    schema = json.loads(schema_file.read_text(encoding="utf-8"))
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
 
 
 def manifest_path(dump_file: Path) -> Path:

@@ -12,9 +12,6 @@ together or not at all: a crash or a failed migration leaves no table without it
 
 from __future__ import annotations
 
-import getpass
-import socket
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +21,11 @@ from . import db, secrets
 from .defaults import LOCK_TIMEOUT
 from .errors import ConfigError, MigrationError
 from .guard import Permission, check_protected
-from .tables import YOYO_MIGRATION_TABLE, environment_label, table_exists, yoyo_hash
+from .tables import environment_label, table_exists
 from .target import Target
+from .yoyo_tables import YOYO_LOCK_TABLE, applied_ids, ensure_bookkeeping, record_applied
 
 ENVIRONMENTS = ("local", "staging", "production")
-# the version of yoyo's own bookkeeping tables that dumpformat.YOYO_DDL creates (yoyo 9)
-YOYO_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -94,11 +90,11 @@ def apply_pending(conn: psycopg.Connection, target: Target,
     ids = migration_ids(migrations_dir)
     applied = _applied(conn)
     pending = [i for i in ids if i not in applied]
-    if table_exists(conn, "yoyo_lock"):  # we hold the lock: any row yoyo left is stale
-        conn.execute("DELETE FROM yoyo_lock")
+    if table_exists(conn, YOYO_LOCK_TABLE):  # we hold the lock: any row yoyo left is stale
+        conn.execute(f"DELETE FROM {YOYO_LOCK_TABLE}")
     if not pending:
         return MigrateResult(already=len(ids))
-    _ensure_bookkeeping(conn, target)
+    ensure_bookkeeping(conn, target)
     texts = dict(_pending_sql(migrations_dir, ids, pending))
     result = MigrateResult(already=len(ids) - len(pending))
     for migration_id in pending:
@@ -117,44 +113,8 @@ def apply_pending(conn: psycopg.Connection, target: Target,
     return result
 
 
-def record_applied(conn: psycopg.Connection, migration_id: str, comment: str) -> None:
-    """Record ``migration_id`` as applied, in the rows yoyo writes for an apply."""
-    digest = yoyo_hash(migration_id)
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    conn.execute(f"INSERT INTO {YOYO_MIGRATION_TABLE} (migration_hash, migration_id, "
-                 "applied_at_utc) VALUES (%s, %s, now() AT TIME ZONE 'UTC')",
-                 (digest, migration_id))
-    conn.execute("INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username,"
-                 " hostname, comment, created_at_utc) VALUES (%s, %s, %s, 'apply', %s, %s, %s, "
-                 "now() AT TIME ZONE 'UTC')",
-                 (str(uuid.uuid1()), digest, migration_id, user[:255],
-                  socket.getfqdn()[:255], comment[:255]))
-
-
 def _applied(conn: psycopg.Connection) -> set[str]:
-    if not table_exists(conn, YOYO_MIGRATION_TABLE):
-        return set()
-    return {r[0] for r in conn.execute(f"SELECT migration_id FROM {YOYO_MIGRATION_TABLE}")}
-
-
-def _ensure_bookkeeping(conn: psycopg.Connection, target: Target) -> None:
-    """yoyo's tables, as yoyo 9 creates them, where they are missing."""
-    from .dumpformat import YOYO_DDL
-
-    if table_exists(conn, "_yoyo_version"):
-        row = conn.execute("SELECT max(version) FROM _yoyo_version").fetchone()
-        if row is None or row[0] != YOYO_SCHEMA_VERSION:
-            raise MigrationError(
-                f"yoyo's bookkeeping on {target.describe()} is at version "
-                f"{row[0] if row else None}, not {YOYO_SCHEMA_VERSION}: upgrade it with "
-                "yoyo 9 (`yoyo list`), then run again")
-    conn.execute(YOYO_DDL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
-    conn.execute("INSERT INTO _yoyo_version (version, installed_at_utc) SELECT %s, "
-                 "now() AT TIME ZONE 'UTC' WHERE NOT EXISTS (SELECT FROM _yoyo_version)",
-                 (YOYO_SCHEMA_VERSION,))
+    return set(applied_ids(conn))
 
 
 def _pending_sql(migrations_dir: Path, ids: list[str],
@@ -182,8 +142,7 @@ def _pending_sql(migrations_dir: Path, ids: list[str],
 
 def set_environment(conn: psycopg.Connection, label: str) -> bool:
     """Label the database; True when the label changed."""
-    row = conn.execute("SELECT label FROM movement_environment").fetchone()
-    if row and row[0] == label:
+    if environment_label(conn) == label:
         return False
     conn.execute(
         """

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import math
 
-from .defaults import DEFAULT_PROFILES, DOCKER_IMAGE, LOCK_TIMEOUT, SYNTH_SEED
+from .defaults import (
+    DEFAULT_PROFILES,
+    DOCKER_IMAGE,
+    DUMP_DIR,
+    LOCK_TIMEOUT,
+    LOG_LINES,
+    SYNTH_SEED,
+)
 from .errors import ConfigError
 
 _PORTS = " or ".join(f"{name} ({p['port']})" for name, p in DEFAULT_PROFILES.items())
@@ -33,6 +40,8 @@ BACKEND_HELP = ("auto (default): the backend db.up last used for the profile; el
                 "embedded. Or embedded, or docker")
 IMAGE_HELP = f"docker backend: the PostgreSQL image (default {DOCKER_IMAGE})"
 SYNTH_SEED_HELP = f"random seed (default {SYNTH_SEED}; the same seed gives the same file)"
+DUMP_DIR_HELP = f"where to write the dump (default {DUMP_DIR})"
+LOG_LINES_HELP = f"how many of the last log lines to show (default {LOG_LINES})"
 
 
 # The options of the main tasks, by task.

@@ -20,8 +20,9 @@ import psycopg
 from . import db
 from .errors import PromotionRefused
 from .manifest import Manifest
-from .provenance import Provenance, compare_release, latest
+from .provenance import Provenance, latest
 from .release import release_manifest_path
+from .release_check import compare_release
 from .restore import Ask, Echo, RestoreOptions, RestoreResult, finish, prepare
 from .rollback import held_release
 from .settings import Settings

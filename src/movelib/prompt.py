@@ -18,18 +18,27 @@ def confirm(question: str, *, assume_yes: bool, answer: str = "yes",
     """
     if assume_yes:
         return
-    stdin = stdin or sys.stdin
-    stdout = stdout or sys.stdout
-    if stdin is None or not stdin.isatty():
+    reply = typed_reply(f"{question}\nType {answer!r} to continue: ", stdin=stdin, stdout=stdout)
+    if reply is None:
         raise ConfirmationRequired(
             "refusing: there is no terminal to ask for confirmation on; pass --yes to confirm "
             f"(nothing was touched){mintty_hint()}"
         )
-    stdout.write(f"{question}\nType {answer!r} to continue: ")
-    stdout.flush()
-    reply = stdin.readline()
-    if reply.strip() != answer:
+    if reply != answer:
         raise ConfirmationRequired("not confirmed; nothing was touched")
+
+
+def typed_reply(prompt: str, *, stdin: TextIO | None = None,
+                stdout: TextIO | None = None) -> str | None:
+    """The line a person types after ``prompt`` (stripped), or None at once when ``stdin`` is no
+    terminal: the one way movelib asks, so that nothing ever waits for input that cannot come.
+    ``stdin`` and ``stdout`` default to the process's."""
+    if not has_terminal(stdin):
+        return None
+    stdout = stdout or sys.stdout
+    stdout.write(prompt)
+    stdout.flush()
+    return (stdin or sys.stdin).readline().strip()
 
 
 def has_terminal(stdin: TextIO | None = None) -> bool:

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from .defaults import CLIENT_ENCODING
 from .emulator.pgbin import EXE, resolve_bin_dir
 from .errors import ConfigError
 from .target import Target
@@ -29,7 +30,7 @@ def child_env(target: Target) -> dict[str, str]:
     """
     env = dict(os.environ)
     env.update(target.libpq_env())
-    env["PGCLIENTENCODING"] = "UTF8"  # as movelib's own connections (SQL_ASCII databases)
+    env["PGCLIENTENCODING"] = CLIENT_ENCODING  # as movelib's own connections (SQL_ASCII databases)
     return env
 
 

@@ -19,8 +19,6 @@ the order of the audit rows' ids, which ``inv verify`` checks for every movement
 
 from __future__ import annotations
 
-import getpass
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -30,20 +28,15 @@ from . import __version__
 from .datafile import Dataset, Progress
 from .errors import PublishedEditError
 from .plan import PUBLISH, RETIRE, Plan
-from .provenance import record_seed
+from .provenance import record_seed, run_by
+from .tables import CHAIN
 
 SCHEMA_REVIEWER = "movelib/schema-check"
 INTEGRITY_REVIEWER = "movelib/integrity-check"
 
 
-def run_by() -> str:
-    """Who runs the seed: ``user@host`` of this process."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
+# The audit chain's steps as SQL VALUES: (1, 'CREATED'), (2, 'REVIEW_SUBMITTED'), ...
+_CHAIN_STEPS = ", ".join(f"({n}, '{action}')" for n, action in enumerate(CHAIN, 1))
 
 @dataclass
 class PublishResult:
@@ -202,12 +195,11 @@ def _workflow(cur: psycopg.Cursor, params: dict[str, object], schema_sha256: str
                END
           FROM movement_staging s
           LEFT JOIN movement_current c ON c.slug = s.slug
-         CROSS JOIN (VALUES (1, 'CREATED'), (2, 'REVIEW_SUBMITTED'), (3, 'APPROVED'),
-                            (4, 'APPROVED'), (5, 'PUBLISHED')) AS step (n, action)
+         CROSS JOIN (VALUES CHAIN_STEPS) AS step (n, action)
          WHERE s.seed_run_id = %(run)s
            AND (step.n <> 4 OR s.document->>'slug' = s.slug)
          ORDER BY s.id, step.n
-        """),
+        """.replace("CHAIN_STEPS", _CHAIN_STEPS)),
         ("library", f"""
         INSERT INTO movement_library (slug, version, {", ".join(columns)},
                                       content_hash, published_by, staging_id, seed_run_id)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .defaults import RELEASES_DIR
 from .dump import DumpResult, dump
 from .errors import ReleaseError
 from .manifest import Manifest, manifest_path
@@ -16,7 +17,20 @@ from .target import Target
 if TYPE_CHECKING:
     from .sshkeys import PublicKey
 
-VERSION = re.compile(r"^v\d+(\.\d+){0,2}([-+][0-9A-Za-z.]+)?$")
+# A release version: v1, v1.2, v1.2.3, optionally -rc1 or +build. \A and \Z (not ^ and $, which
+# let re.match take 'v1.0\n') so that no caller can accept more than the whole string.
+VERSION = re.compile(r"\Av\d+(\.\d+){0,2}([-+][0-9A-Za-z.]+)?\Z")
+
+
+def is_version(text: str) -> bool:
+    """Whether ``text`` is, whole, a release version (``v1.0\n`` is not)."""
+    return VERSION.fullmatch(text) is not None
+
+
+def check_version(version: str) -> None:
+    """:class:`ReleaseError` unless ``version`` is a release version."""
+    if not is_version(version):
+        raise ReleaseError(f"version {version!r} is not like v1.0, v1.2.3 or v2.0-rc1")
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,11 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
 
 
+def release_folder(root: Path, version: str) -> Path:
+    """Where release ``version`` lives: ``<root>/releases/<version>/``."""
+    return root / RELEASES_DIR / version
+
+
 def tag_name(version: str) -> str:
     return f"{version}-seed"
 
@@ -63,10 +82,10 @@ def proven_tag(root: Path, manifest: Manifest, manifest_bytes: bytes) -> str | N
     tagged commit holds exactly ``manifest_bytes`` as that release's manifest; else None (no
     repository, no git, no such tag, or a tag of other content)."""
     version = manifest.release
-    if not version or not VERSION.fullmatch(version):
+    if not version or not is_version(version):
         return None
     name = tag_name(version)
-    blob = f"refs/tags/{name}:releases/{version}/{manifest_path(Path(manifest.dump_file)).name}"
+    blob = f"refs/tags/{name}:{RELEASES_DIR}/{version}/{manifest_path(Path(manifest.dump_file)).name}"
     try:
         proc = subprocess.run(["git", "show", blob], cwd=root, capture_output=True, check=False,
                               stdin=subprocess.DEVNULL, timeout=30)
@@ -82,9 +101,8 @@ def check_release(root: Path, version: str, *, tag: bool, sign_key: Path | None 
         from .signing import check_signing_key
 
         check_signing_key(sign_key)
-    if not VERSION.fullmatch(version):  # match would take 'v1.0\n'
-        raise ReleaseError(f"version {version!r} is not like v1.0, v1.2.3 or v2.0-rc1")
-    folder = root / "releases" / version
+    check_version(version)
+    folder = release_folder(root, version)
     if folder.exists() and any(folder.glob("movements_seed_*.sql")):
         raise ReleaseError(f"{folder} already holds a dump: a release is never overwritten")
     if tag:
@@ -170,9 +188,8 @@ class Cosigned:
 
 def release_manifest_path(root: Path, version: str) -> Path:
     """The one ``*.manifest.json`` of ``releases/<version>/``."""
-    if not VERSION.fullmatch(version):
-        raise ReleaseError(f"version {version!r} is not like v1.0, v1.2.3 or v2.0-rc1")
-    folder = root / "releases" / version
+    check_version(version)
+    folder = release_folder(root, version)
     found = sorted(folder.glob("*.manifest.json")) if folder.is_dir() else []
     if len(found) != 1:
         what = "no manifest" if not found else f"{len(found)} manifests"

@@ -1,4 +1,5 @@
-"""Plain-text layout for what the tasks print."""
+"""Tables for what the tasks print: plain-text columns, and Markdown (a cell is the caller's,
+already escaped)."""
 
 from __future__ import annotations
 
@@ -16,3 +17,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
         return "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip()
 
     return [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table: a header row, its rule, one line per row."""
+    return ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers),
+            *("| " + " | ".join(row) + " |" for row in rows)]

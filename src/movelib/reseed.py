@@ -10,6 +10,7 @@ import orjson
 import psycopg
 
 from .datafile import Dataset
+from .tables import PER_VERSION, RETIRED, ROWS_PER_VERSION
 from .target import Target
 from .verify import CURRENT_DIGEST, VerifyReport, file_digest
 
@@ -24,12 +25,12 @@ SELECT (SELECT count(*) FROM movement_library),
        (SELECT coalesce(json_object_agg(action, n), '{}')::text
           FROM (SELECT action, count(*) AS n FROM movement_audit_log GROUP BY action) a),
        (SELECT coalesce(json_object_agg(version, n ORDER BY version), '{}')::text
-          FROM (SELECT version, count(*) AS n FROM movement_library GROUP BY version) v),
+          FROM (ROWS_PER_VERSION) v),
        (SELECT array[id::text, data_sha256] FROM movement_seed_run
          WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1),
        c.n, c.digest
   FROM (SELECT count(*) AS n, CURRENT_DIGEST AS digest FROM movement_library_current) c
-""".replace("CURRENT_DIGEST", CURRENT_DIGEST)  # the expression verify.py uses
+""".replace("CURRENT_DIGEST", CURRENT_DIGEST).replace("ROWS_PER_VERSION", ROWS_PER_VERSION)
 QUICK_SCOPE = ("same file as seed run {run} (sha256); the current movements and their content "
                "hashes, the drafts and the audit rows by action match it. Each audit chain's "
                "order and approvers were not re-read (`inv verify` reads everything)")
@@ -65,10 +66,9 @@ def quick_check(conn: psycopg.Connection, target: Target, dataset: Dataset) -> Q
     if digest != file_digest(dataset):
         return None
     by_action: dict[str, int] = orjson.loads(actions)
-    expected = {"CREATED": library, "REVIEW_SUBMITTED": library, "APPROVED": 2 * library,
-                "PUBLISHED": library}
+    expected = {action: n * library for action, n in PER_VERSION.items()}
     if published != library or {k: by_action.get(k, 0) for k in expected} != expected \
-            or set(by_action) - {*expected, "RETIRED"}:
+            or set(by_action) - {*expected, RETIRED}:
         return None
     report = VerifyReport(target=target.masked(), checked_file=dataset.display_name,
                           others_kept=0, scope=QUICK_SCOPE.format(run=last[0]))

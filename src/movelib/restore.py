@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -33,10 +34,9 @@ from .dumpreader import Rows, Sql, layout_for, read_dump
 from .errors import ConfirmationRequired, MovelibError, RestoreFailed
 from .guard import PROTECTED, Permission, check_protected
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
-from .migrations import migration_ids, record_applied
+from .migrations import migration_ids
 from .preview import DumpLibrary, Preview, preview
-from .provenance import Provenance, latest, record_restore
-from .publish import run_by
+from .provenance import Provenance, latest, record_restore, run_by
 from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
 from .release import proven_tag
 from .rollback import check_rollback
@@ -45,6 +45,7 @@ from .tables import current_counts, environment_label
 from .target import Target
 from .trust import read_trust
 from .verify import VerifyReport, check
+from .yoyo_tables import record_applied
 
 Echo = Callable[[str], None]
 Ask = Callable[[str], None]  # returns when the person confirms; raises ConfirmationRequired
@@ -116,6 +117,20 @@ class RestoreResult:
     verification: VerifyReport
     provenance: Provenance | None = None  # what the restore recorded
     migrated: tuple[str, ...] = ()  # this checkout's migrations the dump predates, applied after it
+
+    def lines(self) -> list[str]:
+        lines = [f"migrations: applied {', '.join(self.migrated)} after the dump's (it predates "
+                 "them), in the same transaction"] if self.migrated else []
+        if self.provenance:
+            lines.append(f"provenance: recorded; the database {self.provenance.describe()}")
+        counts = self.verification.counts
+        return [*lines, f"restore: done; row counts match the manifest; verify: ok "
+                        f"(library {counts['library']}, audit {counts['audit_log']})"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts, "migrated": list(self.migrated),
+                "provenance": self.provenance.as_dict() if self.provenance else None,
+                "verification": self.verification.as_dict()}
 
 
 def _checkpoint(step: str) -> None:
@@ -337,14 +352,8 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
     result = restore(plan, lock_timeout=options.lock_timeout, permission=options.permission,
                      presented=prepared.presented, allow_downgrade=options.allow_downgrade,
                      migrations_dir=settings.migrations_dir, tag=tag)
-    if result.migrated:
-        echo(f"migrations: applied {', '.join(result.migrated)} after the dump's (it predates "
-             "them), in the same transaction")
-    if result.provenance:
-        echo(f"provenance: recorded; the database {result.provenance.describe()}")
-    counts = result.verification.counts
-    echo(f"restore: done; row counts match the manifest; verify: ok "
-         f"(library {counts['library']}, audit {counts['audit_log']})")
+    for line in result.lines():  # the plan was said before the question; then the result
+        echo(line)
     return result
 
 

@@ -1,16 +1,25 @@
 """The SSH signature format (SSHSIG) and the keys it names, read as OpenSSH reads them
-(sshsig.c, sshkey.c, sshbuf.c): the wire format, ed25519, ecdsa-sha2-nistp* and rsa public keys
-and their verification, and armored signatures. Who is trusted to sign is
-:mod:`movelib.allowed_signers`; the decision is :mod:`movelib.signing`."""
+(sshsig.c, sshkey.c, sshbuf.c): the wire format, armored signatures, and the verification of
+ed25519, ecdsa-sha2-nistp* and rsa signatures as OpenSSH decides them. The public keys
+themselves are parsed by ``cryptography`` (:func:`key_from_blob` adds OpenSSH's own checks).
+Who is trusted to sign is :mod:`movelib.allowed_signers`; the decision is :mod:`movelib.signing`."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import SignatureRefused
 from .text import shown
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import (
+        EllipticCurvePublicKey,
+        EllipticCurvePublicNumbers,
+    )
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 BEGIN, END = b"-----BEGIN SSH SIGNATURE-----\n", b"\n-----END SSH SIGNATURE-----"
 WHITESPACE = b" \t\r\n"  # misc.c WHITESPACE, what strdelim splits on
@@ -95,11 +104,6 @@ def _string(value: bytes) -> bytes:
     return len(value).to_bytes(4, "big") + value
 
 
-def _mpint(value: int) -> bytes:
-    raw = value.to_bytes(value.bit_length() // 8 + 1, "big") if value else b""
-    return _string(raw)
-
-
 def b64_pton(text: bytes) -> bytes:
     """OpenBSD's b64_pton, which sshbuf_b64tod uses: whitespace anywhere is skipped, the padding
     must be complete and the bits it leaves unused zero, nothing but whitespace after it."""
@@ -142,8 +146,8 @@ def b64_pton(text: bytes) -> bytes:
 
 # -- keys -----------------------------------------------------------------------------------------
 
-_CURVES = {b"nistp256": ("SECP256R1", "SHA256", 256), b"nistp384": ("SECP384R1", "SHA384", 384),
-           b"nistp521": ("SECP521R1", "SHA512", 521)}
+# ecdsa's hash by curve (RFC 5656 6.2.1), by cryptography's curve name
+_HASHES = {"secp256r1": "SHA256", "secp384r1": "SHA384", "secp521r1": "SHA512"}
 _ORDERS = {  # the curves' group orders, for sshkey_ec_validate_public's size check
     b"nistp256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
     b"nistp384": int("FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AEC"
@@ -176,46 +180,40 @@ def _plain_type(name: bytes) -> str:
 
 
 def key_from_blob(blob: bytes) -> PublicKey:
-    """sshkey_from_blob: the key a wire blob holds, checked as OpenSSH checks it (no trailing
-    bytes, an ed25519 key of 32 bytes, an rsa modulus of 1024 to 16384 bits, an uncompressed
-    ecdsa point on its curve), re-encoded canonically so equal keys compare equal."""
+    """sshkey_from_blob: the key a wire blob holds, checked as OpenSSH checks it, re-encoded
+    canonically so equal keys compare equal. The type name is read as OpenSSH reads it (short
+    names, any case); the key itself is parsed by ``cryptography`` (no trailing bytes, an ed25519
+    key of 32 bytes, an uncompressed ecdsa point on its type's curve, no negative number), and
+    what OpenSSH checks beyond that is checked here: an rsa modulus of 1024 to 16384 bits, an
+    ecdsa point with no small coordinate."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_ssh_public_key,
+    )
+
     r = _Reader(blob)
-    key_type = _plain_type(r.cstring())
-    if key_type == _ED25519:
-        point = r.string()
-        if len(point) != 32:
-            raise ValueError("an ed25519 key that is not 32 bytes")
-        canonical = _string(key_type.encode()) + _string(point)
-    elif key_type == _RSA:
-        e, n = r.bignum(), r.bignum()
-        if not 1024 <= n.bit_length() <= 16384:
-            raise ValueError(f"an rsa key of {n.bit_length()} bits (1024 to 16384 are allowed)")
-        canonical = _string(key_type.encode()) + _mpint(e) + _mpint(n)
-    else:
-        curve = r.cstring()
-        if curve != _ECDSA[key_type]:
-            raise ValueError("an ecdsa key whose curve is not its type's")
-        point = r.string()
-        _ec_point(curve, point)
-        canonical = _string(key_type.encode()) + _string(curve) + _string(point)
-    r.end()
-    return PublicKey(canonical)
+    key_type = _plain_type(r.cstring()).encode()
+    named = _string(key_type) + blob[r.pos:]  # the name OpenSSH would use for this type
+    try:
+        key = load_ssh_public_key(key_type + b" " + base64.b64encode(named))
+    except (ValueError, NotImplementedError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"not a valid {key_type.decode()} key: {exc}") from None
+    if isinstance(key, rsa.RSAPublicKey) and not 1024 <= key.key_size <= 16384:
+        raise ValueError(f"an rsa key of {key.key_size} bits (1024 to 16384 are allowed)")
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        _check_coordinates(_ECDSA[key_type.decode()], key.public_numbers())
+    return PublicKey(b64_pton(key.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).split()[1]))
 
 
-def _ec_point(curve: bytes, point: bytes) -> tuple[int, int]:
-    """get_ec and sshkey_ec_validate_public: uncompressed, on the curve, neither coordinate
-    small."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    size = (_CURVES[curve][2] + 7) // 8
-    if len(point) != 1 + 2 * size or point[0] != 4:
-        raise ValueError("an ecdsa point that is not uncompressed")
-    numbers = ec.EllipticCurvePublicKey.from_encoded_point(
-        getattr(ec, _CURVES[curve][0])(), point).public_numbers()
+def _check_coordinates(curve: bytes, numbers: EllipticCurvePublicNumbers) -> None:
+    """sshkey_ec_validate_public's size check, which OpenSSL's point check leaves out: neither
+    coordinate may be small."""
     half = _ORDERS[curve].bit_length() // 2
     if numbers.x.bit_length() <= half or numbers.y.bit_length() <= half:
         raise ValueError("an ecdsa point with a small coordinate")
-    return numbers.x, numbers.y
 
 
 @dataclass(frozen=True)
@@ -247,46 +245,45 @@ class PublicKey:
         """True when ``signature`` (an SSH signature blob) signs ``data`` with this key, as
         sshkey_verify decides (ssh-ed25519.c, ssh-ecdsa.c, ssh-rsa.c)."""
         from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+        from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
         try:
-            key, sig = _Reader(self.blob), _Reader(signature)
-            key_type, algorithm = key.cstring().decode(), sig.cstring()
-            if key_type == _ED25519:
-                return algorithm == b"ssh-ed25519" and _ed25519_verify(key.string(), sig, data)
-            if key_type == _RSA:
-                e, n = key.bignum(), key.bignum()
-                return _rsa_verify(e, n, algorithm, sig, data)
-            return algorithm == key_type.encode() and _ecdsa_verify(key, sig, data)
+            key = load_ssh_public_key(self.key_type.encode() + b" " + base64.b64encode(self.blob))
+            sig = _Reader(signature)
+            algorithm = sig.cstring()
+            if isinstance(key, ed25519.Ed25519PublicKey):
+                return algorithm == b"ssh-ed25519" and _ed25519_verify(key, sig, data)
+            if isinstance(key, rsa.RSAPublicKey):
+                numbers = key.public_numbers()
+                return _rsa_verify(numbers.e, numbers.n, algorithm, sig, data)
+            assert isinstance(key, ec.EllipticCurvePublicKey)
+            return algorithm == self.key_type.encode() and _ecdsa_verify(key, sig, data)
         except (InvalidSignature, ValueError):
             return False
 
 
-def _ed25519_verify(public: bytes, sig: _Reader, data: bytes) -> bool:
+def _ed25519_verify(public: Ed25519PublicKey, sig: _Reader, data: bytes) -> bool:
     """ssh_ed25519_verify over OpenSSH's ref10 crypto_sign_open: 64 bytes; S is taken modulo the
     group order once its top three bits are clear (so S + L verifies where OpenSSL refuses it)."""
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
     raw = sig.string()
     sig.end()
     if len(raw) != 64 or raw[63] & 0xE0:
         return False
     s = int.from_bytes(raw[32:], "little") % _ED25519_L
-    ed25519.Ed25519PublicKey.from_public_bytes(public).verify(raw[:32] + s.to_bytes(32, "little"), data)
+    public.verify(raw[:32] + s.to_bytes(32, "little"), data)
     return True
 
 
-def _ecdsa_verify(key: _Reader, sig: _Reader, data: bytes) -> bool:
+def _ecdsa_verify(public: EllipticCurvePublicKey, sig: _Reader, data: bytes) -> bool:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-    curve = key.cstring()
-    x, y = _ec_point(curve, key.string())
     inner = _Reader(sig.string())
     sig.end()
     r, s = inner.bignum(), inner.bignum()
     inner.end()
-    name, hash_name, _bits = _CURVES[curve]
-    public = ec.EllipticCurvePublicNumbers(x, y, getattr(ec, name)()).public_key()
+    hash_name = _HASHES[public.curve.name]
     public.verify(utils.encode_dss_signature(r, s), data, ec.ECDSA(getattr(hashes, hash_name)()))
     return True
 

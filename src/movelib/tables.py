@@ -1,11 +1,9 @@
 """The database's shape, in one place: which tables hold the movement library and in what
-order, yoyo's bookkeeping tables, the audit chain a published version carries, and the small
+order, the audit chain a published version carries, and the small
 read-only questions asked of them (does a table exist, how many rows, which environment label,
 which server version)."""
 
 from __future__ import annotations
-
-import hashlib
 
 import psycopg
 from psycopg import sql
@@ -38,19 +36,15 @@ PROVENANCE_TABLE = "movement_provenance"
 # The tables whose row counts verification reports, in its order (as library, current, staging,
 # audit_log): a seeded database has all four.
 COUNTED_TABLES = ("movement_library", "movement_current", "movement_staging", "movement_audit_log")
-# yoyo's bookkeeping, as a dump carries it (its lock table is recreated empty, never copied).
-YOYO_MIGRATION_TABLE = "_yoyo_migration"  # one row per applied migration
-YOYO_TABLES = ("_yoyo_version", YOYO_MIGRATION_TABLE, "_yoyo_log")
-
-
-def yoyo_hash(migration_id: str) -> str:
-    """yoyo's key for a migration in its bookkeeping (``get_migration_hash``), without importing
-    yoyo: the sha256 of the migration's id."""
-    return hashlib.sha256(migration_id.encode("utf-8")).hexdigest()
-
-
-# The audit rows of one published version, in order (RETIRED rows aside).
+# The audit rows of one published version, in order (RETIRED rows aside); every check of the
+# audit log and the publish step that writes it spell the chain from these.
 CHAIN = ("CREATED", "REVIEW_SUBMITTED", "APPROVED", "APPROVED", "PUBLISHED")
+RETIRED = "RETIRED"  # added to a version's chain when a seed retires it
+# How many rows of each action one published version has: {"CREATED": 1, ..., "APPROVED": 2, ...}
+PER_VERSION = {action: CHAIN.count(action) for action in CHAIN}
+# Every library version with its row count, lowest version first.
+ROWS_PER_VERSION = ("SELECT version, count(*) AS n FROM movement_library GROUP BY version "
+                    "ORDER BY version")
 
 
 def table_exists(conn: psycopg.Connection, table: str) -> bool:
@@ -81,18 +75,21 @@ def require_content_checks(conn: psycopg.Connection, target: Target) -> None:
             "database recompute each movement's content.\n  run `inv migrate` on it first")
 
 
+def row_count(conn: psycopg.Connection, table: str) -> int:
+    """How many rows ``table`` has (in the caller's snapshot)."""
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
+
+
 def current_counts(conn: psycopg.Connection, tables: list[str]) -> dict[str, int | None]:
     """Each table's row count; ``None`` for a table that does not exist."""
-    counts: dict[str, int | None] = {}
-    for table in tables:
-        if table_exists(conn, table):
-            row = conn.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
-            ).fetchone()
-            counts[table] = int(row[0]) if row else 0
-        else:
-            counts[table] = None
-    return counts
+    return {table: row_count(conn, table) if table_exists(conn, table) else None
+            for table in tables}
+
+
+def rows_per_version(conn: psycopg.Connection) -> dict[int, int]:
+    """Each library version's row count (:data:`ROWS_PER_VERSION`)."""
+    return {int(v): int(n) for v, n in conn.execute(ROWS_PER_VERSION)}
 
 
 def environment_label(conn: psycopg.Connection) -> str | None:
@@ -104,5 +101,30 @@ def environment_label(conn: psycopg.Connection) -> str | None:
 
 
 def server_version(conn: psycopg.Connection) -> str:
+    """The server's version number (``15.4``), without a packager's suffix (``(Debian ...)``)."""
     row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]) if row else "unknown"
+    return str(row[0]).split()[0] if row else "unknown"
+
+
+# Every library version with its state (current, superseded, retired), one line each, in a
+# fixed order: its sha256 says "the same library" in 64 characters, on any server.
+LIBRARY_SHA256 = """
+SELECT encode(sha256(convert_to(coalesce(string_agg(
+           slug || E'\\t' || version || E'\\t' || content_hash || E'\\t' || state || E'\\n', ''
+           ORDER BY BY_SLUG, version), ''), 'UTF8')), 'hex')
+  FROM movement_library_versions
+""".replace("BY_SLUG", by_slug())
+# The same digest over each version's hash recomputed from its document (migration 0004's
+# movement_library_content): what `inv verify --release` compares, never the stored hashes.
+LIBRARY_CONTENT_SHA256 = LIBRARY_SHA256.replace("FROM movement_library_versions", """FROM (
+    SELECT v.slug, v.version, v.state,
+           coalesce(c.content_hash, 'not its approved document') AS content_hash
+      FROM movement_library_versions v
+      JOIN movement_library_content c ON c.slug = v.slug AND c.version = v.version) AS v""")
+
+def library_sha256(conn: psycopg.Connection, *, recompute: bool = False) -> str:
+    """The sha256 of every library version and its state (:data:`LIBRARY_SHA256`); with
+    ``recompute``, of each version's hash recomputed from its document."""
+    row = conn.execute(LIBRARY_CONTENT_SHA256 if recompute else LIBRARY_SHA256).fetchone()
+    assert row is not None
+    return str(row[0])

@@ -225,19 +225,39 @@ def resolve_target(
 
 def read_dotenv(path: Path) -> dict[str, str | None]:
     """The variables of a ``.env`` file; a line python-dotenv cannot parse is an error (it
-    would only warn and skip it, and the task would go on to the local profile unnoticed)."""
-    from dotenv import dotenv_values
-    from dotenv.parser import parse_stream
+    would only warn and skip it, and the task would go on to the local profile unnoticed).
 
+    The warning is python-dotenv's public signal for such a line: it is caught here, on its
+    logger, and neither printed nor passed on."""
+    import logging
+
+    from dotenv import dotenv_values
+
+    class Unparsed(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(str(record.args[0]) if isinstance(record.args, tuple)
+                              and record.args else "?")
+
+    logger = logging.getLogger("dotenv.main")
+    unparsed, propagate = Unparsed(), logger.propagate
+    logger.addHandler(unparsed)
+    logger.propagate = False
     try:
-        with path.open(encoding="utf-8") as stream:
-            bad = [b.original.line for b in parse_stream(stream) if b.error]
+        values = dotenv_values(path, encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidTarget(f"cannot read {path.name}: {exc.__class__.__name__}") from None
+    finally:
+        logger.removeHandler(unparsed)
+        logger.propagate = propagate
+    bad = unparsed.lines
     if bad:
-        lines = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        lines = ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else "")
         raise InvalidTarget(
             f"{path.name} cannot be parsed (line {lines}); fix it: lines are NAME=value, "
             "comments start with #, values with spaces are quoted (the lines are not shown: "
             "they may hold a password)")
-    return dotenv_values(path)
+    return values

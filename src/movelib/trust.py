@@ -23,7 +23,7 @@ from .allowed_signers import parse_allowed_signers
 from .defaults import LOCK_TIMEOUT
 from .errors import SchemaNotApplied, TrustChangeError
 from .guard import PROTECTED, Permission, check_protected
-from .publish import run_by
+from .provenance import run_by
 from .sshkeys import PublicKey
 from .tables import environment_label, table_exists
 from .target import Target

@@ -19,8 +19,17 @@ from .db import rows
 from .defaults import FileLimits
 from .errors import VerificationFailed
 from .manifest import Manifest
-from .provenance import Provenance, compare_release, latest
-from .tables import CHAIN, COUNTED_TABLES, by_slug, require_content_checks, require_schema
+from .provenance import Provenance, latest
+from .release_check import compare_release
+from .tables import (
+    CHAIN,
+    COUNTED_TABLES,
+    by_slug,
+    require_content_checks,
+    require_schema,
+    row_count,
+    rows_per_version,
+)
 from .target import Target
 from .text import shown
 
@@ -130,17 +139,11 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
     report = VerifyReport(target=target.masked())
     trail = audit_trails(conn)  # one pass over the audit log for every audit check
     for table in COUNTED_TABLES:
-        if table == "movement_audit_log":
-            count = trail.total
-        else:
-            count = int(rows(conn, f"SELECT count(*) FROM {table}")[0][0])
+        count = trail.total if table == "movement_audit_log" else row_count(conn, table)
         report.counts[table.removeprefix("movement_")] = count
     report.audit_by_action = trail.by_action
 
-    report.library_versions = {
-        int(v): int(n) for v, n in rows(
-            conn, "SELECT version, count(*) FROM movement_library GROUP BY version ORDER BY version")
-    }
+    report.library_versions = rows_per_version(conn)
 
     def add(kind: str, rows: list[tuple[Any, ...]], describe: Any) -> None:
         for row in rows[:SHOWN_PER_CHECK]:

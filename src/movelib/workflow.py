@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -16,7 +17,8 @@ from .defaults import LOCK_TIMEOUT
 from .errors import DataFileError, DryRunRefused, VerificationFailed
 from .guard import Permission, check_protected
 from .migrations import apply_pending, pending_migrations, set_environment
-from .plan import KEEP, PUBLISH, Plan, make_plan, markdown, unchanged_plan
+from .plan import KEEP, PUBLISH, Plan, make_plan, unchanged_plan
+from .plan_markdown import markdown
 from .publish import PublishResult, publish
 from .reseed import quick_check
 from .settings import Settings
@@ -41,11 +43,45 @@ class SeedOptions:
     permission: Permission = field(default_factory=Permission)  # for a production target
 
 
+@dataclass(frozen=True)
+class GuideCheck:
+    """One of the deployment guide's checks, run after the seed committed."""
+
+    name: str
+    query: str
+    headers: list[str]
+    rows: list[list[str]]
+
+
 @dataclass
 class SeedOutcome:
+    """What a seed did: its plan, what it published, the verification, the guide's checks and
+    how to run them again. A dry run has only the plan (printed as it was asked for)."""
+
     plan: Plan
     published: PublishResult | None = None
     verification: VerifyReport | None = None
+    guide: list[GuideCheck] = field(default_factory=list)
+    rerun: list[str] = field(default_factory=list)  # the guide's checks, ready to paste
+
+    def lines(self) -> list[str]:
+        if self.published is None or self.verification is None:
+            return []
+        return [*_publish_lines(self.plan, self.published), *self.verification.lines(),
+                *_guide_lines(self.guide, self.rerun)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "plan": self.plan.totals(),
+            "published": None if self.published is None else {
+                "published": self.published.published,
+                "new_versions": self.published.new_versions,
+                "unchanged": self.published.unchanged, "retired": self.published.retired,
+                "seed_run": self.published.seed_run_id},
+            "verification": None if self.verification is None else self.verification.as_dict(),
+            "guide": {c.name: [dict(zip(c.headers, row, strict=True)) for row in c.rows]
+                      for c in self.guide},
+        }
 
 
 def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Echo,
@@ -111,14 +147,14 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
                         f"verification of {report.target} failed before the seed committed: "
                         f"{len(report.problems)} problem(s) (listed above); the seed was rolled "
                         "back and nothing was written")
-            _report_publish(plan, result, echo)
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the seed")
             raise
-        for line in report.lines():
-            echo(line)
-        _guide_checks(conn, conn_target=target, echo=echo)  # the same connection, once more
-    return SeedOutcome(plan, result, report)
+        guide = _guide_checks(conn)  # the same connection, once more
+    outcome = SeedOutcome(plan, result, report, guide, _rerun(target))
+    for line in outcome.lines():  # the run's steps were said as they happened; then the result
+        echo(line)
+    return outcome
 
 
 def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: Dataset,
@@ -153,44 +189,49 @@ def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: 
     return SeedOutcome(plan)
 
 
-def _report_publish(plan: Plan, result: PublishResult, echo: Echo) -> None:
+def _publish_lines(plan: Plan, result: PublishResult) -> list[str]:
     run = f" (seed run {result.seed_run_id})" if result.seed_run_id else "; nothing written"
-    echo(f"seed: {result.published} published ({result.new_versions} new versions), "
-         f"{result.unchanged} unchanged, {len(result.retired)} retired{run}")
+    lines = [f"seed: {result.published} published ({result.new_versions} new versions), "
+             f"{result.unchanged} unchanged, {len(result.retired)} retired{run}"]
     if result.published <= LISTED_MOVEMENTS:
         for change in plan.of(PUBLISH):
             note = f" (supersedes v{change.current_version})" if change.current_version else ""
-            echo(f"  PUBLISHED {change.slug} v{change.next_version}{note}")
-    for slug in result.retired[:LISTED_MOVEMENTS]:
-        echo(f"  RETIRED   {slug}")
+            lines.append(f"  PUBLISHED {change.slug} v{change.next_version}{note}")
+    lines += [f"  RETIRED   {slug}" for slug in result.retired[:LISTED_MOVEMENTS]]
     kept = list(plan.of(KEEP))
     if kept:
-        echo(f"  {len(kept)} current movement(s) are not in the data file and were kept "
-             f"(--retire retires them): {', '.join(c.slug for c in kept[:10])}"
-             + (" ..." if len(kept) > 10 else ""))
+        lines.append(f"  {len(kept)} current movement(s) are not in the data file and were kept "
+                     f"(--retire retires them): {', '.join(c.slug for c in kept[:10])}"
+                     + (" ..." if len(kept) > 10 else ""))
+    return lines
 
 
-def _guide_checks(conn: psycopg.Connection, conn_target: Target, echo: Echo) -> None:
-    """Run the guide's verification queries (after the seed committed) and print how to run
-    them again."""
-    from .report import table
-
-    echo("")
-    echo("Verification (the deployment guide's checks):")
+def _guide_checks(conn: psycopg.Connection) -> list[GuideCheck]:
+    """The guide's verification queries, run after the seed committed."""
+    checks = []
     for name, query in GUIDE_QUERIES.items():
         cur = conn.execute(query)
-        headers = [c.name for c in cur.description or []]
-        rows = cur.fetchall()
-        echo(f"  -- {name}")
-        for line in table(headers, [[str(v) for v in row] for row in rows]):
-            echo(f"  {line}")
-    echo("Run them yourself with:")
-    if conn_target.source == "profile" and conn_target.profile is not None:
-        how = f"inv db.psql --profile {conn_target.profile.name}"
-    elif conn_target.source == "--dsn":  # a masked DSN cannot be pasted; a variable can
+        checks.append(GuideCheck(name, query, [c.name for c in cur.description or []],
+                                 [[str(v) for v in row] for row in cur.fetchall()]))
+    return checks
+
+
+def _rerun(target: Target) -> list[str]:
+    """How to run the guide's checks again on ``target``, ready to paste."""
+    if target.source == "profile" and target.profile is not None:
+        how, first = f"inv db.psql --profile {target.profile.name}", []
+    elif target.source == "--dsn":  # a masked DSN cannot be pasted; a variable can
         how = f'inv db.psql --dsn "${ENV_VAR}"'
-        echo(f"  (first: export {ENV_VAR}='<the DSN you gave --dsn>')")
+        first = [f"  (first: export {ENV_VAR}='<the DSN you gave --dsn>')"]
     else:
-        how = "inv db.psql"  # resolves PLANNING_DATABASE_URL (environment or .env) again
-    for query in GUIDE_QUERIES.values():
-        echo(f'  {how} -c "{query}"')
+        how, first = "inv db.psql", []  # resolves PLANNING_DATABASE_URL (.env too) again
+    return [*first, *(f'  {how} -c "{query}"' for query in GUIDE_QUERIES.values())]
+
+
+def _guide_lines(checks: list[GuideCheck], rerun: list[str]) -> list[str]:
+    from .report import table
+
+    lines = ["", "Verification (the deployment guide's checks):"]
+    for guide in checks:
+        lines += [f"  -- {guide.name}", *(f"  {line}" for line in table(guide.headers, guide.rows))]
+    return [*lines, "Run them yourself with:", *rerun]

@@ -11,6 +11,7 @@ the precise report (line, column, pointer, expectation).
 
 from __future__ import annotations
 
+import codecs
 import gc
 import os
 import stat
@@ -23,7 +24,7 @@ from ..text import shown
 from . import fanout
 from .batches import Batches, NeedsReport
 from .entries import Entries
-from .precise import careful_pass
+from .precise import careful_pass, refuse_bom
 from .records import Dataset, Progress
 from .scan import scan
 from .schema import fast_validator, schema_mtime
@@ -58,9 +59,7 @@ def load_movements(path: Path, schema_path: Path, display_name: str | None = Non
                             f"{limits.max_bytes:,} (setting limits.max_bytes)")
     try:
         with path.open("rb") as handle:
-            if handle.read(3) == b"\xef\xbb\xbf":
-                raise DataFileError(f"{name}:1:1: the file starts with a UTF-8 byte order mark; "
-                                    "save it as UTF-8 without BOM")
+            refuse_bom(handle.read(len(codecs.BOM_UTF8)), name)
     except FileNotFoundError:
         raise DataFileMissing(f"{name}: no such file") from None
     except IsADirectoryError:

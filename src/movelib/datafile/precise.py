@@ -4,6 +4,7 @@ pointer). Slow and thorough; it runs only when the fast pass raised :class:`Need
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
@@ -90,12 +91,18 @@ def _record_of(pointer: str, document: Any) -> tuple[int | None, str | None]:
     return index, slug if isinstance(slug, str) else None
 
 
-def parse_json(raw: bytes, name: str) -> Any:
-    """Strict JSON: UTF-8 without BOM, no duplicate keys, no NaN or Infinity."""
-    if raw.startswith(b"\xef\xbb\xbf"):
+def refuse_bom(head: bytes, name: str) -> None:
+    """:class:`DataFileError` when ``head`` (a file's first bytes) starts with a UTF-8 byte
+    order mark: JSON text is UTF-8 without one (RFC 8259)."""
+    if head.startswith(codecs.BOM_UTF8):
         raise DataFileError(
             f"{name}:1:1: the file starts with a UTF-8 byte order mark; save it as UTF-8 without BOM"
         )
+
+
+def parse_json(raw: bytes, name: str) -> Any:
+    """Strict JSON: UTF-8 without BOM, no duplicate keys, no NaN or Infinity."""
+    refuse_bom(raw, name)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

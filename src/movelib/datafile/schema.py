@@ -1,5 +1,6 @@
-"""The schema file and its two validators: jsonschema-rs for the fast pass, the reference
-``jsonschema`` for the precise report. Both are cached per schema file and modification time."""
+"""A JSON Schema file and its validators: jsonschema-rs for the fast pass, the reference
+``jsonschema`` for the precise report (and for a manifest). Both are cached per schema file and
+modification time; every schema movelib reads is read here."""
 
 from __future__ import annotations
 
@@ -68,6 +69,6 @@ def ecma_validator(schema_path: Path) -> Any:
     import jsonschema_rs
 
     try:
-        return jsonschema_rs.validator_for(json.loads(schema_path.read_text(encoding="utf-8")))
-    except (ValueError, jsonschema_rs.ValidationError):
+        return jsonschema_rs.validator_for(read_schema(schema_path))
+    except (ConfigError, jsonschema_rs.ValidationError):
         return None

@@ -6,6 +6,7 @@ import errno
 import socket
 from dataclasses import dataclass
 
+from ..defaults import CLIENT_ENCODING
 from ..errors import PortInUse
 from ..profiles import Profile
 from ..target import mask_conninfo
@@ -93,10 +94,12 @@ def port_in_use(profile: Profile, holder: str) -> PortInUse:
 def query_server_version(profile: Profile) -> tuple[str, str]:
     """(version, problem): log in as the profile and ask the server its version."""
     import psycopg
+
+    from ..tables import server_version
+
     try:
-        with psycopg.connect(profile.url(), connect_timeout=3, client_encoding="UTF8") as conn:
-            row = conn.execute("SHOW server_version").fetchone()
-            return (str(row[0]).split()[0] if row else "?"), ""
+        with psycopg.connect(profile.url(), connect_timeout=3, client_encoding=CLIENT_ENCODING) as conn:
+            return server_version(conn), ""
     except psycopg.Error as exc:
         from .. import secrets
 

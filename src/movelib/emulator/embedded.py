@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ..defaults import SYSTEM_USER
+from ..defaults import CLIENT_ENCODING, SYSTEM_USER
 from ..errors import EmulatorError, FileInUse
 from ..profiles import Profile
 from .base import (
@@ -253,7 +253,7 @@ class EmbeddedEmulator:
             with psycopg.connect(
                 host=profile.host, port=profile.port, user=profile.user,
                 password=profile.password, dbname="postgres", autocommit=True,
-                connect_timeout=10, client_encoding="UTF8",
+                connect_timeout=10, client_encoding=CLIENT_ENCODING,
             ) as conn:
                 exists = conn.execute(
                     "SELECT 1 FROM pg_database WHERE datname = %s", (profile.database,)

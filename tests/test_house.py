@@ -1,0 +1,119 @@
+"""The package's shape: no import circle between its modules, counting every import (at module
+level, inside functions, under ``TYPE_CHECKING``), so the layers the README draws are the ones
+the code has."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "src" / "movelib"
+
+
+def module_files(root: Path) -> dict[str, tuple[Path, bool]]:
+    """Dotted module name -> (file, is a package's ``__init__``)."""
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        found[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    return found
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Each module -> the package's modules it imports, wherever the import statement sits."""
+    modules = module_files(root)
+    top = root.name
+    graph: dict[str, set[str]] = {}
+    for name, (path, is_package) in modules.items():
+        package = name if is_package else name.rpartition(".")[0]
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: from . import x, from ..y import z
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1]
+                                    + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
+                for alias in node.names:
+                    # `from . import db` imports the module db; `from .db import rows`, a name of db
+                    module = f"{base}.{alias.name}"
+                    imported.add(module if module in modules else base)
+        # `import movelib.a.b` needs movelib.a.b; a name that is no module is dropped
+        graph[name] = {m for m in imported if m in modules and m != name
+                       and (m == top or m.startswith(f"{top}."))}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as ``[a, b, ..., a]``, or None."""
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start in done:
+            continue
+        path: list[str] = []
+        on_path: set[str] = set()
+        stack = [(start, iter(sorted(graph[start])))]
+        path.append(start)
+        on_path.add(start)
+        while stack:
+            node, following = stack[-1]
+            step = next(following, None)
+            if step is None:
+                stack.pop()
+                path.pop()
+                on_path.discard(node)
+                done.add(node)
+            elif step in on_path:
+                return [*path[path.index(step):], step]
+            elif step not in done:
+                stack.append((step, iter(sorted(graph[step]))))
+                path.append(step)
+                on_path.add(step)
+    return None
+
+
+def test_the_package_has_no_import_circle_counting_imports_inside_functions() -> None:
+    graph = import_graph(PACKAGE)
+    assert len(graph) > 30 and "movelib.dump" in graph
+    cycle = find_cycle(graph)
+    assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+@pytest.mark.parametrize("files, circle", [
+    pytest.param({"__init__.py": "", "a.py": "def f():\n    from .b import g\n",
+                  "b.py": "from . import a\n"}, ["pkg.a", "pkg.b", "pkg.a"],
+                 id="import-inside-a-function-counts"),
+    pytest.param({"__init__.py": "", "a.py": "import pkg.sub.c\n", "sub/__init__.py": "",
+                  "sub/c.py": "from ..a import x\n"}, ["pkg.a", "pkg.sub.c", "pkg.a"],
+                 id="absolute-and-parent-relative-imports-count"),
+    pytest.param({"__init__.py": "", "a.py": "from typing import TYPE_CHECKING\n"
+                  "if TYPE_CHECKING:\n    from .b import B\n", "b.py": "from .a import A\n"},
+                 ["pkg.a", "pkg.b", "pkg.a"], id="type-checking-imports-count"),
+    pytest.param({"__init__.py": "", "a.py": "from .b import B\n", "b.py": "import os\n"},
+                 None, id="a-chain-is-no-circle"),
+])
+def test_the_circle_finder_sees_every_kind_of_import(tmp_path: Path, files: dict[str, str],
+                                                     circle: list[str] | None) -> None:
+    root = tmp_path / "pkg"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    assert find_cycle(import_graph(root)) == circle
+
+
+def test_the_readme_architecture_names_every_module_once() -> None:
+    readme = (PACKAGE.parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Architecture"):readme.index("## Layout")]
+    named = re.findall(r"`([a-z_]+/?)`", section.split("| group | modules |", 1)[1])
+    modules = sorted({p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+                     | {f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()})
+    assert sorted(named) == modules, (
+        f"not in README's architecture: {sorted(set(modules) - set(named))}; "
+        f"named but absent or twice: {sorted(n for n in named if n not in modules or named.count(n) > 1)}")
