@@ -91,11 +91,18 @@ def read_dump(path: Path, layout: Layout, manifest: Manifest) -> Iterator[Sql | 
         yield Sql(layout.tail)
 
 
-def _show(line: bytes) -> str:
+def _show(line: bytes, at: int = 0) -> str:
+    """``line`` quoted as Python does (a carriage return shows as ``\\r``, a backslash as
+    ``\\\\``), at most ``SHOWN`` characters of it: those around byte ``at`` (where two lines
+    differ), so that two long lines that differ late do not look the same."""
     if not line:
         return "a blank line"
-    text = line.decode("utf-8", "replace")
-    return repr(text if len(text) <= SHOWN else text[:SHOWN] + "...")
+    begin = at - SHOWN + 10 if at >= SHOWN else 0  # the same window of both lines
+    while 0 < begin < len(line) and line[begin] & 0xC0 == 0x80:
+        begin -= 1  # not in the middle of a UTF-8 character
+    piece = line[begin:begin + SHOWN * 4].decode("utf-8", "replace")
+    cut = len(piece) > SHOWN or begin + SHOWN * 4 < len(line)
+    return repr(("..." if begin else "") + piece[:SHOWN] + ("..." if cut else ""))
 
 
 class _Reader:
@@ -142,7 +149,15 @@ class _Reader:
         has = self.buf[start:].split(b"\n", 1)[0]
         if has == want:
             raise self.refuse(line, f"the dump ends in the middle of {_show(want)}")
-        raise self.refuse(line, f"the dump has {_show(has)} where movelib writes {_show(want)}")
+        at = same - start
+        if has == want + b"\r":
+            raise self.refuse(line, f"the dump has Windows (CRLF) line endings: the line ends in "
+                              f"\\r\\n ({_show(has, at)}) where movelib writes \\n only "
+                              f"({_show(want, at)}). An editor or git's core.autocrlf converted it; "
+                              f"use the dump as movelib wrote it (`dos2unix {self.name}`, or a "
+                              "checkout where .gitattributes keeps it -text)")
+        raise self.refuse(line, f"the dump has {_show(has, at)} where movelib writes "
+                                f"{_show(want, at)}")
 
     def expect_end(self) -> None:
         if self.buf or self._more():

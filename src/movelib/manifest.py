@@ -169,11 +169,38 @@ def check_size_and_sha256(dump_file: Path, manifest: Manifest) -> None:
     """Refuse ``dump_file`` unless its size and sha256 are ``manifest``'s."""
     size, sha = file_sha256(dump_file)
     if size != manifest.size or sha != manifest.sha256:
+        crlf = _crlf_lines(dump_file, manifest)
+        why = (f"it has Windows (CRLF) line endings ({crlf:,} lines end in \\r\\n); with LF "
+               "line endings it is the dump the manifest describes. An editor or git's "
+               f"core.autocrlf converted it: convert it back (`dos2unix {dump_file}`, or a "
+               "checkout where .gitattributes keeps it -text) and restore again"
+               if crlf else
+               "it was changed, truncated or corrupted after it was written")
         raise ArtifactError(
             f"{dump_file} does not match its manifest (size {size} vs {manifest.size}, sha256 "
-            f"{sha[:12]}... vs {manifest.sha256[:12]}...): it was changed, truncated or "
-            "corrupted after it was written. Refusing it; nothing was touched."
+            f"{sha[:12]}... vs {manifest.sha256[:12]}...): {why}. Refusing it; nothing was "
+            "touched."
         )
+
+
+def _crlf_lines(dump_file: Path, manifest: Manifest) -> int:
+    """How many CRLF line endings ``dump_file`` has, when turning each into LF gives exactly
+    the manifest's size and sha256; else 0. Only explains a refusal: the dump is still
+    refused, as bytes that are not the ones the manifest (and its signature) vouch for."""
+    digest, size, crlf, carry = hashlib.sha256(), 0, 0, b""
+    with dump_file.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            text = carry + chunk
+            carry = b"\r" if text.endswith(b"\r") else b""
+            text = text[:-1] if carry else text
+            crlf += text.count(b"\r\n")
+            text = text.replace(b"\r\n", b"\n")
+            digest.update(text)
+            size += len(text)
+    digest.update(carry)
+    size += len(carry)
+    matches = crlf and (size, digest.hexdigest()) == (manifest.size, manifest.sha256)
+    return crlf if matches else 0
 
 
 class HashingWriter:
