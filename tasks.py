@@ -46,7 +46,7 @@ from movelib.options import (  # help texts and option parsing: nothing heavy
     seconds,
     whole_number,
 )
-from movelib.text import as_json, shown  # how a task prints values and --json
+from movelib.text import as_json, shown_path  # how a task prints values and --json
 
 if TYPE_CHECKING:
     from movelib.settings import Settings
@@ -597,7 +597,7 @@ def synth(c: Context, count: str = "", out: str = "", seed: str | None = None) -
             raise Exit("give --count N (at least 1) and --out FILE", code=2)
         number = whole_number(count, 0, "--count", minimum=1)
         write_synthetic(number, Path(out), seed=whole_number(seed, SYNTH_SEED, "--seed"))
-        say(f"synth: {number} movements -> {shown(out)}")
+        say(f"synth: {number} movements -> {shown_path(out)}")
 
 
 @task(
@@ -617,7 +617,8 @@ def import_(c: Context, source_format: str, source: str, out: str) -> None:
             raise Exit(f"unknown catalogue format {source_format!r}; known: free-exercise-db",
                        code=2)
         report = free_exercise_db.import_file(Path(source), Path(out))
-        say(*report.lines(), f"  written to {out}; check it with `inv validate --file {out}`")
+        say(*report.lines(), f"  written to {shown_path(out)}; check it with `inv validate --file "
+            f"{shown_path(out)}`")
 
 
 db = Collection("db", up, down, status, url, logs, psql)

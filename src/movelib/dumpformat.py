@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import ArtifactError
 from .tables import MOVEMENT_TABLES, YOYO_TABLES
+from .text import shown_path
 
 # The checkout's own migrations (src layout), for callers that have no Settings.
 CHECKOUT_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
@@ -204,7 +205,7 @@ def checkout_migrations(migrations_dir: Path, ids: Sequence[str],
     from yoyo import read_migrations
 
     if not migrations_dir.is_dir():
-        raise ArtifactError(f"no migrations directory at {migrations_dir}")
+        raise ArtifactError(f"no migrations directory at {shown_path(migrations_dir)}")
     known = {m.id: m for m in read_migrations(str(migrations_dir))}
     missing = [m for m in ids if m not in known]
     if missing:

@@ -30,6 +30,7 @@ from .dumpformat import (
 from .errors import ArtifactError
 from .manifest import Manifest
 from .tables import yoyo_hash
+from .text import shown_path
 
 BLOCK = 1 << 20
 # Rows are bounded by the movement schema (kilobytes); a longer line is not movelib's.
@@ -75,7 +76,7 @@ def read_dump(path: Path, layout: Layout, manifest: Manifest) -> Iterator[Sql | 
     is left of it is checked and skipped). The file's size and sha256 are compared with the
     manifest's before the last part: a file changed since its check is never committed."""
     with path.open("rb") as handle:
-        reader = _Reader(handle, str(path), layout.migrations)
+        reader = _Reader(handle, shown_path(path), layout.migrations)
         reader.expect(layout.head)
         yield Sql(layout.head)
         for table in layout.tables:
@@ -86,7 +87,7 @@ def read_dump(path: Path, layout: Layout, manifest: Manifest) -> Iterator[Sql | 
         reader.expect(layout.tail)
         reader.expect_end()
         if (reader.size, reader.digest.hexdigest()) != (manifest.size, manifest.sha256):
-            raise ArtifactError(f"{path} changed while it was read (its sha256 no longer "
+            raise ArtifactError(f"{shown_path(path)} changed while it was read (its sha256 no longer "
                                 "matches the manifest); refusing it")
         yield Sql(layout.tail)
 
