@@ -259,7 +259,7 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
             raise
         raise ArtifactWriteError(
             f"cannot write {shown_path(path)}: {exc.strerror or exc} (errno {exc.errno}); nothing "
-            "was left half-written: free space or pick another --output-dir, and run again"
+            "was left half-written: free space there and run again"
         ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
