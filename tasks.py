@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.collection import Collection
 from invoke.context import Context
-from invoke.exceptions import Exit, ParseError
-from invoke.program import Program
+from invoke.exceptions import Exit
 from invoke.tasks import Task
 from invoke.tasks import task as invoke_task
 
@@ -75,52 +74,6 @@ class FlagTask(Task[Any]):
 
 
 task = functools.partial(invoke_task, klass=FlagTask)
-
-
-def _usage_is_could_not_answer() -> None:
-    """Bad usage exits 2 (the exit-code contract), with invoke-style suggestions for a typo.
-
-    invoke's Program exits 1 on a parse error, which the contract keeps for "no"; this file is
-    the one place that sees the Program, so it wraps the parse of the tasks and their flags
-    (a wrong core flag before any task still exits 1: invoke parses those before it loads us).
-    """
-    original = Program.parse_tasks
-    if getattr(original, "movelib", False):
-        return
-
-    def parse_tasks(self: Program) -> None:
-        try:
-            original(self)
-        except ParseError as exc:
-            raise Exit(f"{exc}{_suggestion(exc, self.collection)}\n"
-                       "  `inv --list` lists the tasks, `inv --help TASK` a task's options",
-                       code=2) from None
-
-    parse_tasks.movelib = True  # type: ignore[attr-defined]
-    setattr(Program, "parse_tasks", parse_tasks)  # noqa: B010 - mypy refuses a method assignment
-
-
-def _suggestion(exc: ParseError, collection: Collection) -> str:
-    """``; did you mean seed?``: the closest task names, or flags of the task being parsed."""
-    import difflib
-    import re
-
-    found = re.search(r"No idea what '([^']*)' is", str(exc))
-    if found is None:
-        return ""
-    word = found.group(1)
-    context = getattr(exc, "context", None)
-    if word.startswith("-") and context is not None and getattr(context, "name", None):
-        known = [str(flag) for flag in context.flags]
-    elif word.startswith("-"):
-        return ""
-    else:
-        known = list(collection.task_names)
-    close = difflib.get_close_matches(word, known, n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(close)}?" if close else ""
-
-
-_usage_is_could_not_answer()
 
 
 def _plain(value: Any) -> Any:

@@ -272,9 +272,9 @@ class InProcessCli:
 
     def __call__(self, *args: str, env: Mapping[str, str] | None = None) -> CliResult:
         from invoke import __version__ as invoke_version
-        from invoke.program import Program
 
         from movelib import secrets
+        from movelib_inv import MovelibProgram
 
         self.capfd.readouterr()  # what the test printed before is not this run's output
         with self.monkeypatch.context() as patch:
@@ -286,7 +286,7 @@ class InProcessCli:
             patch.chdir(self.root)
             patch.setattr(sys, "stdin", io.StringIO())  # no terminal, nothing to read
             patch.setattr(secrets, "_secrets", set())
-            program = Program(namespace=namespace(self.root), name="Invoke", binary="inv[oke]",
+            program = MovelibProgram(namespace=namespace(self.root), name="Invoke", binary="inv[oke]",
                               version=invoke_version)
             code = 0
             try:
@@ -300,14 +300,14 @@ class InProcessCli:
 def run_inv(env: Mapping[str, str], *args: str, timeout: float = 300) -> CliResult:
     """`inv ARGS` as a new process: for what needs a real process boundary."""
     proc = subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=ROOT, env=process_env(env),
+        [sys.executable, "-m", "movelib_inv", *args], cwd=ROOT, env=process_env(env),
         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 def start_inv(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
     """`inv ARGS` started in the background (to be killed, or to race another)."""
-    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "movelib_inv", *args], cwd=ROOT,
                             env=process_env(env), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
