@@ -45,6 +45,16 @@ class MovelibProgram(Program):
         with _usage(self):
             super().parse_cleanup()
 
+    def print_help(self) -> None:
+        """invoke's help, then the exit-code contract (``inv --help TASK`` has it too)."""
+        import textwrap
+
+        from movelib.options import EXIT_CODES  # help texts only: nothing heavy
+
+        super().print_help()
+        print(textwrap.fill(EXIT_CODES[0].upper() + EXIT_CODES[1:] + ".", width=78,
+                            initial_indent="  ", subsequent_indent="  ") + "\n")
+
     def run(self, argv: Any = None, exit: bool = True) -> None:
         try:
             super().run(argv, exit)

@@ -173,3 +173,10 @@ def test_inv_is_the_program_that_keeps_the_exit_code_contract() -> None:
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
     assert scripts["inv"] == "movelib_inv:main"
+
+
+def test_inv_help_states_the_exit_code_contract(cli: Cli) -> None:
+    from movelib.options import EXIT_CODES
+
+    result = cli("--help")
+    assert result.code == 0 and " ".join(EXIT_CODES[1:].split()) in " ".join(result.stdout.split())
