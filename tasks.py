@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.collection import Collection
 from invoke.context import Context
-from invoke.exceptions import Exit, ParseError
-from invoke.program import Program
+from invoke.exceptions import Exit
 from invoke.tasks import Task
 from invoke.tasks import task as invoke_task
 
@@ -48,7 +47,7 @@ from movelib.options import (  # help texts and option parsing: nothing heavy
     seconds,
     whole_number,
 )
-from movelib.text import as_json, shown  # how a task prints values and --json
+from movelib.text import as_json, shown_path  # how a task prints values and --json
 
 if TYPE_CHECKING:
     from movelib.settings import Settings
@@ -77,52 +76,6 @@ class FlagTask(Task[Any]):
 
 
 task = functools.partial(invoke_task, klass=FlagTask)
-
-
-def _usage_is_could_not_answer() -> None:
-    """Bad usage exits 2 (the exit-code contract), with invoke-style suggestions for a typo.
-
-    invoke's Program exits 1 on a parse error, which the contract keeps for "no"; this file is
-    the one place that sees the Program, so it wraps the parse of the tasks and their flags
-    (a wrong core flag before any task still exits 1: invoke parses those before it loads us).
-    """
-    original = Program.parse_tasks
-    if getattr(original, "movelib", False):
-        return
-
-    def parse_tasks(self: Program) -> None:
-        try:
-            original(self)
-        except ParseError as exc:
-            raise Exit(f"{exc}{_suggestion(exc, self.collection)}\n"
-                       "  `inv --list` lists the tasks, `inv --help TASK` a task's options",
-                       code=2) from None
-
-    parse_tasks.movelib = True  # type: ignore[attr-defined]
-    setattr(Program, "parse_tasks", parse_tasks)  # noqa: B010 - mypy refuses a method assignment
-
-
-def _suggestion(exc: ParseError, collection: Collection) -> str:
-    """``; did you mean seed?``: the closest task names, or flags of the task being parsed."""
-    import difflib
-    import re
-
-    found = re.search(r"No idea what '([^']*)' is", str(exc))
-    if found is None:
-        return ""
-    word = found.group(1)
-    context = getattr(exc, "context", None)
-    if word.startswith("-") and context is not None and getattr(context, "name", None):
-        known = [str(flag) for flag in context.flags]
-    elif word.startswith("-"):
-        return ""
-    else:
-        known = list(collection.task_names)
-    close = difflib.get_close_matches(word, known, n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(close)}?" if close else ""
-
-
-_usage_is_could_not_answer()
 
 
 def _plain(value: Any) -> Any:
@@ -602,7 +555,7 @@ def synth(c: Context, count: str = "", out: str = "", seed: str | None = None) -
             raise Exit("give --count N (at least 1) and --out FILE", code=2)
         number = whole_number(count, 0, "--count", minimum=1)
         write_synthetic(number, Path(out), seed=whole_number(seed, SYNTH_SEED, "--seed"))
-        say(f"synth: {number} movements -> {shown(out)}")
+        say(f"synth: {number} movements -> {shown_path(out)}")
 
 
 @task(
@@ -622,7 +575,8 @@ def import_(c: Context, source_format: str, source: str, out: str) -> None:
             raise Exit(f"unknown catalogue format {source_format!r}; known: free-exercise-db",
                        code=2)
         report = free_exercise_db.import_file(Path(source), Path(out))
-        say(*report.lines(), f"  written to {out}; check it with `inv validate --file {out}`")
+        say(*report.lines(), f"  written to {shown_path(out)}; check it with `inv validate --file "
+            f"{shown_path(out)}`")
 
 
 db = Collection("db", up, down, status, url, logs, psql)

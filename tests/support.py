@@ -30,6 +30,7 @@ from movelib.workflow import SeedOptions, SeedOutcome, run_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 CANONICAL = ROOT / "data" / "movements-canonical.json"
+NO_SIGNERS = Path(__file__).resolve().parent / "empty_allowed_signers"  # the signers tests trust by default
 SCHEMA = ROOT / "schemas" / "movement.schema.json"
 FREE_EXERCISE_DB = ROOT / "data" / "free-exercise-db" / "exercises.json"
 PG15_BIN = Path(os.environ.get("MOVELIB_TEST_PG15_BIN", "/usr/lib/postgresql/15/bin"))
@@ -230,6 +231,7 @@ def isolated_env(tmp_path: Path) -> dict[str, str]:
         "INVOKE_EMULATOR_BACKEND": "embedded",
         "INVOKE_PROFILES_LOCAL_PORT": str(free_port()),
         "INVOKE_PROFILES_STAGING_PORT": str(free_port()),
+        "INVOKE_PATHS_ALLOWED_SIGNERS": str(NO_SIGNERS),  # not the project's: tests trust no one
     }
 
 
@@ -240,10 +242,10 @@ def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def namespace() -> Any:
-    """The project's invoke namespace, freshly loaded from tasks.py (invoke consumes a task's
-    help texts while it parses, so no two runs may share one)."""
-    spec = importlib.util.spec_from_file_location("movelib_tasks", ROOT / "tasks.py")
+def namespace(root: Path = ROOT) -> Any:
+    """The project's invoke namespace, freshly loaded from ``root``'s tasks.py (invoke consumes
+    a task's help texts while it parses, so no two runs may share one)."""
+    spec = importlib.util.spec_from_file_location("movelib_tasks", root / "tasks.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -257,20 +259,22 @@ class InProcessCli:
     exit codes as the `inv` command, without a new interpreter: the environment is swapped for
     the call, the working directory is the project root, nothing is on stdin, and the password
     registry starts empty as in a new process. Output is captured at the file-descriptor level,
-    so child processes (psql) are captured too.
+    so child processes (psql) are captured too. ``root`` is the checkout whose tasks.py runs
+    (a copy of the project's, for a task that writes into its checkout: ``inv release``).
     """
 
     def __init__(self, env: Mapping[str, str], capfd: pytest.CaptureFixture[str],
-                 monkeypatch: pytest.MonkeyPatch) -> None:
+                 monkeypatch: pytest.MonkeyPatch, root: Path = ROOT) -> None:
         self.env = dict(env)
         self.capfd = capfd
         self.monkeypatch = monkeypatch
+        self.root = root
 
     def __call__(self, *args: str, env: Mapping[str, str] | None = None) -> CliResult:
         from invoke import __version__ as invoke_version
-        from invoke.program import Program
 
         from movelib import secrets
+        from movelib_inv import MovelibProgram
 
         self.capfd.readouterr()  # what the test printed before is not this run's output
         with self.monkeypatch.context() as patch:
@@ -279,10 +283,10 @@ class InProcessCli:
                     patch.delenv(key)
             for key, value in {**self.env, **(env or {})}.items():
                 patch.setenv(key, value)
-            patch.chdir(ROOT)
+            patch.chdir(self.root)
             patch.setattr(sys, "stdin", io.StringIO())  # no terminal, nothing to read
             patch.setattr(secrets, "_secrets", set())
-            program = Program(namespace=namespace(), name="Invoke", binary="inv[oke]",
+            program = MovelibProgram(namespace=namespace(self.root), name="Invoke", binary="inv[oke]",
                               version=invoke_version)
             code = 0
             try:
@@ -296,14 +300,14 @@ class InProcessCli:
 def run_inv(env: Mapping[str, str], *args: str, timeout: float = 300) -> CliResult:
     """`inv ARGS` as a new process: for what needs a real process boundary."""
     proc = subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=ROOT, env=process_env(env),
+        [sys.executable, "-m", "movelib_inv", *args], cwd=ROOT, env=process_env(env),
         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 def start_inv(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
     """`inv ARGS` started in the background (to be killed, or to race another)."""
-    return subprocess.Popen([sys.executable, "-m", "invoke", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "movelib_inv", *args], cwd=ROOT,
                             env=process_env(env), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
@@ -322,8 +326,9 @@ def database(server: Server, template: str = "template0") -> Iterator[str]:
 
 
 def settings() -> Settings:
-    """The project's default settings (as `inv` has them with no configuration)."""
-    return Settings.from_mapping({}, ROOT)
+    """The project's default settings (as `inv` has them with no configuration), trusting no
+    signer: never the project's own allowed_signers, which gains a line per real signer."""
+    return Settings.from_mapping({"paths": {"allowed_signers": str(NO_SIGNERS)}}, ROOT)
 
 
 def seed_run(target: Target, data_file: Path = CANONICAL,

@@ -439,3 +439,32 @@ def test_workflows_pass_schema_and_security_checks() -> None:
     for needle in ('"data/**"', '"schemas/**"', '"migrations/**"', "github.event.pull_request.base.sha",
                    "inv validate", "inv seed --dry-run --format markdown", "$GITHUB_STEP_SUMMARY"):
         assert needle in plan, needle
+
+
+# -- a dump with Windows line endings --------------------------------------------------------
+
+
+def test_a_crlf_dump_is_named_as_such_and_still_refused(cli: Cli, seeded_dump: Path, migrated_db: Target) -> None:
+    """What git's core.autocrlf or an editor does to a dump: refused (its sha256 is not the
+    manifest's), and the message says what changed and how to undo it."""
+    seeded_dump.write_bytes(seeded_dump.read_bytes().replace(b"\n", b"\r\n"))
+    before = table_hashes(migrated_db)
+    result = cli("restore", "--dump-file", str(seeded_dump), "--dsn", migrated_db.conninfo, "--yes")
+    assert result.code == 1 and not restore_connected(result.stdout), result.output
+    assert "Windows (CRLF) line endings" in result.stderr and "dos2unix" in result.stderr, result.stderr
+    assert "with LF line endings it is the dump the manifest describes" in result.stderr, result.stderr
+    assert table_hashes(migrated_db) == before
+
+
+def test_a_crlf_dump_whose_manifest_was_recomputed_shows_the_carriage_return(seeded_dump: Path, migrated_db: Target) -> None:
+    """The sha256 matches the CRLF bytes (the manifest was recomputed): the walk refuses the
+    first line, and the quoted lines differ visibly (``\\r``), not only in an invisible byte."""
+    seeded_dump.write_bytes(seeded_dump.read_bytes().replace(b"\n", b"\r\n"))
+    _recompute_manifest(seeded_dump)
+    before = table_hashes(migrated_db)
+    with pytest.raises(ArtifactError) as refused:
+        restore_into(migrated_db, seeded_dump)
+    message = str(refused.value)
+    assert "line 1: the dump has Windows (CRLF) line endings" in message, message
+    assert "\\r'" in message and "dos2unix" in message, message
+    assert table_hashes(migrated_db) == before

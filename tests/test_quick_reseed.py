@@ -131,9 +131,9 @@ def test_an_unchanged_seed_with_nothing_to_migrate_does_not_load_yoyo(migrated_d
     seed(migrated_db)
     probe = (
         "import sys\n"
-        "from invoke.program import Program\n"
+        "from movelib_inv import program\n"
         "try:\n"
-        f"    Program(binary='inv').run(['inv', 'seed', '--dsn', {migrated_db.conninfo!r}, '--quiet'])\n"
+        f"    program.run(['inv', 'seed', '--dsn', {migrated_db.conninfo!r}, '--quiet'])\n"
         "except SystemExit as exc:\n"
         "    print('EXIT', exc.code, file=sys.stderr)\n"
         "print('YOYO', 'yoyo' in sys.modules, file=sys.stderr)\n"

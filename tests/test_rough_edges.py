@@ -203,3 +203,29 @@ def test_migrations_leave_no_error_in_the_server_log(pg18: Server, empty_db: Tar
     assert "ERROR" not in written, written
     applied = len([m for m in (ROOT / "migrations").glob("*.sql") if not m.name.endswith(".rollback.sql")])
     assert rows(empty_db, "SELECT count(*) FROM _yoyo_migration") == [(applied,)]
+
+
+# -- paths in messages ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "shown"), [
+    pytest.param(["validate", "--file", "data/../nope.json"], "nope.json: no such file", id="validate-missing-file"),
+    pytest.param(["seed", "--dsn", "postgresql://u@127.0.0.1:1/x", "--file", "data/../README.md"], "README.md:1:1: JSON syntax error", id="seed-invalid-file"),
+    pytest.param(["verify", "--dsn", "postgresql://u@127.0.0.1:1/x", "--file", "schemas/../nope.json"], "nope.json: no such file", id="verify-missing-file"),
+    pytest.param(["restore", "--dsn", "postgresql://u@127.0.0.1:1/x", "--dump-file", "data/../nope.sql", "--yes"], "nope.sql: no such dump file", id="restore-missing-dump"),
+    pytest.param(["data.import", "--source-format", "free-exercise-db", "--source", "data/../nope.json", "--out", "x.json"], "nope.json: no such file", id="import-missing-source"),
+])
+def test_a_path_is_shown_normalised_and_relative_to_the_working_directory(cli: Cli, argv: list[str], shown: str) -> None:
+    result = cli(*argv)
+    assert result.code in (1, 2), result.output
+    assert shown in result.stderr and "/.." not in result.output and "../" not in result.output, result.output
+    assert str(ROOT) not in result.output, result.output  # under the working directory: relative
+
+
+def test_a_path_outside_the_working_directory_is_shown_absolute_and_normalised(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "sub" / ".." / "synth.json"
+    result = cli("data.synth", "--count", "2", "--out", str(out))
+    assert result.code == 0, result.output
+    assert f"-> {tmp_path / 'synth.json'}" in result.stdout and "/.." not in result.output, result.output
+    missing = cli("validate", "--file", str(tmp_path / "sub" / ".." / "nope.json"))
+    assert f"{tmp_path / 'nope.json'}: no such file" in missing.stderr, missing.output

@@ -3,13 +3,15 @@ emulator or connects; a file that cannot be written is one line, and nothing hal
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Cli, port_open, require, seed
+from support import ROOT, Cli, InProcessCli, git, make_key, port_open, require, seed
 
 from movelib.target import Target
 
@@ -41,18 +43,24 @@ def test_a_refused_input_leaves_a_stopped_emulator_stopped(cli: Cli, cli_overrid
     assert not (Path(cli_overrides["INVOKE_EMULATOR_DIR"]) / "staging").exists()
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A folder on a 64 KiB tmpfs, as full as a disk gets."""
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """``folder`` on a tmpfs of ``size``, as full as a disk gets once a dump is written."""
     root = hasattr(os, "geteuid") and os.geteuid() == 0
     require("linux", root and Path("/proc/self").is_dir(), "mounting a small tmpfs needs root on Linux")
-    folder = tmp_path / "full"
-    folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], check=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
     try:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 64 KiB tmpfs."""
+    with small_tmpfs(tmp_path / "full", "64k") as folder:
+        yield folder
 
 
 def test_a_full_disk_is_one_line_and_nothing_half_written(cli: Cli, full_disk: Path, migrated_db: Target) -> None:
@@ -64,8 +72,45 @@ def test_a_full_disk_is_one_line_and_nothing_half_written(cli: Cli, full_disk: P
         result = cli(*argv)
         assert result.code == 2, (argv[0], result.output)
         assert "No space left on device" in result.stderr and "nothing was left half-written" in result.stderr
+        assert argv[0] == "dump" or "--output-dir" not in result.stderr, result.stderr  # options it has
         assert "Traceback" not in result.output
         assert list(full_disk.iterdir()) == [], (argv[0], list(full_disk.iterdir()))
+
+
+PAGE = 4096
+
+
+@pytest.mark.parametrize("room", ["none", "the-dump-only", "dump-and-manifest"])
+def test_a_release_onto_a_full_disk_is_one_line_and_leaves_no_file_commit_or_tag(
+        cli_overrides: dict[str, str], capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        release_repo: Path, migrated_db: Target, tmp_path: Path, room: str) -> None:
+    """`inv release --tag` writes a dump and a manifest into its checkout's releases/ (and, with
+    --sign, a signature) and tags them: when the disk fills at any of these files it says so in
+    one line (exit 2), and no file, commit or tag is left."""
+    from movelib.dump import dump
+
+    seed(migrated_db)
+    probe = dump(migrated_db, release_repo / "migrations", tmp_path / "probe", update_latest=False)
+    pages = -(-probe.path.stat().st_size // PAGE) + (0 if room == "the-dump-only" else 1)
+    size = "8k" if room == "none" else str(pages * PAGE)
+    argv = ["release", "--version", "v1.0", "--tag", "--dsn", migrated_db.conninfo]
+    if room == "dump-and-manifest":
+        argv += ["--sign", str(make_key(tmp_path / "keys"))]
+    shutil.copy(ROOT / "tasks.py", release_repo / "tasks.py")  # the checkout the task writes into
+    git(release_repo, "add", "tasks.py")
+    git(release_repo, "commit", "-qm", "tasks")
+    head = git(release_repo, "rev-parse", "HEAD")
+    cli = InProcessCli(cli_overrides, capfd, monkeypatch, root=release_repo)
+    with small_tmpfs(release_repo / "releases", size) as releases:
+        result = cli(*argv)
+        assert result.code == 2, result.output
+        errors = result.stderr.strip().splitlines()
+        assert len(errors) == 1 and "No space left on device" in errors[0], result.stderr
+        assert "nothing was left half-written" in errors[0] and "Traceback" not in result.output
+        assert "--output-dir" not in errors[0]  # an option release does not have
+        assert [p for p in releases.rglob("*") if not p.is_dir()] == []
+    assert git(release_repo, "tag") == "" and git(release_repo, "rev-parse", "HEAD") == head
+    assert git(release_repo, "status", "--porcelain") == ""
 
 
 def test_two_dumps_in_one_second_both_land(migrated_db: Target, tmp_path: Path) -> None:

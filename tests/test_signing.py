@@ -20,6 +20,7 @@ import pytest
 from support import (
     CANONICAL,
     KEY_TYPES,
+    NO_SIGNERS,
     ROOT,
     SIGNER,
     Cli,
@@ -33,10 +34,11 @@ from support import (
     public,
     restore_connected,
     seed,
+    settings,
     table_hashes,
 )
 
-from movelib.allowed_signers import load_allowed_signers, parse_allowed_signers, read_allowed_signers
+from movelib.allowed_signers import parse_allowed_signers, read_allowed_signers
 from movelib.dump import dump
 from movelib.errors import (
     SignatureMismatch,
@@ -235,7 +237,18 @@ def test_allowed_signers_lines_are_read_as_ssh_keygen_reads_them(tmp_path: Path)
     assert second.namespaces == "git,movelib-release" and second.allows_namespace(NAMESPACE)
     assert second.valid_after == datetime(2026, 1, 1, 12, 0).astimezone()  # no Z: local time
     assert third.cert_authority and third.valid_before == datetime(2030, 1, 1, tzinfo=UTC)
-    assert load_allowed_signers(ROOT / ".movelib" / "allowed_signers") == []  # ships empty
+    # the project's own file: every line it gains (README: one per signer) is one ssh-keygen reads
+    assert read_allowed_signers(ROOT / ".movelib" / "allowed_signers").skipped == []
+
+
+def test_tests_trust_their_own_signers_never_the_projects(cli: Cli, migrated_db: Target, tmp_path: Path) -> None:
+    """The project's .movelib/allowed_signers gains a line per real signer, as the README says:
+    what a test trusts must not change with it."""
+    assert settings().allowed_signers == NO_SIGNERS
+    seed(migrated_db)
+    dumped = dump(migrated_db, MIGRATIONS, tmp_path)
+    result = cli("restore", "--dump-file", str(dumped.path), "--dsn", migrated_db.conninfo, "--dry-run")
+    assert f"trust: the allowed_signers file {NO_SIGNERS.relative_to(ROOT)}\n" in result.stdout, result.output
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ROOT, Cli, namespace
+from support import ROOT, Cli, namespace, require_posix
 
 NS = namespace()
 
@@ -47,9 +48,9 @@ def test_listing_and_help_import_nothing_heavy(argv: list[str]) -> None:
     namespace, then names every heavy module that ended up in sys.modules."""
     probe = (
         "import sys\n"
-        "from invoke.program import Program\n"
+        "from movelib_inv import program\n"
         "try:\n"
-        f"    Program(binary='inv').run(['inv', *{argv!r}])\n"
+        f"    program.run(['inv', *{argv!r}])\n"
         "except SystemExit:\n"
         "    pass\n"
         f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
@@ -156,6 +157,11 @@ def test_each_short_flag_means_the_same_in_every_task(name: str) -> None:
 @pytest.mark.parametrize(("argv", "code", "says"), [
     pytest.param(["sed"], 2, "No idea what 'sed' is!; did you mean seed?", id="task-typo"),
     pytest.param(["seed", "--dns", "x"], 2, "did you mean --dsn?", id="flag-typo"),
+    pytest.param(["--lisst"], 2, "No idea what '--lisst' is!; did you mean --list", id="core-flag-typo"),
+    pytest.param(["-f"], 2, "needed value and was not given one", id="core-flag-without-its-value"),
+    pytest.param(["--list-depth", "x", "--list"], 2, "invalid literal for int()", id="core-flag-value-of-the-wrong-type"),
+    pytest.param(["--help", "sed"], 2, "No idea what 'sed' is!; did you mean seed?", id="help-for-a-task-typo"),
+    pytest.param(["--list", "dbb"], 2, "Sub-collection 'dbb' not found!", id="list-of-a-collection-typo"),
     pytest.param(["restore", "-d", "postgresql://athlete:Pw0rd123@127.0.0.1:1/x"], 2,
                  "restore", id="dump-file-given-as-d"),
     pytest.param(["data.synth"], 2, "give --count N", id="missing-option"),
@@ -175,3 +181,31 @@ def test_exit_codes_say_no_or_could_not_answer(cli: Cli, argv: list[str], code: 
     assert result.code == code, result.output
     assert says in result.output, result.output
     assert "Traceback" not in result.output and "Pw0rd123" not in result.output
+
+
+@pytest.mark.parametrize("argv", [["--list"], ["--help"], ["--help", "seed"]], ids=["list", "help", "help-seed"])
+def test_a_reader_that_stops_early_gets_no_traceback(argv: list[str]) -> None:
+    """`inv --list | head -1`: the listing stops quietly when the reader goes (a process
+    boundary is what this needs: a real pipe, closed by its reader)."""
+    require_posix()
+    script = '"$0" -m movelib_inv "$@" | head -1; echo "exit ${PIPESTATUS[0]}" >&2'
+    proc = subprocess.run(["bash", "-c", script, sys.executable, *argv], cwd=ROOT, capture_output=True,
+                          text=True, check=False, timeout=60, env={**os.environ, "COLUMNS": "80"})
+    assert len(proc.stdout.splitlines()) == 1, proc.stdout
+    assert proc.stderr == "exit 0\n", proc.stderr
+
+
+def test_inv_is_the_program_that_keeps_the_exit_code_contract() -> None:
+    """invoke parses its own flags before it loads tasks.py: only the entry point can give them
+    exit 2, so the project's `inv` is movelib_inv's."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts["inv"] == "movelib_inv:main"
+
+
+def test_inv_help_states_the_exit_code_contract(cli: Cli) -> None:
+    from movelib.options import EXIT_CODES
+
+    result = cli("--help")
+    assert result.code == 0 and " ".join(EXIT_CODES[1:].split()) in " ".join(result.stdout.split())

@@ -89,6 +89,35 @@ def test_malformed_files_are_refused_with_a_location(tmp_path: Path, content: An
     assert expected in text
 
 
+CANONICAL_TEXT = (ROOT / "data" / "movements-canonical.json").read_text(encoding="utf-8")
+LAST_LINE = CANONICAL_TEXT.rstrip()[:-1].rstrip().count("\n") + 1  # the last record's "}"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(CANONICAL_TEXT.rstrip()[:-1], f"movements.json:{LAST_LINE}:4: the file ends before the closing ']' of the array of movements (opened at line 1, column 1)", id="missing-final-bracket"),
+        pytest.param('[\n  {"slug": "a", "name": "A"}', "movements.json:2:29: the file ends before the closing ']' of the array of movements (opened at line 1, column 1)", id="missing-final-bracket-no-newline"),
+        pytest.param('[\n  {"slug": "a",\n   "name": "A"\n', "movements.json:3:15: the file ends before the closing '}' of the object opened at line 2, column 3", id="missing-closing-brace"),
+        pytest.param('[\n  {"slug": "a", "instructions": ["x", "y"', "movements.json:2:42: the file ends before the closing ']' of the list opened at line 2, column 33", id="missing-closing-bracket-of-a-list"),
+        pytest.param('[\n  {"slug": "a", "name": "Back Sq', "movements.json:2:25: the file ends inside the string that starts here (line 2, column 25)", id="inside-a-string"),
+        pytest.param('[\n  {"slug": "a", "name": ', "movements.json:2:24: the file ends where a value should follow (the object opened at line 2, column 3 is not closed)", id="after-a-colon"),
+    ],
+)
+def test_a_truncated_file_says_where_it_ends_and_what_is_left_open(tmp_path: Path, content: str, expected: str) -> None:
+    """A file cut short (a copy that did not finish, an editor's lost last line) is named as
+    such, with the position, rather than as Python's parser sees its end."""
+    lines = problems(write(tmp_path, content))
+    assert len(lines) == 1 and lines[0].startswith(expected), lines
+
+
+def test_validate_names_a_missing_final_bracket(cli: Cli, tmp_path: Path) -> None:
+    result = cli("validate", "--file", str(write(tmp_path, CANONICAL_TEXT.rstrip()[:-1])))
+    assert result.code == 1, result.output
+    assert "the file ends before the closing ']' of the array of movements" in result.stderr
+    assert "Expecting" not in result.stderr
+
+
 def test_duplicate_slugs_and_unknown_fields(tmp_path: Path) -> None:
     data = json.loads(json.dumps(CANONICAL))
     data[4]["slug"] = "back-squat"

@@ -45,6 +45,7 @@ from .tables import (
     server_version,
 )
 from .target import Target
+from .text import shown_path
 from .yoyo_tables import applied_ids
 
 Echo = Callable[[str], None]
@@ -62,10 +63,10 @@ class DumpResult:
     def lines(self) -> list[str]:
         counts = ", ".join(f"{k} {v}" for k, v in self.manifest.row_counts.items()
                            if k.startswith("movement_"))
-        lines = [f"dump: {self.path} ({self.manifest.size} bytes, sha256 {self.manifest.sha256})",
+        lines = [f"dump: {shown_path(self.path)} ({self.manifest.size} bytes, sha256 {self.manifest.sha256})",
                  f"  manifest: {self.manifest_path.name}; rows: {counts}"]
         if self.latest:
-            lines.append(f"  latest: {self.latest}")
+            lines.append(f"  latest: {shown_path(self.latest)}")
         return lines
 
 
@@ -148,7 +149,7 @@ def dump(
             break
         path = output_dir / dump_name(now).replace(".sql", f"_{second}.sql")
     else:
-        raise ArtifactError(f"{path} already exists; wait a second and dump again")
+        raise ArtifactError(f"{shown_path(path)} already exists; wait a second and dump again")
     with db.connect(target, task="dump", autocommit=True) as conn:
         if psql is not None and conn.info.pgconn.ssl_in_use and not has_tls(psql):
             if reader == "psql":

@@ -21,6 +21,7 @@ from pathlib import Path
 from .defaults import CLIENT_ENCODING
 from .errors import ArtifactError
 from .tables import MOVEMENT_TABLES
+from .text import shown_path
 from .yoyo_tables import YOYO_COLUMNS, YOYO_DDL, YOYO_LOCK_TABLE, YOYO_TABLES
 
 # The checkout's own migrations (src layout), for callers that have no Settings.
@@ -189,7 +190,7 @@ def checkout_migrations(migrations_dir: Path, ids: Sequence[str],
     from yoyo import read_migrations
 
     if not migrations_dir.is_dir():
-        raise ArtifactError(f"no migrations directory at {migrations_dir}")
+        raise ArtifactError(f"no migrations directory at {shown_path(migrations_dir)}")
     known = {m.id: m for m in read_migrations(str(migrations_dir))}
     missing = [m for m in ids if m not in known]
     if missing:

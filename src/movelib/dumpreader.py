@@ -28,6 +28,7 @@ from .dumpformat import (
 )
 from .errors import ArtifactError
 from .manifest import Manifest
+from .text import shown_path
 from .yoyo_tables import YOYO_SCHEMA_VERSION, yoyo_hash
 
 BLOCK = 1 << 20
@@ -74,7 +75,7 @@ def read_dump(path: Path, layout: Layout, manifest: Manifest) -> Iterator[Sql | 
     is left of it is checked and skipped). The file's size and sha256 are compared with the
     manifest's before the last part: a file changed since its check is never committed."""
     with path.open("rb") as handle:
-        reader = _Reader(handle, str(path), layout.migrations)
+        reader = _Reader(handle, shown_path(path), layout.migrations)
         reader.expect(layout.head)
         yield Sql(layout.head)
         for table in layout.tables:
@@ -85,16 +86,23 @@ def read_dump(path: Path, layout: Layout, manifest: Manifest) -> Iterator[Sql | 
         reader.expect(layout.tail)
         reader.expect_end()
         if (reader.size, reader.digest.hexdigest()) != (manifest.size, manifest.sha256):
-            raise ArtifactError(f"{path} changed while it was read (its sha256 no longer "
+            raise ArtifactError(f"{shown_path(path)} changed while it was read (its sha256 no longer "
                                 "matches the manifest); refusing it")
         yield Sql(layout.tail)
 
 
-def _show(line: bytes) -> str:
+def _show(line: bytes, at: int = 0) -> str:
+    """``line`` quoted as Python does (a carriage return shows as ``\\r``, a backslash as
+    ``\\\\``), at most ``SHOWN`` characters of it: those around byte ``at`` (where two lines
+    differ), so that two long lines that differ late do not look the same."""
     if not line:
         return "a blank line"
-    text = line.decode("utf-8", "replace")
-    return repr(text if len(text) <= SHOWN else text[:SHOWN] + "...")
+    begin = at - SHOWN + 10 if at >= SHOWN else 0  # the same window of both lines
+    while 0 < begin < len(line) and line[begin] & 0xC0 == 0x80:
+        begin -= 1  # not in the middle of a UTF-8 character
+    piece = line[begin:begin + SHOWN * 4].decode("utf-8", "replace")
+    cut = len(piece) > SHOWN or begin + SHOWN * 4 < len(line)
+    return repr(("..." if begin else "") + piece[:SHOWN] + ("..." if cut else ""))
 
 
 class _Reader:
@@ -141,7 +149,15 @@ class _Reader:
         has = self.buf[start:].split(b"\n", 1)[0]
         if has == want:
             raise self.refuse(line, f"the dump ends in the middle of {_show(want)}")
-        raise self.refuse(line, f"the dump has {_show(has)} where movelib writes {_show(want)}")
+        at = same - start
+        if has == want + b"\r":
+            raise self.refuse(line, f"the dump has Windows (CRLF) line endings: the line ends in "
+                              f"\\r\\n ({_show(has, at)}) where movelib writes \\n only "
+                              f"({_show(want, at)}). An editor or git's core.autocrlf converted it; "
+                              f"use the dump as movelib wrote it (`dos2unix {self.name}`, or a "
+                              "checkout where .gitattributes keeps it -text)")
+        raise self.refuse(line, f"the dump has {_show(has, at)} where movelib writes "
+                                f"{_show(want, at)}")
 
     def expect_end(self) -> None:
         if self.buf or self._more():

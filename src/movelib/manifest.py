@@ -16,7 +16,7 @@ from typing import IO
 
 from .datafile.schema import reference_validator, schema_mtime
 from .errors import ArtifactError, ArtifactWriteError, DumpFileMissing, FileInUse
-from .text import shown
+from .text import shown_path
 
 FORMAT = "movelib-seed-dump"
 FORMAT_VERSION = 1
@@ -125,23 +125,23 @@ def read_manifest(dump_file: Path) -> tuple[bytes, Manifest]:
     bytes, and the restore trusts exactly what they say: nothing reads the file again. No
     connection."""
     if dump_file.is_dir():
-        raise DumpFileMissing(f"{shown(dump_file)} is a directory; give the dump file in it "
+        raise DumpFileMissing(f"{shown_path(dump_file)} is a directory; give the dump file in it "
                               "(movements_seed_<UTC>.sql, or movements_seed_latest.sql)")
     if not dump_file.is_file():
-        raise DumpFileMissing(f"{shown(dump_file)}: no such dump file")
+        raise DumpFileMissing(f"{shown_path(dump_file)}: no such dump file")
     mpath = manifest_path(dump_file)
     from .readonce import read_bounded
 
     raw = read_bounded(mpath, MAX_MANIFEST_BYTES, "manifest", ArtifactError)
     if raw is None:
         raise ArtifactError(
-            f"{dump_file}: its manifest {mpath.name} is missing; a dump without its manifest "
+            f"{shown_path(dump_file)}: its manifest {mpath.name} is missing; a dump without its manifest "
             "cannot be checked, so it is refused"
         )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ArtifactError(f"{mpath} cannot be read ({exc}); refusing the dump") from None
+        raise ArtifactError(f"{shown_path(mpath)} cannot be read ({exc}); refusing the dump") from None
     return raw, Manifest.from_json(text, str(mpath))
 
 
@@ -161,11 +161,38 @@ def check_size_and_sha256(dump_file: Path, manifest: Manifest) -> None:
     """Refuse ``dump_file`` unless its size and sha256 are ``manifest``'s."""
     size, sha = file_sha256(dump_file)
     if size != manifest.size or sha != manifest.sha256:
+        crlf = _crlf_lines(dump_file, manifest)
+        why = (f"it has Windows (CRLF) line endings ({crlf:,} lines end in \\r\\n); with LF "
+               "line endings it is the dump the manifest describes. An editor or git's "
+               f"core.autocrlf converted it: convert it back (`dos2unix {shown_path(dump_file)}`, or a "
+               "checkout where .gitattributes keeps it -text) and restore again"
+               if crlf else
+               "it was changed, truncated or corrupted after it was written")
         raise ArtifactError(
-            f"{dump_file} does not match its manifest (size {size} vs {manifest.size}, sha256 "
-            f"{sha[:12]}... vs {manifest.sha256[:12]}...): it was changed, truncated or "
-            "corrupted after it was written. Refusing it; nothing was touched."
+            f"{shown_path(dump_file)} does not match its manifest (size {size} vs {manifest.size}, sha256 "
+            f"{sha[:12]}... vs {manifest.sha256[:12]}...): {why}. Refusing it; nothing was "
+            "touched."
         )
+
+
+def _crlf_lines(dump_file: Path, manifest: Manifest) -> int:
+    """How many CRLF line endings ``dump_file`` has, when turning each into LF gives exactly
+    the manifest's size and sha256; else 0. Only explains a refusal: the dump is still
+    refused, as bytes that are not the ones the manifest (and its signature) vouch for."""
+    digest, size, crlf, carry = hashlib.sha256(), 0, 0, b""
+    with dump_file.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            text = carry + chunk
+            carry = b"\r" if text.endswith(b"\r") else b""
+            text = text[:-1] if carry else text
+            crlf += text.count(b"\r\n")
+            text = text.replace(b"\r\n", b"\n")
+            digest.update(text)
+            size += len(text)
+    digest.update(carry)
+    size += len(carry)
+    matches = crlf and (size, digest.hexdigest()) == (manifest.size, manifest.sha256)
+    return crlf if matches else 0
 
 
 class HashingWriter:
@@ -223,8 +250,8 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
         if exc.errno is None:
             raise
         raise ArtifactWriteError(
-            f"cannot write {shown(path)}: {exc.strerror or exc} (errno {exc.errno}); nothing "
-            "was left half-written: free space or pick another --output-dir, and run again"
+            f"cannot write {shown_path(path)}: {exc.strerror or exc} (errno {exc.errno}); nothing "
+            "was left half-written: free space there and run again"
         ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -239,7 +266,7 @@ def _replace(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise FileInUse(
-            f"could not replace {path}: {exc.strerror or exc}. Another program may hold it open "
+            f"could not replace {shown_path(path)}: {exc.strerror or exc}. Another program may hold it open "
             "(an editor, a running restore, a backup or virus scan): close it and run again; "
             f"{path.name} was left as it was"
         ) from None

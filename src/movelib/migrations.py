@@ -23,6 +23,7 @@ from .errors import ConfigError, MigrationError
 from .guard import Permission, check_protected
 from .tables import environment_label, table_exists
 from .target import Target
+from .text import shown_path
 from .yoyo_tables import YOYO_LOCK_TABLE, applied_ids, ensure_bookkeeping, record_applied
 
 ENVIRONMENTS = ("local", "staging", "production")
@@ -161,14 +162,14 @@ def migration_ids(migrations_dir: Path) -> list[str]:
     try:
         names = [p.name for p in migrations_dir.iterdir() if p.is_file()]
     except OSError:
-        raise ConfigError(f"no migrations directory at {migrations_dir}") from None
+        raise ConfigError(f"no migrations directory at {shown_path(migrations_dir)}") from None
     hooks = [n for n in names if n.startswith("post-apply")]
     if hooks:
-        raise ConfigError(f"{migrations_dir} has yoyo post-apply hooks ({', '.join(hooks)}), "
+        raise ConfigError(f"{shown_path(migrations_dir)} has yoyo post-apply hooks ({', '.join(hooks)}), "
                           "which movelib does not run; fold them into a migration")
     python = [n for n in names if n.endswith(".py")]
     if python:
-        raise ConfigError(f"{migrations_dir} has Python migrations ({', '.join(python)}); a "
+        raise ConfigError(f"{shown_path(migrations_dir)} has Python migrations ({', '.join(python)}); a "
                           "seed dump carries SQL migrations only: write them in SQL")
     return sorted(n.removesuffix(".sql") for n in names
                   if n.endswith(".sql") and not n.endswith(".rollback.sql")

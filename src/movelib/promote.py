@@ -28,7 +28,7 @@ from .rollback import held_release
 from .settings import Settings
 from .tables import require_content_checks, require_schema
 from .target import Target
-from .text import shown
+from .text import shown, shown_path
 
 
 def check_source(source: Target, version: str, manifest: Manifest) -> list[str]:
@@ -71,7 +71,7 @@ def promote(settings: Settings, version: str, source: Target, destination: Targe
     prepared = prepare(settings, destination, options, echo)  # no connection yet
     manifest = prepared.dump.manifest
     if manifest.release != version:
-        raise PromotionRefused(f"{manifest_file} is the manifest of release "
+        raise PromotionRefused(f"{shown_path(manifest_file)} is the manifest of release "
                                f"{shown(manifest.release)}, not {version}; refusing to promote")
     from .emulator import start_if_stopped
 

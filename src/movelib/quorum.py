@@ -34,7 +34,7 @@ from .guard import PROTECTED
 from .signing import check_sound, read_signature_file, signature_path, verify
 from .sshkeys import PublicKey, Signature
 from .target import Target
-from .text import shown
+from .text import shown, shown_path
 from .trust import PinnedTrust, how_to_pin
 
 MAX_SIGNATURES = 16
@@ -102,7 +102,8 @@ def read_presented(manifest: Path, manifest_bytes: bytes, allowed_signers: Path,
     if not signatures and required:
         raise UnsignedRelease(
             f"{manifest.name} is unsigned (no {signature_path(manifest)}), and this restore needs "
-            f"a release signed by an allowed signer (`inv release --sign KEY`, {allowed_signers}); "
+            "a release signed by an allowed signer (`inv release --sign KEY`, "
+            f"{shown_path(allowed_signers)}); "
             "refusing the dump")
     allowed, error = None, None
     if signatures:
@@ -156,7 +157,8 @@ def trust_source(presented: Presented, label: str | None, pinned: PinnedTrust | 
         if pinned is None or not pinned.installed:
             return "nothing pinned (the database predates migration 0005.movement-trust)"
         return pinned.describe()
-    return f"the allowed_signers file {shown(str(presented.allowed_path))}"
+    where = shown_path(presented.allowed_path) if presented.allowed_path else "(none)"
+    return f"the allowed_signers file {where}"
 
 
 def decide(presented: Presented, label: str | None, pinned: PinnedTrust | None,

@@ -13,6 +13,7 @@ from .dump import DumpResult, dump
 from .errors import ReleaseError
 from .manifest import Manifest, manifest_path
 from .target import Target
+from .text import shown_path
 
 if TYPE_CHECKING:
     from .sshkeys import PublicKey
@@ -54,7 +55,7 @@ class ReleaseResult:
         if self.signed:
             signer = (f"allowed signer: {', '.join(self.signed.principals)}"
                       if self.signed.principals else
-                      f"this key is not in {allowed_signers} yet: add it there before a "
+                      f"this key is not in {shown_path(allowed_signers)} yet: add it there before a "
                       "production restore will accept the release")
             lines.append(f"  signature: {self.signed.path.name} ({self.signed.key.describe()}); "
                          f"{signer}")
@@ -104,10 +105,10 @@ def check_release(root: Path, version: str, *, tag: bool, sign_key: Path | None 
     check_version(version)
     folder = release_folder(root, version)
     if folder.exists() and any(folder.glob("movements_seed_*.sql")):
-        raise ReleaseError(f"{folder} already holds a dump: a release is never overwritten")
+        raise ReleaseError(f"{shown_path(folder)} already holds a dump: a release is never overwritten")
     if tag:
         if _git(root, "rev-parse", "--git-dir").returncode != 0:
-            raise ReleaseError(f"--tag needs a git checkout; {root} is not one")
+            raise ReleaseError(f"--tag needs a git checkout; {shown_path(root)} is not one")
         if _git(root, "rev-parse", "-q", "--verify", f"refs/tags/{tag_name(version)}").returncode == 0:
             raise ReleaseError(f"tag {tag_name(version)} already exists; choose another version")
         dirty = _git(root, "status", "--porcelain").stdout.strip()
@@ -177,7 +178,7 @@ class Cosigned:
 
     def lines(self, allowed_signers: Path) -> list[str]:
         who = (f"allowed signer: {', '.join(self.signed.principals)}" if self.signed.principals
-               else f"this key is not in {allowed_signers} (a production database counts it once "
+               else f"this key is not in {shown_path(allowed_signers)} (a production database counts it once "
                     "it is pinned there)")
         return [f"cosigned: {self.signed.path.name} ({self.signed.key.describe()}); {who}",
                 f"  {self.manifest.name} now carries {len(self.keys)} signature(s), by "
@@ -193,7 +194,7 @@ def release_manifest_path(root: Path, version: str) -> Path:
     found = sorted(folder.glob("*.manifest.json")) if folder.is_dir() else []
     if len(found) != 1:
         what = "no manifest" if not found else f"{len(found)} manifests"
-        raise ReleaseError(f"release {version}: {what} in {folder} (expected one, as `inv "
+        raise ReleaseError(f"release {version}: {what} in {shown_path(folder)} (expected one, as `inv "
                            "release` writes)")
     return found[0]
 

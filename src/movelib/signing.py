@@ -37,6 +37,7 @@ from .manifest import write_atomically
 from .readonce import read_bounded
 from .sshkeys import BEGIN, PublicKey, Signature
 from .sshkeys import printable as _text
+from .text import shown_path
 
 NAMESPACE = "movelib-release"
 MAX_SIGNATURE_BYTES = 64 * 1024  # ssh-keygen writes about 300 bytes (ed25519) to 1.7 KiB (rsa 8192)
@@ -111,7 +112,7 @@ def verify(message: bytes, signature: Signature, trusted: AllowedSigners, *, whe
     if not holding:
         missing = "" if trusted.exists else ", which does not exist"
         raise UnknownSigner(f"{where} is signed by {signature.key.describe()}, which is not in "
-                            f"{_text(str(trusted.path))}{missing}{_skipped(trusted)}; refusing the dump")
+                            f"{shown_path(trusted.path)}{missing}{_skipped(trusted)}; refusing the dump")
     first = next((s for s in holding if s.in_window(at)), None)
     if first is None:
         raise SignerExpired(_outside_window(where, holding[0], at))
@@ -158,7 +159,7 @@ def check_signature(manifest_bytes: bytes, signature: bytes | None, *, where: st
         if required:
             raise UnsignedRelease(
                 f"{manifest_name} is unsigned (no {where}), and this restore needs a release "
-                f"signed by an allowed signer (`inv release --sign KEY`, {allowed_signers}); "
+                f"signed by an allowed signer (`inv release --sign KEY`, {shown_path(allowed_signers)}); "
                 "refusing the dump")
         return None
     parsed = Signature.parse(signature, where)
@@ -173,7 +174,7 @@ def check_release_signature(manifest: Path, allowed_signers: Path, *, required: 
     signature = read_signature_file(sig_path)
     manifest_bytes = read_bounded(manifest, 2**31, "manifest", ArtifactError)
     if manifest_bytes is None:
-        raise ArtifactError(f"manifest {manifest} does not exist; refusing the dump")
+        raise ArtifactError(f"manifest {shown_path(manifest)} does not exist; refusing the dump")
     return check_signature(manifest_bytes, signature, where=str(sig_path), manifest_name=manifest.name,
                            allowed_signers=allowed_signers, required=required, now=now)
 
@@ -201,8 +202,8 @@ def ssh_keygen() -> str:
 def check_signing_key(key: Path) -> None:
     """Refuse early (before any dump is written) what cannot sign."""
     if not key.is_file():
-        raise SigningError(f"signing key {key} does not exist (give a private key file, or a .pub "
-                           "whose private half is in ssh-agent)")
+        raise SigningError(f"signing key {shown_path(key)} does not exist (give a private key "
+                           "file, or a .pub whose private half is in ssh-agent)")
     ssh_keygen()
 
 
@@ -215,7 +216,7 @@ def sign_file(path: Path, key: Path, *, namespace: str = NAMESPACE, out: Path | 
                               stdin=message, capture_output=True, check=False)
     lines = proc.stderr.decode(errors="replace").strip().splitlines()
     if proc.returncode != 0 or not proc.stdout.startswith(BEGIN):
-        raise SigningError(f"ssh-keygen could not sign {path.name} with {key}: "
+        raise SigningError(f"ssh-keygen could not sign {path.name} with {shown_path(key)}: "
                            f"{lines[-1] if lines else 'exit code ' + str(proc.returncode)}")
     sig = out or signature_path(path)
     write_atomically(sig, proc.stdout)

@@ -4,7 +4,9 @@ a hostile file can neither drive the terminal nor flood it."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 SHOWN_CHARS = 200  # the longest value shown whole
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -36,3 +38,14 @@ def as_json(data: object) -> str:
     import json
 
     return json.dumps(data, indent=2, sort_keys=True)
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as every message shows it: normalised (``a/../b`` is ``b``), relative to the
+    working directory when it is under it, else absolute; then as :func:`shown`."""
+    absolute = Path(os.path.abspath(path))  # abspath normalises; resolve() would follow links
+    try:
+        text = str(absolute.relative_to(os.getcwd()))
+    except (ValueError, OSError):  # elsewhere, or the working directory is gone
+        text = str(absolute)
+    return shown(text)

@@ -27,7 +27,7 @@ from .provenance import run_by
 from .sshkeys import PublicKey
 from .tables import environment_label, table_exists
 from .target import Target
-from .text import shown
+from .text import shown, shown_path
 
 # The database's own, like its provenance and label: not movement tables, so a dump neither
 # carries nor drops them (migration 0005).
@@ -127,16 +127,16 @@ def read_public_key(path: Path) -> str:
     try:
         data = path.read_bytes()[:MAX_KEY_FILE]
     except OSError as exc:
-        raise TrustChangeError(f"cannot read the key file {path} ({exc.strerror or exc}): give "
+        raise TrustChangeError(f"cannot read the key file {shown_path(path)} ({exc.strerror or exc}): give "
                                "the signer's public key, e.g. ~/.ssh/id_ed25519.pub") from None
     if b"PRIVATE KEY" in data:
-        raise TrustChangeError(f"{path} is a private key: pin its public half ({path}.pub); a "
-                               "private key never leaves its signer")
+        raise TrustChangeError(f"{shown_path(path)} is a private key: pin its public half "
+                               f"({shown_path(path)}.pub); a private key never leaves its signer")
     line = next((ln.strip() for ln in data.splitlines() if ln.strip() and not ln.startswith(b"#")),
                 b"")
     signers = parse_allowed_signers(b"pinned " + line, str(path))
     if not signers:
-        raise TrustChangeError(f"{path} holds no public key movelib verifies (ed25519, ecdsa or "
+        raise TrustChangeError(f"{shown_path(path)} holds no public key movelib verifies (ed25519, ecdsa or "
                                "rsa, as ssh-keygen writes a .pub)")
     key = signers[0].key
     return f"{key.key_type} {base64.b64encode(key.blob).decode()}"

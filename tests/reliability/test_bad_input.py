@@ -52,8 +52,8 @@ VALID = json.dumps(CANONICAL)
 CASES: list[tuple[str, str | bytes, str]] = [
     ("syntax-missing-comma", VALID.replace('"name": "Deadlift"', '"name": "Deadlift" "x": 1'), "JSON syntax error"),
     ("syntax-trailing-comma", VALID[:-1] + ",]", "JSON syntax error"),
-    ("syntax-unclosed-array", VALID[:-1], "JSON syntax error"),
-    ("syntax-unclosed-string", '[{"slug": "a]', "JSON syntax error"),
+    ("syntax-unclosed-array", VALID[:-1], "the file ends before the closing ']' of the array of movements"),
+    ("syntax-unclosed-string", '[{"slug": "a]', "the file ends inside the string that starts here (line 1, column 11)"),
     ("syntax-single-quotes", "[{'slug': 'a'}]", "JSON syntax error"),
     ("syntax-comment", "// movements\n" + VALID, "JSON syntax error"),
     ("syntax-trailing-garbage", VALID + " extra", "JSON syntax error"),

@@ -111,7 +111,7 @@ class Batches:
                 final = True
                 text, rest = buf.rstrip(_WHITESPACE), b""
                 if not text.endswith(b"]"):
-                    raise NeedsReport("the array is not closed")
+                    raise NeedsReport("the file ends before the closing ']' of the array of movements")
                 text = text[:-1]
             else:
                 text, rest = buf[: last.start() + 1], buf[last.end() - 1:]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..defaults import FileLimits
 from ..errors import DataFileError, DataFileMissing
-from ..text import shown
+from ..text import shown_path
 from . import fanout
 from .batches import Batches, NeedsReport
 from .entries import Entries
@@ -42,7 +42,7 @@ def load_movements(path: Path, schema_path: Path, display_name: str | None = Non
     the verdict is wanted.
     """
     limits = limits or FileLimits()
-    name = display_name or shown(_display(path))
+    name = display_name or shown_path(path)
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -113,10 +113,3 @@ def _unique(digest: str, entries: Entries) -> tuple[str, Entries]:
     if entries.duplicate() is not None:
         raise NeedsReport("duplicate slug")
     return digest, entries
-
-
-def _display(path: Path) -> str:
-    try:
-        return str(path.absolute().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

@@ -118,6 +118,11 @@ def parse_json(raw: bytes, name: str) -> Any:
         return json.loads(text, object_pairs_hook=_pairs, parse_constant=_NonFinite,
                           parse_int=_integer)
     except json.JSONDecodeError as exc:
+        early = _ends_early(text) if not text[exc.pos:].strip() or exc.msg.startswith(
+            "Unterminated string") else None
+        if early is not None:
+            line, column, why = early
+            raise DataFileError(f"{name}:{line}:{column}: {why}") from None
         raise DataFileError(
             f"{name}:{exc.lineno}:{exc.colno}: JSON syntax error: {exc.msg}"
         ) from None
@@ -125,6 +130,50 @@ def parse_json(raw: bytes, name: str) -> Any:
         raise DataFileError(
             f"{name}: JSON nested too deeply to read; a movement file is an array of flat records"
         ) from None
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*("?)|[\[\]{}]', re.DOTALL)  # a string, or a bracket
+_CLOSER = {"[": "]", "{": "}"}
+
+
+def _line_column(text: str, pos: int) -> tuple[int, int]:
+    return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+def _ends_early(text: str) -> tuple[int, int, str] | None:
+    """Where and why a text the parser refused at its very end was cut short: the string it
+    ends inside, or the innermost list or object it leaves open (line, column, reason); None
+    when nothing is left open (the parser's own message then stands)."""
+    opened: list[int] = []
+    for token in _TOKEN.finditer(text):
+        char = token.group()
+        if char[0] == '"':
+            if not token.group(1):  # no closing quote before the end of the text
+                line, column = _line_column(text, token.start())
+                return line, column, (
+                    f"the file ends inside the string that starts here (line {line}, column "
+                    f'{column}): it was cut short, or the string lacks its closing "')
+        elif char in _CLOSER:
+            opened.append(token.start())
+        elif opened and _CLOSER[text[opened.pop()]] == char:
+            continue
+        else:
+            return None  # a stray closer: a syntax error, not a cut
+    if not opened:
+        return None
+    body = text.rstrip()
+    line, column = _line_column(text, len(body))
+    bracket = text[opened[-1]]
+    at_line, at_column = _line_column(text, opened[-1])
+    what = ("array of movements" if len(opened) == 1 and bracket == "[" else
+            "list" if bracket == "[" else "object")
+    where = f"opened at line {at_line}, column {at_column}"
+    if body.endswith(":"):
+        return line, column, (f"the file ends where a value should follow (the {what} {where} "
+                              "is not closed)")
+    if what == "array of movements":
+        return line, column, f"the file ends before the closing ']' of the {what} ({where})"
+    return line, column, f"the file ends before the closing '{_CLOSER[bracket]}' of the {what} {where}"
 
 
 def _unreadable(node: Any) -> str | None:

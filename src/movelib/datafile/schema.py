@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..text import shown_path
 
 # Top-level keywords the batch validator may apply to a part of the array; with any other
 # (minItems, contains...) only the whole file can be judged, by the careful pass.
@@ -21,7 +22,7 @@ def read_schema(schema_path: Path) -> Any:
     try:
         return json.loads(schema_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the schema {schema_path}: {exc}") from None
+        raise ConfigError(f"cannot read the schema {shown_path(schema_path)}: {exc}") from None
 
 
 def schema_mtime(schema_path: Path) -> float:
@@ -29,7 +30,7 @@ def schema_mtime(schema_path: Path) -> float:
     try:
         return schema_path.stat().st_mtime
     except OSError as exc:
-        raise ConfigError(f"cannot read the schema {schema_path}: {exc}") from None
+        raise ConfigError(f"cannot read the schema {shown_path(schema_path)}: {exc}") from None
 
 
 @lru_cache(maxsize=8)
@@ -42,7 +43,7 @@ def reference_validator(schema_path: Path, mtime: float) -> Any:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        raise ConfigError(f"the schema {schema_path} is not a valid JSON Schema: "
+        raise ConfigError(f"the schema {shown_path(schema_path)} is not a valid JSON Schema: "
                           f"{exc.message}") from None
     return Draft202012Validator(schema)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..defaults import CLIENT_ENCODING, SYSTEM_USER
 from ..errors import EmulatorError, FileInUse
 from ..profiles import Profile
+from ..text import shown_path
 from .base import (
     EmulatorStatus,
     masked_profile_dsn,
@@ -132,7 +133,7 @@ class EmbeddedEmulator:
         user = server_user(self.system_user)
         self._prepare_dirs(user)
         if not (self.data_dir / "PG_VERSION").exists():
-            echo(f"initialising a PostgreSQL cluster in {self.data_dir}")
+            echo(f"initialising a PostgreSQL cluster in {shown_path(self.data_dir)}")
             self._initdb(user)
         self._write_conf(user)
         self._start(user)
@@ -158,7 +159,7 @@ class EmbeddedEmulator:
             except OSError as exc:
                 raise FileInUse(
                     f"the {self.profile.name} emulator is stopped, but its data could not be "
-                    f"deleted: {exc.strerror or exc}: {exc.filename} in {self.home}. Another "
+                    f"deleted: {exc.strerror or exc}: {exc.filename} in {shown_path(self.home)}. Another "
                     "program may hold a file there open (an editor, a backup or virus scan): "
                     "close it and run `inv db.down --purge` again"
                 ) from None
@@ -241,7 +242,7 @@ class EmbeddedEmulator:
             raise EmulatorError(
                 f"the {self.profile.name} emulator did not start (pg_ctl exit "
                 f"{proc.returncode}: {proc.stdout.strip()}); last lines of "
-                f"{self.log_file}:\n{self.logs(20)}"
+                f"{shown_path(self.log_file)}:\n{self.logs(20)}"
             )
 
     def _ensure_database(self) -> None:

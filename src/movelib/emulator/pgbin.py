@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ConfigError, EmulatorError
+from ..text import shown_path
 
 EXE = ".exe" if sys.platform == "win32" else ""
 
@@ -44,7 +45,7 @@ def resolve_bin_dir(configured: str | os.PathLike[str] | None) -> Path:
     bin_dir = Path(configured) if configured else wheel_bin_dir()
     if not (bin_dir / f"postgres{EXE}").is_file():
         raise ConfigError(
-            f"no PostgreSQL server programs in {bin_dir} (looked for postgres{EXE}); "
+            f"no PostgreSQL server programs in {shown_path(bin_dir)} (looked for postgres{EXE}); "
             "set emulator.bin_dir (INVOKE_EMULATOR_BIN_DIR) to a PostgreSQL bin directory"
         )
     return bin_dir

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import DataFileError
 from ..manifest import write_atomically
+from ..text import shown_path
 
 CATEGORY = {
     "stretching": "mobility",
@@ -179,17 +180,18 @@ def import_file(source: Path, out: Path) -> ImportReport:
     try:
         records = json.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataFileError(f"{source}: no such file (free-exercise-db's exercises.json)") from None
+        raise DataFileError(f"{shown_path(source)}: no such file (free-exercise-db's "
+                            "exercises.json)") from None
     except ValueError as exc:
-        raise DataFileError(f"{source}: not valid JSON ({exc})") from None
+        raise DataFileError(f"{shown_path(source)}: not valid JSON ({exc})") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) and "name" in r for r in records):
-        raise DataFileError(f"{source}: expected free-exercise-db's array of exercises")
+        raise DataFileError(f"{shown_path(source)}: expected free-exercise-db's array of exercises")
     movements, report = convert(records)
     if report.unknown:
         detail = "; ".join(f"{kind}: " + ", ".join(f"{v!r} ({n})" for v, n in values.items())
                            for kind, values in report.unknown.items())
         raise DataFileError(
-            f"{source}: values the mapping does not know (nothing written; extend "
+            f"{shown_path(source)}: values the mapping does not know (nothing written; extend "
             f"movelib/importers/free_exercise_db.py): {detail}"
         )
     write_atomically(out, (json.dumps(movements, indent=1, ensure_ascii=False) + "\n").encode())
