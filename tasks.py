@@ -47,7 +47,7 @@ from movelib.options import (  # help texts and option parsing: nothing heavy
     seconds,
     whole_number,
 )
-from movelib.text import as_json, shown_path  # how a task prints values and --json
+from movelib.text import as_json, json_blocks, shown_path  # how a task prints values and --json
 
 if TYPE_CHECKING:
     from movelib.settings import Settings
@@ -374,7 +374,8 @@ def diff(c: Context, from_: str = "", to: str = "", json: bool = False) -> None:
     with user_errors("inv diff"):
         settings = _settings(c)
         report = drift.diff(drift.side(settings, from_, "--from"), drift.side(settings, to, "--to"))
-        say(*(report.lines() if not json else [as_json(report.as_dict())]))
+        for block in (json_blocks(report.document()) if json else report.lines()):
+            say(block)  # the JSON a block of lines at a time: its differences are not held
         report.raise_if_drift()
 
 

@@ -11,7 +11,12 @@ turns to go first (the medians are compared):
 * a reseed of unchanged data vs the first seed;
 * validation (``inv validate``) of the N-record file;
 * ``inv dump`` vs ``pg_dump`` of the same tables; ``inv restore`` vs ``psql -1 -f`` of the same file;
-* ``inv --list`` wall time, and the peak RSS of the largest seed.
+* ``inv --list`` wall time, and the peak RSS of the largest seed;
+* once per size, with no reference of their own (the large row compares them with their time
+  at the largest ``--sizes``): ``inv seed --dry-run --format json`` of the seeded file,
+  ``inv diff`` of the library and a copy of it (equal), a retire (``inv seed --retire`` of a
+  file of the first 10 movements into another copy: every other movement retired) and
+  ``inv diff --json`` of the library and that retired copy (every movement differs, exit 1).
 
 Every figure is a wall-clock time of the command a user would type, printed as a ratio. With
 ``--write`` the table is also written into benchmarks/README.md with the machine and date.
@@ -92,8 +97,18 @@ class Bench:
         if hasattr(os, "sync"):
             os.sync()
 
-    def run(self, *cmd: str, settle: bool = True) -> float:
-        """Wall time of ``cmd``; its peak RSS (grandchildren included) is kept in ``self.rss``."""
+    def copy(self, db: str) -> str:
+        """A new database holding what ``db`` holds (``CREATE DATABASE ... TEMPLATE``)."""
+        self.n += 1
+        name = f"b{self.n}"
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(db)))
+        return name
+
+    def run(self, *cmd: str, settle: bool = True, codes: tuple[int, ...] = (0,)) -> float:
+        """Wall time of ``cmd``; its peak RSS (grandchildren included) is kept in ``self.rss``.
+        An exit code other than ``codes`` stops the benchmark."""
         if sys.platform == "win32":
             raise SystemExit("the benchmark reads peak memory through wait4: run it on Linux")
         if settle:
@@ -105,14 +120,14 @@ class Bench:
             elapsed = time.perf_counter() - started
             proc.returncode = os.waitstatus_to_exitcode(status)
             self.rss = usage.ru_maxrss / 1024  # kB on Linux
-            if proc.returncode:
+            if proc.returncode not in codes:
                 out.seek(0)
                 raise SystemExit(f"{' '.join(cmd[:4])}... failed:\n"
                                  f"{out.read().decode(errors='replace')}")
         return elapsed
 
-    def inv(self, *args: str, settle: bool = True) -> float:
-        return self.run(sys.executable, "-m", "invoke", *args, settle=settle)
+    def inv(self, *args: str, settle: bool = True, codes: tuple[int, ...] = (0,)) -> float:
+        return self.run(sys.executable, "-m", "invoke", *args, settle=settle, codes=codes)
 
     def python(self, code: str) -> float:
         return self.run(sys.executable, "-c", code, settle=False)
@@ -167,22 +182,30 @@ def report_times(n: object, times: dict[str, tuple[list[float], list[float]]],
             for name, (ours, theirs) in times.items()}
 
 
-def measure(bench: Bench, n: int, work: Path, rounds: int,
-            rss: dict[str, float]) -> dict[str, tuple[float, float]]:
+def measure(bench: Bench, n: int, work: Path, rounds: int, rss: dict[str, float],
+            alone: dict[str, float]) -> dict[str, tuple[float, float]]:
     """Each pair ``rounds`` times, the two sides in alternating order; the median of each side.
 
     The machine is shared and noisy (the same pg_dump took 1.7 s and 4.0 s in one run): the
     median of alternated runs is the fairest comparison of what each side costs. Every single
-    time is printed too; ``rss`` gets the peak RSS of each of our steps (MB).
+    time is printed too; ``rss`` gets the peak RSS of each of our steps (MB), ``alone`` the
+    time of each step that has no reference (:data:`ALONE`), run once in the first round.
     """
     data = work / f"synth-{n}.json"
     write_synthetic(n, data)
+    few = work / "synth-10.json"  # the same first 10 movements as every synthetic file
+    write_synthetic(10, few)
     times: dict[str, tuple[list[float], list[float]]] = {}
 
-    def ours(step: str, *args: str) -> float:
-        elapsed = bench.inv(*args)
+    def ours(step: str, *args: str, codes: tuple[int, ...] = (0,)) -> float:
+        elapsed = bench.inv(*args, codes=codes)
         rss[step] = max(rss.get(step, 0.0), bench.rss)
         return elapsed
+
+    def once(step: str, *args: str, codes: tuple[int, ...] = (0,)) -> None:
+        alone[step] = ours(step, *args, codes=codes)
+        print(f"  {n:,} {step}: movelib {alone[step]:.2f} s, peak RSS {rss[step]:.0f} MB",
+              flush=True)
 
     def pair(name: str, mine: tuple[Any, ...], theirs: tuple[Any, ...], turn: int) -> None:
         """Run (function, *args) of each side, alternating which goes first."""
@@ -213,6 +236,15 @@ def measure(bench: Bench, n: int, work: Path, rounds: int,
             ours("reseed", *seed))
         times.setdefault("validate", ([], []))[0].append(
             ours("validate", "validate", "--file", str(data), "--quiet"))
+        if turn == 0:
+            once("dry-run JSON", "seed", "--dry-run", "--format", "json", "--dsn", bench.dsn(db),
+                 "--file", str(data), "--quiet")
+            once("diff", "diff", "--from", bench.dsn(db), "--to", bench.dsn(bench.copy(db)))
+            retired = bench.copy(db)
+            once("retire", "seed", "--retire", "--dsn", bench.dsn(retired), "--file", str(few),
+                 "--quiet")
+            once("diff --json, all retired", "diff", "--json", "--from", bench.dsn(db), "--to",
+                 bench.dsn(retired), codes=(1,))
 
         dumps = work / f"dumps-{n}-{turn}"
         pair("dump vs pg_dump",
@@ -247,6 +279,8 @@ LARGE_TARGETS = {"seed vs COPY floor": 1.15}  # at 100k and above
 SMALL_TARGETS = {"seed vs COPY floor": 2.0}  # below 100k only the seed has a goal
 STEPS = {"seed vs COPY floor": "seed", "reseed (unchanged) vs first seed": "reseed",
          "dump vs pg_dump": "dump", "restore vs psql -1 -f": "restore"}
+# The steps with no reference of their own, in the large row after STEPS.
+ALONE = ("dry-run JSON", "diff", "retire", "diff --json, all retired")
 
 
 def row(n: str, name: str, ours: float, theirs: float, target: float) -> str:
@@ -260,8 +294,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,100000")
     parser.add_argument("--size", type=int, default=None,
-                        help="also the large row (e.g. 1000000): seed, reseed, dump and restore "
-                             "once each, with peak RSS, against the largest --sizes' times")
+                        help="also the large row (e.g. 1000000): seed, reseed, dump, restore, "
+                             "dry-run JSON, diff and retire once each, with peak RSS, against "
+                             "the largest --sizes' times")
     parser.add_argument("--rounds", type=int, default=3,
                         help="runs of each pair, alternating which side goes first (medians count)")
     parser.add_argument("--everyday-rounds", type=int, default=7,
@@ -281,9 +316,10 @@ def main() -> None:
                 print(rows[-1], flush=True)
             medians: dict[int, dict[str, tuple[float, float]]] = {}
             rss: dict[int, dict[str, float]] = {}
+            alone: dict[int, dict[str, float]] = {}
             for n in sizes:
-                rss[n] = {}
-                medians[n] = measure(bench, n, base, args.rounds, rss[n])
+                rss[n], alone[n] = {}, {}
+                medians[n] = measure(bench, n, base, args.rounds, rss[n], alone[n])
                 for name, (ours, theirs) in medians[n].items():
                     if n >= 100_000:
                         rows.append(row(f"{n:,}", name, ours, theirs,
@@ -298,17 +334,20 @@ def main() -> None:
                       + ", ".join(f"{k} {v:.0f}" for k, v in rss[n].items()), flush=True)
             if args.size:
                 big = args.size
-                rss[big] = {}
-                medians[big] = measure(bench, big, base, 1, rss[big])
+                rss[big], alone[big] = {}, {}
+                medians[big] = measure(bench, big, base, 1, rss[big], alone[big])
                 ref = max(sizes) if sizes else None
-                for name, step in STEPS.items():
-                    ours = medians[big][name][0]
+                steps = [(step, medians[big][name][0],
+                          medians[ref][name][0] if ref is not None else None)
+                         for name, step in STEPS.items()]
+                steps += [(step, alone[big][step], alone[ref][step] if ref is not None else None)
+                          for step in ALONE]
+                for step, ours, base_time in steps:
                     peak = rss[big][step]
                     mem = f"peak RSS {peak:.0f} MB ({'meets' if peak <= 300 else 'MISSES'} <= 300)"
-                    if ref is None:
+                    if base_time is None:
                         rows.append(f"| {big:,} | {step} | {ours:.2f} s | - | - | {mem} |")
                     else:
-                        base_time = medians[ref][name][0]
                         factor = ours / base_time
                         rows.append(
                             f"| {big:,} | {step} vs its {ref:,} time | {ours:.2f} s | "

@@ -150,7 +150,9 @@ def test_each_side_is_read_in_a_read_only_transaction(canonical: Target, monkeyp
     from movelib import drift
     from movelib.errors import DatabaseError
 
-    monkeypatch.setattr(drift, "_LIBRARY", "CREATE TABLE written_by_diff (x int)")
-    with pytest.raises(DatabaseError, match="cannot execute CREATE TABLE in a read-only transaction"):
-        drift.read_side(canonical)
+    monkeypatch.setattr(drift, "_LIBRARY", "SELECT 'x', 1, 'h', nextval(pg_get_serial_sequence("
+                                           "'movement_library', 'id'))")
+    with pytest.raises(DatabaseError, match=r"cannot execute nextval\(\) in a read-only transaction"), \
+            drift.read_side(canonical) as found:
+        list(found)
     assert table_hashes(canonical)["movement_library"].startswith("8:")

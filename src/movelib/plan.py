@@ -12,6 +12,7 @@ import psycopg
 
 from . import db
 from .datafile import Dataset
+from .datafile.entries import Slugs
 from .tables import by_slug, table_exists
 from .text import SHOWN_CHARS, shown
 
@@ -127,7 +128,8 @@ def _versions(count: int, value: int) -> array[int]:
 class Plan:
     """Every movement's fate, kept compactly (a few bytes a movement, so that a million fit):
     the file's movements in file order, one byte (:data:`KINDS`) and two versions each, then
-    the current movements missing from the file, by slug. :attr:`changes` gives them back as
+    the current movements missing from the file, by slug (their slugs in one buffer, their
+    versions in an array, one action for all). :attr:`changes` gives them back as
     :class:`Change` objects, one at a time."""
 
     slugs: Sequence[str]  # the file's slugs, in file order
@@ -135,7 +137,19 @@ class Plan:
     current: array[int]  # per file movement: the live version, 0 when none
     next: array[int]  # per file movement: the version this run publishes, 0 when none
     diffs: dict[int, tuple[FieldDiff, ...]] = field(default_factory=dict)  # by file index
-    absent: list[Change] = field(default_factory=list)  # missing from the file, by slug
+    missing: Slugs = field(default_factory=Slugs)  # current, missing from the file, by slug
+    missing_current: array[int] = field(default_factory=lambda: array("i"))  # their versions
+    missing_action: str = KEEP  # what happens to every one of them: KEEP, or RETIRE (--retire)
+
+    def add_missing(self, slug: str, current: int) -> None:
+        self.missing.append(slug)
+        self.missing_current.append(current)
+
+    @property
+    def absent(self) -> Iterator[Change]:
+        """The current movements missing from the file, by slug, one at a time."""
+        for slug, current in zip(self.missing, self.missing_current, strict=True):
+            yield Change(slug, MISSING, self.missing_action, current)
 
     def change(self, index: int) -> Change:
         """The fate of the file's movement ``index``."""
@@ -152,7 +166,7 @@ class Plan:
     def count(self, *actions: str) -> int:
         codes = [code for code, (_, action) in enumerate(KINDS) if action in actions]
         return (sum(map(self.kinds.count, codes))
-                + sum(1 for c in self.absent if c.action in actions))
+                + (len(self.missing) if self.missing_action in actions else 0))
 
     def of(self, *actions: str) -> Iterator[Change]:
         """The movements whose action is one of ``actions``, one at a time."""
@@ -161,7 +175,8 @@ class Plan:
             for index, kind in enumerate(self.kinds):
                 if kind in codes:
                     yield self.change(index)
-        yield from (c for c in self.absent if c.action in actions)
+        if self.missing_action in actions:
+            yield from self.absent
 
     @property
     def blocked(self) -> list[str]:
@@ -180,29 +195,34 @@ class Plan:
         totals = {s: 0 for s in (NEW, CHANGED, UNCHANGED, RETIRED, MISSING)}
         for code, (status, _) in enumerate(KINDS):
             totals[status] += self.kinds.count(code)
-        totals[MISSING] = len(self.absent)
+        totals[MISSING] = len(self.missing)
         totals["to_publish"] = self.count(PUBLISH)
         totals["to_retire"] = self.count(RETIRE)
         totals["blocked"] = self.count(BLOCKED)
         return totals
 
-    def as_dict(self) -> dict[str, Any]:
-        """Totals, and every movement (unchanged ones too)."""
-        return {"totals": self.totals(), "movements": [c.as_dict() for c in self.changes]}
+    def document(self) -> dict[str, Any]:
+        """Totals, and every movement (unchanged ones too) as an iterator of dicts, made one at
+        a time while :func:`movelib.text.json_blocks` writes them."""
+        return {"totals": self.totals(), "movements": (c.as_dict() for c in self.changes)}
 
-    def lines(self) -> list[str]:
-        lines = []
+    def as_dict(self) -> dict[str, Any]:
+        """:meth:`document` with every movement in a list."""
+        return {**self.document(), "movements": [c.as_dict() for c in self.changes]}
+
+    def lines(self) -> Iterator[str]:
+        """The plan as text, one line at a time (a million missing movements are a million
+        lines, never held together)."""
         for change in self.changes:
             if change.status != UNCHANGED:
-                lines += [f"  {line}" for line in change.lines()]
+                yield from (f"  {line}" for line in change.lines())
         unchanged = self.kinds.count(_KIND[UNCHANGED, NOTHING])
         if unchanged:
             names = (": " + ", ".join(c.slug for c in self.of(NOTHING))
                      if unchanged <= LISTED_UNCHANGED else " (--format json lists every movement)")
-            lines.append(f"  UNCHANGED  {unchanged} movement(s){names}")
+            yield f"  UNCHANGED  {unchanged} movement(s){names}"
         totals = self.totals()
-        lines.append("totals: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in totals.items()))
-        return lines
+        yield "totals: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in totals.items())
 
 
 # The published state, one row per slug in byte order (the order Entries.join merges in):
@@ -250,7 +270,8 @@ def make_plan(conn: psycopg.Connection, dataset: Dataset, *, new_versions: bool,
     """
     entries = dataset.entries
     count = len(entries)
-    plan = Plan(entries.slugs, bytearray(count), _versions(count, 0), _versions(count, 1))
+    plan = Plan(entries.slugs, bytearray(count), _versions(count, 0), _versions(count, 1),
+                missing_action=RETIRE if retire else KEEP)
     if not table_exists(conn, "movement_library"):
         return plan  # nothing published yet (the schema is not even there)
     query = (_PUBLISHED if table_exists(conn, "movement_current")
@@ -260,7 +281,7 @@ def make_plan(conn: psycopg.Connection, dataset: Dataset, *, new_versions: bool,
         for index, (slug, latest, current, digest) in entries.join(rows):
             if index is None:
                 if current is not None:
-                    plan.absent.append(Change(slug, MISSING, RETIRE if retire else KEEP, current))
+                    plan.add_missing(slug, current)
                 continue
             plan.current[index] = current or 0
             if current is not None and digest == entries.content_hash(index):

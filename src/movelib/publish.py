@@ -19,6 +19,7 @@ the order of the audit rows' ids, which ``inv verify`` checks for every movement
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,7 +28,7 @@ import psycopg
 from . import __version__
 from .datafile import Dataset, Progress
 from .errors import PublishedEditError
-from .plan import PUBLISH, RETIRE, Plan
+from .plan import BLOCKED, PUBLISH, RETIRE, Plan
 from .provenance import record_seed, run_by
 from .tables import CHAIN
 
@@ -42,7 +43,7 @@ _CHAIN_STEPS = ", ".join(f"({n}, '{action}')" for n, action in enumerate(CHAIN, 
 class PublishResult:
     published: int = 0  # movements published (plan.of(PUBLISH) names them)
     new_versions: int = 0
-    retired: list[str] = field(default_factory=list)
+    retired: Sequence[str] = field(default_factory=list)  # by slug (the plan's, not a copy)
     unchanged: int = 0
     seed_run_id: int | None = None
 
@@ -60,11 +61,11 @@ def publish(
 
     Raises :class:`PublishedEditError` (and writes nothing) when the plan has blocked changes.
     """
-    if plan.blocked:
+    if plan.count(BLOCKED):
         raise PublishedEditError(plan.blocked, dataset.display_name)
     actor = actor or run_by()
     to_publish = plan.count(PUBLISH)
-    to_retire = [c.slug for c in plan.of(RETIRE)]
+    to_retire = plan.missing if plan.missing_action == RETIRE else []
     result = PublishResult(unchanged=plan.totals()["unchanged"])
     if not plan.writes_anything:
         return result
@@ -231,14 +232,32 @@ def _workflow(cur: psycopg.Cursor, params: dict[str, object], schema_sha256: str
     return published
 
 
-def _retire(cur: psycopg.Cursor, params: dict[str, object], slugs: list[str]) -> None:
+RETIRE_ROWS = 10_000  # slugs sent to the server at a time
+
+
+def _retire(cur: psycopg.Cursor, params: dict[str, object], slugs: Sequence[str]) -> None:
+    """Retire ``slugs``: COPYed a batch at a time into a temporary table that ends with the
+    transaction (a million slugs are never one array parameter, nor a list here), then an
+    audit row each, in slug order, and their current pointers deleted, as two statements."""
+    cur.execute("CREATE TEMPORARY TABLE movelib_retire (slug text PRIMARY KEY) ON COMMIT DROP")
+    with cur.copy("COPY movelib_retire (slug) FROM STDIN") as copy:
+        batch: list[bytes] = []
+        for slug in slugs:
+            batch.append(copy_text(slug))
+            if len(batch) == RETIRE_ROWS:
+                copy.write(b"\n".join(batch) + b"\n")
+                batch.clear()
+        if batch:
+            copy.write(b"\n".join(batch) + b"\n")
     cur.execute(
         """
         INSERT INTO movement_audit_log (action, slug, version, actor, seed_run_id, details)
         SELECT 'RETIRED', c.slug, c.version, %(actor)s, %(run)s,
                jsonb_build_object('reason', 'not in the data file', 'data_file', %(file)s::text)
-          FROM movement_current c WHERE c.slug = ANY(%(slugs)s) ORDER BY c.slug
+          FROM movement_current c WHERE c.slug IN (SELECT slug FROM movelib_retire)
+         ORDER BY c.slug
         """,
-        {**params, "slugs": slugs},
+        params,
     )
-    cur.execute("DELETE FROM movement_current WHERE slug = ANY(%(slugs)s)", {"slugs": slugs})
+    cur.execute("DELETE FROM movement_current WHERE slug IN (SELECT slug FROM movelib_retire)")
+    cur.execute("DROP TABLE movelib_retire")  # the transaction goes on: verification, commit

@@ -209,7 +209,7 @@ def _plan(target: Target, dump: CheckedDump, presented: Presented,
                                                signed=verdict.signed, allow=options.allow_downgrade)
                 except MovelibError as exc:
                     refusal = exc
-                shown_preview = preview(conn, target.masked(), dump.library)
+                shown_preview = preview(conn, dump.library)
                 counts = current_counts(conn, list(dump.manifest.row_counts))
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the restore's look at the target")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,14 @@ from .defaults import LOCK_TIMEOUT
 from .errors import DataFileError, DryRunRefused, VerificationFailed
 from .guard import Permission, check_protected
 from .migrations import apply_pending, pending_migrations, set_environment
-from .plan import KEEP, PUBLISH, Plan, make_plan, unchanged_plan
+from .plan import BLOCKED, KEEP, PUBLISH, Plan, make_plan, unchanged_plan
 from .plan_markdown import markdown
 from .publish import PublishResult, publish
 from .reseed import quick_check
 from .settings import Settings
 from .tables import require_schema
 from .target import ENV_VAR, Target
+from .text import json_blocks
 from .verify import GUIDE_QUERIES, VerifyReport, check
 
 Echo = Callable[[str], None]
@@ -169,9 +170,10 @@ def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: 
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the dry run")
             raise
-    if options.output == "json":
-        echo(json.dumps({"target": target.masked(), "data_file": dataset.display_name,
-                         "pending_migrations": pending, **plan.as_dict()}, indent=2))
+    if options.output == "json":  # written while its movements are made, a block at a time
+        for block in json_blocks({"target": target.masked(), "data_file": dataset.display_name,
+                                  "pending_migrations": pending, **plan.document()}):
+            echo(block)
     elif options.output == "markdown":
         echo(markdown(plan, target=target.describe(), data_file=dataset.display_name,
                       pending=pending))
@@ -181,9 +183,10 @@ def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: 
             echo(f"migrations: {len(pending)} pending, would apply ({', '.join(pending)})")
         for line in plan.lines():
             echo(line)
-    if plan.blocked:  # the plan is printed whole; the answer is "the seed would be refused"
+    blocked = plan.count(BLOCKED)
+    if blocked:  # the plan is printed whole; the answer is "the seed would be refused"
         raise DryRunRefused(
-            f"dry run: the seed would be refused: {len(plan.blocked)} published movement(s) "
+            f"dry run: the seed would be refused: {blocked} published movement(s) "
             f"differ from {dataset.display_name} (listed above); `--new-versions` publishes "
             "them as new versions", plan)
     return SeedOutcome(plan)
@@ -198,11 +201,11 @@ def _publish_lines(plan: Plan, result: PublishResult) -> list[str]:
             note = f" (supersedes v{change.current_version})" if change.current_version else ""
             lines.append(f"  PUBLISHED {change.slug} v{change.next_version}{note}")
     lines += [f"  RETIRED   {slug}" for slug in result.retired[:LISTED_MOVEMENTS]]
-    kept = list(plan.of(KEEP))
+    kept = plan.count(KEEP)
     if kept:
-        lines.append(f"  {len(kept)} current movement(s) are not in the data file and were kept "
-                     f"(--retire retires them): {', '.join(c.slug for c in kept[:10])}"
-                     + (" ..." if len(kept) > 10 else ""))
+        lines.append(f"  {kept} current movement(s) are not in the data file and were kept "
+                     f"(--retire retires them): {', '.join(c.slug for c in islice(plan.of(KEEP), 10))}"
+                     + (" ..." if kept > 10 else ""))
     return lines
 
 

@@ -54,6 +54,10 @@ class Slugs(Sequence[str]):
         self._ends.extend(ends)
         self._blob += b"".join(encoded)
 
+    def append(self, slug: str) -> None:
+        self._blob += _utf8(slug)
+        self._ends.append(len(self._blob))
+
     def key(self, index: int) -> bytes:
         """The UTF-8 of slug ``index``: its byte order is code-point order (and PostgreSQL's
         ``ORDER BY convert_to(slug, 'UTF8')``, :func:`movelib.tables.by_slug`)."""

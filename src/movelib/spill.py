@@ -1,0 +1,67 @@
+"""An external sort: records that arrive in one order (a dump's rows, by id) given back in
+another (by slug, the order of a merge join), holding a bounded number of them in memory.
+
+Records are added to a run of :data:`RUN_RECORDS`; a full run is sorted and written to a
+temporary file, and iterating merges the sorted runs (``heapq.merge``), reading each back a
+block at a time. A few runs' blocks are in memory at once, whatever the number of records.
+"""
+
+from __future__ import annotations
+
+import heapq
+import marshal
+import tempfile
+import weakref
+from collections.abc import Iterator
+from typing import IO, Any
+
+RUN_RECORDS = 50_000  # records sorted in memory at a time
+BLOCK_RECORDS = 1_000  # records written (and read back) per marshal block
+
+Record = tuple[Any, ...]  # of bytes, str and int: what marshal writes
+
+
+class SortedSpill:
+    """``add`` records (tuples of bytes, str and int) in any order, then iterate them sorted."""
+
+    def __init__(self, run_records: int = RUN_RECORDS) -> None:
+        self._run: list[Record] = []
+        self._runs: list[IO[bytes]] = []
+        self._run_records = run_records
+        self.count = 0
+
+    def add(self, record: Record) -> None:
+        self._run.append(record)
+        self.count += 1
+        if len(self._run) >= self._run_records:
+            self._spill()
+
+    def _spill(self) -> None:
+        self._run.sort()
+        handle = tempfile.TemporaryFile(prefix="movelib-sort-")  # noqa: SIM115 - read later
+        weakref.finalize(self, handle.close)  # closed (and gone) with this object
+        for start in range(0, len(self._run), BLOCK_RECORDS):
+            marshal.dump(self._run[start:start + BLOCK_RECORDS], handle)
+        handle.flush()
+        self._runs.append(handle)
+        self._run = []
+
+    def __iter__(self) -> Iterator[Record]:
+        """Every record, sorted; once the records are on disk, iterating again reads them again."""
+        if not self._runs:
+            self._run.sort()
+            yield from self._run
+            return
+        if self._run:
+            self._spill()
+        yield from heapq.merge(*map(_read, self._runs))
+
+
+def _read(handle: IO[bytes]) -> Iterator[Record]:
+    handle.seek(0)
+    while True:
+        try:
+            block = marshal.load(handle)
+        except EOFError:
+            return
+        yield from block

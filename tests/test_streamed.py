@@ -1,0 +1,360 @@
+"""The 1M paths in flat memory (issue 22): `inv diff`, the dry run's JSON, a retire and the
+restore's preview stream what they used to hold, with the same results as before. Each is
+checked against the way it was computed when held whole (the reference), byte for byte where
+it prints, and for not holding everything (structurally, or by tracemalloc at a size that runs
+in seconds; never by the clock)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import tracemalloc
+import uuid
+from collections.abc import Callable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from psycopg import sql
+from support import CANONICAL, Cli, Server, rows, seed, settings
+from test_compact import SLUGS, movements, permissive_schema
+
+from movelib import db, drift
+from movelib.datafile import load_movements
+from movelib.drift import NOT_ITS_DOCUMENT, Difference, DriftReport, Movement, merge
+from movelib.plan import make_plan
+from movelib.preview import DumpLibrary
+from movelib.spill import SortedSpill
+from movelib.synth import write_synthetic
+from movelib.target import Target, target_from_dsn
+from movelib.text import as_json, json_blocks, json_chunks
+from movelib.workflow import SeedOptions, run_seed
+
+# -- the reference: a side read as one JSON document and compared whole, as before issue 22 ----
+
+_WHOLE = """
+SELECT json_build_object(
+  'versions', (SELECT coalesce(json_agg(json_build_array(
+                        slug, version, coalesce(content_hash, 'NOT_ITS_DOCUMENT'))), '[]')
+                 FROM movement_library_content),
+  'current', (SELECT coalesce(json_object_agg(slug, version), '{}') FROM movement_current)
+)::text
+""".replace("NOT_ITS_DOCUMENT", NOT_ITS_DOCUMENT)
+_ORDER = ("CONFLICT", "ONLY", "VERSION", "RETIRED")
+
+
+def held_whole(target: Target) -> tuple[dict[str, dict[int, str]], dict[str, int]]:
+    data = orjson.loads(rows(target, _WHOLE)[0][0])
+    versions: dict[str, dict[int, str]] = {}
+    for slug, version, content_hash in data["versions"]:
+        versions.setdefault(slug, {})[version] = content_hash
+    return versions, data["current"]
+
+
+def _state(versions: dict[str, dict[int, str]], current: dict[str, int], slug: str) -> str:
+    if slug not in versions:
+        return "absent"
+    return f"v{current[slug]}" if slug in current else f"retired (v{max(versions[slug])})"
+
+
+def _short(value: str) -> str:
+    return ("the library row differs from its approved document" if value == NOT_ITS_DOCUMENT
+            else f"{value[:12]}...")
+
+
+def reference_report(source: Target, destination: Target) -> dict[str, Any]:
+    """The report as `inv diff --json` built it before: both sides whole, sorted by slug."""
+    (a, ca), (b, cb) = held_whole(source), held_whole(destination)
+    found: list[dict[str, str]] = []
+    for slug in sorted(a.keys() | b.keys()):
+        here, there = _state(a, ca, slug), _state(b, cb, slug)
+        if slug not in a or slug not in b:
+            found.append({"kind": "ONLY", "slug": slug, "from": here, "to": there, "detail": ""})
+            continue
+        clash = sorted(v for v in a[slug].keys() & b[slug].keys()
+                       if a[slug][v] != b[slug][v] or NOT_ITS_DOCUMENT in (a[slug][v], b[slug][v]))
+        if clash:
+            found.append({"kind": "CONFLICT", "slug": slug, "from": here, "to": there,
+                          "detail": "different content in " + ", ".join(
+                              f"v{v} ({_short(a[slug][v])} vs {_short(b[slug][v])})" for v in clash)})
+        if here != there:
+            retired = (slug in ca) != (slug in cb)
+            found.append({"kind": "RETIRED" if retired or slug not in ca else "VERSION",
+                          "slug": slug, "from": here, "to": there, "detail": ""})
+    found.sort(key=lambda d: (_ORDER.index(d["kind"]), d["slug"]))
+    return {"equal": not found, "from": source.masked(), "to": destination.masked(),
+            "movements": {"from": len(a), "to": len(b)},
+            "counts": {k.lower(): sum(1 for d in found if d["kind"] == k) for k in _ORDER},
+            "differences": [{**d, "kind": d["kind"].lower()} for d in found]}
+
+
+# -- two libraries in a database whose own slug order is not byte order ---------------------
+
+@pytest.fixture
+def two_libraries(pg18: Server, tmp_path: Path) -> Iterator[tuple[Target, Target]]:
+    """Two WIN1252 databases (their ORDER BY slug is not byte order) holding SLUGS, the second
+    drifted in every way: a conflict, a new version, a retired movement, one only in each."""
+    names = [f"t_stream_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    with pg18.admin() as conn:
+        for name in names:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'WIN1252' "
+                                 "LOCALE 'C'").format(sql.Identifier(name)))
+    try:
+        a, b = (target_from_dsn(pg18.dsn(name), "--dsn") for name in names)
+        config = dataclasses.replace(settings(), schema_file=permissive_schema(tmp_path))
+        path = tmp_path / "slugs.json"
+
+        def seed_with(target: Target, slugs: list[str], renamed: str | None = None,
+                      **options: Any) -> None:
+            path.write_text(json.dumps(movements(slugs, renamed=renamed)), encoding="utf-8")
+            run_seed(config, target, SeedOptions(data_file=path, **options), lambda _: None)
+
+        seed_with(a, SLUGS)
+        seed_with(b, [s for s in SLUGS if s != "ß"] + ["ö-only-here"], renamed="é-move")
+        seed_with(b, [s for s in SLUGS if s not in ("ß", "a-b")] + ["ö-only-here"],
+                  renamed="tab\there", new_versions=True, retire=True)
+        yield a, b
+    finally:
+        for name in names:
+            pg18.drop_database(name)
+
+
+def test_diff_streams_the_report_it_built_whole_byte_for_byte(
+        cli: Cli, two_libraries: tuple[Target, Target]) -> None:
+    a, b = two_libraries
+    reference = reference_report(a, b)
+    assert reference["counts"] == {"conflict": 1, "only": 2, "version": 2, "retired": 1}
+    result = cli("diff", "--from", a.conninfo, "--to", b.conninfo, "--json")
+    assert result.code == 1
+    assert result.stdout == json.dumps(reference, indent=2, sort_keys=True) + "\n"
+    back = cli("diff", "--from", b.conninfo, "--to", a.conninfo, "--json")
+    assert back.code == 1
+    assert back.stdout == json.dumps(reference_report(b, a), indent=2, sort_keys=True) + "\n"
+    text = cli("diff", "--from", a.conninfo, "--to", b.conninfo)
+    assert text.code == 1
+    listed = [line.split(":")[0].split()[-1] for line in text.stdout.splitlines()[3:9]]
+    assert listed == [d["slug"].replace("\t", "\\t") for d in reference["differences"]]
+    same = cli("diff", "--from", a.conninfo, "--to", a.conninfo, "--json")
+    assert same.code == 0
+    assert same.stdout == json.dumps(reference_report(a, a), indent=2, sort_keys=True) + "\n"
+
+
+def test_the_merge_pulls_each_side_only_as_far_as_it_has_compared() -> None:
+    pulled = [0, 0]
+
+    def side(n: int, step: int) -> Iterator[Movement]:
+        for i in range(0, 10**9, step):
+            pulled[n] += 1
+            yield Movement(f"m{i:012d}", {1: "h"}, 1)
+
+    first = list(islice(merge(side(0, 2), side(1, 3)), 100))
+    assert len(first) == 100
+    assert max(pulled) < 100  # a held side would have been read whole (never, here)
+    with pytest.raises(RuntimeError, match="out of slug order"):
+        list(merge(iter([Movement("b", {}, None), Movement("a", {}, None)]), iter(())))
+
+
+def test_a_report_keeps_a_few_differences_and_spills_the_rest() -> None:
+    report = DriftReport("a", "b")
+    count = 50_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(count):
+            report.add([Difference("RETIRED", f"movement-{i:06d}", "v1", "retired (v1)")])
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1 << 20, f"{held} bytes held for {count} differences"  # whole: about 20 MB
+    assert len(report.first["RETIRED"]) == drift.SHOWN and report.drifted == count
+    listed = report.differences()
+    assert next(listed) == Difference("RETIRED", "movement-000000", "v1", "retired (v1)")
+    assert sum(1 for _ in listed) == count - 1
+    assert report.lines()[-1] == f"   ... and {count - drift.SHOWN} more retired"
+
+
+# -- the dry run's JSON --------------------------------------------------------------------
+
+def test_one_renderer_streams_the_text_it_renders_whole() -> None:
+    rng = random.Random(22)
+    documents: list[Any] = [{}, [], "é", None, {"b": {}, "a": [1, {"z": "x\ny", "y": []}]},
+                            {"nested": {"deeper": {"k": [1.5, True]}}, "e": ""}]
+    for _ in range(50):
+        documents.append({f"k{rng.randrange(9)}": [rng.randrange(3) for _ in range(rng.randrange(3))]
+                          for _ in range(rng.randrange(5))})
+    for document in documents:
+        whole = json.dumps(document, indent=2, sort_keys=True)
+        assert as_json(document) == whole
+        for size in (1, 7, 10_000):
+            assert "\n".join(json_blocks(document, size)) == whole
+    items = [{"slug": f"s{i}", "diff": [{"field": "name", "old": "a", "new": None}]} for i in range(5)]
+    lazy = {"movements": iter(items), "totals": {"new": 5}, "none": iter(())}
+    assert as_json(lazy) == json.dumps({**lazy, "movements": items, "none": []}, indent=2,
+                                       sort_keys=True)
+
+
+def test_json_blocks_pull_the_items_as_they_write_them() -> None:
+    pulled = 0
+
+    def items() -> Iterator[dict[str, int]]:
+        nonlocal pulled
+        for i in range(10**9):
+            pulled += 1
+            yield {"i": i}
+
+    blocks = json_blocks({"movements": items()}, size=1000)
+    next(blocks)
+    assert pulled < 100
+    chunks = json_chunks({"movements": items()})
+    assert next(chunks) == '{\n  "movements": '
+
+
+def _dry_json(cli: Cli, target: Target, path: Path, *more: str) -> Any:
+    return cli("seed", "--dsn", target.conninfo, "--file", str(path), "--dry-run", "--format",
+               "json", *more)
+
+
+def test_the_dry_runs_json_is_the_whole_document_byte_for_byte(
+        cli: Cli, migrated_db: Target, tmp_path: Path) -> None:
+    seed(migrated_db)
+    records = json.loads(CANONICAL.read_text())
+    changed = [{**records[0], "name": "Renamed é"}, *records[1:6], {**records[0], "slug": "new-one"}]
+    path = tmp_path / "changed.json"
+    path.write_text(json.dumps(changed))
+    dataset = load_movements(path, settings().schema_file)
+    for flags, code in (((), 1), (("--new-versions", "--retire"), 0)):
+        with db.connect(migrated_db, autocommit=True) as conn, db.work(conn, read_only=True):
+            plan = make_plan(conn, dataset, new_versions=bool(flags), retire=bool(flags),
+                             with_diffs=True)
+        whole = {"target": migrated_db.masked(), "data_file": dataset.display_name,
+                 "pending_migrations": [], **plan.as_dict()}
+        result = _dry_json(cli, migrated_db, path, *flags)
+        assert result.code == code, result.output
+        assert result.stdout == as_json(whole) + "\n"  # one renderer, keys sorted
+        # the same document the unsorted writer gave before issue 22, key order aside
+        assert json.loads(result.stdout) == json.loads(json.dumps(whole, indent=2))
+        kinds = {m["slug"]: (m["status"], m["action"]) for m in whole["movements"]}
+        assert kinds[records[0]["slug"]] == ("changed", "publish" if flags else "blocked")
+        assert kinds[records[7]["slug"]] == ("missing", "retire" if flags else "keep")
+
+
+# -- a retire ------------------------------------------------------------------------------
+
+def test_a_plan_keeps_missing_movements_compactly_and_retires_them_in_slug_order(
+        migrated_db: Target, tmp_path: Path) -> None:
+    count = 5_000
+    path = tmp_path / "synth.json"
+    write_synthetic(count, path)
+    seed(migrated_db, path)
+    few = tmp_path / "few.json"
+    write_synthetic(3, few)  # the first three of the same movements
+    dataset = load_movements(few, settings().schema_file)
+    with db.connect(migrated_db, autocommit=True) as conn, conn.transaction():
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            plan = make_plan(conn, dataset, new_versions=False, retire=True)
+            planned = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+    assert plan.totals()["to_retire"] == count - 3
+    # a Change object each took 193 bytes (measured before issue 22); a slug in a buffer, 70
+    assert planned / count < 100, f"{planned / count:.0f} bytes a missing movement"
+    lines: list[str] = []
+    run_seed(settings(), migrated_db, SeedOptions(data_file=few, retire=True), lines.append)
+    retired = [r[0] for r in rows(migrated_db, "SELECT slug FROM movement_audit_log "
+                                               "WHERE action = 'RETIRED' ORDER BY id")]
+    ordered = [r[0] for r in rows(migrated_db, "SELECT slug FROM movement_library "
+                                               "WHERE version = 1 ORDER BY slug")]
+    assert retired == [s for s in ordered if s not in set(dataset.entries.slugs)]
+    start = lines.index(f"seed: 0 published (0 new versions), 3 unchanged, {count - 3} retired "
+                        "(seed run 2)") + 1
+    assert lines[start:start + 50] == [
+        f"  RETIRED   {s}" for s in sorted(retired, key=lambda s: s.encode())[:50]]
+    assert rows(migrated_db, "SELECT count(*) FROM movement_current") == [(3,)]
+    assert rows(migrated_db, "SELECT to_regclass('movelib_retire')") == [(None,)]
+
+
+def test_a_seed_that_keeps_many_missing_names_ten(migrated_db: Target, tmp_path: Path) -> None:
+    path = tmp_path / "synth.json"
+    write_synthetic(40, path)
+    seed(migrated_db, path)
+    few = tmp_path / "few.json"
+    write_synthetic(2, few)
+    lines: list[str] = []
+    run_seed(settings(), migrated_db, SeedOptions(data_file=few), lines.append)
+    kept = next(line for line in lines if "were kept" in line)
+    assert kept.startswith("  38 current movement(s) are not in the data file and were kept")
+    assert kept.endswith(" ...") and kept.count(", ") == 9
+
+
+# -- the restore's preview -----------------------------------------------------------------
+
+def test_an_external_sort_gives_every_record_back_sorted_holding_one_run() -> None:
+    rng = random.Random(7)
+    records = [(f"slug-{rng.randrange(10**6)}".encode(), rng.randrange(5), "h")
+               for _ in range(10_000)]
+    spill = SortedSpill(run_records=500)
+    largest = 0
+    for record in records:
+        spill.add(record)
+        largest = max(largest, len(spill._run))
+    assert largest <= 500  # never more than a run in memory
+    assert list(spill) == sorted(records)
+    assert list(SortedSpill()) == []
+
+
+def test_the_dumps_side_is_what_dictionaries_of_it_gave(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DumpLibrary.movements() against the dictionaries it used to build from the same rows."""
+    from movelib import spill as spill_module
+    from movelib.dumpformat import Table
+
+    monkeypatch.setattr(spill_module, "RUN_RECORDS", 7)  # many runs on disk
+    rng = random.Random(3)
+    slugs = [*SLUGS[:12], *(f"m-{i}" for i in range(30))]
+    library_rows = [(s, v, f"{rng.randrange(16**8):08x}") for s in slugs for v in range(1, rng.randrange(2, 4))]
+    rng.shuffle(library_rows)
+    current_rows = [(s, 1) for s in slugs if rng.random() < 0.7]
+    dump = DumpLibrary()
+    escaped: Callable[[str], bytes] = lambda s: s.encode().replace(b"\\", b"\\\\").replace(b"\t", b"\\t")  # noqa: E731
+    library = Table("movement_library", ("id", "slug", "version", "content_hash"))
+    current = Table("movement_current", ("slug", "version"))
+    dump.feed(library, iter([b"".join(b"1\t%s\t%d\t%s\n" % (escaped(s), v, h.encode())
+                                      for s, v, h in library_rows)]))
+    dump.feed(current, iter([b"".join(b"%s\t%d\n" % (escaped(s), v) for s, v in current_rows)]))
+    versions: dict[str, dict[int, str]] = {}
+    for s, v, h in library_rows:
+        versions.setdefault(s, {})[v] = h
+    whole = dict(current_rows)
+    expected = [Movement(s, versions[s], whole.get(s)) for s in sorted(versions, key=str.encode)]
+    assert list(dump.movements()) == expected
+
+
+def test_the_restores_preview_is_what_the_whole_comparison_gave(
+        cli: Cli, two_libraries: tuple[Target, Target], tmp_path: Path) -> None:
+    """The dump of one library previewed into the other: the lines the held-whole comparison
+    gives (each kind's first few in `inv diff`'s order), the dump's side sorted on disk."""
+    from movelib.preview import KINDS, SHOWN, Preview, _kind
+
+    a, b = two_libraries
+    dumped = cli("dump", "--dsn", a.conninfo, "--output-dir", str(tmp_path / "dumps"))
+    assert dumped.code == 0, dumped.output
+    reference = reference_report(b, a)  # the target's side, then the dump's
+    changes: dict[str, list[Difference]] = {}
+    for d in reference["differences"]:
+        found = Difference(d["kind"].upper(), d["slug"], d["from"], d["to"], d["detail"])
+        changes.setdefault(_kind(found), []).append(found)
+    result = cli("restore", "--dump-file", str(tmp_path / "dumps" / "movements_seed_latest.sql"),
+                 "--dsn", b.conninfo, "--dry-run")
+    assert result.code == 0, result.output
+    lines = result.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("replaces: "))
+    expected = Preview(lines[at].removeprefix("replaces: "),
+                       {k: v[:SHOWN] for k, v in changes.items()},
+                       (reference["movements"]["from"], reference["movements"]["to"]),
+                       {k: len(changes.get(k, [])) for k in KINDS}).lines()
+    assert lines[at:at + len(expected)] == expected
+    assert sum(len(v) for v in changes.values()) == 6  # every kind of change is in the case
