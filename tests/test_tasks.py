@@ -61,12 +61,32 @@ def test_listing_and_help_import_nothing_heavy(argv: list[str]) -> None:
     assert "HEAVY []" in proc.stderr, proc.stderr[-2000:]
 
 
-def test_every_inv_command_in_readme_exists() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    used = set(re.findall(r"\binv ([a-z][a-z0-9_.-]*)", readme)) - {"--list"}
-    assert used, "README names no inv commands"
+@pytest.mark.parametrize("doc", ["README.md", "SECURITY.md", *(f"docs/{p.name}" for p in sorted((ROOT / "docs").glob("*.md")))])
+def test_every_inv_command_in_the_docs_exists(doc: str) -> None:
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    used = set(re.findall(r"\binv ([a-z][a-z0-9_.-]*)", text)) - {"--list"}
+    assert used, f"{doc} names no inv commands"
     unknown = sorted(u for u in used if u not in NS.task_names)
-    assert not unknown, f"README mentions unknown tasks: {unknown}"
+    assert not unknown, f"{doc} mentions unknown tasks: {unknown}"
+
+
+def test_the_docs_links_to_files_and_headings_resolve() -> None:
+    """Every relative link in README.md and docs/ names a file that exists and, after '#', a
+    heading of that file (GitHub's anchors: lower case, spaces to '-', punctuation dropped)."""
+    def anchors(path: Path) -> set[str]:
+        return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+                for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")}
+
+    broken = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for link in re.findall(r"\]\(([^)\s]+)\)", doc.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", link):
+                continue
+            file, _, anchor = link.partition("#")
+            target = (doc.parent / file).resolve() if file else doc
+            if not target.exists() or (anchor and target.suffix == ".md" and anchor not in anchors(target)):
+                broken.append(f"{doc.relative_to(ROOT)}: {link}")
+    assert not broken, broken
 
 
 def _taskref() -> Any:
