@@ -36,9 +36,10 @@ from .guard import PROTECTED, Permission, check_protected
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
 from .migrations import CHECKOUT_MIGRATIONS, checkout_migrations, migration_ids
 from .preview import DumpLibrary, Preview, preview
-from .provenance import Provenance, latest, record_restore, run_by
+from .provenance import Provenance, latest, run_by
 from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
 from .release import proven_tag
+from .restore_record import record_restore
 from .rollback import check_rollback
 from .settings import Settings
 from .tables import current_counts, environment_label
