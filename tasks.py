@@ -351,12 +351,12 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
 def verify(c: Context, dsn: str | None = None, profile: str | None = None,
            file: str | None = None, json: bool = False, release: str | None = None) -> None:
     """Check counts, audit chains, provenance, and (--file, --release) the content."""
-    from movelib.release_check import release_manifest
+    from movelib.release_check import comparison, release_manifest
     from movelib.verify import verify as run_verify
 
     with user_errors("inv verify"):
         settings = _settings(c)
-        wanted = release_manifest(settings.root, release) if release else None
+        wanted = comparison(*release_manifest(settings.root, release)) if release else None
         target = _target(settings, dsn, profile, err=json, start=False)  # --json: stdout is it
         report = run_verify(target, data_file=settings.path(file, settings.data_file) if file
                             else None, schema_file=settings.schema_file,

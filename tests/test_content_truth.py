@@ -195,13 +195,14 @@ def test_diff_recomputes_both_sides(cli: Cli, seeded: Target, pg18: Server, hone
 
 
 def test_verify_release_recomputes_the_library_digest(seeded: Target, tmp_path: Path) -> None:
+    from movelib.release_check import comparison
     from movelib.verify import verify
 
     manifest = dump(seeded, MIGRATIONS, tmp_path, update_latest=False, release="v1.0").manifest
     assert verify(seeded, schema_file=ROOT / "schemas" / "movement.schema.json",
-                  release=("v1.0", manifest)).ok
+                  release=comparison("v1.0", manifest)).ok
     _with_triggers_off(seeded, "UPDATE movement_library SET name = 'Back Squat (PWNED)' WHERE slug = 'back-squat'")
-    report = verify(seeded, schema_file=ROOT / "schemas" / "movement.schema.json", release=("v1.0", manifest))
+    report = verify(seeded, schema_file=ROOT / "schemas" / "movement.schema.json", release=comparison("v1.0", manifest))
     assert not report.ok
     assert any("release v1.0: the library's content differs from the release's" in p for p in report.problems)
 

@@ -184,7 +184,7 @@ def test_a_latest_copy_that_cannot_be_replaced_is_one_line(cli: Cli, migrated_db
 
 @pytest.mark.windows
 def test_on_windows_a_file_held_open_is_one_line_for_purge_and_replace(cli: Cli, cli_overrides: dict[str, str], tmp_path: Path) -> None:
-    from movelib.manifest import write_atomically
+    from movelib.files import write_atomically
 
     target = tmp_path / "movements_seed_latest.sql"
     target.write_bytes(b"old")

@@ -167,13 +167,13 @@ def test_verify_release_passes_on_a_restore_of_it_and_fails_with_what_differs(cl
 
 
 def test_verify_release_finds_the_release_by_version(migrated_db: Target, released: Path) -> None:
-    from movelib.release_check import release_manifest
+    from movelib.release_check import comparison, release_manifest
     from movelib.verify import verify
 
     version, manifest = release_manifest(released.parents[2], "v1.2")
     assert (version, manifest.release) == ("v1.2", "v1.2")
     report = verify(migrated_db, schema_file=ROOT / "schemas" / "movement.schema.json",
-                    release=(version, manifest))
+                    release=comparison(version, manifest))
     assert not report.ok  # an empty library is not the release
     assert "release v1.2: movement_library has 0 rows, the release 8" in report.problems
 
@@ -235,14 +235,14 @@ def test_db_status_says_what_each_running_emulator_holds(cli: Cli, cli_overrides
 
 def test_the_library_hash_is_the_same_on_postgresql_15(released: Path, pg15: Server) -> None:
     """A release cut on PostgreSQL 18 verifies on 15: the hash is computed the same way there."""
-    from movelib.release_check import release_manifest
+    from movelib.release_check import comparison, release_manifest
     from movelib.verify import verify
 
     with database(pg15) as name:
         target = target_from_dsn(pg15.dsn(name), "--dsn")
         restore(plan_restore(target, released.with_name(released.name.replace(".manifest.json", ".sql"))))
         report = verify(target, schema_file=ROOT / "schemas" / "movement.schema.json",
-                        release=release_manifest(ROOT, str(released)))
+                        release=comparison(*release_manifest(ROOT, str(released))))
     assert report.ok, report.problems
     assert any("library content matches" in line for line in report.release_matches)
 
@@ -312,10 +312,10 @@ def test_a_verified_release_is_recorded_with_its_signer_and_only_a_tag_that_poin
 
 
 def cli_verify_release(target: Target, manifest: Path) -> str:
-    from movelib.release_check import release_manifest
+    from movelib.release_check import comparison, release_manifest
     from movelib.verify import verify
 
-    report = verify(target, schema_file=SETTINGS_SCHEMA, release=release_manifest(ROOT, str(manifest)))
+    report = verify(target, schema_file=SETTINGS_SCHEMA, release=comparison(*release_manifest(ROOT, str(manifest))))
     assert report.ok, report.problems
     return "\n".join(report.release_matches)
 

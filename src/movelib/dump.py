@@ -23,18 +23,11 @@ from pathlib import Path
 import psycopg
 
 from . import __version__, db
-from .dumpformat import END_OF_DATA, Layout, Table, checkout_migrations, render
+from .dumpformat import END_OF_DATA, Layout, Table, render
 from .errors import ArtifactError, InvalidTarget
-from .manifest import (
-    BackgroundWriter,
-    HashingWriter,
-    Manifest,
-    atomic_file,
-    link_atomically,
-    manifest_path,
-    staged,
-    write_atomically,
-)
+from .files import BackgroundWriter, HashingWriter, atomic_file, link_atomically, staged, write_atomically
+from .manifest import Manifest, manifest_path
+from .migrations import checkout_migrations
 from .psql import has_tls
 from .tables import (
     environment_label,

@@ -16,16 +16,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from .defaults import CLIENT_ENCODING
 from .errors import ArtifactError
 from .tables import MOVEMENT_TABLES
-from .text import shown_path
 from .yoyo_tables import YOYO_COLUMNS, YOYO_DDL, YOYO_LOCK_TABLE, YOYO_TABLES
-
-# The checkout's own migrations (src layout), for callers that have no Settings.
-CHECKOUT_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 # The columns each migration adds to the dumped movement tables, in PostgreSQL's attnum order:
 # the "known column lists" a restore accepts, without asking any database. A migration that
@@ -181,33 +176,3 @@ def render(migrations: Sequence[tuple[str, bytes]], created_at: str, tool_versio
                         f"coalesce((SELECT max(id) FROM {table.name}), 0) + 1, false);\n".encode())
     tail.append(FOOTER)
     return Layout(tuple(ids), b"".join(parts), tables, b"".join(tail))
-
-
-def checkout_migrations(migrations_dir: Path, ids: Sequence[str],
-                        written_by: str | None = None) -> list[tuple[str, bytes]]:
-    """This checkout's SQL for the migrations ``ids`` (in that order), each after the ones it
-    depends on; a migration this checkout lacks is refused (the dump is newer than movelib)."""
-    from yoyo import read_migrations
-
-    if not migrations_dir.is_dir():
-        raise ArtifactError(f"no migrations directory at {shown_path(migrations_dir)}")
-    known = {m.id: m for m in read_migrations(str(migrations_dir))}
-    missing = [m for m in ids if m not in known]
-    if missing:
-        by = f" (it was written by movelib {written_by})" if written_by else ""
-        raise ArtifactError(
-            f"the dump needs migration(s) {', '.join(missing)}, which this movelib does not "
-            f"have{by}: upgrade movelib to restore it; refusing the dump")
-    out: list[tuple[str, bytes]] = []
-    for migration_id in ids:
-        before = {m for m, _ in out}
-        needs = sorted(d.id for d in known[migration_id].depends if d.id not in before)
-        if needs:
-            raise ArtifactError(f"migration {migration_id} depends on {', '.join(needs)}, "
-                                "which the dump does not list before it; refusing the dump")
-        path = Path(known[migration_id].path)
-        if path.suffix != ".sql":
-            raise ArtifactError(f"migration {migration_id} is not SQL ({path.name}); a dump "
-                                "carries SQL migrations only")
-        out.append((migration_id, path.read_bytes()))
-    return out

@@ -23,11 +23,11 @@ from .dumpformat import (
     END_OF_DATA,
     Layout,
     Table,
-    checkout_migrations,
     render,
 )
 from .errors import ArtifactError
 from .manifest import Manifest
+from .migrations import checkout_migrations
 from .text import shown_path
 from .yoyo_tables import YOYO_SCHEMA_VERSION, yoyo_hash
 

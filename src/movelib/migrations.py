@@ -12,6 +12,7 @@ together or not at all: a crash or a failed migration leaves no table without it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import psycopg
 
 from . import db, secrets
 from .defaults import LOCK_TIMEOUT
-from .errors import ConfigError, MigrationError
+from .errors import ArtifactError, ConfigError, MigrationError
 from .guard import Permission, check_protected
 from .tables import environment_label, table_exists
 from .target import Target
@@ -27,6 +28,8 @@ from .text import shown_path
 from .yoyo_tables import YOYO_LOCK_TABLE, applied_ids, ensure_bookkeeping, record_applied
 
 ENVIRONMENTS = ("local", "staging", "production")
+# The checkout's own migrations (src layout), for callers that have no Settings.
+CHECKOUT_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 @dataclass
@@ -123,9 +126,6 @@ def _pending_sql(migrations_dir: Path, ids: list[str],
     """The SQL of the ``pending`` migrations, each checked to be one movelib can apply."""
     from yoyo import read_migrations
 
-    from .dumpformat import checkout_migrations
-    from .errors import ArtifactError
-
     for migration in read_migrations(str(migrations_dir)):
         if migration.id in pending:
             migration.load()
@@ -180,3 +180,33 @@ def pending_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[s
     """Migrations not yet applied, read without writing."""
     applied = _applied(conn)
     return [i for i in migration_ids(migrations_dir) if i not in applied]
+
+
+def checkout_migrations(migrations_dir: Path, ids: Sequence[str],
+                        written_by: str | None = None) -> list[tuple[str, bytes]]:
+    """This checkout's SQL for the migrations ``ids`` (in that order), each after the ones it
+    depends on; a migration this checkout lacks is refused (the dump is newer than movelib)."""
+    from yoyo import read_migrations
+
+    if not migrations_dir.is_dir():
+        raise ArtifactError(f"no migrations directory at {shown_path(migrations_dir)}")
+    known = {m.id: m for m in read_migrations(str(migrations_dir))}
+    missing = [m for m in ids if m not in known]
+    if missing:
+        by = f" (it was written by movelib {written_by})" if written_by else ""
+        raise ArtifactError(
+            f"the dump needs migration(s) {', '.join(missing)}, which this movelib does not "
+            f"have{by}: upgrade movelib to restore it; refusing the dump")
+    out: list[tuple[str, bytes]] = []
+    for migration_id in ids:
+        before = {m for m, _ in out}
+        needs = sorted(d.id for d in known[migration_id].depends if d.id not in before)
+        if needs:
+            raise ArtifactError(f"migration {migration_id} depends on {', '.join(needs)}, "
+                                "which the dump does not list before it; refusing the dump")
+        path = Path(known[migration_id].path)
+        if path.suffix != ".sql":
+            raise ArtifactError(f"migration {migration_id} is not SQL ({path.name}); a dump "
+                                "carries SQL migrations only")
+        out.append((migration_id, path.read_bytes()))
+    return out

@@ -10,26 +10,22 @@ survives restores; ``inv verify`` and ``inv db.status`` print the latest row.
 
 The library's digest lives with the schema's other facts (:func:`movelib.tables.library_sha256`);
 what ``inv db.status`` says of each emulator is :mod:`movelib.dbstatus`; a release's manifest
-found and compared with a database is :mod:`movelib.release_check`.
+found and compared with a database is :mod:`movelib.release_check`; the row a restore adds is
+written by :mod:`movelib.restore_record`.
 """
 
 from __future__ import annotations
 
 import getpass
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import psycopg
 
 from .tables import PROVENANCE_TABLE, table_exists
 from .text import shown
-
-if TYPE_CHECKING:
-    from .manifest import Manifest
-    from .sshkeys import PublicKey
 
 NO_SCHEMA = "no movelib schema"
 NOTHING = "nothing recorded"
@@ -108,40 +104,6 @@ def record_seed(conn: psycopg.Connection, *, data_file: str, data_sha256: str, r
         "INSERT INTO movement_provenance (kind, data_file, data_sha256, run_by, seed_run_id) "
         "VALUES ('seed', %s, %s, %s, %s)", (data_file, data_sha256, run_by, seed_run_id))
     return True
-
-
-class Signer(Protocol):
-    """What a restore records of a signature that counted (:class:`movelib.quorum.Signer`)."""
-
-    @property
-    def principal(self) -> str: ...
-    @property
-    def key(self) -> PublicKey: ...
-
-
-def record_restore(conn: psycopg.Connection, manifest: Manifest, *, run_by: str,
-                   signers: Sequence[Signer] = (), tag: str | None = None) -> None:
-    """Record a restore of ``manifest``'s dump, after its rows are loaded (same transaction).
-
-    Only what was proven is recorded: the release (and who signed it: every signer that
-    counted, by principal and key) when its signatures were verified at this restore, the tag
-    when ``tag`` was found pointing at that release (:func:`movelib.release.proven_tag`); an
-    unsigned dump is recorded by its file alone. The earlier rows stay; those naming a seed run
-    lose it, as the restore replaced the runs.
-    """
-    signed_by = ", ".join(s.principal for s in signers) or None
-    signer_keys = ", ".join(f"{s.key.short_type} {s.key.fingerprint}" for s in signers) or None
-    conn.execute("UPDATE movement_provenance SET seed_run_id = NULL WHERE seed_run_id IS NOT NULL")
-    conn.execute(
-        """
-        INSERT INTO movement_provenance (kind, data_file, data_sha256, artifact_file,
-            artifact_sha256, release, tag, source_environment, source_server_version, run_by,
-            signed_by, signer_key)
-        VALUES ('restore', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        """,
-        (manifest.data_file, manifest.data_sha256, manifest.dump_file, manifest.sha256,
-         manifest.release if signers else None, tag if signers else None,
-         manifest.environment, manifest.source_server_version, run_by, signed_by, signer_keys))
 
 
 def latest(conn: psycopg.Connection) -> Provenance | str:

@@ -4,6 +4,8 @@ database restored, and the library's content (:func:`movelib.tables.library_sha2
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -64,3 +66,10 @@ def compare_release(conn: psycopg.Connection, version: str,
                        f"(library_sha256 {have[:12]}... vs {manifest.library_sha256[:12]}...; "
                        "`inv diff` names the movements)")
     return same, differs
+
+
+def comparison(version: str, manifest: Manifest) -> tuple[
+        str, Callable[[psycopg.Connection], tuple[list[str], list[str]]]]:
+    """What ``verify.verify(release=...)`` takes: the release's name and the comparison of a
+    database with it (:func:`compare_release`)."""
+    return version, partial(compare_release, version=version, manifest=manifest)

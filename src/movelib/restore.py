@@ -29,16 +29,17 @@ import psycopg
 from . import db, secrets
 from .console import mintty_hint
 from .defaults import LOCK_TIMEOUT
-from .dumpformat import CHECKOUT_MIGRATIONS, Layout, checkout_migrations, transaction_scoped
+from .dumpformat import Layout, transaction_scoped
 from .dumpreader import Rows, Sql, layout_for, read_dump
 from .errors import ConfirmationRequired, MovelibError, RestoreFailed
 from .guard import PROTECTED, Permission, check_protected
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
-from .migrations import migration_ids
+from .migrations import CHECKOUT_MIGRATIONS, checkout_migrations, migration_ids
 from .preview import DumpLibrary, Preview, preview
-from .provenance import Provenance, latest, record_restore, run_by
+from .provenance import Provenance, latest, run_by
 from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
 from .release import proven_tag
+from .restore_record import record_restore
 from .rollback import check_rollback
 from .settings import Settings
 from .tables import current_counts, environment_label

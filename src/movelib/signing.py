@@ -33,7 +33,7 @@ from .errors import (
     UnsignedRelease,
     WrongNamespace,
 )
-from .manifest import write_atomically
+from .files import write_atomically
 from .readonce import read_bounded
 from .sshkeys import BEGIN, PublicKey, Signature
 from .sshkeys import printable as _text

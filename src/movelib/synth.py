@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .defaults import SYNTH_SEED
-from .manifest import atomic_file
+from .files import atomic_file
 
 BASES = [
     ("squat", "Squat", ["quadriceps", "glutes"], ["hamstrings", "adductors"], "push"),

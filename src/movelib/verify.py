@@ -18,9 +18,7 @@ from .datafile import Dataset, load_movements
 from .db import rows
 from .defaults import FileLimits
 from .errors import VerificationFailed
-from .manifest import Manifest
 from .provenance import Provenance, latest
-from .release_check import compare_release
 from .tables import (
     CHAIN,
     COUNTED_TABLES,
@@ -34,6 +32,11 @@ from .target import Target
 from .text import shown
 
 SHOWN_PER_CHECK = 20
+
+# A comparison run in verify's snapshot: (what matches, what differs). ``inv verify --release``
+# passes a release's (:func:`movelib.release_check.comparison`); the seed's checks know nothing
+# of releases.
+Compare = Callable[[psycopg.Connection], tuple[list[str], list[str]]]
 
 # The guide's three verification queries, verbatim in meaning.
 GUIDE_QUERIES = {
@@ -274,10 +277,11 @@ def _list(report: VerifyReport, kind: str, slugs: list[str], total: int, text: s
 
 
 def verify(target: Target, *, data_file: Path | None = None, schema_file: Path,
-           limits: FileLimits | None = None, release: tuple[str, Manifest] | None = None,
+           limits: FileLimits | None = None, release: tuple[str, Compare] | None = None,
            before_connect: Callable[[], object] | None = None) -> VerifyReport:
     """Open a connection to ``target`` and check it (see :func:`check`); report where its
-    library came from, and with ``release`` (version, manifest) compare it with that release.
+    library came from, and with ``release`` (its version, and the comparison with it) compare
+    it with that release, in the same snapshot.
     ``before_connect`` runs after the data file is read, before the connection (the task
     starts a stopped emulator there)."""
     dataset = (load_movements(data_file, schema_file, limits=limits)
@@ -294,11 +298,11 @@ def verify(target: Target, *, data_file: Path | None = None, schema_file: Path,
 
 
 def _verify(conn: psycopg.Connection, target: Target, dataset: Dataset | None,
-            release: tuple[str, Manifest] | None) -> VerifyReport:
+            release: tuple[str, Compare] | None) -> VerifyReport:
     report = check(conn, target, dataset)
     report.provenance = latest(conn)
     if release is not None:
-        report.release = release[0]
-        report.release_matches, differs = compare_release(conn, *release)
+        report.release, compare = release
+        report.release_matches, differs = compare(conn)
         report.problems += differs
     return report

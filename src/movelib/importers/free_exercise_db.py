@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataFileError
-from ..manifest import write_atomically
+from ..files import write_atomically
 from ..text import shown_path
 
 CATEGORY = {
