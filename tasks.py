@@ -22,7 +22,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task
 from invoke.tasks import task as invoke_task
 
-from movelib.options import (  # help texts and option parsing: nothing heavy
+from movelib.base.options import (  # help texts and option parsing: nothing heavy
     BACKEND_HELP,
     COSIGN_HELP,
     DIFF_HELP,
@@ -47,11 +47,11 @@ from movelib.options import (  # help texts and option parsing: nothing heavy
     seconds,
     whole_number,
 )
-from movelib.text import as_json, json_blocks, shown_path  # how a task prints values and --json
+from movelib.base.text import as_json, json_blocks, shown_path  # how a task prints values and --json
 
 if TYPE_CHECKING:
-    from movelib.settings import Settings
-    from movelib.target import Target
+    from movelib.database.settings import Settings
+    from movelib.database.target import Target
 
 ROOT = Path(__file__).resolve().parent
 
@@ -85,8 +85,8 @@ def _plain(value: Any) -> Any:
 
 
 def _settings(c: Context) -> Settings:
-    from movelib.defaults import DEFAULTS
-    from movelib.settings import Settings
+    from movelib.base.defaults import DEFAULTS
+    from movelib.database.settings import Settings
 
     config = {key: _plain(c.config[key]) for key in DEFAULTS if key in c.config}
     return Settings.from_mapping(config, ROOT)
@@ -96,9 +96,9 @@ def say(*lines: str, err: bool = False) -> None:
     """Print lines (to stderr with ``err``) with every known password masked. When the reader
     has gone (``inv seed | head -1``), the rest of the output is dropped and the task still
     finishes its work."""
-    from movelib.console import reader_gone, utf8_output
-    from movelib.progress import end_live_line
-    from movelib.secrets import redact
+    from movelib.base.console import reader_gone, utf8_output
+    from movelib.base.progress import end_live_line
+    from movelib.base.secrets import redact
 
     end_live_line()
     stream = sys.stderr if err else sys.stdout
@@ -121,9 +121,9 @@ INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 def user_errors(task: str = "the task") -> Iterator[None]:
     """Expected failures become a message and exit code, never a traceback; Ctrl-C becomes one
     line and exit code 130."""
-    from movelib.errors import MovelibError
-    from movelib.progress import end_live_line
-    from movelib.secrets import redact
+    from movelib.base.errors import MovelibError
+    from movelib.base.progress import end_live_line
+    from movelib.base.secrets import redact
 
     try:
         yield
@@ -152,7 +152,7 @@ def _target(settings: Settings, dsn: str | None, profile: str | None, err: bool 
 def _starter(settings: Settings, target: Target, err: bool = False) -> Any:
     """What starts ``target``'s stopped profile emulator, for a task to call before it
     connects and after it has checked everything it can check without a connection."""
-    from movelib.emulator import start_if_stopped
+    from movelib.database.emulator import start_if_stopped
 
     return lambda: start_if_stopped(target, settings.emulator_for, lambda line: say(line, err=err))
 
@@ -170,7 +170,7 @@ def _starter(settings: Settings, target: Target, err: bool = False) -> Any:
 def up(c: Context, profile: str | None = None, backend: str | None = None,
        image: str | None = None) -> None:
     """Start a profile's PostgreSQL emulator (does nothing if it already runs)."""
-    from movelib.emulator import remember
+    from movelib.database.emulator import remember
 
     with user_errors("inv db.up"):
         settings = _settings(c)
@@ -193,8 +193,8 @@ def up(c: Context, profile: str | None = None, backend: str | None = None,
 def down(c: Context, profile: str | None = None, purge: bool = False,
          backend: str | None = None) -> None:
     """Stop a profile's emulator; --purge also deletes its data."""
-    from movelib.emulator import other_backend
-    from movelib.emulator.record import forget
+    from movelib.database.emulator import other_backend
+    from movelib.database.emulator.record import forget
 
     with user_errors("inv db.down"):
         settings = _settings(c)
@@ -214,9 +214,9 @@ def down(c: Context, profile: str | None = None, purge: bool = False,
 @task(help={"backend": BACKEND_HELP})
 def status(c: Context, backend: str | None = None) -> None:
     """Show every profile's emulator (backend, port, running, version, DSN) and what it holds."""
-    from movelib.dbstatus import status_lines as held
-    from movelib.emulator import other_backend
-    from movelib.emulator.base import status_lines
+    from movelib.database.dbstatus import status_lines as held
+    from movelib.database.emulator import other_backend
+    from movelib.database.emulator.base import status_lines
 
     with user_errors("inv db.status"):
         settings = _settings(c)
@@ -241,7 +241,7 @@ def status(c: Context, backend: str | None = None) -> None:
 )
 def url(c: Context, profile: str | None = None, reveal: bool = False) -> None:
     """Print a profile's DSN (password masked unless --reveal)."""
-    from movelib.target import mask_conninfo
+    from movelib.database.target import mask_conninfo
 
     with user_errors("inv db.url"):
         dsn = _settings(c).profile(profile).url()
@@ -254,7 +254,7 @@ def url(c: Context, profile: str | None = None, reveal: bool = False) -> None:
 def logs(c: Context, profile: str | None = None, lines: str | None = None,
          backend: str | None = None) -> None:
     """Show the last lines of a profile emulator's server log."""
-    from movelib.defaults import LOG_LINES
+    from movelib.base.defaults import LOG_LINES
 
     with user_errors("inv db.logs"):
         count = whole_number(lines, LOG_LINES, "--lines", minimum=1)
@@ -266,7 +266,7 @@ def logs(c: Context, profile: str | None = None, lines: str | None = None,
 def psql(c: Context, profile: str | None = None, dsn: str | None = None,
          command: str | None = None) -> None:
     """Open psql on the target (the password travels in the environment, not argv)."""
-    from movelib.psql import run_psql
+    from movelib.database.psql import run_psql
 
     with user_errors("inv db.psql"):
         settings = _settings(c)
@@ -285,9 +285,9 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
             environment: str | None = None, lock_timeout: float | None = None,
             allow_protected: bool = False, confirm: str | None = None) -> None:
     """Apply the SQL migrations in migrations/ (each one atomically)."""
-    from movelib.guard import Permission
-    from movelib.migrations import check_environment
-    from movelib.migrations import migrate as run_migrations
+    from movelib.database.guard import Permission
+    from movelib.database.migrations import check_environment
+    from movelib.database.migrations import migrate as run_migrations
 
     with user_errors("inv migrate"):
         settings = _settings(c)
@@ -308,8 +308,8 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
             "quiet": "no progress output"})
 def validate(c: Context, file: str | None = None, quiet: bool = False) -> None:
     """Check the data file against schemas/movement.schema.json; lists every error."""
-    from movelib.datafile import load_movements
-    from movelib.progress import ProgressReporter
+    from movelib.base.progress import ProgressReporter
+    from movelib.source.datafile import load_movements
 
     with user_errors("inv validate"):
         settings = _settings(c)
@@ -327,10 +327,10 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
          format: str | None = None, json: bool = False, quiet: bool = False,
          allow_protected: bool = False, confirm: str | None = None) -> None:
     """Migrate, validate, publish every movement through the audited workflow, verify."""
-    from movelib.guard import Permission
-    from movelib.migrations import check_environment
-    from movelib.progress import ProgressReporter
-    from movelib.workflow import SeedOptions, run_seed
+    from movelib.base.progress import ProgressReporter
+    from movelib.database.guard import Permission
+    from movelib.database.migrations import check_environment
+    from movelib.seed.workflow import SeedOptions, run_seed
 
     with user_errors("inv seed"):
         settings = _settings(c)
@@ -351,8 +351,8 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
 def verify(c: Context, dsn: str | None = None, profile: str | None = None,
            file: str | None = None, json: bool = False, release: str | None = None) -> None:
     """Check counts, audit chains, provenance, and (--file, --release) the content."""
-    from movelib.release_check import comparison, release_manifest
-    from movelib.verify import verify as run_verify
+    from movelib.seed.verify import verify as run_verify
+    from movelib.ship.release_check import comparison, release_manifest
 
     with user_errors("inv verify"):
         settings = _settings(c)
@@ -369,7 +369,7 @@ def verify(c: Context, dsn: str | None = None, profile: str | None = None,
 @task(help=DIFF_HELP)
 def diff(c: Context, from_: str = "", to: str = "", json: bool = False) -> None:
     """Compare two libraries movement by movement, read only (exit 1: they differ)."""
-    from movelib import drift
+    from movelib.seed import drift
 
     with user_errors("inv diff"):
         settings = _settings(c)
@@ -386,8 +386,8 @@ def diff(c: Context, from_: str = "", to: str = "", json: bool = False) -> None:
 def dump(c: Context, dsn: str | None = None, profile: str | None = None,
          output_dir: str | None = None) -> None:
     """Write movements_seed_<UTC time>.sql and its manifest (and the _latest copies)."""
-    from movelib.defaults import DUMP_DIR
-    from movelib.dump import dump as write_dump
+    from movelib.base.defaults import DUMP_DIR
+    from movelib.ship.dump import dump as write_dump
 
     with user_errors("inv dump"):
         settings = _settings(c)
@@ -405,8 +405,8 @@ def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | N
             require_signature: bool = False, allow_downgrade: bool = False,
             dry_run: bool = False) -> None:
     """Replace the target's movement library with a checked dump, all-or-nothing."""
-    from movelib.prompt import confirm as ask
-    from movelib.restore import run_restore
+    from movelib.base.prompt import confirm as ask
+    from movelib.ship.restore import run_restore
 
     with user_errors("inv restore"):
         settings = _settings(c)
@@ -420,9 +420,9 @@ def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | N
 def _restore_options(settings: Settings, dump_file: str, yes: bool, lock_timeout: float | None,
                      allow_protected: bool, confirm: str | None, allow_downgrade: bool,
                      dry_run: bool, require_signature: bool = False) -> Any:
-    from movelib.guard import Permission
-    from movelib.prompt import has_terminal
-    from movelib.restore import RestoreOptions
+    from movelib.base.prompt import has_terminal
+    from movelib.database.guard import Permission
+    from movelib.ship.restore import RestoreOptions
 
     return RestoreOptions(Path(dump_file).absolute(), assume_yes=yes,
                           lock_timeout=seconds(lock_timeout, settings.lock_timeout),
@@ -437,9 +437,9 @@ def promote(c: Context, version: str, from_: str = "", to: str = "", yes: bool =
             confirm: str | None = None, allow_downgrade: bool = False,
             dry_run: bool = False) -> None:
     """Restore release VERSION into --to once --from holds exactly it (content and provenance)."""
-    from movelib import drift
-    from movelib.promote import promote as run_promote
-    from movelib.prompt import confirm as ask
+    from movelib.base.prompt import confirm as ask
+    from movelib.seed import drift
+    from movelib.ship.promote import promote as run_promote
 
     with user_errors("inv promote"):
         settings = _settings(c)
@@ -454,8 +454,8 @@ def promote(c: Context, version: str, from_: str = "", to: str = "", yes: bool =
 def release(c: Context, version: str, dsn: str | None = None, profile: str | None = None,
             tag: bool = False, sign: str | None = None) -> None:
     """Cut a versioned seed dump into releases/<version>/ (optionally signed, committed, tagged)."""
-    from movelib.release import check_release
-    from movelib.release import release as cut_release
+    from movelib.ship.release import check_release
+    from movelib.ship.release import release as cut_release
 
     with user_errors("inv release"):
         settings = _settings(c)
@@ -470,7 +470,7 @@ def release(c: Context, version: str, dsn: str | None = None, profile: str | Non
 @task(help=COSIGN_HELP)
 def cosign(c: Context, version: str, key: str) -> None:
     """Add another signer's signature to a release (<manifest>.sig.N, over the same bytes)."""
-    from movelib.release import cosign as add_signature
+    from movelib.ship.release import cosign as add_signature
 
     with user_errors("inv cosign"):
         settings = _settings(c)
@@ -485,7 +485,7 @@ def cosign(c: Context, version: str, key: str) -> None:
 @task(name="list", help=TARGET_HELP)
 def trust_list(c: Context, dsn: str | None = None, profile: str | None = None) -> None:
     """Show the signers pinned in the target, its threshold and the latest changes."""
-    from movelib.trust import list_trust
+    from movelib.ship.trust import list_trust
 
     with user_errors("inv trust.list"):
         say(*list_trust(_target(_settings(c), dsn, profile)).lines())
@@ -496,8 +496,8 @@ def pin(c: Context, keyfile: str, principal: str = "", dsn: str | None = None,
         profile: str | None = None, lock_timeout: float | None = None,
         allow_protected: bool = False, confirm: str | None = None) -> None:
     """Pin a signer's public key in the target: its restores into production accept it."""
-    from movelib.guard import Permission
-    from movelib.trust import pin as pin_key
+    from movelib.database.guard import Permission
+    from movelib.ship.trust import pin as pin_key
 
     with user_errors("inv trust.pin"):
         settings = _settings(c)
@@ -512,8 +512,8 @@ def unpin(c: Context, fingerprint: str, dsn: str | None = None, profile: str | N
           lock_timeout: float | None = None, allow_protected: bool = False,
           confirm: str | None = None) -> None:
     """Remove a pinned signer (by its SHA256:... fingerprint) from the target."""
-    from movelib.guard import Permission
-    from movelib.trust import unpin as unpin_key
+    from movelib.database.guard import Permission
+    from movelib.ship.trust import unpin as unpin_key
 
     with user_errors("inv trust.unpin"):
         settings = _settings(c)
@@ -528,8 +528,8 @@ def threshold(c: Context, number: str, dsn: str | None = None, profile: str | No
               lock_timeout: float | None = None, allow_protected: bool = False,
               confirm: str | None = None) -> None:
     """Set how many distinct pinned signers a production restore of the target needs."""
-    from movelib.guard import Permission
-    from movelib.trust import set_threshold
+    from movelib.database.guard import Permission
+    from movelib.ship.trust import set_threshold
 
     with user_errors("inv trust.threshold"):
         settings = _settings(c)
@@ -548,8 +548,8 @@ def threshold(c: Context, number: str, dsn: str | None = None, profile: str | No
             "seed": SYNTH_SEED_HELP})
 def synth(c: Context, count: str = "", out: str = "", seed: str | None = None) -> None:
     """Write a deterministic file of COUNT valid, varied synthetic movements."""
-    from movelib.defaults import SYNTH_SEED
-    from movelib.synth import write_synthetic
+    from movelib.base.defaults import SYNTH_SEED
+    from movelib.source.synth import write_synthetic
 
     with user_errors("inv data.synth"):
         if not count or not out:
@@ -569,7 +569,7 @@ def synth(c: Context, count: str = "", out: str = "", seed: str | None = None) -
 )
 def import_(c: Context, source_format: str, source: str, out: str) -> None:
     """Convert a public exercise catalogue into a movement data file (mapping in the docs)."""
-    from movelib.importers import free_exercise_db
+    from movelib.source.importers import free_exercise_db
 
     with user_errors("inv data.import"):
         if source_format != "free-exercise-db":
@@ -586,6 +586,6 @@ trust = Collection("trust", trust_list, pin, unpin, threshold)
 ns = Collection(db, data, trust, migrate, validate, seed, verify, diff, dump, restore, release,
                 cosign, promote)
 
-from movelib.defaults import DEFAULTS  # noqa: E402 - a constant, no heavy imports
+from movelib.base.defaults import DEFAULTS  # noqa: E402 - a constant, no heavy imports
 
 ns.configure(copy.deepcopy(DEFAULTS))

@@ -44,10 +44,10 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from movelib.emulator.embedded import EmbeddedEmulator  # noqa: E402
-from movelib.emulator.pgbin import wheel_bin_dir  # noqa: E402
-from movelib.profiles import Profile  # noqa: E402
-from movelib.synth import write_synthetic  # noqa: E402
+from movelib.database.emulator.embedded import EmbeddedEmulator  # noqa: E402
+from movelib.database.emulator.pgbin import wheel_bin_dir  # noqa: E402
+from movelib.database.profiles import Profile  # noqa: E402
+from movelib.source.synth import write_synthetic  # noqa: E402
 
 PASSWORD = "bench-pw"
 TABLES = ["movement_seed_run", "movement_staging", "movement_audit_log", "movement_library",

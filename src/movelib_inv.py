@@ -49,7 +49,7 @@ class MovelibProgram(Program):
         """invoke's help, then the exit-code contract (``inv --help TASK`` has it too)."""
         import textwrap
 
-        from movelib.options import EXIT_CODES  # help texts only: nothing heavy
+        from movelib.base.options import EXIT_CODES  # help texts only: nothing heavy
 
         super().print_help()
         print(textwrap.fill(EXIT_CODES[0].upper() + EXIT_CODES[1:] + ".", width=78,
@@ -59,7 +59,7 @@ class MovelibProgram(Program):
         try:
             super().run(argv, exit)
         except OSError as exc:  # `inv --list | head -1`: the reader has gone, and so may we
-            from movelib.console import reader_gone
+            from movelib.base.console import reader_gone
 
             if not reader_gone(exc):
                 raise

@@ -42,11 +42,11 @@ from support import (
     run_inv,
 )
 
-from movelib.emulator.embedded import EmbeddedEmulator
-from movelib.errors import MovelibError
-from movelib.migrations import migrate
-from movelib.profiles import Profile
-from movelib.target import Target, target_from_dsn
+from movelib.base.errors import MovelibError
+from movelib.database.emulator.embedded import EmbeddedEmulator
+from movelib.database.migrations import migrate
+from movelib.database.profiles import Profile
+from movelib.database.target import Target, target_from_dsn
 
 # fixture -> the marker every test using it carries
 FIXTURE_MARKERS = {"pg15": "pg15", "pg15_bin": "pg15", "tls_server": "pg15", "docker_engine": "docker",
@@ -158,7 +158,7 @@ def _start_server(base: Path, name: str, bin_dir: Path, major: int,
 
 @pytest.fixture(scope="session")
 def pg18(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from movelib.emulator.pgbin import wheel_bin_dir
+    from movelib.database.emulator.pgbin import wheel_bin_dir
 
     yield from _start_server(tmp_path_factory.mktemp("pg18"), "pg18", wheel_bin_dir(), 18)
 

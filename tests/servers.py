@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from support import SENTINEL_PASSWORD, TEST_USER, free_port, port_open
 
-from movelib.defaults import SYSTEM_USER
-from movelib.emulator.pgbin import server_user
+from movelib.base.defaults import SYSTEM_USER
+from movelib.database.emulator.pgbin import server_user
 
 PGBOUNCER = os.environ.get("MOVELIB_TEST_PGBOUNCER") or shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 

@@ -23,10 +23,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from movelib.emulator.embedded import EmbeddedEmulator
-from movelib.settings import Settings
-from movelib.target import Target
-from movelib.workflow import SeedOptions, SeedOutcome, run_seed
+from movelib.database.emulator.embedded import EmbeddedEmulator
+from movelib.database.settings import Settings
+from movelib.database.target import Target
+from movelib.seed.workflow import SeedOptions, SeedOutcome, run_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 CANONICAL = ROOT / "data" / "movements-canonical.json"
@@ -80,8 +80,8 @@ def require_docker(image: str | None = None) -> Any:
     """A docker-py client of an engine that answers (and has ``image``), through movelib's own
     probe (which keeps docker-py's leaked socket from failing a later test); skip, or fail
     where MOVELIB_REQUIRE lists docker, when there is none."""
-    from movelib.emulator.container import docker_client
-    from movelib.errors import BackendUnavailable
+    from movelib.base.errors import BackendUnavailable
+    from movelib.database.emulator.container import docker_client
 
     try:
         client = docker_client(timeout=5)
@@ -273,7 +273,7 @@ class InProcessCli:
     def __call__(self, *args: str, env: Mapping[str, str] | None = None) -> CliResult:
         from invoke import __version__ as invoke_version
 
-        from movelib import secrets
+        from movelib.base import secrets
         from movelib_inv import MovelibProgram
 
         self.capfd.readouterr()  # what the test printed before is not this run's output
@@ -382,8 +382,8 @@ def git(repo: Path, *args: str) -> str:
 
 def pin_key(target: Target, key: Path, principal: str = SIGNER) -> None:
     """Pin ``key``'s public half in ``target`` (a production target's restores trust it)."""
-    from movelib.guard import Permission
-    from movelib.trust import pin
+    from movelib.database.guard import Permission
+    from movelib.ship.trust import pin
 
     pin(target, Path(f"{key}.pub"), principal, permission=Permission(True, target.dbname))
 
@@ -391,8 +391,8 @@ def pin_key(target: Target, key: Path, principal: str = SIGNER) -> None:
 def signed_release(dump_file: Path, folder: Path, pinned_in: Target | None = None) -> dict[str, str]:
     """Sign ``dump_file``'s manifest with a new key; the `inv` settings that trust that key
     (and, with ``pinned_in``, the key pinned in that production database)."""
-    from movelib.manifest import manifest_path
-    from movelib.signing import sign_file
+    from movelib.ship.manifest import manifest_path
+    from movelib.ship.signing import sign_file
 
     key = make_key(folder / "keys")
     sign_file(manifest_path(dump_file), key)

@@ -28,20 +28,20 @@ from support import (
     table_hashes,
 )
 
-from movelib.dump import dump
-from movelib.errors import (
+from movelib.base.errors import (
     ArtifactError,
     ConfirmationRequired,
     InvalidTarget,
     ReleaseError,
     RestoreFailed,
 )
-from movelib.manifest import check_artifact, file_sha256, manifest_path
-from movelib.migrations import migrate
-from movelib.psql import tool_path
-from movelib.release import release
-from movelib.restore import plan_restore, restore
-from movelib.target import Target, target_from_dsn
+from movelib.database.migrations import migrate
+from movelib.database.psql import tool_path
+from movelib.database.target import Target, target_from_dsn
+from movelib.ship.dump import dump
+from movelib.ship.manifest import check_artifact, file_sha256, manifest_path
+from movelib.ship.release import release
+from movelib.ship.restore import plan_restore, restore
 
 SETTINGS = settings()
 MIGRATIONS = ROOT / "migrations"
@@ -97,7 +97,7 @@ def test_round_trip_to_another_server_is_exact(request: pytest.FixtureRequest, t
         seed(src_target)
         restore_into(dst_target, dump(src_target, MIGRATIONS, tmp_path).path)
         assert table_hashes(dst_target) == table_hashes(src_target)
-        from movelib.verify import verify
+        from movelib.seed.verify import verify
 
         assert verify(dst_target, data_file=CANONICAL, schema_file=SETTINGS.schema_file).ok
         # the restored database is fully bookkept: nothing to migrate, nothing to seed
@@ -211,7 +211,7 @@ def test_restore_without_yes_and_without_a_tty_refuses_at_once(cli: Cli, seeded_
 def test_confirmation_reads_a_terminal_answer() -> None:
     import io
 
-    from movelib.prompt import confirm
+    from movelib.base.prompt import confirm
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -245,7 +245,7 @@ def test_the_dump_also_applies_with_psql(seeded_dump: Path, pg15: Server, migrat
     fresh = pg15.create_database()
     try:
         target = target_from_dsn(pg15.dsn(fresh), "--dsn")
-        from movelib.psql import child_env
+        from movelib.database.psql import child_env
 
         proc = subprocess.run(
             [str(tool_path("psql", None)), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f", str(seeded_dump)],
@@ -257,7 +257,7 @@ def test_the_dump_also_applies_with_psql(seeded_dump: Path, pg15: Server, migrat
 
 
 def test_a_failed_dump_leaves_no_file(empty_db: Target, tmp_path: Path) -> None:
-    from movelib.errors import SchemaNotApplied
+    from movelib.base.errors import SchemaNotApplied
 
     with pytest.raises(SchemaNotApplied):
         dump(empty_db, MIGRATIONS, tmp_path)
@@ -391,8 +391,8 @@ def test_release_refusals(release_repo: Path, migrated_db: Target, version: str,
 ])
 def test_one_release_version_pattern_judges_the_whole_string_everywhere(tmp_path: Path, version: str,
                                                                          ok: bool) -> None:
-    from movelib.release import VERSION, check_release, is_version, release_manifest_path
-    from movelib.release_check import release_manifest
+    from movelib.ship.release import VERSION, check_release, is_version, release_manifest_path
+    from movelib.ship.release_check import release_manifest
 
     assert is_version(version) is ok
     assert (VERSION.match(version) is not None) is ok  # even a .match caller gets the whole string

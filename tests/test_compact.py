@@ -15,16 +15,16 @@ import pytest
 from psycopg import sql
 from support import CANONICAL, SCHEMA, Server, settings
 
-from movelib import db
-from movelib.datafile import Entries, load_movements
-from movelib.datafile import load as load_module
-from movelib.errors import DataFileError
-from movelib.plan import make_plan
-from movelib.publish import publish
-from movelib.synth import write_synthetic
-from movelib.target import Target, target_from_dsn
-from movelib.verify import check
-from movelib.workflow import SeedOptions, run_seed
+from movelib.base.errors import DataFileError
+from movelib.database import db
+from movelib.database.target import Target, target_from_dsn
+from movelib.seed.plan import make_plan
+from movelib.seed.publish import publish
+from movelib.seed.verify import check
+from movelib.seed.workflow import SeedOptions, run_seed
+from movelib.source.datafile import Entries, load_movements
+from movelib.source.datafile import load as load_module
+from movelib.source.synth import write_synthetic
 
 # The order of UTF-8 bytes, a linguistic order and WIN1252's bytes disagree on these: "é" sorts
 # after "z" in the first, between "e" and "f" in the second, before "€" in the third; "B" before

@@ -22,12 +22,12 @@ from psycopg.types.json import Jsonb
 from support import CANONICAL, ROOT, Cli, Server, database, seed, table_hashes
 from test_forged_dumps import block, recompute
 
-from movelib.datafile.canonical import canonical_bytes, content_hash
-from movelib.dump import dump
-from movelib.errors import MigrationError
-from movelib.manifest import manifest_path
-from movelib.migrations import migrate
-from movelib.target import Target, target_from_dsn
+from movelib.base.errors import MigrationError
+from movelib.database.migrations import migrate
+from movelib.database.target import Target, target_from_dsn
+from movelib.ship.dump import dump
+from movelib.ship.manifest import manifest_path
+from movelib.source.datafile.canonical import canonical_bytes, content_hash
 
 MIGRATIONS = ROOT / "migrations"
 BACK_SQUAT = json.loads(CANONICAL.read_text())[0]
@@ -195,8 +195,8 @@ def test_diff_recomputes_both_sides(cli: Cli, seeded: Target, pg18: Server, hone
 
 
 def test_verify_release_recomputes_the_library_digest(seeded: Target, tmp_path: Path) -> None:
-    from movelib.release_check import comparison
-    from movelib.verify import verify
+    from movelib.seed.verify import verify
+    from movelib.ship.release_check import comparison
 
     manifest = dump(seeded, MIGRATIONS, tmp_path, update_latest=False, release="v1.0").manifest
     assert verify(seeded, schema_file=ROOT / "schemas" / "movement.schema.json",

@@ -20,8 +20,8 @@ from support import (
     table_hashes,
 )
 
-from movelib.drift import Side, compare
-from movelib.target import Target, target_from_dsn
+from movelib.database.target import Target, target_from_dsn
+from movelib.seed.drift import Side, compare
 
 DATA: list[dict[str, Any]] = json.loads(CANONICAL.read_text())
 CONFLICT, VERSION, RETIRED, ONLY = (DATA[i]["slug"] for i in (0, 1, 2, 7))
@@ -147,8 +147,8 @@ def test_the_comparison_scales_as_one_pass_over_hashes() -> None:
 
 def test_each_side_is_read_in_a_read_only_transaction(canonical: Target, monkeypatch: pytest.MonkeyPatch) -> None:
     """Were the diff's query to write, the server would refuse it: the read is READ ONLY."""
-    from movelib import drift
-    from movelib.errors import DatabaseError
+    from movelib.base.errors import DatabaseError
+    from movelib.seed import drift
 
     monkeypatch.setattr(drift, "_LIBRARY", "SELECT 'x', 1, 'h', nextval(pg_get_serial_sequence("
                                            "'movement_library', 'id'))")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from support import ROOT, SENTINEL_PASSWORD, Cli, assert_no_secret, free_port, login, require_docker
 
-from movelib.defaults import DEFAULT_PROFILES
+from movelib.base.defaults import DEFAULT_PROFILES
 
 IMAGE = os.environ.get("MOVELIB_TEST_DOCKER_IMAGE", "movelib/postgres:15-local")
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}

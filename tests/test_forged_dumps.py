@@ -36,14 +36,14 @@ from support import (
     table_hashes,
 )
 
-from movelib.dump import dump
-from movelib.dumpformat import columns_for, dumped_tables
-from movelib.errors import ArtifactError, ConfirmationRequired
-from movelib.manifest import check_artifact, file_sha256, manifest_path
-from movelib.migrations import migrate
-from movelib.psql import child_env, tool_path
-from movelib.restore import RestoreOptions, check_dump_file, run_restore
-from movelib.target import Target, target_from_dsn
+from movelib.base.errors import ArtifactError, ConfirmationRequired
+from movelib.database.migrations import migrate
+from movelib.database.psql import child_env, tool_path
+from movelib.database.target import Target, target_from_dsn
+from movelib.ship.dump import dump
+from movelib.ship.dumpformat import columns_for, dumped_tables
+from movelib.ship.manifest import check_artifact, file_sha256, manifest_path
+from movelib.ship.restore import RestoreOptions, check_dump_file, run_restore
 
 MIGRATIONS = ROOT / "migrations"
 # where a forged `\!` would leave its mark

@@ -1,6 +1,6 @@
 """The package's shape: no import circle between its modules, counting every import (at module
-level, inside functions, under ``TYPE_CHECKING``), so the layers the README draws are the ones
-the code has."""
+level, inside functions, under ``TYPE_CHECKING``), and no wing importing one above it (base < source,
+database < seed < ship), so the layers the README draws are the ones the code has."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_circle_counting_imports_inside_functions() -> None:
     graph = import_graph(PACKAGE)
-    assert len(graph) > 30 and "movelib.dump" in graph
+    assert len(graph) > 30 and "movelib.ship.dump" in graph
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
 
@@ -108,12 +108,70 @@ def test_the_circle_finder_sees_every_kind_of_import(tmp_path: Path, files: dict
     assert find_cycle(import_graph(root)) == circle
 
 
-def test_the_readme_architecture_names_every_module_once() -> None:
+# The wings from the ground up, and which wings each may import: the base nothing above it,
+# source and database side by side on the base, the seed on those three, ship on all of them.
+WINGS = ("base", "source", "database", "seed", "ship")
+MAY_IMPORT = {
+    "base": {"base"},
+    "source": {"base", "source"},
+    "database": {"base", "database"},
+    "seed": {"base", "source", "database", "seed"},
+    "ship": set(WINGS),
+}
+
+
+def wing_of(module: str) -> str | None:
+    """``movelib.ship.dump`` -> ``ship``; the top package (the version) is in no wing."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in MAY_IMPORT else None
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every ``a -> b`` where b's wing is not one a's wing may import (the top package, which
+    holds only the version, may be imported by any)."""
+    return sorted(f"{module} -> {imported}" for module, imports in graph.items()
+                  for imported in imports
+                  if wing_of(imported) is not None
+                  and wing_of(imported) not in MAY_IMPORT.get(wing_of(module) or "", set()))
+
+
+def test_every_module_sits_in_a_wing_and_imports_only_the_base_and_the_wings_below() -> None:
+    graph = import_graph(PACKAGE)
+    top = PACKAGE.name
+    outside = sorted(m for m in graph if m != top and wing_of(m) is None)
+    assert not outside, f"modules in no wing: {outside}"
+    assert sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()) == sorted(WINGS)
+    upward = upward_imports(graph)
+    assert not upward, "imports that reach up a wing: " + ", ".join(upward)
+
+
+@pytest.mark.parametrize("files, upward", [
+    pytest.param({"base/a.py": "from ..ship import b\n", "ship/b.py": ""},
+                 ["pkg.base.a -> pkg.ship.b"], id="the-base-reaching-up"),
+    pytest.param({"source/a.py": "def f():\n    from ..database.b import x\n", "database/b.py": ""},
+                 ["pkg.source.a -> pkg.database.b"], id="side-by-side-wings-inside-a-function"),
+    pytest.param({"ship/a.py": "from ..seed.b import x\nfrom ..base import c\n", "seed/b.py": "",
+                  "base/c.py": "from .. import __version__\n"}, [], id="downward-is-fine"),
+])
+def test_the_wing_check_sees_an_import_that_reaches_up(tmp_path: Path, files: dict[str, str],
+                                                        upward: list[str]) -> None:
+    root = tmp_path / "pkg"
+    for name, text in {"__init__.py": "", **{f"{w}/__init__.py": "" for w in WINGS}, **files}.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    assert upward_imports(import_graph(root)) == upward
+
+
+def test_the_readme_architecture_names_every_module_once_in_its_wing() -> None:
     readme = (PACKAGE.parent.parent / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Architecture"):readme.index("## Layout")]
-    named = re.findall(r"`([a-z_]+/?)`", section.split("| group | modules |", 1)[1])
-    modules = sorted({p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
-                     | {f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()})
-    assert sorted(named) == modules, (
-        f"not in README's architecture: {sorted(set(modules) - set(named))}; "
-        f"named but absent or twice: {sorted(n for n in named if n not in modules or named.count(n) > 1)}")
+    rows = re.findall(r"^\| `([a-z]+)/`[^|]*\|(.*)\|$", section.split("| wing | modules |", 1)[1], re.M)
+    assert [wing for wing, _ in rows] == list(WINGS), "one row per wing, from the ground up"
+    for wing, cell in rows:
+        named = re.findall(r"`([a-z_]+/?)`", cell)
+        folder = PACKAGE / wing
+        modules = sorted({p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+                         | {f"{p.name}/" for p in folder.iterdir() if (p / "__init__.py").is_file()})
+        assert sorted(named) == modules, (
+            f"{wing}/: not in README's architecture: {sorted(set(modules) - set(named))}; named but "
+            f"absent or twice: {sorted(n for n in named if n not in modules or named.count(n) > 1)}")

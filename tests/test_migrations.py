@@ -11,10 +11,10 @@ import pytest
 from psycopg.types.json import Jsonb
 from support import ROOT, table_hashes
 
-from movelib.datafile.canonical import canonical_bytes, content_hash
-from movelib.errors import MigrationError, SchemaNotApplied
-from movelib.migrations import migrate
-from movelib.target import Target
+from movelib.base.errors import MigrationError, SchemaNotApplied
+from movelib.database.migrations import migrate
+from movelib.database.target import Target
+from movelib.source.datafile.canonical import canonical_bytes, content_hash
 
 MIGRATIONS = ROOT / "migrations"
 ALL = ["0001.movement-library", "0002.movement-versions", "0003.movement-provenance",
@@ -99,7 +99,7 @@ def test_environment_label_is_set_only_on_purpose(migrated_db: Target) -> None:
 
 
 def test_an_unknown_environment_is_refused(migrated_db: Target) -> None:
-    from movelib.errors import ConfigError
+    from movelib.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match="local, staging, production"):
         migrate(migrated_db, MIGRATIONS, environment="prod")
@@ -160,7 +160,7 @@ def test_audit_log_is_append_only(migrated_db: Target) -> None:
 
 
 def test_skip_migrations_on_an_empty_database_says_what_to_do(empty_db: Target) -> None:
-    from movelib.verify import verify
+    from movelib.seed.verify import verify
 
     before = table_hashes(empty_db)
     with pytest.raises(SchemaNotApplied, match=r'(?s)relation "movement_library" does not exist.*inv migrate'):
@@ -186,7 +186,7 @@ def test_the_yoyo_tables_a_dump_carries_are_the_ones_yoyo_creates(migrated_db: T
     they must be exactly what the installed yoyo creates, and hold its schema version."""
     from yoyo import get_backend
 
-    from movelib.yoyo_tables import YOYO_SCHEMA_VERSION
+    from movelib.database.yoyo_tables import YOYO_SCHEMA_VERSION
 
     params = empty_db.params  # yoyo's own backend creates its tables there
     backend = get_backend(f"postgresql+psycopg://{params['user']}:{quote(params['password'], safe='')}@"
@@ -211,7 +211,7 @@ def test_movelib_spells_yoyos_migration_hash(migrated_db: Target) -> None:
     """Dumps check, and restores write, yoyo's bookkeeping without importing yoyo."""
     from yoyo.migrations import get_migration_hash
 
-    from movelib.yoyo_tables import yoyo_hash
+    from movelib.database.yoyo_tables import yoyo_hash
 
     with psycopg.connect(migrated_db.conninfo) as conn:
         recorded = conn.execute("SELECT migration_id, migration_hash FROM _yoyo_migration").fetchall()

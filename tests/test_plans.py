@@ -13,9 +13,9 @@ import pytest
 from support import CANONICAL, Cli, table_hashes
 from support import seed_run as seed
 
-from movelib.plan import FieldDiff, Plan
-from movelib.plan_markdown import MD_ROWS, markdown, md
-from movelib.target import Target
+from movelib.database.target import Target
+from movelib.seed.plan import FieldDiff, Plan
+from movelib.seed.plan_markdown import MD_ROWS, markdown, md
 
 HOSTILE_NAME = "Back | Squat `rm -rf` <img src=x onerror=alert(1)>\n## injected & more"
 UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")

@@ -36,11 +36,11 @@ from support import (
     require_docker,
 )
 
-from movelib.emulator.embedded import EmbeddedEmulator
-from movelib.emulator.pgbin import ServerUser, wheel_bin_dir
-from movelib.errors import ConfigError, EmulatorError, FileInUse
-from movelib.profiles import Profile
-from movelib.target import Target
+from movelib.base.errors import ConfigError, EmulatorError, FileInUse
+from movelib.database.emulator.embedded import EmbeddedEmulator
+from movelib.database.emulator.pgbin import ServerUser, wheel_bin_dir
+from movelib.database.profiles import Profile
+from movelib.database.target import Target
 
 # What a locale that is not UTF-8 does to Python, as cp1252 does on Windows: here the C locale
 # without Python's coercion to UTF-8, so its encoding is ASCII.
@@ -103,9 +103,9 @@ def test_a_non_ascii_password_works_where_the_locale_is_not_utf8(tmp_path: Path)
 import locale, sys
 from pathlib import Path
 import psycopg
-from movelib.emulator.embedded import EmbeddedEmulator
-from movelib.emulator.pgbin import wheel_bin_dir
-from movelib.profiles import Profile
+from movelib.database.emulator.embedded import EmbeddedEmulator
+from movelib.database.emulator.pgbin import wheel_bin_dir
+from movelib.database.profiles import Profile
 
 print(locale.getpreferredencoding(False))
 profile = Profile(name="local", host="127.0.0.1", port={free_port()}, user="athlete",
@@ -184,7 +184,7 @@ def test_a_latest_copy_that_cannot_be_replaced_is_one_line(cli: Cli, migrated_db
 
 @pytest.mark.windows
 def test_on_windows_a_file_held_open_is_one_line_for_purge_and_replace(cli: Cli, cli_overrides: dict[str, str], tmp_path: Path) -> None:
-    from movelib.files import write_atomically
+    from movelib.base.files import write_atomically
 
     target = tmp_path / "movements_seed_latest.sql"
     target.write_bytes(b"old")
@@ -233,7 +233,7 @@ def test_a_markdown_plan_redirected_to_a_file_is_utf8_whatever_the_locale(cli: C
     ],
 )
 def test_a_closed_pipe_is_recognised_on_each_platform(exc: OSError, platform: str, gone: bool) -> None:
-    from movelib.console import reader_gone
+    from movelib.base.console import reader_gone
 
     assert reader_gone(exc, platform) is gone
 
@@ -242,7 +242,7 @@ def test_a_closed_pipe_is_recognised_on_each_platform(exc: OSError, platform: st
 @pytest.mark.parametrize(("term", "live"), [("xterm-256color", True), ("dumb", False)],
                          ids=["a-terminal-rewrites-the-line", "a-dumb-terminal-gets-plain-lines"])
 def test_progress_rewrites_a_line_only_where_the_terminal_can(term: str, live: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from movelib.progress import ProgressReporter
+    from movelib.base.progress import ProgressReporter
 
     if sys.platform == "win32":  # the posix marker already skips it there; this tells mypy
         pytest.skip("POSIX only")
@@ -259,8 +259,8 @@ def test_progress_rewrites_a_line_only_where_the_terminal_can(term: str, live: b
 
 
 def test_a_prompt_in_git_bash_says_why_it_cannot_ask(monkeypatch: pytest.MonkeyPatch) -> None:
-    from movelib.errors import ConfirmationRequired
-    from movelib.prompt import confirm
+    from movelib.base.errors import ConfirmationRequired
+    from movelib.base.prompt import confirm
 
     for name in ("MSYSTEM", "TERM_PROGRAM"):
         monkeypatch.delenv(name, raising=False)
@@ -292,8 +292,8 @@ def docker_context(config_dir: Path, name: str, host: str) -> dict[str, str]:
 
 
 def test_the_current_docker_context_is_followed_and_named_when_it_does_not_answer(cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from movelib.emulator.container import docker_client
-    from movelib.errors import BackendUnavailable
+    from movelib.base.errors import BackendUnavailable
+    from movelib.database.emulator.container import docker_client
 
     socket = tmp_path / "colima" / "docker.sock"
     env = docker_context(tmp_path / "docker-config", "colima", f"unix://{socket}")
@@ -323,8 +323,8 @@ def test_auto_says_which_docker_context_did_not_answer(cli: Cli, tmp_path: Path)
 
 
 def test_an_unreadable_docker_context_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from movelib.emulator.dockerctx import current_context
-    from movelib.errors import BackendUnavailable
+    from movelib.base.errors import BackendUnavailable
+    from movelib.database.emulator.dockerctx import current_context
 
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     environ = {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "gone"}
@@ -335,7 +335,7 @@ def test_an_unreadable_docker_context_is_named(monkeypatch: pytest.MonkeyPatch, 
 
 @pytest.mark.docker
 def test_a_docker_context_reaches_the_engine_it_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from movelib.emulator.container import docker_client
+    from movelib.database.emulator.container import docker_client
 
     require_docker().close()
     engine = Path("/var/run/docker.sock")

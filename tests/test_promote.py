@@ -17,12 +17,12 @@ import yaml
 from support import ROOT, Cli, Server, allowed_signers, public, rows, table_hashes
 from test_trust import Releases, copy_release, labelled, pin, protected, releases, signed  # noqa: F401
 
-from movelib.errors import PromotionRefused
-from movelib.guard import Permission
-from movelib.promote import promote
-from movelib.restore import RestoreOptions
-from movelib.settings import Settings
-from movelib.target import Target
+from movelib.base.errors import PromotionRefused
+from movelib.database.guard import Permission
+from movelib.database.settings import Settings
+from movelib.database.target import Target
+from movelib.ship.promote import promote
+from movelib.ship.restore import RestoreOptions
 
 WORKFLOW = ROOT / ".github" / "workflows" / "promote.yml"
 
@@ -147,7 +147,7 @@ def test_the_promote_workflow_replayed_against_two_local_databases(cli: Cli, sta
         text = manifest.read_text().replace('"release": "v1.10"', f'"release": "{version}"')
         (folder / manifest.name).write_text(text)
         shutil.copyfile(made, folder / made.name)
-        from movelib.signing import sign_file
+        from movelib.ship.signing import sign_file
 
         sign_file(folder / manifest.name, releases.keys.a)
         into_staging(cli, staging, folder / made.name, trusted)

@@ -24,12 +24,12 @@ from support import (
     table_hashes,
 )
 
-from movelib.dump import dump
-from movelib.manifest import file_sha256
-from movelib.migrations import migrate
-from movelib.provenance import run_by
-from movelib.restore import plan_restore, restore
-from movelib.target import Target, target_from_dsn
+from movelib.database.migrations import migrate
+from movelib.database.provenance import run_by
+from movelib.database.target import Target, target_from_dsn
+from movelib.ship.dump import dump
+from movelib.ship.manifest import file_sha256
+from movelib.ship.restore import plan_restore, restore
 
 MIGRATIONS = ROOT / "migrations"
 PROVENANCE = ("SELECT kind, data_file, data_sha256, artifact_file, artifact_sha256, release, tag, "
@@ -167,8 +167,8 @@ def test_verify_release_passes_on_a_restore_of_it_and_fails_with_what_differs(cl
 
 
 def test_verify_release_finds_the_release_by_version(migrated_db: Target, released: Path) -> None:
-    from movelib.release_check import comparison, release_manifest
-    from movelib.verify import verify
+    from movelib.seed.verify import verify
+    from movelib.ship.release_check import comparison, release_manifest
 
     version, manifest = release_manifest(released.parents[2], "v1.2")
     assert (version, manifest.release) == ("v1.2", "v1.2")
@@ -235,8 +235,8 @@ def test_db_status_says_what_each_running_emulator_holds(cli: Cli, cli_overrides
 
 def test_the_library_hash_is_the_same_on_postgresql_15(released: Path, pg15: Server) -> None:
     """A release cut on PostgreSQL 18 verifies on 15: the hash is computed the same way there."""
-    from movelib.release_check import comparison, release_manifest
-    from movelib.verify import verify
+    from movelib.seed.verify import verify
+    from movelib.ship.release_check import comparison, release_manifest
 
     with database(pg15) as name:
         target = target_from_dsn(pg15.dsn(name), "--dsn")
@@ -252,8 +252,8 @@ def test_the_library_hash_is_the_same_on_postgresql_15(released: Path, pg15: Ser
 
 def _restore_release(repo: Path, target: Target, manifest: Path, allowed: Path) -> str:
     """`inv restore` of a release under ``repo``, trusting ``allowed``: what provenance says."""
-    from movelib.restore import RestoreOptions, run_restore
-    from movelib.settings import Settings
+    from movelib.database.settings import Settings
+    from movelib.ship.restore import RestoreOptions, run_restore
 
     settings = Settings.from_mapping({"paths": {"allowed_signers": str(allowed)}}, repo)
     settings = dataclasses.replace(settings, migrations_dir=MIGRATIONS, schema_file=SETTINGS_SCHEMA)
@@ -274,7 +274,7 @@ def test_a_verified_release_is_recorded_with_its_signer_and_only_a_tag_that_poin
         tmp_path: Path) -> None:
     from support import SIGNER, allowed_signers, make_key, public
 
-    from movelib.release import release
+    from movelib.ship.release import release
 
     key = make_key(tmp_path / "keys")
     allowed = allowed_signers(tmp_path / "keys", f"{SIGNER} {public(key)}")
@@ -312,8 +312,8 @@ def test_a_verified_release_is_recorded_with_its_signer_and_only_a_tag_that_poin
 
 
 def cli_verify_release(target: Target, manifest: Path) -> str:
-    from movelib.release_check import comparison, release_manifest
-    from movelib.verify import verify
+    from movelib.seed.verify import verify
+    from movelib.ship.release_check import comparison, release_manifest
 
     report = verify(target, schema_file=SETTINGS_SCHEMA, release=comparison(*release_manifest(ROOT, str(manifest))))
     assert report.ok, report.problems

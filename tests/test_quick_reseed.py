@@ -11,14 +11,14 @@ import psycopg
 import pytest
 from support import CANONICAL, ROOT, seed, seed_run, settings, table_hashes
 
-from movelib import db
-from movelib.datafile import load_movements
-from movelib.errors import PublishedEditError, VerificationFailed
-from movelib.plan import make_plan, unchanged_plan
-from movelib.reseed import quick_check
-from movelib.target import Target
-from movelib.verify import check, verify
-from movelib.workflow import SeedOptions, run_seed
+from movelib.base.errors import PublishedEditError, VerificationFailed
+from movelib.database import db
+from movelib.database.target import Target
+from movelib.seed.plan import make_plan, unchanged_plan
+from movelib.seed.reseed import quick_check
+from movelib.seed.verify import check, verify
+from movelib.seed.workflow import SeedOptions, run_seed
+from movelib.source.datafile import load_movements
 
 SETTINGS = settings()
 QUICK = "is unchanged since seed run"

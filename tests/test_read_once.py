@@ -3,7 +3,7 @@
 A release engineer restores signed release A into a production-labelled database while another
 process swaps A's files for forged release B's (a consistent forgery the database itself would
 accept: library, document and every hash edited together; signed by a key nobody trusts). The
-swap happens at an injection point between two reads (``movelib.restore._checkpoint``), not by a
+swap happens at an injection point between two reads (``movelib.ship.restore._checkpoint``), not by a
 timing race: every point, every file. Each run is refused with the target unchanged, or restores
 A's signed content; never B's.
 """
@@ -32,15 +32,15 @@ from support import (
 from test_content_truth import rehashed
 from test_forged_dumps import recompute
 
-import movelib.restore
-from movelib.dump import dump
-from movelib.errors import MovelibError
-from movelib.guard import Permission
-from movelib.manifest import manifest_path
-from movelib.migrations import migrate
-from movelib.restore import RestoreOptions, run_restore
-from movelib.signing import sign_file, signature_path
-from movelib.target import Target, target_from_dsn
+import movelib.ship.restore
+from movelib.base.errors import MovelibError
+from movelib.database.guard import Permission
+from movelib.database.migrations import migrate
+from movelib.database.target import Target, target_from_dsn
+from movelib.ship.dump import dump
+from movelib.ship.manifest import manifest_path
+from movelib.ship.restore import RestoreOptions, run_restore
+from movelib.ship.signing import sign_file, signature_path
 
 MIGRATIONS = ROOT / "migrations"
 CHECKPOINTS = ["manifest read", "dump checked", "signature read", "target planned"]
@@ -109,7 +109,7 @@ def test_files_swapped_between_reads_are_refused_or_change_nothing(
                 shutil.copyfile(theirs, tmp_path / theirs.name)
             swapped.append(step)
 
-    monkeypatch.setattr(movelib.restore, "_checkpoint", checkpoint)
+    monkeypatch.setattr(movelib.ship.restore, "_checkpoint", checkpoint)
     config = settings()
     config = type(config)(**{**config.__dict__, "allowed_signers": releases.allowed})
     before = table_hashes(production)
@@ -178,7 +178,7 @@ def test_the_reported_attack_swapping_the_manifest_back_and_forth_is_refused(
         for source in plays.get(step, []):
             shutil.copyfile(source, tmp_path / source.name)
 
-    monkeypatch.setattr(movelib.restore, "_checkpoint", checkpoint)
+    monkeypatch.setattr(movelib.ship.restore, "_checkpoint", checkpoint)
     config = settings()
     config = type(config)(**{**config.__dict__, "allowed_signers": releases.allowed})
     before = table_hashes(production)

@@ -16,14 +16,14 @@ import pytest
 from support import CANONICAL, ROOT, Cli, Server, require_docker, rows, settings, table_hashes
 from support import seed_run as seed
 
-from movelib.emulator import EmulatorSettings, choose_backend
-from movelib.errors import DryRunRefused, PublishedEditError
-from movelib.migrations import migrate
-from movelib.options import TARGET_ORDER
-from movelib.plan import Plan
-from movelib.profiles import Profile
-from movelib.target import Target
-from movelib.workflow import SeedOptions, run_seed
+from movelib.base.errors import DryRunRefused, PublishedEditError
+from movelib.base.options import TARGET_ORDER
+from movelib.database.emulator import EmulatorSettings, choose_backend
+from movelib.database.migrations import migrate
+from movelib.database.profiles import Profile
+from movelib.database.target import Target
+from movelib.seed.plan import Plan
+from movelib.seed.workflow import SeedOptions, run_seed
 
 STARTED = "emulator: the local emulator was not running; started it (embedded)"
 MISSING_IMAGE = "movelib/no-such-image:404"

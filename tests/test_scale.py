@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from support import FREE_EXERCISE_DB, SCHEMA, Cli, settings
 
-from movelib.datafile import canonical_json, load_movements
-from movelib.errors import DataFileError
-from movelib.importers.free_exercise_db import convert, import_file
-from movelib.progress import ProgressReporter
-from movelib.synth import write_synthetic
-from movelib.target import Target
-from movelib.verify import verify
-from movelib.workflow import SeedOptions, run_seed
+from movelib.base.errors import DataFileError
+from movelib.base.progress import ProgressReporter
+from movelib.database.target import Target
+from movelib.seed.verify import verify
+from movelib.seed.workflow import SeedOptions, run_seed
+from movelib.source.datafile import canonical_json, load_movements
+from movelib.source.importers.free_exercise_db import convert, import_file
+from movelib.source.synth import write_synthetic
 
 SETTINGS = settings()
 

@@ -9,9 +9,9 @@ import psycopg
 import pytest
 from support import CANONICAL, Cli, Server, scalar, seed, seed_run, settings, table_hashes
 
-from movelib.errors import PublishedEditError, SchemaNotApplied, VerificationFailed
-from movelib.target import Target
-from movelib.verify import verify
+from movelib.base.errors import PublishedEditError, SchemaNotApplied, VerificationFailed
+from movelib.database.target import Target
+from movelib.seed.verify import verify
 
 SETTINGS = settings()
 
@@ -293,7 +293,7 @@ def test_seed_starts_the_local_emulator_when_it_is_down(cli: Cli, cli_env: dict[
 
 
 def test_a_seed_result_has_text_and_json_forms_and_the_text_is_what_the_run_printed_last(migrated_db: Target) -> None:
-    from movelib.text import as_json
+    from movelib.base.text import as_json
 
     outcome, lines = seed_run(migrated_db)
     text = outcome.lines()

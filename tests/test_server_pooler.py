@@ -16,8 +16,8 @@ import pytest
 from servers import Pooler
 from support import ROOT, Cli, Server, assert_no_secret, database, start_inv, table_hashes
 
-from movelib.synth import write_synthetic
-from movelib.target import target_from_dsn
+from movelib.database.target import target_from_dsn
+from movelib.source.synth import write_synthetic
 
 RUNS = 5
 
@@ -105,7 +105,7 @@ def test_both_dump_readers_work_through_the_pooler(pooler: Pooler, pg18: Server,
     behind the pooler, which PostgreSQL allows while the exporting transaction is open."""
     from support import seed
 
-    from movelib.dump import dump
+    from movelib.ship.dump import dump
 
     with database(pg18, "movelib_template") as name:
         seed(target_from_dsn(pg18.dsn(name), "t"))

@@ -20,7 +20,7 @@ import pytest
 from psycopg import sql
 from support import SENTINEL_PASSWORD, Cli, Server, assert_no_secret
 
-from movelib.synth import write_synthetic
+from movelib.source.synth import write_synthetic
 
 LIMITS = {"statement_timeout": "1s", "idle_in_transaction_session_timeout": "1s",
           "lock_timeout": "1s"}

@@ -16,7 +16,7 @@ import pytest
 from servers import Pki
 from support import CANONICAL, Cli, Server, assert_no_secret, database, table_hashes
 
-from movelib.target import target_from_dsn
+from movelib.database.target import target_from_dsn
 
 
 def tls_dsn(server: Server, dbname: str, mode: str, ca: Path | None = None) -> str:
@@ -73,8 +73,8 @@ def test_the_dump_is_read_by_a_psql_with_tls_or_else_by_psycopg(
         cli: Cli, tls_server: Server, pki: Pki, tmp_path: Path, pg15_bin: Path) -> None:
     """The embedded wheel's psql has no TLS: psycopg reads the rows; PostgreSQL 15's psql has
     TLS and reads them itself. Both write the same bytes."""
-    from movelib.dump import dump
-    from movelib.psql import has_tls, tool_path
+    from movelib.database.psql import has_tls, tool_path
+    from movelib.ship.dump import dump
 
     assert not has_tls(tool_path("psql", None)), "the wheel's psql is expected to lack TLS"
     assert has_tls(pg15_bin / "psql")
@@ -141,7 +141,7 @@ def test_a_certificate_from_another_ca_is_one_clear_line(
         cli: Cli, tls_server: Server, tls_db: str, pki: Pki, tmp_path: Path, task: str) -> None:
     dump_file = tmp_path / "movements_seed_x.sql"
     if task == "restore":  # a real dump, so the restore gets as far as connecting
-        from movelib.dump import dump
+        from movelib.ship.dump import dump
 
         dump_file = dump(target_from_dsn(tls_dsn(tls_server, tls_db, "require"), "t"),
                          Path("migrations"), tmp_path / "src", update_latest=False).path

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support import ROOT, Cli, InProcessCli, git, make_key, port_open, require, seed
 
-from movelib.target import Target
+from movelib.database.target import Target
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_a_release_onto_a_full_disk_is_one_line_and_leaves_no_file_commit_or_tag
     """`inv release --tag` writes a dump and a manifest into its checkout's releases/ (and, with
     --sign, a signature) and tags them: when the disk fills at any of these files it says so in
     one line (exit 2), and no file, commit or tag is left."""
-    from movelib.dump import dump
+    from movelib.ship.dump import dump
 
     seed(migrated_db)
     probe = dump(migrated_db, release_repo / "migrations", tmp_path / "probe", update_latest=False)
@@ -116,7 +116,7 @@ def test_a_release_onto_a_full_disk_is_one_line_and_leaves_no_file_commit_or_tag
 def test_two_dumps_in_one_second_both_land(migrated_db: Target, tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from movelib.dump import dump
+    from movelib.ship.dump import dump
 
     seed(migrated_db)
     now = datetime(2026, 12, 1, 1, 2, 3, tzinfo=UTC)

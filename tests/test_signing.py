@@ -38,9 +38,7 @@ from support import (
     table_hashes,
 )
 
-from movelib.allowed_signers import parse_allowed_signers, read_allowed_signers
-from movelib.dump import dump
-from movelib.errors import (
+from movelib.base.errors import (
     SignatureMismatch,
     SignatureRefused,
     SignerExpired,
@@ -49,10 +47,12 @@ from movelib.errors import (
     UnsignedRelease,
     WrongNamespace,
 )
-from movelib.manifest import file_sha256, manifest_path
-from movelib.release import release
-from movelib.signing import NAMESPACE, check_release_signature, sign_file, signature_path
-from movelib.target import Target, target_from_dsn
+from movelib.database.target import Target, target_from_dsn
+from movelib.ship.allowed_signers import parse_allowed_signers, read_allowed_signers
+from movelib.ship.dump import dump
+from movelib.ship.manifest import file_sha256, manifest_path
+from movelib.ship.release import release
+from movelib.ship.signing import NAMESPACE, check_release_signature, sign_file, signature_path
 
 MIGRATIONS = ROOT / "migrations"
 pytestmark = pytest.mark.usefixtures("ssh_keygen")  # keys and reference signatures

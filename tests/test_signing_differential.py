@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import SIGNER, make_key, public
 
-from movelib.errors import ConfigError, SignatureRefused
-from movelib.signing import NAMESPACE, check_signature
+from movelib.base.errors import ConfigError, SignatureRefused
+from movelib.ship.signing import NAMESPACE, check_signature
 
 pytestmark = pytest.mark.usefixtures("ssh_keygen")
 

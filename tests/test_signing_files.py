@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 from support import SIGNER, allowed_signers, make_key, public
 
-from movelib.allowed_signers import MAX_ALLOWED_SIGNERS_BYTES, load_allowed_signers
-from movelib.errors import (
+from movelib.base.errors import (
     AllowedSignersUnreadable,
     SignatureMismatch,
     SignatureRefused,
     SignatureUnreadable,
     UnknownSigner,
 )
-from movelib.signing import (
+from movelib.ship.allowed_signers import MAX_ALLOWED_SIGNERS_BYTES, load_allowed_signers
+from movelib.ship.signing import (
     MAX_SIGNATURE_BYTES,
     check_release_signature,
     check_signature,

@@ -22,16 +22,17 @@ from psycopg import sql
 from support import CANONICAL, Cli, Server, rows, seed, settings
 from test_compact import SLUGS, movements, permissive_schema
 
-from movelib import db, drift
-from movelib.datafile import load_movements
-from movelib.drift import NOT_ITS_DOCUMENT, Difference, DriftReport, Movement, merge
-from movelib.plan import make_plan
-from movelib.preview import DumpLibrary
-from movelib.spill import SortedSpill
-from movelib.synth import write_synthetic
-from movelib.target import Target, target_from_dsn
-from movelib.text import as_json, json_blocks, json_chunks
-from movelib.workflow import SeedOptions, run_seed
+from movelib.base.spill import SortedSpill
+from movelib.base.text import as_json, json_blocks, json_chunks
+from movelib.database import db
+from movelib.database.target import Target, target_from_dsn
+from movelib.seed import drift
+from movelib.seed.drift import NOT_ITS_DOCUMENT, Difference, DriftReport, Movement, merge
+from movelib.seed.plan import make_plan
+from movelib.seed.workflow import SeedOptions, run_seed
+from movelib.ship.preview import DumpLibrary
+from movelib.source.datafile import load_movements
+from movelib.source.synth import write_synthetic
 
 # -- the reference: a side read as one JSON document and compared whole, as before issue 22 ----
 
@@ -309,8 +310,8 @@ def test_an_external_sort_gives_every_record_back_sorted_holding_one_run() -> No
 
 def test_the_dumps_side_is_what_dictionaries_of_it_gave(monkeypatch: pytest.MonkeyPatch) -> None:
     """DumpLibrary.movements() against the dictionaries it used to build from the same rows."""
-    from movelib import spill as spill_module
-    from movelib.dumpformat import Table
+    from movelib.base import spill as spill_module
+    from movelib.ship.dumpformat import Table
 
     monkeypatch.setattr(spill_module, "RUN_RECORDS", 7)  # many runs on disk
     rng = random.Random(3)
@@ -337,7 +338,7 @@ def test_the_restores_preview_is_what_the_whole_comparison_gave(
         cli: Cli, two_libraries: tuple[Target, Target], tmp_path: Path) -> None:
     """The dump of one library previewed into the other: the lines the held-whole comparison
     gives (each kind's first few in `inv diff`'s order), the dump's side sorted on disk."""
-    from movelib.preview import KINDS, SHOWN, Preview, _kind
+    from movelib.ship.preview import KINDS, SHOWN, Preview, _kind
 
     a, b = two_libraries
     dumped = cli("dump", "--dsn", a.conninfo, "--output-dir", str(tmp_path / "dumps"))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from movelib import secrets
-from movelib.errors import ConfigError, InvalidTarget
-from movelib.profiles import load_profiles
-from movelib.target import ENV_VAR, mask_conninfo, resolve_target
+from movelib.base import secrets
+from movelib.base.errors import ConfigError, InvalidTarget
+from movelib.database.profiles import load_profiles
+from movelib.database.target import ENV_VAR, mask_conninfo, resolve_target
 
 PROFILES = load_profiles()
 ENV_DSN = "postgresql://env:envpw@10.0.0.1:5432/fromenv"
@@ -125,7 +125,7 @@ def test_a_dotenv_line_python_dotenv_skips_is_named_by_number_and_nothing_is_log
         tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    from movelib.target import read_dotenv
+    from movelib.database.target import read_dotenv
 
     path = tmp_path / ".env"
     path.write_text("A=1\nnot a line\nB=2\nalso not secret=pw\n", encoding="utf-8")

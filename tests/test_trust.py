@@ -29,15 +29,15 @@ from support import (
     table_hashes,
 )
 
-from movelib.dump import dump
-from movelib.errors import ReleaseError
-from movelib.manifest import manifest_path
-from movelib.migrations import migrate
-from movelib.quorum import next_signature_path, signature_files
-from movelib.release import cosign
-from movelib.rollback import version_key
-from movelib.signing import sign_file
-from movelib.target import Target, target_from_dsn
+from movelib.base.errors import ReleaseError
+from movelib.database.migrations import migrate
+from movelib.database.target import Target, target_from_dsn
+from movelib.ship.dump import dump
+from movelib.ship.manifest import manifest_path
+from movelib.ship.quorum import next_signature_path, signature_files
+from movelib.ship.release import cosign
+from movelib.ship.rollback import version_key
+from movelib.ship.signing import sign_file
 
 MIGRATIONS = ROOT / "migrations"
 

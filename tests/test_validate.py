@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import ROOT, Cli
 
-from movelib.datafile import batches, fanout, load_movements, precise, schema
-from movelib.datafile import load as load_module
-from movelib.errors import ConfigError, DataFileError
-from movelib.synth import write_synthetic
+from movelib.base.errors import ConfigError, DataFileError
+from movelib.source.datafile import batches, fanout, load_movements, precise, schema
+from movelib.source.datafile import load as load_module
+from movelib.source.synth import write_synthetic
 
 SCHEMA = ROOT / "schemas" / "movement.schema.json"
 CANONICAL = json.loads((ROOT / "data" / "movements-canonical.json").read_text(encoding="utf-8"))

@@ -11,13 +11,13 @@ import pytest
 from support import CANONICAL, ROOT, Cli, Server, rows, settings, table_hashes
 from support import seed_run as seed
 
-from movelib.dump import dump
-from movelib.errors import DryRunRefused, PublishedEditError
-from movelib.plan import Plan
-from movelib.restore import plan_restore, restore
-from movelib.target import Target, target_from_dsn
-from movelib.verify import verify
-from movelib.workflow import SeedOptions, run_seed
+from movelib.base.errors import DryRunRefused, PublishedEditError
+from movelib.database.target import Target, target_from_dsn
+from movelib.seed.plan import Plan
+from movelib.seed.verify import verify
+from movelib.seed.workflow import SeedOptions, run_seed
+from movelib.ship.dump import dump
+from movelib.ship.restore import plan_restore, restore
 
 SETTINGS = settings()
 

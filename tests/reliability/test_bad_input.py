@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from support import ROOT, SENTINEL_PASSWORD, TEST_USER, Cli, Server, table_hashes
 from support import settings as project_settings
 
-from movelib.datafile import check_document, load_movements
-from movelib.emulator.base import query_server_version
-from movelib.errors import DataFileError
-from movelib.profiles import Profile
-from movelib.target import Target
-from movelib.workflow import SeedOptions, run_seed
+from movelib.base.errors import DataFileError
+from movelib.database.emulator.base import query_server_version
+from movelib.database.profiles import Profile
+from movelib.database.target import Target
+from movelib.seed.workflow import SeedOptions, run_seed
+from movelib.source.datafile import check_document, load_movements
 
 SCHEMA = ROOT / "schemas" / "movement.schema.json"
 SETTINGS = project_settings()
@@ -146,7 +146,7 @@ def test_bad_input_is_refused_before_any_connection(cli: Cli, listener: Connecti
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["syntax-at-the-end", "bad-record-at-the-end"])
 def test_a_fifty_megabyte_file_with_one_fault(cli: Cli, listener: ConnectionCounter, tmp_path: Path, fault: str) -> None:
-    from movelib.synth import write_synthetic
+    from movelib.source.synth import write_synthetic
 
     path = tmp_path / "huge.json"
     write_synthetic(85_000, path)

@@ -8,10 +8,10 @@ from pathlib import Path
 import psycopg
 from support import Cli, Server, settings, start_inv
 
-from movelib.db import LOCK_KEY
-from movelib.synth import write_synthetic
-from movelib.target import Target
-from movelib.verify import verify
+from movelib.database.db import LOCK_KEY
+from movelib.database.target import Target
+from movelib.seed.verify import verify
+from movelib.source.synth import write_synthetic
 
 SETTINGS = settings()
 
@@ -75,7 +75,7 @@ def test_a_killed_run_leaves_no_stale_lock(cli: Cli, cli_env: dict[str, str], pg
     data = tmp_path / "big.json"
     write_synthetic(20_000, data)
     run = start_inv(cli_env, "seed", "--dsn", dsn, "--file", str(data), "--quiet")
-    from movelib.target import target_from_dsn
+    from movelib.database.target import target_from_dsn
 
     target = target_from_dsn(dsn, "--dsn")
     deadline = time.monotonic() + 60

@@ -14,12 +14,12 @@ import psycopg
 import pytest
 from support import FAST_SETTINGS, TEST_USER, Cli, Server, free_port, settings, start_inv, table_hashes
 
-from movelib.emulator.embedded import EmbeddedEmulator
-from movelib.emulator.pgbin import wheel_bin_dir
-from movelib.profiles import Profile
-from movelib.synth import write_synthetic
-from movelib.target import Target, target_from_dsn
-from movelib.verify import verify
+from movelib.database.emulator.embedded import EmbeddedEmulator
+from movelib.database.emulator.pgbin import wheel_bin_dir
+from movelib.database.profiles import Profile
+from movelib.database.target import Target, target_from_dsn
+from movelib.seed.verify import verify
+from movelib.source.synth import write_synthetic
 
 pytestmark = pytest.mark.slow
 SETTINGS = settings()
@@ -165,7 +165,7 @@ def _wait_until_writing(server: EmbeddedEmulator, task: str, run: subprocess.Pop
 
 
 def _stop_immediately(server: EmbeddedEmulator) -> None:
-    from movelib.emulator.pgbin import server_user
+    from movelib.database.emulator.pgbin import server_user
 
     proc = server_user(server.system_user).run(
         [server.bin_dir / "pg_ctl", "stop", "-D", server.data_dir, "-m", "immediate", "-w"])

@@ -16,8 +16,8 @@ import psutil
 import pytest
 from support import CANONICAL, ROOT, Cli, process_env, table_hashes
 
-from movelib.synth import write_synthetic
-from movelib.target import Target
+from movelib.database.target import Target
+from movelib.source.synth import write_synthetic
 
 
 def assert_refused(result: object, expected: str, exit_code: int = 1) -> None:

@@ -9,9 +9,9 @@ import psycopg
 import pytest
 from support import Cli, Server, signed_release, table_hashes
 
-from movelib.errors import ProtectedTarget
-from movelib.guard import Permission, check_protected
-from movelib.target import Target, target_from_dsn
+from movelib.base.errors import ProtectedTarget
+from movelib.database.guard import Permission, check_protected
+from movelib.database.target import Target, target_from_dsn
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""The base, said once and used everywhere: errors, text, defaults, options, prompts, files."""

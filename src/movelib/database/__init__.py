@@ -1,0 +1,1 @@
+"""Which database and how to reach it: targets, emulators, connections, migrations."""

@@ -1,0 +1,130 @@
+"""The database's shape, in one place: which tables hold the movement library and in what
+order, the audit chain a published version carries, and the small
+read-only questions asked of them (does a table exist, how many rows, which environment label,
+which server version)."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from ..base.errors import SchemaNotApplied
+from .target import Target
+
+# Every movement table, parents before children: what a seed dump carries, in the order a
+# restore loads them (identity columns get their sequences reset).
+MOVEMENT_TABLES = (
+    "movement_environment",
+    "movement_seed_run",
+    "movement_staging",
+    "movement_audit_log",
+    "movement_library",
+    "movement_current",
+)
+
+
+def by_slug(column: str = "slug") -> str:
+    """SQL ordering slugs by the bytes of their UTF-8, whatever the server's encoding (``COLLATE
+    "C"`` compares the server encoding's bytes): the order Python gives ``str`` and
+    :meth:`movelib.source.datafile.Entries.by_slug` the file's slugs."""
+    return f"convert_to({column}, 'UTF8')"
+
+
+# Where the library came from (migration 0003): it belongs to the database like its label, so
+# it is not a movement table: a dump neither carries nor drops it, and it survives a restore.
+PROVENANCE_TABLE = "movement_provenance"
+# The tables whose row counts verification reports, in its order (as library, current, staging,
+# audit_log): a seeded database has all four.
+COUNTED_TABLES = ("movement_library", "movement_current", "movement_staging", "movement_audit_log")
+# The audit rows of one published version, in order (RETIRED rows aside); every check of the
+# audit log and the publish step that writes it spell the chain from these.
+CHAIN = ("CREATED", "REVIEW_SUBMITTED", "APPROVED", "APPROVED", "PUBLISHED")
+RETIRED = "RETIRED"  # added to a version's chain when a seed retires it
+# How many rows of each action one published version has: {"CREATED": 1, ..., "APPROVED": 2, ...}
+PER_VERSION = {action: CHAIN.count(action) for action in CHAIN}
+# Every library version with its row count, lowest version first.
+ROWS_PER_VERSION = ("SELECT version, count(*) AS n FROM movement_library GROUP BY version "
+                    "ORDER BY version")
+
+
+def table_exists(conn: psycopg.Connection, table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    return bool(row and row[0])
+
+
+def require_schema(conn: psycopg.Connection, target: Target, hint: str = "") -> None:
+    """Raise :class:`SchemaNotApplied` unless every table verification counts exists."""
+    row = conn.execute(
+        "SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) AS name",
+        (list(COUNTED_TABLES),),
+    ).fetchone()
+    if not row or not row[0]:
+        raise SchemaNotApplied(
+            f'relation "movement_library" does not exist on {target.describe()}: the schema '
+            f"is not applied.\n  {hint or 'run `inv migrate` (or `inv seed`) on it first'}, or "
+            "restore a seed dump into it (it carries the schema)"
+        )
+
+
+def require_content_checks(conn: psycopg.Connection, target: Target) -> None:
+    """Raise :class:`SchemaNotApplied` unless the database can recompute content (migration
+    0004: ``movement_content_hash``, ``movement_library_content``)."""
+    if not table_exists(conn, "movement_library_content"):
+        raise SchemaNotApplied(
+            f"{target.describe()} predates migration 0004.movement-content, which lets the "
+            "database recompute each movement's content.\n  run `inv migrate` on it first")
+
+
+def row_count(conn: psycopg.Connection, table: str) -> int:
+    """How many rows ``table`` has (in the caller's snapshot)."""
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
+
+
+def current_counts(conn: psycopg.Connection, tables: list[str]) -> dict[str, int | None]:
+    """Each table's row count; ``None`` for a table that does not exist."""
+    return {table: row_count(conn, table) if table_exists(conn, table) else None
+            for table in tables}
+
+
+def rows_per_version(conn: psycopg.Connection) -> dict[int, int]:
+    """Each library version's row count (:data:`ROWS_PER_VERSION`)."""
+    return {int(v): int(n) for v, n in conn.execute(ROWS_PER_VERSION)}
+
+
+def environment_label(conn: psycopg.Connection) -> str | None:
+    """The label ``inv migrate --environment`` gave the database, if any."""
+    if not table_exists(conn, "movement_environment"):
+        return None
+    row = conn.execute("SELECT label FROM movement_environment").fetchone()
+    return str(row[0]) if row else None
+
+
+def server_version(conn: psycopg.Connection) -> str:
+    """The server's version number (``15.4``), without a packager's suffix (``(Debian ...)``)."""
+    row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]).split()[0] if row else "unknown"
+
+
+# Every library version with its state (current, superseded, retired), one line each, in a
+# fixed order: its sha256 says "the same library" in 64 characters, on any server.
+LIBRARY_SHA256 = """
+SELECT encode(sha256(convert_to(coalesce(string_agg(
+           slug || E'\\t' || version || E'\\t' || content_hash || E'\\t' || state || E'\\n', ''
+           ORDER BY BY_SLUG, version), ''), 'UTF8')), 'hex')
+  FROM movement_library_versions
+""".replace("BY_SLUG", by_slug())
+# The same digest over each version's hash recomputed from its document (migration 0004's
+# movement_library_content): what `inv verify --release` compares, never the stored hashes.
+LIBRARY_CONTENT_SHA256 = LIBRARY_SHA256.replace("FROM movement_library_versions", """FROM (
+    SELECT v.slug, v.version, v.state,
+           coalesce(c.content_hash, 'not its approved document') AS content_hash
+      FROM movement_library_versions v
+      JOIN movement_library_content c ON c.slug = v.slug AND c.version = v.version) AS v""")
+
+def library_sha256(conn: psycopg.Connection, *, recompute: bool = False) -> str:
+    """The sha256 of every library version and its state (:data:`LIBRARY_SHA256`); with
+    ``recompute``, of each version's hash recomputed from its document."""
+    row = conn.execute(LIBRARY_CONTENT_SHA256 if recompute else LIBRARY_SHA256).fetchone()
+    assert row is not None
+    return str(row[0])

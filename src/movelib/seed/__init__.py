@@ -1,0 +1,1 @@
+"""The seed: plan, publish, verify, the quick reseed, drift, the run."""

@@ -1,0 +1,1 @@
+"""Seed dumps shipped between databases: dump, restore, manifests, releases, signatures."""

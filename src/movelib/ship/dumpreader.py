@@ -1,0 +1,239 @@
+"""Reading a seed dump as data: every line checked against what movelib writes there.
+
+:func:`read_dump` walks a file against the :class:`~movelib.ship.dumpformat.Layout` movelib renders
+for the manifest's migrations, in blocks of a megabyte (memory stays flat however large the
+dump). It yields :class:`Sql` holding movelib's own rendering, never the file's text, and
+:class:`Rows`: a known table's COPY data, in blocks of whole lines, each line checked to have
+one field per known column. Anything else (an extra statement, a psql meta-command, a COPY
+into another table or column list, a table twice, data after the footer, a missing footer)
+stops the walk with its line number. The same walk is the check before any connection
+(:func:`check_dump`) and the apply inside the restore's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..base.errors import ArtifactError
+from ..base.text import shown_path
+from ..database.migrations import checkout_migrations
+from ..database.yoyo_tables import YOYO_SCHEMA_VERSION, yoyo_hash
+from .dumpformat import (
+    END_OF_DATA,
+    Layout,
+    Table,
+    render,
+)
+from .manifest import Manifest
+
+BLOCK = 1 << 20
+# Rows are bounded by the movement schema (kilobytes); a longer line is not movelib's.
+MAX_LINE = 16 << 20
+SHOWN = 60  # characters of a line quoted in a message
+
+
+@dataclass(frozen=True)
+class Sql:
+    text: bytes
+
+
+@dataclass(frozen=True)
+class Rows:
+    table: Table
+    blocks: Iterator[bytes]
+
+
+def layout_for(manifest: Manifest, migrations_dir: Path, where: str) -> Layout:
+    """What movelib writes for ``manifest``'s migrations; refused when this checkout cannot
+    render them or the manifest counts other tables than such a dump holds."""
+    migrations = checkout_migrations(migrations_dir, manifest.migrations, manifest.tool_version)
+    layout = render(migrations, manifest.created_at, manifest.tool_version)
+    names = [t.name for t in layout.tables]
+    if sorted(manifest.row_counts) != sorted(names):
+        raise ArtifactError(
+            f"{where}: row_counts names {', '.join(sorted(manifest.row_counts)) or 'nothing'}, but "
+            f"a dump of migrations {', '.join(layout.migrations)} holds {', '.join(names)}; "
+            "refusing the dump")
+    return layout
+
+
+def check_dump(path: Path, layout: Layout, manifest: Manifest) -> None:
+    """Walk the whole file without a connection; raise :class:`ArtifactError` at the first
+    line that is not what movelib writes there."""
+    for part in read_dump(path, layout, manifest):
+        if isinstance(part, Rows):
+            deque(part.blocks, maxlen=0)
+
+
+def read_dump(path: Path, layout: Layout, manifest: Manifest) -> Iterator[Sql | Rows]:
+    """The dump's parts in order. A :class:`Rows` must be consumed before the next part (what
+    is left of it is checked and skipped). The file's size and sha256 are compared with the
+    manifest's before the last part: a file changed since its check is never committed."""
+    with path.open("rb") as handle:
+        reader = _Reader(handle, shown_path(path), layout.migrations)
+        reader.expect(layout.head)
+        yield Sql(layout.head)
+        for table in layout.tables:
+            reader.expect(table.opening)
+            blocks = reader.rows(table)
+            yield Rows(table, blocks)
+            deque(blocks, maxlen=0)
+        reader.expect(layout.tail)
+        reader.expect_end()
+        if (reader.size, reader.digest.hexdigest()) != (manifest.size, manifest.sha256):
+            raise ArtifactError(f"{shown_path(path)} changed while it was read (its sha256 no longer "
+                                "matches the manifest); refusing it")
+        yield Sql(layout.tail)
+
+
+def _show(line: bytes, at: int = 0) -> str:
+    """``line`` quoted as Python does (a carriage return shows as ``\\r``, a backslash as
+    ``\\\\``), at most ``SHOWN`` characters of it: those around byte ``at`` (where two lines
+    differ), so that two long lines that differ late do not look the same."""
+    if not line:
+        return "a blank line"
+    begin = at - SHOWN + 10 if at >= SHOWN else 0  # the same window of both lines
+    while 0 < begin < len(line) and line[begin] & 0xC0 == 0x80:
+        begin -= 1  # not in the middle of a UTF-8 character
+    piece = line[begin:begin + SHOWN * 4].decode("utf-8", "replace")
+    cut = len(piece) > SHOWN or begin + SHOWN * 4 < len(line)
+    return repr(("..." if begin else "") + piece[:SHOWN] + ("..." if cut else ""))
+
+
+class _Reader:
+    """The file in blocks: ``buf`` is the unread rest, starting at line number ``line``."""
+
+    def __init__(self, handle: BinaryIO, name: str, migrations: tuple[str, ...]) -> None:
+        self.handle = handle
+        self.name = name
+        self.migrations = {m: yoyo_hash(m).encode() for m in migrations}
+        self.recorded: set[str] = set()  # migrations _yoyo_migration records
+        self.buf = b""
+        self.line = 1
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def _more(self) -> bool:
+        block = self.handle.read(BLOCK)
+        self.digest.update(block)
+        self.size += len(block)
+        self.buf += block
+        return bool(block)
+
+    def refuse(self, line: int, what: str) -> ArtifactError:
+        return ArtifactError(f"{self.name}: line {line}: {what}; refusing the dump, nothing "
+                             "was touched")
+
+    def expect(self, text: bytes) -> None:
+        """Consume ``text`` exactly, or refuse at its first line that differs."""
+        while len(self.buf) < len(text) and self._more():
+            pass
+        if self.buf.startswith(text):
+            self.buf = self.buf[len(text):]
+            self.line += text.count(b"\n")
+            return
+        same = next((i for i, (a, b) in enumerate(zip(self.buf, text, strict=False)) if a != b),
+                    min(len(self.buf), len(text)))
+        start = text.rfind(b"\n", 0, same) + 1
+        line = self.line + text.count(b"\n", 0, start)
+        want = text[start:].split(b"\n", 1)[0]
+        while b"\n" not in self.buf[start:start + SHOWN * 4] and self._more():
+            pass  # enough of the file's line to show it
+        if start >= len(self.buf):
+            raise self.refuse(line, f"the dump ends here, where movelib writes {_show(want)}")
+        has = self.buf[start:].split(b"\n", 1)[0]
+        if has == want:
+            raise self.refuse(line, f"the dump ends in the middle of {_show(want)}")
+        at = same - start
+        if has == want + b"\r":
+            raise self.refuse(line, f"the dump has Windows (CRLF) line endings: the line ends in "
+                              f"\\r\\n ({_show(has, at)}) where movelib writes \\n only "
+                              f"({_show(want, at)}). An editor or git's core.autocrlf converted it; "
+                              f"use the dump as movelib wrote it (`dos2unix {self.name}`, or a "
+                              "checkout where .gitattributes keeps it -text)")
+        raise self.refuse(line, f"the dump has {_show(has, at)} where movelib writes "
+                                f"{_show(want, at)}")
+
+    def expect_end(self) -> None:
+        if self.buf or self._more():
+            raise self.refuse(self.line, "there is more after the end of the dump: "
+                                         + _show(self.buf.split(b"\n", 1)[0]))
+
+    def rows(self, table: Table) -> Iterator[bytes]:
+        """``table``'s COPY data up to its end-of-data line (consumed), in blocks of whole
+        lines, every line checked."""
+        while True:
+            if self.buf.startswith(END_OF_DATA):
+                end = 0
+            else:
+                cut = self.buf.rfind(b"\n") + 1
+                found = self.buf.find(b"\n" + END_OF_DATA, 0, cut)
+                end = found + 1 if found >= 0 else cut
+            if end:
+                data = self.buf[:end]
+                self._check(table, data)
+                yield data
+                self.line += data.count(b"\n")
+                self.buf = self.buf[end:]
+            if self.buf.startswith(END_OF_DATA):
+                self.buf = self.buf[len(END_OF_DATA):]
+                self.line += 1
+                if table.name == "_yoyo_migration" and self.recorded != set(self.migrations):
+                    missing = ", ".join(sorted(set(self.migrations) - self.recorded))
+                    raise self.refuse(self.line - 1, f"_yoyo_migration does not record {missing}, "
+                                                     "which the manifest lists")
+                return
+            if len(self.buf) > MAX_LINE:
+                raise self.refuse(self.line, f"a row of {table.name} longer than "
+                                             f"{MAX_LINE >> 20} MiB; movelib writes none")
+            if not self._more() and b"\n" not in self.buf:
+                raise self.refuse(self.line, f"the dump ends inside the COPY block of "
+                                             f"{table.name}, before its end-of-data line")
+
+    def _check(self, table: Table, data: bytes) -> None:
+        lines = data.split(b"\n")
+        lines.pop()  # data ends with a line break
+        tabs = len(table.columns) - 1
+        counts = [line.count(b"\t") for line in lines]
+        if counts.count(tabs) != len(counts):
+            at = next(i for i, n in enumerate(counts) if n != tabs)
+            raise self.refuse(self.line + at, f"a row of {table.name} has {counts[at] + 1} "
+                                              f"field(s) where {table.name} has {tabs + 1} columns")
+        if b"\r" in data:
+            at = next(i for i, line in enumerate(lines) if b"\r" in line)
+            raise self.refuse(self.line + at, f"a row of {table.name} holds a raw carriage "
+                                              "return (COPY writes it as \\r)")
+        if data.startswith(b"\\.") or b"\n\\." in data:
+            at = next(i for i, line in enumerate(lines) if line.startswith(b"\\."))
+            raise self.refuse(self.line + at, f"a row of {table.name} starts with \\. but is "
+                                              "not the end-of-data line")
+        if table.name.startswith("_yoyo_"):
+            for at, line in enumerate(lines):
+                self._bookkeeping(table.name, line.split(b"\t"), self.line + at)
+
+    def _bookkeeping(self, table: str, fields: list[bytes], line: int) -> None:
+        """yoyo's rows may record only the manifest's migrations (each once, with yoyo's hash)."""
+        if table == "_yoyo_version":
+            if fields[0] != str(YOYO_SCHEMA_VERSION).encode():
+                raise self.refuse(line, f"_yoyo_version records schema version {_show(fields[0])}; "
+                                        f"the dump's yoyo tables are version "
+                                        f"{YOYO_SCHEMA_VERSION}")
+            return
+        at = 0 if table == "_yoyo_migration" else 1  # (migration_hash, migration_id) from here
+        digest, ident = fields[at], fields[at + 1]
+        name = ident.decode("utf-8", "replace")
+        if name not in self.migrations:
+            raise self.refuse(line, f"{table} names migration {_show(ident)}, which the manifest "
+                                    "does not list")
+        if digest != self.migrations[name]:
+            raise self.refuse(line, f"{table} records {name} with hash {_show(digest)}, "
+                                    "which is not yoyo's hash of that migration")
+        if table == "_yoyo_migration":
+            if name in self.recorded:
+                raise self.refuse(line, f"_yoyo_migration records {name} twice")
+            self.recorded.add(name)

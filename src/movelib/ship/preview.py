@@ -1,0 +1,198 @@
+"""What a restore would replace, shown before it asks and before it writes anything.
+
+Computed as ``inv diff`` computes drift (:func:`movelib.seed.drift.merge` and
+:func:`movelib.seed.drift.differ`), the target's library against the dump's, slug by slug: the
+target's side streamed in the restore's read-only look at it, each version's hash recomputed
+from its document; the dump's side collected from its ``movement_library`` and
+``movement_current`` rows in the pass that checks every line before any connection (no extra
+read of the file), sorted by slug on disk (:mod:`movelib.base.spill`), so memory stays flat however
+large the dump. The dump's stored hashes stand for its content because the database refuses,
+as they load, rows whose hash is not their document's (migration 0004). Movements are counted
+as the restore changes them: added, removed, changed (retired, un-retired, or an older current
+version), new versions and conflicts (one version with two contents), the first few of each by
+slug, and the release the target holds is named.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import groupby
+
+import psycopg
+
+from ..base.spill import SortedSpill
+from ..base.text import shown
+from ..database import db
+from ..database.provenance import NOTHING, Provenance, latest
+from ..database.tables import by_slug, table_exists
+from ..seed.drift import KINDS as DRIFT_KINDS
+from ..seed.drift import Difference, Movement, differ, library_movements, merge, movements
+from .dumpformat import Table
+
+SHOWN = 5  # slugs listed per kind
+KINDS = ("added", "removed", "changed", "new version", "conflict")
+_ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.DOTALL)
+_SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+# Before migration 0004 the stored hashes are all there is; before the versions migration (no
+# movement_current) no movement is current.
+_STORED = f"""
+SELECT l.slug, l.version, l.content_hash, c.version
+  FROM movement_library l LEFT JOIN movement_current c ON c.slug = l.slug
+ ORDER BY {by_slug("l.slug")}, l.version
+"""
+_STORED_BEFORE_VERSIONS = f"""
+SELECT slug, version, content_hash, NULL::int FROM movement_library
+ ORDER BY {by_slug()}, version
+"""
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    octal, hexa, char = match.groups()
+    if octal:
+        return bytes([int(octal, 8) & 0xFF])
+    if hexa:
+        return bytes([int(hexa, 16)])
+    return _SIMPLE.get(char, char)
+
+
+def _text(raw: bytes) -> str:
+    """A field of COPY's text format."""
+    if b"\\" in raw:
+        raw = _ESCAPE.sub(_unescape, raw)
+    return raw.decode("utf-8", "replace")
+
+
+@dataclass
+class DumpLibrary:
+    """The dump's library versions and current pointers, gathered as its rows are checked and
+    kept sorted by slug on disk: (slug's UTF-8, version, stored hash) and (slug's UTF-8,
+    version)."""
+
+    versions: SortedSpill = field(default_factory=SortedSpill)
+    current: SortedSpill = field(default_factory=SortedSpill)
+
+    def wants(self, table: Table) -> bool:
+        return table.name in ("movement_library", "movement_current")
+
+    def feed(self, table: Table, blocks: Iterator[bytes]) -> None:
+        """Consume ``blocks`` (whole lines of ``table``'s COPY data)."""
+        columns = table.columns
+        slug, version = columns.index("slug"), columns.index("version")
+        digest = columns.index("content_hash") if table.name == "movement_library" else -1
+        into = self.versions if digest >= 0 else self.current
+        for block in blocks:
+            for line in block.split(b"\n")[:-1]:
+                fields = line.split(b"\t")
+                key = _text(fields[slug]).encode("utf-8")
+                if digest >= 0:
+                    into.add((key, int(fields[version]), _text(fields[digest])))
+                else:
+                    into.add((key, int(fields[version])))
+
+    def movements(self) -> Iterator[Movement]:
+        """The dump's library, slug by slug in byte order (the order of the merge)."""
+        current = iter(self.current)
+        pointer = next(current, None)
+        for key, rows in groupby(self.versions, key=lambda r: r[0]):
+            versions = {version: content_hash for _, version, content_hash in rows}
+            while pointer is not None and pointer[0] < key:
+                pointer = next(current, None)
+            now = None
+            while pointer is not None and pointer[0] == key:  # the last one, as a dict kept it
+                now, pointer = pointer[1], next(current, None)
+            yield Movement(key.decode("utf-8"), versions, now)
+
+
+@contextmanager
+def target_movements(conn: psycopg.Connection) -> Iterator[Iterator[Movement]]:
+    """The target's library (in the caller's transaction), slug by slug in byte order; nothing
+    when it has none."""
+    if not table_exists(conn, "movement_library"):
+        yield iter(())
+    elif table_exists(conn, "movement_library_content"):
+        with library_movements(conn) as found:
+            yield found
+    else:  # a database before 0004: the stored hashes are all there is
+        query = (_STORED if table_exists(conn, "movement_current")
+                 else _STORED_BEFORE_VERSIONS)
+        with db.stream(conn, query) as rows:
+            yield movements(rows)
+
+
+def _kind(difference: Difference) -> str:
+    if difference.kind == "CONFLICT":
+        return "conflict"
+    if difference.kind == "ONLY":
+        return "removed" if difference.destination == "absent" else "added"
+    if difference.kind == "VERSION":
+        before, after = (int(s.removeprefix("v")) for s in (difference.source,
+                                                              difference.destination))
+        return "new version" if after > before else "changed"
+    return "changed"
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What the restore replaces: the release (or seed) the target holds, and per kind how many
+    movements change and the first :data:`SHOWN` of them."""
+
+    replaces: str
+    changes: dict[str, list[Difference]]  # per kind, the first SHOWN
+    movements: tuple[int, int]  # (target, dump)
+    counts: dict[str, int] = field(default_factory=dict)  # per kind, every one
+
+    def count(self, kind: str) -> int:
+        return self.counts.get(kind, 0)
+
+    def lines(self) -> list[str]:
+        lines = [f"replaces: {self.replaces}"]
+        counts = ", ".join(f"{self.count(k)} {k}" + ("s" if k in ("new version", "conflict")
+                                                      and self.count(k) != 1 else "")
+                           for k in KINDS)
+        lines.append(f"preview: {counts} (the target's {self.movements[0]} movements -> the "
+                     f"dump's {self.movements[1]}, compared as `inv diff` does)")
+        for kind in KINDS:
+            found = self.changes.get(kind, [])
+            if not found:
+                continue
+            listed = ", ".join(f"{shown(d.slug, 60)} ({d.source} -> {d.destination})"
+                               for d in found[:SHOWN])
+            more = f", ... and {self.count(kind) - SHOWN} more" if self.count(kind) > SHOWN else ""
+            mark = "!!" if kind == "conflict" else "  "
+            lines.append(f"{mark} {kind}: {listed}{more}")
+        if self.count("conflict"):
+            lines.append("!! a conflict is one published version with two contents: the target "
+                         "published something else under that name and version, which this "
+                         "restore replaces")
+        return lines
+
+
+def preview(conn: psycopg.Connection, dump: DumpLibrary) -> Preview:
+    """Compare the target on ``conn`` (in the caller's read-only transaction) with ``dump``,
+    both streamed slug by slug: the counts of every kind and the first few of each."""
+    counts: dict[str, int] = {}
+    # the first few per (kind, drift kind): listed as `inv diff` orders them, by its kind then slug
+    first: dict[tuple[str, str], list[Difference]] = {}
+    sides = [0, 0]
+    with target_movements(conn) as here:
+        for ours, theirs in merge(here, dump.movements()):
+            sides[0] += ours is not None
+            sides[1] += theirs is not None
+            for difference in differ(ours, theirs):
+                kind = _kind(difference)
+                counts[kind] = counts.get(kind, 0) + 1
+                listed = first.setdefault((kind, difference.kind), [])
+                if len(listed) < SHOWN:
+                    listed.append(difference)
+    changes = {kind: [d for drift_kind in DRIFT_KINDS for d in first.get((kind, drift_kind), [])
+                      ][:SHOWN] for kind in KINDS if counts.get(kind)}
+    held = latest(conn)
+    if isinstance(held, Provenance):
+        text = held.describe()
+        replaces = text.removeprefix("holds ") if text.startswith("holds ") else f"a library {text}"
+    else:
+        replaces = f"a library with {held}" if held == NOTHING else held
+    return Preview(replaces, changes, (sides[0], sides[1]), counts)

@@ -1,0 +1,75 @@
+"""``inv verify --release`` and ``inv promote``: a release's manifest found (by version or file)
+and compared with a database: the row count of each movement table, who signed what the
+database restored, and the library's content (:func:`movelib.database.tables.library_sha256`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import psycopg
+
+from ..base.errors import ReleaseError
+from ..base.text import shown
+from ..database.provenance import Provenance, latest
+from ..database.tables import current_counts, library_sha256
+from .manifest import Manifest
+from .release import is_version, release_manifest_path
+
+
+def release_manifest(root: Path, version: str) -> tuple[str, Manifest]:
+    """``--release``: the manifest of ``releases/<version>/`` under ``root``, or a manifest file
+    named directly (``....manifest.json``, e.g. a CI artifact's); validated against its schema.
+    The release's name (its version, else the file's name) and the manifest."""
+    if version.endswith(".manifest.json"):
+        path = Path(version)
+        if not path.is_file():
+            raise ReleaseError(f"{shown(version)}: no such manifest file")
+        manifest = Manifest.from_json(path.read_text(encoding="utf-8"), str(path))
+        return manifest.release or path.name, manifest
+    if not is_version(version):
+        raise ReleaseError(f"{shown(version, 40)} is not a release version (e.g. v1.2) nor a "
+                           "manifest file")
+    path = release_manifest_path(root, version)
+    return version, Manifest.from_json(path.read_text(encoding="utf-8"), str(path))
+
+
+def compare_release(conn: psycopg.Connection, version: str,
+                    manifest: Manifest) -> tuple[list[str], list[str]]:
+    """(what matches, what differs) between the database and a release's manifest: the row
+    count of every movement table the release holds, and the library's content."""
+    tables = [t for t in manifest.row_counts if t.startswith("movement_")]
+    counts = current_counts(conn, tables)
+    differs = [f"release {version}: {t} has {'no table' if counts[t] is None else counts[t]} "
+               f"rows, the release {manifest.row_counts[t]}"
+               for t in tables if counts[t] != manifest.row_counts[t]]
+    same = [f"release {version}: row counts match ({len(tables)} movement tables)"] if not differs else []
+    if manifest.library_sha256 is None:
+        same.append(f"release {version}: content not compared (its manifest, written by movelib "
+                    f"{manifest.tool_version}, has no library_sha256)")
+        return same, differs
+    record = latest(conn)
+    if (isinstance(record, Provenance) and record.kind == "restore" and record.signed_by
+            and record.artifact_sha256 == manifest.sha256):
+        same.append(f"release {version}, signed by {shown(record.signed_by)} "
+                    f"({shown(record.signer_key)}): this database restored it, its signature "
+                    "verified then")
+    else:
+        same.append(f"release {version}: not restored here from a verified signature of it "
+                    f"(the database {record.describe() if isinstance(record, Provenance) else record})")
+    have = library_sha256(conn, recompute=True)
+    if have == manifest.library_sha256:
+        same.append(f"release {version}: library content matches (sha256 {have[:12]}...)")
+    else:
+        differs.append(f"release {version}: the library's content differs from the release's "
+                       f"(library_sha256 {have[:12]}... vs {manifest.library_sha256[:12]}...; "
+                       "`inv diff` names the movements)")
+    return same, differs
+
+
+def comparison(version: str, manifest: Manifest) -> tuple[
+        str, Callable[[psycopg.Connection], tuple[list[str], list[str]]]]:
+    """What ``verify.verify(release=...)`` takes: the release's name and the comparison of a
+    database with it (:func:`compare_release`)."""
+    return version, partial(compare_release, version=version, manifest=manifest)

@@ -1,0 +1,369 @@
+"""``inv restore``: a checked seed dump, loaded as data in one transaction, verified before it
+commits.
+
+Nothing of the dump file runs as SQL. Before any connection the manifest is validated against
+its JSON Schema, the dump's size and sha256 are compared with it, and every line of the file is
+walked against what movelib itself writes for the manifest's migrations (``dumpreader``): the
+schema part must be movelib's rendering byte for byte, the rest COPY rows of known tables with
+known columns. The restore then runs movelib's own rendering and streams the checked rows, in
+one psycopg transaction; the row counts are compared with the manifest and the audit chains
+verified inside that same transaction, so any failure (a changed file, a bad row, a count
+mismatch, a lost connection) leaves the target exactly as it was.
+
+Before it asks and before it writes, a read-only look at the target says whom it trusts and
+which signatures count (:mod:`movelib.ship.quorum`: signers pinned in a production database, else
+the allowed_signers file), whether the restore would be a rollback (:mod:`movelib.ship.rollback`)
+and what it would replace (:mod:`movelib.ship.preview`); under the lock, in the transaction that
+writes, the same checks are made again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from ..base import secrets
+from ..base.console import mintty_hint
+from ..base.defaults import LOCK_TIMEOUT
+from ..base.errors import ConfirmationRequired, MovelibError, RestoreFailed
+from ..database import db
+from ..database.guard import PROTECTED, Permission, check_protected
+from ..database.migrations import CHECKOUT_MIGRATIONS, checkout_migrations, migration_ids
+from ..database.provenance import Provenance, latest, run_by
+from ..database.settings import Settings
+from ..database.tables import current_counts, environment_label
+from ..database.target import Target
+from ..database.yoyo_tables import record_applied
+from ..seed.verify import VerifyReport, check
+from .dumpformat import Layout, transaction_scoped
+from .dumpreader import Rows, Sql, layout_for, read_dump
+from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
+from .preview import DumpLibrary, Preview, preview
+from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
+from .release import proven_tag
+from .restore_record import record_restore
+from .rollback import check_rollback
+from .trust import read_trust
+
+Echo = Callable[[str], None]
+Ask = Callable[[str], None]  # returns when the person confirms; raises ConfirmationRequired
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    dump_file: Path
+    assume_yes: bool = False  # --yes: do not ask
+    lock_timeout: float = LOCK_TIMEOUT
+    permission: Permission = field(default_factory=Permission)  # for a production target
+    require_signature: bool = False  # --require-signature (a production target always does)
+    allow_downgrade: bool = False  # --allow-downgrade: replace a newer release on purpose
+    dry_run: bool = False  # --dry-run: the checks and the preview, then exit; nothing written
+    terminal: bool = True  # whether a person can be asked (the task says; False refuses early)
+
+
+@dataclass(frozen=True)
+class CheckedDump:
+    """A dump file whose manifest, sha256 and every line were checked, and what it loads.
+
+    ``manifest_bytes`` are the manifest as read, once: ``manifest`` is parsed from them and a
+    signature is checked over them. The load reads the dump again and compares its sha256 with
+    ``manifest`` in the same pass, before the commit. ``library`` is the dump's library as the
+    checking pass saw it (what a restore's preview compares)."""
+
+    path: Path
+    manifest: Manifest
+    layout: Layout
+    manifest_bytes: bytes = b""
+    library: DumpLibrary = field(default_factory=DumpLibrary)
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    target: Target
+    dump: CheckedDump
+    current_counts: dict[str, int | None]
+    label: str | None = None
+    trust: str = ""  # whom the target trusts (quorum.trust_source)
+    verdict: Verdict | None = None  # whose signatures count (None when refused)
+    preview: Preview | None = None
+    refusal: MovelibError | None = None  # why the restore would be refused, found read only
+    downgrade: str | None = None  # an allowed downgrade, said
+
+    @property
+    def dump_file(self) -> Path:
+        return self.dump.path
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.dump.manifest
+
+    def lines(self) -> list[str]:
+        lines = [f"trust: {self.trust}"] if self.trust else []
+        lines += self.verdict.lines() if self.verdict else []
+        if self.downgrade:
+            lines.append(f"downgrade: allowed (--allow-downgrade): {self.downgrade}")
+        lines += self.preview.lines() if self.preview else []
+        for table, want in self.manifest.row_counts.items():
+            have = self.current_counts.get(table)
+            lines.append(f"  {table:<22} now {'absent' if have is None else have:>8}  ->  {want:>8}")
+        return lines
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    counts: dict[str, int]
+    verification: VerifyReport
+    provenance: Provenance | None = None  # what the restore recorded
+    migrated: tuple[str, ...] = ()  # this checkout's migrations the dump predates, applied after it
+
+    def lines(self) -> list[str]:
+        lines = [f"migrations: applied {', '.join(self.migrated)} after the dump's (it predates "
+                 "them), in the same transaction"] if self.migrated else []
+        if self.provenance:
+            lines.append(f"provenance: recorded; the database {self.provenance.describe()}")
+        counts = self.verification.counts
+        return [*lines, f"restore: done; row counts match the manifest; verify: ok "
+                        f"(library {counts['library']}, audit {counts['audit_log']})"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts, "migrated": list(self.migrated),
+                "provenance": self.provenance.as_dict() if self.provenance else None,
+                "verification": self.verification.as_dict()}
+
+
+def _checkpoint(step: str) -> None:
+    """Called between the reads of a restore's artifacts (``manifest read``, ``dump checked``,
+    ``signature read``, ``target planned``): nothing by default. A test swaps files here to
+    prove that what was checked is what is trusted and loaded."""
+
+
+def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS) -> CheckedDump:
+    """Everything that is checked without a connection: the manifest (read once; its schema,
+    migrations this checkout has), the size and sha256, and every line of the file (the pass
+    that also gathers the dump's library for the preview)."""
+    raw, manifest = read_manifest(dump_file)
+    _checkpoint("manifest read")
+    check_size_and_sha256(dump_file, manifest)
+    layout = layout_for(manifest, migrations_dir, str(manifest_path(dump_file)))
+    library = DumpLibrary()
+    for part in read_dump(dump_file, layout, manifest):
+        if isinstance(part, Rows) and library.wants(part.table):
+            library.feed(part.table, part.blocks)
+    _checkpoint("dump checked")
+    return CheckedDump(dump_file, manifest, layout, raw, library)
+
+
+def _apply(conn: psycopg.Connection, dump: CheckedDump) -> None:
+    """Load ``dump`` on ``conn`` (inside the caller's transaction): movelib's own SQL, and the
+    rows of each known table through COPY, checked again line by line as they stream."""
+    cursor = conn.cursor()
+    for part in read_dump(dump.path, dump.layout, dump.manifest):
+        if isinstance(part, Sql):
+            conn.execute(transaction_scoped(part.text))
+            continue
+        with cursor.copy(f"COPY {part.table.spec} FROM STDIN") as copy:
+            for block in part.blocks:
+                copy.write(block)
+
+
+def plan_restore(target: Target, dump_file: Path, *,
+                 migrations_dir: Path = CHECKOUT_MIGRATIONS) -> RestorePlan:
+    """Check the dump (no connection), then read the target's current counts and preview."""
+    dump = check_dump_file(dump_file, migrations_dir)
+    return _plan(target, dump, unsigned(manifest_path(dump_file).name), RestoreOptions(dump_file))
+
+
+def _judge(conn: psycopg.Connection, target: Target, label: str | None,
+           presented: Presented) -> Verdict:
+    """Whose signatures count, by the target's trust source (read in the caller's transaction)."""
+    pinned = read_trust(conn, target.dbname) if label in PROTECTED else None
+    return decide(presented, label, pinned, target)
+
+
+def _permitted(conn: psycopg.Connection, target: Target, permission: Permission) -> None:
+    """The protected check, without asking: a typed name is asked for by the restore itself."""
+    if permission.allow_protected and permission.confirm is None:
+        return
+    check_protected(conn, target, permission, "restore")
+
+
+def _plan(target: Target, dump: CheckedDump, presented: Presented,
+          options: RestoreOptions) -> RestorePlan:
+    """A read-only look at the target: its label, whom it trusts and whether the signatures
+    are enough, what it holds (a downgrade?), the preview and the row counts. Every refusal
+    found is kept, not raised, so that the preview is shown first."""
+    refusal: MovelibError | None = None
+    verdict, downgrade = None, None
+    with db.connect(target, task="restore", autocommit=True) as conn:
+        try:
+            with db.work(conn, read_only=True):
+                label = environment_label(conn)
+                pinned = read_trust(conn, target.dbname) if label in PROTECTED else None
+                source = trust_source(presented, label, pinned)
+                try:
+                    _permitted(conn, target, options.permission)
+                    verdict = decide(presented, label, pinned, target)
+                    downgrade = check_rollback(conn, target, dump.manifest,
+                                               signed=verdict.signed, allow=options.allow_downgrade)
+                except MovelibError as exc:
+                    refusal = exc
+                shown_preview = preview(conn, dump.library)
+                counts = current_counts(conn, list(dump.manifest.row_counts))
+        except psycopg.Error as exc:
+            db.raise_sql_error(target, exc, "the restore's look at the target")
+            raise
+    return RestorePlan(target, dump, counts, label, source, verdict, shown_preview, refusal,
+                       downgrade)
+
+
+def _migrate_after(conn: psycopg.Connection, dump: CheckedDump,
+                   migrations_dir: Path) -> tuple[str, ...]:
+    """Apply (in the caller's transaction) this checkout's migrations that a dump predates,
+    recorded as yoyo records them: the restored database is at this checkout's schema, and a
+    dump from before migration 0003 still gets its provenance recorded."""
+    have = list(dump.layout.migrations)
+    later = [m for m in migration_ids(migrations_dir) if m not in have]
+    for migration_id, text in checkout_migrations(migrations_dir, have + later)[len(have):]:
+        conn.execute(text)
+        record_applied(conn, migration_id, "applied by inv restore after an older dump")
+    return tuple(later)
+
+
+def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
+            permission: Permission | None = None, presented: Presented | None = None,
+            allow_downgrade: bool = False, migrations_dir: Path = CHECKOUT_MIGRATIONS,
+            tag: str | None = None) -> RestoreResult:
+    """Apply ``plan`` all-or-nothing. Under the target's lock, before anything is written, the
+    protected check, whose signatures count (``presented``, by the target's trust source) and
+    the rollback check are made again: what the plan read may have changed since. Its lines are
+    checked again as they load, and the file's sha256 before the commit, so a dump changed
+    since its check is never committed."""
+    target, manifest = plan.target, plan.manifest
+    presented = presented or unsigned(manifest_path(plan.dump_file).name)
+    with db.connect(target, task="restore", autocommit=True) as conn:
+        try:
+            with db.locked(conn, target, task="restore", timeout=lock_timeout):
+                check_protected(conn, target, permission or Permission(), "restore")
+                label = environment_label(conn)
+                verdict = _judge(conn, target, label, presented)
+                check_rollback(conn, target, manifest, signed=verdict.signed,
+                               allow=allow_downgrade)
+                _apply(conn, plan.dump)
+                if label is not None:  # the label belongs to the database, not to the dump
+                    conn.execute("INSERT INTO movement_environment (singleton, label) "
+                                 "VALUES (true, %s)", (label,))
+                counts = {k: v for k, v in current_counts(conn, list(manifest.row_counts)).items()
+                          if v is not None}
+                mismatched = {k: (counts.get(k), v) for k, v in manifest.row_counts.items()
+                              if counts.get(k) != v}
+                if mismatched:
+                    detail = ", ".join(f"{k} {got} (manifest {want})"
+                                       for k, (got, want) in mismatched.items())
+                    raise RestoreFailed(
+                        f"restore into {target.describe()} rolled back: the restored row counts "
+                        f"differ from the manifest: {detail}"
+                    )
+                actor = run_by()
+                migrated = _migrate_after(conn, plan.dump, migrations_dir)
+                # content=False: the database checked every loaded row against its document
+                # (0004's triggers as the rows streamed, or 0004's one-time check just now)
+                report = check(conn, target, content=False)
+                if not report.ok:
+                    raise RestoreFailed(
+                        f"restore into {target.describe()} rolled back: the restored library "
+                        "fails verification:\n  " + "\n  ".join(report.problems)
+                    )
+                record_restore(conn, manifest, run_by=actor, signers=verdict.signers,  # after the rows
+                               tag=tag)
+                recorded = latest(conn)
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+                db.raise_sql_error(target, exc, "the restore")
+            raise RestoreFailed(
+                f"restore into {target.describe()} failed and was rolled back; the target is "
+                f"unchanged:\n  {secrets.redact(str(exc).strip())}"
+            ) from None
+    return RestoreResult(counts, report, recorded if isinstance(recorded, Provenance) else None,
+                         migrated)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a restore checked before any connection: the dump, and its signatures (each file
+    read once, each sound over the manifest's bytes as read)."""
+
+    dump: CheckedDump
+    presented: Presented
+
+
+def prepare(settings: Settings, target: Target, options: RestoreOptions, echo: Echo) -> Prepared:
+    """Everything before a connection: print the target, refuse at once when nobody can be
+    asked and ``--yes`` is not given (before an emulator starts), check the dump, read and check
+    its signatures."""
+    echo(f"target: {target.describe()}")  # first, as every task; no connection before the checks
+    path = options.dump_file
+    if not path.is_file():
+        check_dump_file(path, settings.migrations_dir)  # bad usage first: it says why (exit 2)
+    if not (options.assume_yes or options.dry_run or options.terminal):
+        raise ConfirmationRequired(
+            "refusing: there is no terminal to ask for confirmation on; pass --yes to confirm, "
+            f"or --dry-run to see what the restore would do (nothing was touched){mintty_hint()}")
+    dump = check_dump_file(path, settings.migrations_dir)
+    manifest = dump.manifest
+    echo(f"dump: {path.name} (sha256 {manifest.sha256[:12]}..., {manifest.size} bytes, "
+         f"from PostgreSQL {manifest.source_server_version}, created {manifest.created_at})")
+    # still no connection: the signatures are checked over the manifest's bytes as they were
+    # read (which pin the dump's sha256), never over a second read of the file
+    presented = read_presented(manifest_path(path), dump.manifest_bytes, settings.allowed_signers,
+                               required=options.require_signature)
+    _checkpoint("signature read")
+    return Prepared(dump, presented)
+
+
+def finish(settings: Settings, target: Target, prepared: Prepared, options: RestoreOptions,
+           echo: Echo, ask: Ask) -> RestoreResult | None:
+    """After :func:`prepare`: start the target profile's emulator if it is stopped, look at the
+    target read only (trust, rollback, preview, counts), say it, refuse or (a dry run) stop,
+    ask unless ``options.assume_yes``, apply, report. None after a dry run that would be
+    allowed."""
+    from ..database.emulator import start_if_stopped
+
+    start_if_stopped(target, settings.emulator_for, echo)
+    plan = _plan(target, prepared.dump, prepared.presented, options)
+    _checkpoint("target planned")
+    for line in plan.lines():
+        echo(line)
+    if plan.refusal is not None:
+        if options.dry_run:
+            echo("dry run: the restore would be refused (below); nothing was written")
+        raise plan.refusal
+    if options.dry_run:
+        asked = (" once the database's name is typed or given with --confirm"
+                 if plan.label in PROTECTED and options.permission.confirm is None else "")
+        echo(f"dry run: the restore would be allowed{asked}; nothing was written")
+        return None
+    if not options.assume_yes:
+        ask(f"This replaces the movement tables of {target.describe()}.")
+    manifest = prepared.dump.manifest
+    tag = (proven_tag(settings.root, manifest, prepared.dump.manifest_bytes)
+           if plan.verdict and plan.verdict.signed else None)
+    result = restore(plan, lock_timeout=options.lock_timeout, permission=options.permission,
+                     presented=prepared.presented, allow_downgrade=options.allow_downgrade,
+                     migrations_dir=settings.migrations_dir, tag=tag)
+    for line in result.lines():  # the plan was said before the question; then the result
+        echo(line)
+    return result
+
+
+def run_restore(settings: Settings, target: Target, options: RestoreOptions, echo: Echo,
+                ask: Ask) -> RestoreResult | None:
+    """The whole ``inv restore``: print the target, check the dump and its signatures before
+    any connection (then start the target profile's emulator if it is stopped), show whom the
+    target trusts, what the restore replaces and the counts, ask (unless
+    ``options.assume_yes``), apply, report. Raises a :class:`~movelib.base.errors.MovelibError` on
+    any failure or refusal; the target is then as it was. A dry run returns None."""
+    return finish(settings, target, prepare(settings, target, options, echo), options, echo, ask)

@@ -1,0 +1,1 @@
+"""Where data comes from: data files, catalogue importers, synthetic data."""
