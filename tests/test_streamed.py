@@ -359,3 +359,25 @@ def test_the_restores_preview_is_what_the_whole_comparison_gave(
                        {k: len(changes.get(k, [])) for k in KINDS}).lines()
     assert lines[at:at + len(expected)] == expected
     assert sum(len(v) for v in changes.values()) == 6  # every kind of change is in the case
+
+
+@pytest.mark.parametrize("migrated", [True, False], ids=["migrated-empty", "no-schema"])
+def test_a_preview_into_a_target_without_a_library_counts_what_the_comparison_found(
+        cli: Cli, two_libraries: tuple[Target, Target], migrated_db: Target, empty_db: Target,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated: bool) -> None:
+    """A target that holds no library has nothing to compare: the preview counts the dump's
+    movements as added and lists the first few, the lines the whole comparison gives."""
+    from movelib.ship import preview as preview_module
+    from movelib.ship.restore import check_dump_file
+
+    a, _ = two_libraries
+    dumped = cli("dump", "--dsn", a.conninfo, "--output-dir", str(tmp_path / "dumps"))
+    assert dumped.code == 0, dumped.output
+    checked = check_dump_file(tmp_path / "dumps" / "movements_seed_latest.sql")
+    target = migrated_db if migrated else empty_db
+    with db.connect(target, task="test", autocommit=True) as conn, db.work(conn, read_only=True):
+        counted = preview_module.preview(conn, checked.library)
+        monkeypatch.setattr(preview_module, "_holds_no_library", lambda _conn: False)
+        compared = preview_module.preview(conn, checked.library)
+    assert counted == compared
+    assert counted.count("added") == len(SLUGS) and counted.movements == (0, len(SLUGS))

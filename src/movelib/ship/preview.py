@@ -19,7 +19,8 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import groupby, islice
+from operator import itemgetter
 
 import psycopg
 
@@ -86,7 +87,9 @@ class DumpLibrary:
         for block in blocks:
             for line in block.split(b"\n")[:-1]:
                 fields = line.split(b"\t")
-                key = _text(fields[slug]).encode("utf-8")
+                key = fields[slug]
+                if b"\\" in key or not key.isascii():  # as the merge keys it: UTF-8, unescaped
+                    key = _text(key).encode("utf-8")
                 if digest >= 0:
                     into.add((key, int(fields[version]), _text(fields[digest])))
                 else:
@@ -120,6 +123,14 @@ def target_movements(conn: psycopg.Connection) -> Iterator[Iterator[Movement]]:
                  else _STORED_BEFORE_VERSIONS)
         with db.stream(conn, query) as rows:
             yield movements(rows)
+
+
+def _holds_no_library(conn: psycopg.Connection) -> bool:
+    """The target has no library rows (a new database, or one without the schema)."""
+    if not table_exists(conn, "movement_library"):
+        return True
+    row = conn.execute("SELECT NOT EXISTS (SELECT FROM movement_library)").fetchone()
+    return bool(row and row[0])
 
 
 def _kind(difference: Difference) -> str:
@@ -177,16 +188,23 @@ def preview(conn: psycopg.Connection, dump: DumpLibrary) -> Preview:
     # the first few per (kind, drift kind): listed as `inv diff` orders them, by its kind then slug
     first: dict[tuple[str, str], list[Difference]] = {}
     sides = [0, 0]
-    with target_movements(conn) as here:
-        for ours, theirs in merge(here, dump.movements()):
-            sides[0] += ours is not None
-            sides[1] += theirs is not None
-            for difference in differ(ours, theirs):
-                kind = _kind(difference)
-                counts[kind] = counts.get(kind, 0) + 1
-                listed = first.setdefault((kind, difference.kind), [])
-                if len(listed) < SHOWN:
-                    listed.append(difference)
+    if _holds_no_library(conn):  # every movement of the dump is added: counted, not compared
+        first[("added", "ONLY")] = [d for m in islice(dump.movements(), SHOWN)
+                                    for d in differ(None, m)]
+        sides[1] = sum(1 for _ in groupby(dump.versions, key=itemgetter(0)))
+        if sides[1]:
+            counts["added"] = sides[1]
+    else:
+        with target_movements(conn) as here:
+            for ours, theirs in merge(here, dump.movements()):
+                sides[0] += ours is not None
+                sides[1] += theirs is not None
+                for difference in differ(ours, theirs):
+                    kind = _kind(difference)
+                    counts[kind] = counts.get(kind, 0) + 1
+                    listed = first.setdefault((kind, difference.kind), [])
+                    if len(listed) < SHOWN:
+                        listed.append(difference)
     changes = {kind: [d for drift_kind in DRIFT_KINDS for d in first.get((kind, drift_kind), [])
                       ][:SHOWN] for kind in KINDS if counts.get(kind)}
     held = latest(conn)
