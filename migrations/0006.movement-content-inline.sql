@@ -58,9 +58,10 @@ LANGUAGE sql STABLE PARALLEL SAFE
 RETURN encode(sha256(convert_to(movement_canonical(doc), 'UTF8')), 'hex');
 
 -- Publishing, as 0004 checks it, in one pass over the rows written: each joined to its draft
--- once (0004 joined twice), the approvals counted per movement by a join the planner sizes to
--- the statement (0004 ran a correlated count per row: 100k index scans and sorts on a seed of
--- 100k), and the projection compared in the same pass; no LIMIT, so that the planner sizes the
+-- once (0004 joined twice), two distinct approvers found per movement by a join the planner
+-- sizes to the statement, as the first and last approver differing (0004 ran a correlated
+-- count(DISTINCT) per row: 100k index scans and sorts on a seed of 100k; the count is made for
+-- the message only), and the projection compared in the same pass; no LIMIT, so that the planner sizes the
 -- joins for every row written (SELECT INTO stops at the first row found). That row is named; a
 -- row that cannot be published at all is named for that before its projection.
 CREATE OR REPLACE FUNCTION movement_library_check_publish() RETURNS trigger
@@ -71,19 +72,19 @@ BEGIN
     SELECT n.slug, n.version, n.staging_id,
            s.status AS staging_status,
            s.content_hash = n.content_hash AS same_content,
-           coalesce(a.approvals, 0) AS approvals,
            (s.id IS NULL OR s.slug <> n.slug OR s.version <> n.version
             OR s.status NOT IN ('approved', 'published') OR s.content_hash <> n.content_hash
-            OR coalesce(a.approvals, 0) < 2) AS unpublishable,
+            OR a.first_approver IS NULL OR a.first_approver = a.last_approver) AS unpublishable,
            movement_projection_differs(n, s.document) AS differs
       INTO bad
       FROM published_rows n
       LEFT JOIN movement_staging s ON s.id = n.staging_id
-      LEFT JOIN (SELECT p.slug, p.version, count(DISTINCT a.actor) AS approvals
-                   FROM (SELECT DISTINCT slug, version FROM published_rows) p
-                   JOIN movement_audit_log a
-                     ON a.slug = p.slug AND a.version = p.version AND a.action = 'APPROVED'
-                  GROUP BY p.slug, p.version) a
+      LEFT JOIN (SELECT a.slug, a.version, min(a.actor) AS first_approver,
+                        max(a.actor) AS last_approver
+                   FROM movement_audit_log a
+                  WHERE a.action = 'APPROVED'
+                    AND (a.slug, a.version) IN (SELECT slug, version FROM published_rows)
+                  GROUP BY a.slug, a.version) a
         ON a.slug = n.slug AND a.version = n.version
       LEFT JOIN LATERAL jsonb_to_record(s.document) AS d (slug text, name text,
            classification text, equipment text[], primary_muscles text[],
@@ -93,7 +94,7 @@ BEGIN
         OR s.slug <> n.slug OR s.version <> n.version
         OR s.status NOT IN ('approved', 'published')
         OR s.content_hash <> n.content_hash
-        OR coalesce(a.approvals, 0) < 2
+        OR a.first_approver IS NULL OR a.first_approver = a.last_approver
         OR (n.slug, n.name, n.classification, n.equipment, n.primary_muscles,
             n.secondary_muscles, n.level, n.instructions, n.aliases, n.laterality, n.force,
             n.mechanic, n.coaching_cues)
@@ -106,7 +107,9 @@ BEGIN
     ELSIF bad.unpublishable THEN
         RAISE EXCEPTION 'movement % version % cannot be published: draft status %, same content %, % distinct approval(s) (two are required)',
             bad.slug, bad.version, coalesce(bad.staging_status, 'missing'),
-            coalesce(bad.same_content, false), bad.approvals;
+            coalesce(bad.same_content, false),
+            (SELECT count(DISTINCT a.actor) FROM movement_audit_log a
+              WHERE a.slug = bad.slug AND a.version = bad.version AND a.action = 'APPROVED');
     ELSE
         RAISE EXCEPTION 'movement % version % cannot be published: its % differ(s) from its approved document',
             bad.slug, bad.version, array_to_string(bad.differs, ', ')
