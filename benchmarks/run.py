@@ -132,11 +132,32 @@ class Bench:
     def python(self, code: str) -> float:
         return self.run(sys.executable, "-c", code, settle=False)
 
+    def python_copy(self, db: str, data_sql: Path) -> float:
+        """The Python floor of a seed: a process that imports invoke and psycopg, connects and
+        loads the rows of ``data_sql`` (pg_dump --data-only) with COPY in one transaction."""
+        return self.run(sys.executable, "-c", PYTHON_COPY, self.dsn(db), str(data_sql))
+
     def tool(self, name: str, *args: str) -> float:
         return self.run(str(self.bin / name), *args)
 
 
 PLACEHOLDERS = ROOT / "data" / "movements-canonical.json"  # the 8 movements of the repository
+# What Bench.python_copy runs: pg_dump's one-line statements executed, its COPY blocks copied.
+PYTHON_COPY = """
+import sys
+import invoke, psycopg
+with psycopg.connect(sys.argv[1]) as conn, open(sys.argv[2], encoding="utf-8") as lines:
+    cur = conn.cursor()
+    for line in lines:
+        if line.startswith("COPY ") and line.rstrip().endswith("FROM stdin;"):
+            with cur.copy(line.rstrip()[:-1]) as copy:
+                for row in lines:
+                    if row == "\\\\.\\n":
+                        break
+                    copy.write(row)
+        elif line.strip() and not line.startswith(("--", "\\\\")):  # psql's \\restrict: not SQL
+            cur.execute(line)
+"""
 
 
 def everyday(bench: Bench, rounds: int) -> dict[str, tuple[float, float]]:
@@ -232,6 +253,9 @@ def measure(bench: Bench, n: int, work: Path, rounds: int, rss: dict[str, float]
         else:
             pair("seed vs COPY floor", (ours, "seed", *seed),
                  (bench.tool, *replay, "-d", bench.fresh(migrated=True), "-f", str(data_sql)), turn)
+        # the same rows loaded by a Python process (start-up, invoke and psycopg included)
+        times.setdefault("seed vs Python COPY floor", ([], []))[1].append(
+            bench.python_copy(bench.fresh(migrated=True), data_sql))
         times.setdefault("reseed (unchanged) vs first seed", ([], []))[0].append(
             ours("reseed", *seed))
         times.setdefault("validate", ([], []))[0].append(
@@ -259,6 +283,7 @@ def measure(bench: Bench, n: int, work: Path, rounds: int, rss: dict[str, float]
         if turn == 0 and rounds == 1:
             break
     seeds = times["seed vs COPY floor"][0]
+    times["seed vs Python COPY floor"][0].extend(seeds)
     times["reseed (unchanged) vs first seed"][1].extend(seeds)
     times["validate"][1].append(0.8 * n / 100_000)  # against the 100k-in-0.8-s goal
     return report_times(f"{n:,}", times)
@@ -270,13 +295,16 @@ TARGETS = {
     "`inv --list` vs `inv --version`": 1.1,
     "validate 8 vs `import invoke`": 1.2,
     "seed vs COPY floor": 2.0,
+    "seed vs Python COPY floor": 1.5,
     "reseed (unchanged) vs first seed": 0.1,
     "validate": 1.0,
     "dump vs pg_dump": 1.1,
     "restore vs psql -1 -f": 1.1,
 }
 LARGE_TARGETS = {"seed vs COPY floor": 1.15}  # at 100k and above
-SMALL_TARGETS = {"seed vs COPY floor": 2.0}  # below 100k only the seed has a goal
+# Below 100k only the seed has a goal, against the Python floor (issue 22: 2x psql's floor was
+# below what any Python process can do, its start-up alone being 2x that floor).
+SMALL_TARGETS = {"seed vs Python COPY floor": 1.5}
 STEPS = {"seed vs COPY floor": "seed", "reseed (unchanged) vs first seed": "reseed",
          "dump vs pg_dump": "dump", "restore vs psql -1 -f": "restore"}
 # The steps with no reference of their own, in the large row after STEPS.
@@ -321,12 +349,12 @@ def main() -> None:
                 rss[n], alone[n] = {}, {}
                 medians[n] = measure(bench, n, base, args.rounds, rss[n], alone[n])
                 for name, (ours, theirs) in medians[n].items():
-                    if n >= 100_000:
+                    if n >= 100_000 and name not in SMALL_TARGETS:
                         rows.append(row(f"{n:,}", name, ours, theirs,
                                         LARGE_TARGETS.get(name, TARGETS[name])))
-                    elif name in SMALL_TARGETS:
+                    elif name in SMALL_TARGETS and n < 100_000:
                         rows.append(row(f"{n:,}", name, ours, theirs, SMALL_TARGETS[name]))
-                    else:  # start-up dominated, no goal: shown for the record
+                    else:  # no goal at this size: shown for the record
                         rows.append(f"| {n:,} | {name} | {ours:.2f} s | {theirs:.2f} s | "
                                     f"{ours / theirs:.2f} | - |")
                     print(rows[-1], flush=True)

@@ -32,6 +32,12 @@ class MovelibProgram(Program):
     def parse_core(self, argv: Any) -> None:
         with _usage(self, values=True):
             super().parse_core(argv)
+        # invoke turns bytecode caching off unless --write-pyc (so that no tasks.pyc lands
+        # beside tasks.py): then every `inv` compiled tasks.py and each movelib module it imports
+        # that nothing else had compiled (all of them, after a fresh clone), 20 to 60 ms of each
+        # everyday command. Caches go to __pycache__ (git-ignored); -B and
+        # PYTHONDONTWRITEBYTECODE are still obeyed.
+        sys.dont_write_bytecode = bool(sys.flags.dont_write_bytecode)
 
     def load_collection(self) -> None:
         with _usage(self):

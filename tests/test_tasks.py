@@ -215,6 +215,21 @@ def test_a_reader_that_stops_early_gets_no_traceback(argv: list[str]) -> None:
     assert proc.stderr == "exit 0\n", proc.stderr
 
 
+def test_inv_keeps_bytecode_caches_as_python_does(tmp_path: Path) -> None:
+    """invoke alone compiles tasks.py (and every module it imports) again in each run; `inv`
+    writes the caches, unless PYTHONDONTWRITEBYTECODE says not to (a process boundary: the flag
+    is the interpreter's)."""
+    (tmp_path / "tasks.py").write_text("from invoke import task\n\n\n@task\ndef hello(c):\n    pass\n",
+                                       encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    for refuse, written in ((True, False), (False, True)):
+        env_now = {**env, "PYTHONDONTWRITEBYTECODE": "1"} if refuse else env
+        proc = subprocess.run([sys.executable, "-m", "movelib_inv", "--search-root", str(tmp_path), "--list"],
+                              capture_output=True, text=True, check=False, timeout=60, env=env_now)
+        assert proc.returncode == 0 and "hello" in proc.stdout, proc.stdout + proc.stderr
+        assert bool(list(tmp_path.glob("__pycache__/tasks.*.pyc"))) is written
+
+
 def test_inv_is_the_program_that_keeps_the_exit_code_contract() -> None:
     """invoke parses its own flags before it loads tasks.py: only the entry point can give them
     exit 2, so the project's `inv` is movelib_inv's."""
