@@ -1,5 +1,6 @@
 -- depends: 0005.movement-trust
--- The content hash of 0004, the same text and the same sha256, computed at a third of the cost:
+-- The content hash of 0004 (the same text and sha256, except for the two kinds of document 0004
+-- got wrong, below), computed at about half the cost:
 -- the functions get SQL-standard bodies (RETURN ...), which PostgreSQL parses once, here, binding
 -- every name they use to what it is now (no search_path is read when they run, as 0004's
 -- SET search_path FROM CURRENT ensured), and which the planner inlines into the query that calls
@@ -34,7 +35,11 @@ RETURN CASE
      AND doc - ARRAY['aliases', 'classification', 'coaching_cues', 'equipment', 'force',
                      'instructions', 'laterality', 'level', 'mechanic', 'name',
                      'primary_muscles', 'secondary_muscles', 'slug'] = '{}'::jsonb
-     AND NOT jsonb_path_exists(doc, 'lax $.*[*] ? (@.type() != "string")')
+     -- each value a string or a list of strings; strict: lax mode unwrapped a nested list too,
+     -- so 0004 took [["a"], ["b"]] for strings and wrote jsonb's "], [" and replaced the inner
+     -- list's separators ([[", "]] got the canonical form of [[","]])
+     AND NOT jsonb_path_exists(doc, 'strict $.* ? (@.type() != "string" && (@.type() != "array"
+                                      || exists (@[*] ? (@.type() != "string"))))', '{}', true)
     THEN '{' || substr(
         coalesce(',"aliases":' || movement_canonical_list(doc -> 'aliases'), '') ||
         coalesce(',"classification":' || movement_canonical_list(doc -> 'classification'), '') ||
@@ -61,9 +66,9 @@ RETURN encode(sha256(convert_to(movement_canonical(doc), 'UTF8')), 'hex');
 -- once (0004 joined twice), two distinct approvers found per movement by a join the planner
 -- sizes to the statement, as the first and last approver differing (0004 ran a correlated
 -- count(DISTINCT) per row: 100k index scans and sorts on a seed of 100k; the count is made for
--- the message only), and the projection compared in the same pass; no LIMIT, so that the planner sizes the
--- joins for every row written (SELECT INTO stops at the first row found). That row is named; a
--- row that cannot be published at all is named for that before its projection.
+-- the message only), and the projection compared in the same pass; no LIMIT, so that the
+-- planner sizes the joins for every row written (SELECT INTO stops at the first row found). That
+-- row is named: for what stops it being published at all, else for its projection.
 CREATE OR REPLACE FUNCTION movement_library_check_publish() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -141,19 +146,19 @@ BEGIN
 END
 $$;
 
--- What 0004 may have let in (a draft holding the string ', ', hashed as if it held ','), checked
--- once, now, with the hash above: a database holding one cannot take this migration.
+-- What 0004 may have let in (a draft holding the string ', ', or lists in a list, hashed as
+-- another document), checked once, now, for every draft, with the hash above: a database holding
+-- one cannot take this migration.
 DO $$
 DECLARE
     bad record;
 BEGIN
     SELECT s.slug, s.version INTO bad
       FROM movement_staging s
-     WHERE jsonb_path_exists(s.document, 'strict $.** ? (@ == ", ")')
-       AND movement_content_hash(s.document) IS DISTINCT FROM s.content_hash
+     WHERE movement_content_hash(s.document) IS DISTINCT FROM s.content_hash
      LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'the draft of movement % version % holds the text '', '' and a content_hash that is not its document''s (migration 0004 computed it wrongly): this database holds content that was not reviewed',
+        RAISE EXCEPTION 'the draft of movement % version % has a content_hash that is not its document''s (migration 0004 computed some documents'' canonical form wrongly): this database holds content that was not reviewed',
             bad.slug, bad.version;
     END IF;
 END

@@ -299,6 +299,11 @@ def movement_shaped(draw: st.DrawFn) -> dict[str, Any]:
 @example(document={"aliases": [", ", "x"]})  # 0004 took the string ", " for a separator
 @example(document={"force": ", "})
 @example(document={"classification": ["", ""]})  # 0004 wrote a list in a scalar field as jsonb does
+@example(document={"aliases": [[", "]]})  # lax jsonpath took a list in a list for strings
+@example(document={"name": [[", "]]})
+@example(document={"aliases": [["a"], ["b"]]})
+@example(document={"aliases": [[], []]})
+@example(document={"aliases": [["a", "b"], "c"]})
 def test_the_databases_hash_is_pythons_for_any_movement_shaped_document(migrated_db: Target,
                                                                         document: dict[str, Any]) -> None:
     """Migration 0006's inlined hash against canonical_bytes: absent keys, nulls, empty lists,
@@ -325,13 +330,18 @@ def test_migration_0004_refuses_a_database_holding_unreviewed_content(empty_db: 
         assert conn.execute(sql.SQL("SELECT to_regclass('movement_library_content')")).fetchone() == (None,)
 
 
-def test_a_draft_0004_hashed_wrongly_is_refused_now_and_stops_migration_0006(empty_db: Target,
-                                                                             tmp_path: Path) -> None:
-    """0004 took a string ', ' for a list separator: a draft whose aliases were [', '] was accepted
-    under the hash of the document whose aliases were [',']. Under 0001-0005 the forgery goes in; 0006 refuses to
+@pytest.mark.parametrize(("forged_aliases", "reviewed_aliases"), [
+    ([", "], [","]),  # the string ', ' taken for a separator
+    ([[", "]], [[","]]),  # a list in a list taken for strings
+], ids=["comma-space", "nested-list"])
+def test_a_draft_0004_hashed_wrongly_is_refused_now_and_stops_migration_0006(
+        empty_db: Target, tmp_path: Path, forged_aliases: list[Any], reviewed_aliases: list[Any]) -> None:
+    """0004 took a string ', ' for a list separator, and a list in a list for strings: a draft
+    whose aliases were [', '] (or [[', ']]) was accepted under the hash of the document whose
+    aliases were [','] (or [[',']]). Under 0001-0005 the forgery goes in; 0006 refuses to
     migrate a database holding it, and once gone the same INSERT is refused."""
-    reviewed = {**DOCUMENT, "aliases": [","]}
-    forged = {**DOCUMENT, "aliases": [", "]}
+    reviewed = {**DOCUMENT, "aliases": reviewed_aliases}
+    forged = {**DOCUMENT, "aliases": forged_aliases}
     insert = ("INSERT INTO movement_staging (slug, version, document, content_hash) "
               "VALUES ('x', 1, %s, %s)")
     folder = tmp_path / "migrations"
@@ -341,8 +351,8 @@ def test_a_draft_0004_hashed_wrongly_is_refused_now_and_stops_migration_0006(emp
     migrate(empty_db, folder)
     with psycopg.connect(empty_db.conninfo) as conn:
         conn.execute(insert, (Jsonb(forged), content_hash(canonical_bytes(reviewed))))
-    with pytest.raises(MigrationError, match=r"the draft of movement x version 1 holds the text ', ' and a "
-                                             r"content_hash that is not its document's"):
+    with pytest.raises(MigrationError, match=r"the draft of movement x version 1 has a content_hash that is not "
+                                             r"its document's \(migration 0004"):
         migrate(empty_db, MIGRATIONS)
     with psycopg.connect(empty_db.conninfo) as conn:
         conn.execute("DELETE FROM movement_staging")
