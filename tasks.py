@@ -8,26 +8,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import Task
-from invoke.tasks import task as invoke_task
 
 from movelib.base.options import (  # help texts and option parsing: nothing heavy
     BACKEND_HELP,
     COSIGN_HELP,
     DIFF_HELP,
     DUMP_DIR_HELP,
-    EXIT_CODES,
     IMAGE_HELP,
     LOG_LINES_HELP,
     MIGRATE_HELP,
@@ -37,7 +29,6 @@ from movelib.base.options import (  # help texts and option parsing: nothing hea
     RELEASE_HELP,
     RESTORE_HELP,
     SEED_HELP,
-    SHORT_FLAGS,
     SYNTH_SEED_HELP,
     TARGET_HELP,
     THRESHOLD_HELP,
@@ -48,34 +39,12 @@ from movelib.base.options import (  # help texts and option parsing: nothing hea
     whole_number,
 )
 from movelib.base.text import as_json, json_blocks, shown_path  # how a task prints values and --json
+from movelib_tasks import say, starter, target_for, task, user_errors  # how a task runs
 
 if TYPE_CHECKING:
     from movelib.database.settings import Settings
-    from movelib.database.target import Target
 
 ROOT = Path(__file__).resolve().parent
-
-
-class FlagTask(Task[Any]):
-    """A task whose short flags come from one table (``options.SHORT_FLAGS``), the same letter
-    for the same meaning in every task, instead of invoke's first free letter of each name."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # `inv --help TASK` shows the docstring: the exit-code contract with it (the first line
-        # stays what `inv --list` shows)
-        self.__doc__ = f"{(self.__doc__ or '').rstrip()}\n\n{EXIT_CODES}."
-
-    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
-        self.auto_shortflags = False
-        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
-        short = SHORT_FLAGS.get(name)
-        if short is not None and short not in taken_names:
-            opts["names"].append(short)
-        return opts
-
-
-task = functools.partial(invoke_task, klass=FlagTask)
 
 
 def _plain(value: Any) -> Any:
@@ -91,70 +60,6 @@ def _settings(c: Context) -> Settings:
     config = {key: _plain(c.config[key]) for key in DEFAULTS if key in c.config}
     return Settings.from_mapping(config, ROOT)
 
-
-def say(*lines: str, err: bool = False) -> None:
-    """Print lines (to stderr with ``err``) with every known password masked. When the reader
-    has gone (``inv seed | head -1``), the rest of the output is dropped and the task still
-    finishes its work."""
-    from movelib.base.console import reader_gone, utf8_output
-    from movelib.base.progress import end_live_line
-    from movelib.base.secrets import redact
-
-    end_live_line()
-    stream = sys.stderr if err else sys.stdout
-    utf8_output(stream)  # a redirected plan is UTF-8, also where the locale says cp1252
-    try:
-        for line in lines or ("",):
-            print(redact(line), flush=True, file=stream)
-    except OSError as exc:
-        if not reader_gone(exc):
-            raise
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())  # and the interpreter's last flush goes there too
-        os.close(devnull)
-
-
-INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
-
-
-@contextmanager
-def user_errors(task: str = "the task") -> Iterator[None]:
-    """Expected failures become a message and exit code, never a traceback; Ctrl-C becomes one
-    line and exit code 130."""
-    from movelib.base.errors import MovelibError
-    from movelib.base.progress import end_live_line
-    from movelib.base.secrets import redact
-
-    try:
-        yield
-    except MovelibError as exc:
-        end_live_line()  # the message starts on a line of its own
-        raise Exit(redact(str(exc)), code=exc.exit_code) from None
-    except KeyboardInterrupt:
-        end_live_line()
-        raise Exit(f"interrupted: {task} stopped (Ctrl-C); the transaction in progress, if any, "
-                   "was rolled back; steps reported as done before it stay done",
-                   code=INTERRUPTED) from None
-
-
-def _target(settings: Settings, dsn: str | None, profile: str | None, err: bool = False,
-            start: bool = True) -> Target:
-    """Every task that touches a database: resolve the target, print it first (on stderr when
-    stdout is a document), and start a profile's stopped emulator (a DSN's, never); with
-    ``start=False`` the task starts it itself once its inputs are checked (:func:`_starter`)."""
-    target = settings.target(dsn=dsn, profile=profile)
-    say(f"target: {target.describe()}", err=err)
-    if start:
-        _starter(settings, target, err)()
-    return target
-
-
-def _starter(settings: Settings, target: Target, err: bool = False) -> Any:
-    """What starts ``target``'s stopped profile emulator, for a task to call before it
-    connects and after it has checked everything it can check without a connection."""
-    from movelib.database.emulator import start_if_stopped
-
-    return lambda: start_if_stopped(target, settings.emulator_for, lambda line: say(line, err=err))
 
 
 # -- db.* -------------------------------------------------------------------------------------
@@ -270,7 +175,7 @@ def psql(c: Context, profile: str | None = None, dsn: str | None = None,
 
     with user_errors("inv db.psql"):
         settings = _settings(c)
-        target = _target(settings, dsn, profile)
+        target = target_for(settings, dsn, profile)
         args = ["-c", command] if command else []
         proc = run_psql(target, settings.emulator.bin_dir, args)
         if proc.returncode:
@@ -293,7 +198,7 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
         settings = _settings(c)
         check_environment(environment)
         seconds(lock_timeout, settings.lock_timeout)  # a bad value refused before anything
-        target = _target(settings, dsn, profile)
+        target = target_for(settings, dsn, profile)
         result = run_migrations(
             target,
             settings.migrations_dir,
@@ -337,14 +242,14 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
         output = plan_format(format, json, dry_run)
         check_environment(environment)
         seconds(lock_timeout, settings.lock_timeout)
-        target = _target(settings, dsn, profile, err=output != "text", start=False)
+        target = target_for(settings, dsn, profile, err=output != "text", start=False)
         options = SeedOptions(
             data_file=settings.path(file, settings.data_file), skip_migrations=skip_migrations,
             lock_timeout=seconds(lock_timeout, settings.lock_timeout), environment=environment,
             new_versions=new_versions, retire=retire, dry_run=dry_run, output=output,
             permission=Permission(allow_protected, confirm))
         run_seed(settings, target, options, echo=say, progress=ProgressReporter(quiet=quiet),
-                 before_connect=_starter(settings, target, err=output != "text"))
+                 before_connect=starter(settings, target, err=output != "text"))
 
 
 @task(help=VERIFY_HELP)
@@ -357,11 +262,11 @@ def verify(c: Context, dsn: str | None = None, profile: str | None = None,
     with user_errors("inv verify"):
         settings = _settings(c)
         wanted = comparison(*release_manifest(settings.root, release)) if release else None
-        target = _target(settings, dsn, profile, err=json, start=False)  # --json: stdout is it
+        target = target_for(settings, dsn, profile, err=json, start=False)  # --json: stdout is it
         report = run_verify(target, data_file=settings.path(file, settings.data_file) if file
                             else None, schema_file=settings.schema_file,
                             limits=settings.file_limits, release=wanted,
-                            before_connect=_starter(settings, target, err=json))
+                            before_connect=starter(settings, target, err=json))
         say(*(report.lines() if not json else [as_json(report.as_dict())]))
         report.raise_if_failed()
 
@@ -391,7 +296,7 @@ def dump(c: Context, dsn: str | None = None, profile: str | None = None,
 
     with user_errors("inv dump"):
         settings = _settings(c)
-        target = _target(settings, dsn, profile)
+        target = target_for(settings, dsn, profile)
         result = write_dump(target, settings.migrations_dir,
                             settings.path(output_dir, settings.root / DUMP_DIR),
                             bin_dir=settings.emulator.bin_dir)
@@ -461,7 +366,7 @@ def release(c: Context, version: str, dsn: str | None = None, profile: str | Non
         settings = _settings(c)
         key = Path(sign).expanduser().absolute() if sign else None
         check_release(settings.root, version, tag=tag, sign_key=key)
-        target = _target(settings, dsn, profile)
+        target = target_for(settings, dsn, profile)
         result = cut_release(target, settings.root, settings.migrations_dir, version, tag=tag,
                              sign_key=key, allowed_signers=settings.allowed_signers)
         say(*result.lines(settings.allowed_signers))
@@ -488,7 +393,7 @@ def trust_list(c: Context, dsn: str | None = None, profile: str | None = None) -
     from movelib.ship.trust import list_trust
 
     with user_errors("inv trust.list"):
-        say(*list_trust(_target(_settings(c), dsn, profile)).lines())
+        say(*list_trust(target_for(_settings(c), dsn, profile)).lines())
 
 
 @task(help=PIN_HELP)
@@ -501,7 +406,7 @@ def pin(c: Context, keyfile: str, principal: str = "", dsn: str | None = None,
 
     with user_errors("inv trust.pin"):
         settings = _settings(c)
-        target = _target(settings, dsn, profile)
+        target = target_for(settings, dsn, profile)
         say(*pin_key(target, Path(keyfile), principal,
                      lock_timeout=seconds(lock_timeout, settings.lock_timeout),
                      permission=Permission(allow_protected, confirm)).lines())
@@ -517,7 +422,7 @@ def unpin(c: Context, fingerprint: str, dsn: str | None = None, profile: str | N
 
     with user_errors("inv trust.unpin"):
         settings = _settings(c)
-        target = _target(settings, dsn, profile)
+        target = target_for(settings, dsn, profile)
         say(*unpin_key(target, fingerprint,
                        lock_timeout=seconds(lock_timeout, settings.lock_timeout),
                        permission=Permission(allow_protected, confirm)).lines())
@@ -534,7 +439,7 @@ def threshold(c: Context, number: str, dsn: str | None = None, profile: str | No
     with user_errors("inv trust.threshold"):
         settings = _settings(c)
         count = whole_number(number, 1, "the threshold", minimum=1)
-        target = _target(settings, dsn, profile)
+        target = target_for(settings, dsn, profile)
         say(*set_threshold(target, count,
                            lock_timeout=seconds(lock_timeout, settings.lock_timeout),
                            permission=Permission(allow_protected, confirm)).lines())

@@ -1,0 +1,115 @@
+"""How a movelib task runs under invoke: the flag letters (one per meaning, from
+``movelib.base.options.SHORT_FLAGS``), printing with every known password masked, expected
+failures as one line and an exit code, and the target a task touches, printed first, with its
+profile's emulator started when the task is ready to connect.
+
+Beside ``movelib_inv`` (the ``inv`` command) and outside the ``movelib`` package, which never
+imports invoke; ``tasks.py`` composes the tasks with these. Imports of movelib's heavier modules
+happen inside the functions, so that ``inv --list`` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from invoke.exceptions import Exit
+from invoke.tasks import Task
+from invoke.tasks import task as invoke_task
+
+from movelib.base.options import EXIT_CODES, SHORT_FLAGS
+
+if TYPE_CHECKING:
+    from movelib.database.settings import Settings
+    from movelib.database.target import Target
+
+
+class FlagTask(Task[Any]):
+    """A task whose short flags come from one table (``options.SHORT_FLAGS``), the same letter
+    for the same meaning in every task, instead of invoke's first free letter of each name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # `inv --help TASK` shows the docstring: the exit-code contract with it (the first line
+        # stays what `inv --list` shows)
+        self.__doc__ = f"{(self.__doc__ or '').rstrip()}\n\n{EXIT_CODES}."
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        self.auto_shortflags = False
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(name)
+        if short is not None and short not in taken_names:
+            opts["names"].append(short)
+        return opts
+
+
+task = functools.partial(invoke_task, klass=FlagTask)
+
+
+def say(*lines: str, err: bool = False) -> None:
+    """Print lines (to stderr with ``err``) with every known password masked. When the reader
+    has gone (``inv seed | head -1``), the rest of the output is dropped and the task still
+    finishes its work."""
+    from movelib.base.console import reader_gone, utf8_output
+    from movelib.base.progress import end_live_line
+    from movelib.base.secrets import redact
+
+    end_live_line()
+    stream = sys.stderr if err else sys.stdout
+    utf8_output(stream)  # a redirected plan is UTF-8, also where the locale says cp1252
+    try:
+        for line in lines or ("",):
+            print(redact(line), flush=True, file=stream)
+    except OSError as exc:
+        if not reader_gone(exc):
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())  # and the interpreter's last flush goes there too
+        os.close(devnull)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+@contextmanager
+def user_errors(task: str = "the task") -> Iterator[None]:
+    """Expected failures become a message and exit code, never a traceback; Ctrl-C becomes one
+    line and exit code 130."""
+    from movelib.base.errors import MovelibError
+    from movelib.base.progress import end_live_line
+    from movelib.base.secrets import redact
+
+    try:
+        yield
+    except MovelibError as exc:
+        end_live_line()  # the message starts on a line of its own
+        raise Exit(redact(str(exc)), code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        end_live_line()
+        raise Exit(f"interrupted: {task} stopped (Ctrl-C); the transaction in progress, if any, "
+                   "was rolled back; steps reported as done before it stay done",
+                   code=INTERRUPTED) from None
+
+
+def target_for(settings: Settings, dsn: str | None, profile: str | None, err: bool = False,
+            start: bool = True) -> Target:
+    """Every task that touches a database: resolve the target, print it first (on stderr when
+    stdout is a document), and start a profile's stopped emulator (a DSN's, never); with
+    ``start=False`` the task starts it itself once its inputs are checked (:func:`starter`)."""
+    target = settings.target(dsn=dsn, profile=profile)
+    say(f"target: {target.describe()}", err=err)
+    if start:
+        starter(settings, target, err)()
+    return target
+
+
+def starter(settings: Settings, target: Target, err: bool = False) -> Any:
+    """What starts ``target``'s stopped profile emulator, for a task to call before it
+    connects and after it has checked everything it can check without a connection."""
+    from movelib.database.emulator import start_if_stopped
+
+    return lambda: start_if_stopped(target, settings.emulator_for, lambda line: say(line, err=err))
