@@ -3,12 +3,14 @@
 * A role that is no superuser, owns its database and has ``statement_timeout``,
   ``idle_in_transaction_session_timeout`` and ``lock_timeout`` of one second on it seeds, dumps and
   restores 100k movements: movelib turns those limits off for its own transactions only.
-* A role that owns nothing but a schema in a shared database (``search_path`` set on the role)
-  takes a restore of the first one's dump, verifies and reseeds it.
+* A role that owns nothing but a schema in a shared database (``search_path`` set on the role,
+  no TEMPORARY privilege) takes a restore of the first one's dump, verifies and reseeds it, and
+  retires movements.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from psycopg import sql
-from support import SENTINEL_PASSWORD, Cli, Server, assert_no_secret
+from support import CANONICAL, SENTINEL_PASSWORD, Cli, Server, assert_no_secret
 
 from movelib.source.synth import write_synthetic
 
@@ -98,16 +100,26 @@ def test_a_role_that_owns_only_a_schema_in_a_shared_database(cli: Cli, pg18: Ser
             with psycopg.connect(pg18.dsn(shared), autocommit=True) as conn:
                 conn.execute(sql.SQL("CREATE SCHEMA movelib AUTHORIZATION {}").format(sql.Identifier(tenant)))
                 conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+                conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(
+                    sql.Identifier(shared)))
                 conn.execute("CREATE TABLE public.someone_elses (x int)")  # not ours to touch
             target = dsn_as(pg18, tenant, shared)
+            with psycopg.connect(target) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("CREATE TEMPORARY TABLE t (x int)")
+            five = tmp_path / "five.json"
+            five.write_text(json.dumps(json.loads(CANONICAL.read_text())[:5]))
             for step in [("seed", "--dsn", source),
                          ("dump", "--dsn", source, "--output-dir", str(tmp_path)),
                          ("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"),
                           "--dsn", target, "--yes"),
                          ("verify", "--dsn", target), ("seed", "--dsn", target),
-                         ("diff", "--from", source, "--to", target)]:
+                         ("diff", "--from", source, "--to", target),
+                         ("seed", "--dsn", target, "--file", str(five), "--retire")]:
                 result = cli(*step)
                 assert result.code == 0, f"inv {step[0]}:\n{result.output[-3000:]}"
+            assert "3 retired" in result.output
+            with psycopg.connect(pg18.dsn(shared)) as conn:
+                assert conn.execute("SELECT count(*) FROM movelib.movement_current").fetchone() == (5,)
             with psycopg.connect(pg18.dsn(shared)) as conn:
                 assert conn.execute("SELECT to_regclass('movelib.movement_library') IS NOT NULL, "
                                     "to_regclass('public.movement_library') IS NULL, "

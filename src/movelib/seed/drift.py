@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import chain, groupby, islice
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import orjson
@@ -253,6 +253,16 @@ def _said_for(target: Target, found: Iterator[Movement]) -> Iterator[Movement]:
         raise
 
 
+def _started_together(*sides: Iterator[Movement]) -> list[Iterator[Movement]]:
+    """``sides``, each one's first movement asked for at the same time: each server sorts its
+    library (a diff's longest wait) while the other does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(sides), thread_name_prefix="movelib-diff") as pool:
+        firsts = list(pool.map(lambda side: list(islice(side, 1)), sides))
+    return [chain(first, side) for first, side in zip(firsts, sides, strict=True)]
+
+
 def _hash(value: str) -> str:
     return ("the library row differs from its approved document" if value == NOT_ITS_DOCUMENT
             else f"{value[:12]}...")
@@ -328,7 +338,7 @@ def diff(source: Target, destination: Target) -> DriftReport:
     with ExitStack() as stack:
         one = stack.enter_context(read_side(source))
         other = stack.enter_context(read_side(destination))
-        for here, there in merge(one, other):
+        for here, there in merge(*_started_together(one, other)):
             counted[0] += here is not None
             counted[1] += there is not None
             report.add(differ(here, there))
