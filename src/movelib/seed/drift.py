@@ -2,9 +2,9 @@
 
 Each side is read in one READ ONLY, REPEATABLE READ transaction (rolled back), as a stream of
 its library versions (slug, version, content hash recomputed from the document) and current
-pointers from a server-side cursor in the byte order of the slugs; the two streams are merged
-as they arrive, so memory stays flat whatever the libraries' sizes, and the comparison runs on
-content hashes. What it finds, per movement:
+pointers as the server sends them (``db.stream``), in the byte order of the slugs; the two
+streams are merged as they arrive, so memory stays flat whatever the libraries' sizes, and the
+comparison runs on content hashes. What it finds, per movement:
 
 * ``ONLY``: the movement exists on one side only;
 * ``VERSION``: both sides have it current, at different versions;
