@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from psycopg import sql
 from support import CANONICAL, Cli, Server, rows, seed, settings
 from test_compact import SLUGS, movements, permissive_schema
 
+from movelib.base.errors import DatabaseError
 from movelib.base.spill import SortedSpill
 from movelib.base.text import as_json, json_blocks, json_chunks
 from movelib.database import db
@@ -169,9 +171,29 @@ def test_the_diff_asks_both_sides_for_their_first_movement_at_once() -> None:
         for slug in slugs:
             yield Movement(slug, {1: "h"}, 1)
 
-    one, other = drift._started_together(side(["a", "c"]), side(["b", "c"]))
+    one, other = drift._started_together(drift.StreamedSide(side(["a", "c"]), lambda: None),
+                                         drift.StreamedSide(side(["b", "c"]), lambda: None))
     assert [(h and h.slug, t and t.slug) for h, t in merge(one, other)] == [
         ("a", None), (None, "b"), ("c", "c")]
+
+
+def test_a_side_that_fails_first_cancels_the_other_sides_query() -> None:
+    # the other server is still sorting its library: the diff stops it instead of waiting for it
+    cancelled = threading.Event()
+
+    def sorting() -> Iterator[Movement]:
+        assert cancelled.wait(10), "the other side's query was never cancelled"
+        raise psycopg.errors.QueryCanceled("canceling statement due to user request")
+        yield  # a generator, as a side is
+
+    def gone() -> Iterator[Movement]:
+        raise DatabaseError("the diff failed on the first side: the connection was lost")
+        yield
+
+    with pytest.raises(DatabaseError, match="connection was lost"):
+        drift._started_together(drift.StreamedSide(gone(), lambda: None),
+                                drift.StreamedSide(sorting(), cancelled.set))
+    assert cancelled.is_set()
 
 
 def test_a_stream_left_early_or_failing_leaves_the_callers_transaction_usable(

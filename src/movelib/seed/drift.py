@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from itertools import chain, groupby, islice
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
@@ -228,8 +228,19 @@ def side(settings: Settings, value: str | None, option: str) -> Target:
     return settings.target(profile=value)
 
 
+class StreamedSide(Iterator[Movement]):
+    """One side's movements as they stream, and how to stop its query from another thread."""
+
+    def __init__(self, movements: Iterator[Movement], cancel: Callable[[], object]) -> None:
+        self.movements = movements
+        self.cancel = cancel
+
+    def __next__(self) -> Movement:
+        return next(self.movements)
+
+
 @contextmanager
-def read_side(target: Target) -> Iterator[Iterator[Movement]]:
+def read_side(target: Target) -> Iterator[StreamedSide]:
     """``with read_side(target) as found:`` ``target``'s library, slug by slug in byte order,
     read in a READ ONLY transaction that is rolled back; a failure while it streams is said
     for ``target``."""
@@ -239,7 +250,7 @@ def read_side(target: Target) -> Iterator[Iterator[Movement]]:
                 require_schema(conn, target)
                 require_content_checks(conn, target)
                 with library_movements(conn) as found:
-                    yield _said_for(target, found)
+                    yield StreamedSide(_said_for(target, found), conn.cancel_safe)
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the diff")
             raise
@@ -253,13 +264,22 @@ def _said_for(target: Target, found: Iterator[Movement]) -> Iterator[Movement]:
         raise
 
 
-def _started_together(*sides: Iterator[Movement]) -> list[Iterator[Movement]]:
+def _started_together(*sides: StreamedSide) -> list[Iterator[Movement]]:
     """``sides``, each one's first movement asked for at the same time: each server sorts its
-    library (a diff's longest wait) while the other does."""
+    library (a diff's longest wait) while the other does. If either fails, or the wait is
+    interrupted (Ctrl-C), both queries are cancelled before that is said."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(len(sides), thread_name_prefix="movelib-diff") as pool:
+    pool = ThreadPoolExecutor(len(sides), thread_name_prefix="movelib-diff")
+    try:
         firsts = list(pool.map(lambda side: list(islice(side, 1)), sides))
+    except BaseException:
+        for side in sides:
+            with suppress(psycopg.Error, OSError):  # a side already gone has nothing to stop
+                side.cancel()
+        raise
+    finally:
+        pool.shutdown()
     return [chain(first, side) for first, side in zip(firsts, sides, strict=True)]
 
 
