@@ -120,7 +120,6 @@ def test_a_role_that_owns_only_a_schema_in_a_shared_database(cli: Cli, pg18: Ser
             assert "3 retired" in result.output
             with psycopg.connect(pg18.dsn(shared)) as conn:
                 assert conn.execute("SELECT count(*) FROM movelib.movement_current").fetchone() == (5,)
-            with psycopg.connect(pg18.dsn(shared)) as conn:
                 assert conn.execute("SELECT to_regclass('movelib.movement_library') IS NOT NULL, "
                                     "to_regclass('public.movement_library') IS NULL, "
                                     "to_regclass('public.someone_elses') IS NOT NULL").fetchone() \

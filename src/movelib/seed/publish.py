@@ -235,13 +235,17 @@ def _workflow(cur: psycopg.Cursor, params: dict[str, object], schema_sha256: str
 RETIRE_ROWS = 10_000  # slugs COPYed at a time
 RETIRE_BATCH = 50_000  # slugs retired by one statement, without TEMPORARY (about 20 MB here)
 
-_RETIRE_AUDIT = f"""
-INSERT INTO movement_audit_log (action, slug, version, actor, seed_run_id, details)
-SELECT 'RETIRED', c.slug, c.version, %(actor)s, %(run)s,
-       jsonb_build_object('reason', 'not in the data file', 'data_file', %(file)s::text)
-  FROM movement_current c WHERE THESE
- ORDER BY {by_slug("c.slug")}
-"""
+
+def _retire_audit(these: str) -> str:
+    """The RETIRED audit row of each current movement ``these`` (a condition on ``c.slug``)
+    names, in the byte order of the slugs."""
+    return f"""
+    INSERT INTO movement_audit_log (action, slug, version, actor, seed_run_id, details)
+    SELECT 'RETIRED', c.slug, c.version, %(actor)s, %(run)s,
+           jsonb_build_object('reason', 'not in the data file', 'data_file', %(file)s::text)
+      FROM movement_current c WHERE {these}
+     ORDER BY {by_slug("c.slug")}
+    """
 
 
 def _retire(cur: psycopg.Cursor, params: dict[str, object], slugs: Sequence[str]) -> None:
@@ -258,8 +262,7 @@ def _retire(cur: psycopg.Cursor, params: dict[str, object], slugs: Sequence[str]
     if not (temporary and temporary[0]):
         for first in range(0, len(slugs), RETIRE_BATCH):
             batch = {**params, "slugs": slugs[first:first + RETIRE_BATCH]}
-            cur.execute(_RETIRE_AUDIT.replace("THESE", "c.slug = ANY(%(slugs)s::text[])"),
-                        batch)
+            cur.execute(_retire_audit("c.slug = ANY(%(slugs)s::text[])"), batch)
             cur.execute("DELETE FROM movement_current WHERE slug = ANY(%(slugs)s::text[])", batch)
         return
     cur.execute("CREATE TEMPORARY TABLE movelib_retire (slug text PRIMARY KEY) ON COMMIT DROP")
@@ -267,7 +270,6 @@ def _retire(cur: psycopg.Cursor, params: dict[str, object], slugs: Sequence[str]
         for first in range(0, len(slugs), RETIRE_ROWS):
             copy.write(b"".join(copy_text(slug) + b"\n"
                                 for slug in slugs[first:first + RETIRE_ROWS]))
-    cur.execute(_RETIRE_AUDIT.replace("THESE", "c.slug IN (SELECT slug FROM movelib_retire)"),
-                params)
+    cur.execute(_retire_audit("c.slug IN (SELECT slug FROM movelib_retire)"), params)
     cur.execute("DELETE FROM movement_current WHERE slug IN (SELECT slug FROM movelib_retire)")
     cur.execute("DROP TABLE movelib_retire")  # the transaction goes on: verification, commit
