@@ -309,7 +309,7 @@ def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | N
             allow_protected: bool = False, confirm: str | None = None,
             require_signature: bool = False, allow_downgrade: bool = False,
             dry_run: bool = False) -> None:
-    """Replace the target's movement library with a checked dump, all-or-nothing."""
+    """Merge a checked dump into the target's movement tables, writing only what differs, all-or-nothing."""
     from movelib.base.prompt import confirm as ask
     from movelib.ship.restore import run_restore
 

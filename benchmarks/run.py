@@ -12,6 +12,10 @@ turns to go first (the medians are compared):
 * validation (``inv validate``) of the N-record file;
 * ``inv dump`` vs ``pg_dump`` of the same tables; ``inv restore`` vs ``psql -1 -f`` of the same file;
 * ``inv --list`` wall time, and the peak RSS of the largest seed;
+* with ``--live N[,M]``, a restore into a live database: a release differing by 10 movements
+  restored over a copy of the N-movement library it came from (a merge) beside the full restore
+  of the same release into an empty database: time, WAL written (``pg_current_wal_insert_lsn``),
+  peak RSS, and the worst wait of a reader polling the library every 10 ms during each;
 * once per size, with no reference of their own (the large row compares them with their time
   at the largest ``--sizes``): ``inv seed --dry-run --format json`` of the seeded file,
   ``inv diff`` of the library and a copy of it (equal), a retire (``inv seed --retire`` of a
@@ -289,6 +293,96 @@ def measure(bench: Bench, n: int, work: Path, rounds: int, rss: dict[str, float]
     return report_times(f"{n:,}", times)
 
 
+class Poller:
+    """An application reader: ``SELECT`` of the current library every 10 ms on its own
+    connection while a command runs; the slowest answer is its worst wait."""
+
+    def __init__(self, dsn: str) -> None:
+        import threading
+
+        self.dsn = dsn
+        self.stop = threading.Event()
+        self.worst = 0.0
+        self.thread = threading.Thread(target=self.poll, daemon=True)
+
+    def poll(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self.stop.is_set():
+                started = time.perf_counter()
+                conn.execute("SELECT count(*) FROM movement_library_current").fetchone()
+                self.worst = max(self.worst, time.perf_counter() - started)
+                time.sleep(0.01)
+
+    def __enter__(self) -> Poller:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def live(bench: Bench, n: int, work: Path) -> list[str]:
+    """A release differing by 10 movements from an N-movement production library, restored
+    (merged) into a copy of that library and, beside it, into an empty database: time, WAL,
+    peak RSS and a polling reader's worst wait for each; the goals of issue 30."""
+    import json
+
+    data = work / f"synth-{n}.json"
+    write_synthetic(n, data)
+    changed = json.loads(data.read_text())
+    for record in changed[:: max(1, n // 10)][:10]:
+        record["name"] += " (revised)"
+    newer = work / f"synth-{n}-10-changed.json"
+    newer.write_text(json.dumps(changed))
+    production = bench.fresh()
+    bench.inv("seed", "--dsn", bench.dsn(production), "--file", str(data), "--quiet")
+    source = bench.copy(production)
+    bench.inv("seed", "--dsn", bench.dsn(source), "--file", str(newer), "--new-versions", "--quiet")
+    dumps = work / f"live-{n}"
+    bench.inv("dump", "--dsn", bench.dsn(source), "--output-dir", str(dumps))
+    release = str(dumps / "movements_seed_latest.sql")
+
+    def restore(db: str, poll: bool) -> tuple[float, int, float, float]:
+        """Time, WAL bytes, peak RSS, worst reader wait (0 without a reader: an empty database
+        has no table to read)."""
+        with psycopg.connect(bench.dsn("postgres"), autocommit=True) as conn:
+            bench.settle()
+            start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+            reader = Poller(bench.dsn(db))
+            if poll:
+                reader.__enter__()
+            try:
+                elapsed = bench.inv("restore", "--dump-file", release, "--dsn", bench.dsn(db),
+                                    "--yes", settle=False)
+            finally:
+                if poll:
+                    reader.__exit__()
+            wal = conn.execute("SELECT pg_current_wal_insert_lsn() - %s::pg_lsn", start).fetchone()
+        assert wal is not None
+        return elapsed, int(wal[0]), bench.rss, reader.worst
+
+    full = restore(bench.fresh(), poll=False)
+    merge = restore(production, poll=True)
+    wal_goal = 20 if n <= 100_000 else 100
+    rows = []
+    for name, (elapsed, wal, peak, worst) in (("full restore into an empty database", full),
+                                              ("restore of 10 changed over the library", merge)):
+        print(f"  {n:,} {name}: {elapsed:.2f} s, WAL {wal / 2**20:.1f} MB, peak RSS {peak:.0f} MB, "
+              f"worst reader wait {worst * 1000:.0f} ms", flush=True)
+    rows.append(f"| {n:,} | restore of 10 changed vs full restore (time) | {merge[0]:.2f} s | "
+                f"{full[0]:.2f} s | {merge[0] / full[0]:.2f} | <= 0.25 "
+                f"({'meets' if merge[0] / full[0] <= 0.25 else 'MISSES'}) |")
+    mb = merge[1] / 2**20
+    rows.append(f"| {n:,} | restore of 10 changed: WAL (full restore's) | {mb:.1f} MB | "
+                f"{full[1] / 2**20:.1f} MB | {merge[1] / full[1]:.3f} | <= {wal_goal} MB "
+                f"({'meets' if mb <= wal_goal else 'MISSES'}) |")
+    rows.append(f"| {n:,} | restore of 10 changed: peak RSS, worst reader wait | {merge[2]:.0f} MB, "
+                f"{merge[3] * 1000:.0f} ms | - | - | <= 300 MB, <= 200 ms "
+                f"({'meets' if merge[2] <= 300 and merge[3] <= 0.2 else 'MISSES'}) |")
+    return rows
+
+
 # Goals of issue 15 (ratios; "validate" is against 0.8 s per 100k records).
 TARGETS = {
     "seed of 8, unchanged vs connect floor": 1.25,
@@ -329,6 +423,8 @@ def main() -> None:
                         help="runs of each pair, alternating which side goes first (medians count)")
     parser.add_argument("--everyday-rounds", type=int, default=7,
                         help="rounds of the everyday (8 placeholders, --list) pairs")
+    parser.add_argument("--live", default="",
+                        help="sizes of the live-database restore rows (e.g. 100000,1000000)")
     parser.add_argument("--write", action="store_true", help="update benchmarks/README.md")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -360,6 +456,10 @@ def main() -> None:
                     print(rows[-1], flush=True)
                 print(f"  {n:,} peak RSS (MB): "
                       + ", ".join(f"{k} {v:.0f}" for k, v in rss[n].items()), flush=True)
+            for n in (int(s) for s in args.live.split(",") if s):
+                for line in live(bench, n, base):
+                    rows.append(line)
+                    print(line, flush=True)
             if args.size:
                 big = args.size
                 rss[big], alone[big] = {}, {}

@@ -193,6 +193,21 @@ def table_hashes(target: Target) -> dict[str, str]:
     return out
 
 
+def library_state(target: Target) -> list[tuple[Any, ...]]:
+    """The library as content, whatever its ids: each version's slug, version, content hash,
+    state and the current pointer's version. Equal on two databases that hold the same release,
+    however each came to hold it (a restore merges into the target's own ids)."""
+    return rows(target, """
+        SELECT v.slug, v.version, v.content_hash, v.state, c.version
+          FROM movement_library_versions v LEFT JOIN movement_current c ON c.slug = v.slug
+         ORDER BY convert_to(v.slug, 'UTF8'), v.version""")
+
+
+def ids_by_version(target: Target) -> dict[tuple[str, int], int]:
+    """Each library version's id, by (slug, version)."""
+    return {(s, v): i for s, v, i in rows(target, "SELECT slug, version, id FROM movement_library")}
+
+
 def restore_connected(stdout: str) -> bool:
     """Whether `inv restore` reached its target: it prints the target first, then checks the dump
     and its signature, and shows the target's current row counts only once it has connected."""

@@ -21,8 +21,11 @@ from support import (
     Server,
     assert_no_secret,
     git,
+    ids_by_version,
+    library_state,
     process_env,
     restore_connected,
+    rows,
     seed,
     settings,
     table_hashes,
@@ -74,7 +77,7 @@ def test_dump_writes_the_file_its_manifest_and_latest(migrated_db: Target, tmp_p
     assert (manifest["size"], manifest["sha256"]) == (size, sha)
     assert manifest["row_counts"]["movement_library"] == 8
     assert manifest["row_counts"]["movement_audit_log"] == 40
-    assert manifest["migration_version"] == "0006.movement-content-inline"
+    assert manifest["migration_version"] == "0007.movement-restore-merge"
     assert manifest["data_sha256"] == file_sha256(CANONICAL)[1]
     assert manifest["source_server_version"].startswith("18.")
     assert manifest["created_at"].endswith("Z") and manifest["format_version"] == 1
@@ -117,11 +120,20 @@ def test_round_trip_to_another_server_is_exact(request: pytest.FixtureRequest, t
         dst.drop_database(dst_db)
 
 
-def test_restore_replaces_an_older_library(seeded_dump: Path, migrated_db: Target, pg18: Server, tmp_path: Path) -> None:
+def test_restore_merges_into_an_older_library_keeping_its_ids(seeded_dump: Path, migrated_db: Target, pg18: Server, tmp_path: Path) -> None:
     other = target_from_dsn(pg18.dsn(pg18.create_database("movelib_template")), "--dsn")
     seed(other, older_library(tmp_path))
+    ids = ids_by_version(other)
+    audit = rows(other, "SELECT id, action, slug, version, actor, occurred_at FROM movement_audit_log ORDER BY id")
     restore_into(other, seeded_dump)
-    assert table_hashes(other) == table_hashes(migrated_db)
+    assert library_state(other) == library_state(migrated_db)
+    after = ids_by_version(other)
+    assert {k: after[k] for k in ids} == ids  # the five it held keep their ids
+    assert len(after) == 8 and min(i for k, i in after.items() if k not in ids) > max(ids.values())
+    # their audit history is the target's own, untouched; the three added bring their chains
+    assert rows(other, "SELECT id, action, slug, version, actor, occurred_at FROM movement_audit_log "
+                       "ORDER BY id")[:len(audit)] == audit
+    assert rows(other, "SELECT count(*) FROM movement_audit_log")[0][0] == 40
 
 
 def _tamper(dump_file: Path, how: str) -> None:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from support import CANONICAL, ROOT, Cli, Server, database, seed, table_hashes
-from test_forged_dumps import block, recompute
+from test_forged_dumps import block, edit_manifest, recompute
 
 from movelib.base.errors import MigrationError
 from movelib.database.migrations import migrate
@@ -127,6 +127,11 @@ def test_a_consistent_forgery_restores_but_verify_file_and_diff_name_it(
     """Library, document and every hash edited together: the database cannot tell (the row is
     what its document says), but it is not the reviewed content."""
     forged_copy.write_bytes(rehashed("Back Squat (PWNED)")(forged_copy.read_bytes()))
+    recompute(forged_copy)
+    # the manifest's library digest still names the honest library: the restore compares it
+    refused = cli("restore", "--dump-file", str(forged_copy), "--dsn", migrated_db.conninfo, "--yes")
+    assert refused.code == 1 and "differs from the manifest's library_sha256" in refused.stderr
+    edit_manifest(forged_copy, lambda m: m.pop("library_sha256"))  # as manifests before it had none
     recompute(forged_copy)
     assert cli("restore", "--dump-file", str(forged_copy), "--dsn", migrated_db.conninfo, "--yes").code == 0
     checked = cli("verify", "--dsn", migrated_db.conninfo, "--file", str(CANONICAL))
@@ -356,7 +361,7 @@ def test_a_draft_0004_hashed_wrongly_is_refused_now_and_stops_migration_0006(
         migrate(empty_db, MIGRATIONS)
     with psycopg.connect(empty_db.conninfo) as conn:
         conn.execute("DELETE FROM movement_staging")
-    assert migrate(empty_db, MIGRATIONS).applied == ["0006.movement-content-inline"]
+    assert migrate(empty_db, MIGRATIONS).applied == ["0006.movement-content-inline", "0007.movement-restore-merge"]
     with psycopg.connect(empty_db.conninfo) as conn:
         with pytest.raises(psycopg.errors.RaiseException, match="is not the sha256 of its document's canonical form"):
             conn.execute(insert, (Jsonb(forged), content_hash(canonical_bytes(reviewed))))

@@ -30,6 +30,7 @@ from support import (
     Cli,
     Server,
     database,
+    library_state,
     restore_connected,
     seed,
     settings,
@@ -54,6 +55,7 @@ MARKER = Path(tempfile.gettempdir()) / f"movelib-forged-{uuid.uuid4().hex}"
 class Source:
     dump: Path
     hashes: dict[str, str]
+    library: list[tuple[Any, ...]]  # library_state
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def source(pg18: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         target = target_from_dsn(pg18.dsn(name), "--dsn")
         seed(target)
         result = dump(target, MIGRATIONS, tmp_path_factory.mktemp("source"), update_latest=False)
-        yield Source(result.path, table_hashes(target))
+        yield Source(result.path, table_hashes(target), library_state(target))
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +302,7 @@ def test_the_untampered_dump_restores_with_inv_restore(cli: Cli, copy: Path, tar
     result = cli("restore", "--dump-file", str(copy), "--dsn", target.conninfo, "--yes")
     assert result.code == 0, result.output
     assert "restore: done; row counts match the manifest; verify: ok (library 8, audit 40)" in result.stdout
-    assert table_hashes(target) == source.hashes
+    assert library_state(target) == source.library
     assert bystander(target) == kept
     assert migrate(target, MIGRATIONS).applied == []  # yoyo's bookkeeping came along
 
@@ -328,14 +330,16 @@ def test_run_restore_asks_through_its_callback_and_reports_through_echo(copy: Pa
         run_restore(settings(), target, RestoreOptions(copy), lines.append, no)
     assert table_hashes(target) == before
     assert lines[0] == f"target: {target.describe()}"  # first, before the dump's checks
-    assert lines[1].startswith(f"dump: {copy.name} (sha256 ") and lines[-1].startswith("  movement_staging ")
-    assert questions == [f"This replaces the movement tables of {target.describe()}."]
+    assert lines[1].startswith(f"dump: {copy.name} (sha256 ") and lines[-1].startswith("  movement_")
+    assert questions == [f"This merges the dump into the movement tables of {target.describe()} "
+                         "(3 version(s) added, 0 removed)."]
     result = run_restore(settings(), target, RestoreOptions(copy), lines.append, questions.append)
     assert lines[-1] == "restore: done; row counts match the manifest; verify: ok (library 8, audit 40)"
     assert result is not None and lines[-len(result.lines()):] == result.lines()  # its text form
     data = result.as_dict()  # and its JSON form
     assert data["counts"]["movement_library"] == 8 and data["verification"]["ok"] is True
-    assert table_hashes(target) == source.hashes
+    assert data["merged"] == {"added": 3, "removed": 0, "kept": 5, "pointers": 3}
+    assert library_state(target) == source.library
 
 
 def test_the_known_columns_match_every_prefix_of_the_migrations(pg18: Server, tmp_path: Path) -> None:

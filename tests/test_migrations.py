@@ -19,15 +19,15 @@ from movelib.source.datafile.canonical import canonical_bytes, content_hash
 MIGRATIONS = ROOT / "migrations"
 ALL = ["0001.movement-library", "0002.movement-versions", "0003.movement-provenance",
        "0004.movement-content", "0005.movement-trust",
-       "0006.movement-content-inline"]
+       "0006.movement-content-inline", "0007.movement-restore-merge"]
 
 
 def test_migrate_applies_then_is_a_no_op(any_empty_db: Target) -> None:
     first = migrate(any_empty_db, MIGRATIONS)
     assert first.applied == ALL
     second = migrate(any_empty_db, MIGRATIONS)
-    assert second.applied == [] and second.already == len(ALL) == 6
-    assert second.lines() == ["migrations: up to date (6 applied)"]
+    assert second.applied == [] and second.already == len(ALL) == 7
+    assert second.lines() == ["migrations: up to date (7 applied)"]
 
 
 def test_a_failing_migration_rolls_back_the_whole_run(empty_db: Target, tmp_path: Path) -> None:

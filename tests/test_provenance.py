@@ -70,7 +70,7 @@ def test_a_restore_records_the_artifact_and_keeps_the_targets_history(source: Ta
     restored = restore(plan_restore(migrated_db, result.path))
     history = rows(migrated_db, PROVENANCE)
     assert [h[0] for h in history] == ["seed", "restore"]
-    assert history[0][-1] is None, "the target's seed run was replaced: the old row names none"
+    assert history[0][-1] is not None, "a merge keeps the target's seed runs: the old row still names its run"
     server = rows(source, "SHOW server_version")[0][0].split()[0]
     # unsigned: the manifest's "release" field proves nothing, so neither it nor a tag is recorded
     assert history[1] == ("restore", "data/movements-canonical.json", CANONICAL_SHA, result.path.name,
@@ -103,15 +103,20 @@ def test_a_dump_from_before_migration_0003_restores_and_is_brought_up_to_date(pg
     two.manifest_path.write_text(json.dumps(data))
     text = two.path.read_text()
     assert "movement_provenance" not in text
-    seed(migrated_db, older(tmp_path))
+    later = ("0003.movement-provenance", "0004.movement-content", "0005.movement-trust",
+             "0006.movement-content-inline", "0007.movement-restore-merge")
+    with database(pg18) as name:  # into an empty database: loaded, then brought up to date
+        empty = target_from_dsn(pg18.dsn(name), "--dsn")
+        restored = restore(plan_restore(empty, two.path))
+        assert restored.migrated == later and restored.merged is None
+        assert [r[0] for r in rows(empty, PROVENANCE)] == ["restore"]
+        assert migrate(empty, MIGRATIONS).applied == []  # fully bookkept
+        assert rows(empty, "SELECT migration_id FROM _yoyo_migration ORDER BY 1")[-5:] == [(m,) for m in later]
+    seed(migrated_db, older(tmp_path))  # into a database at this checkout's migrations: merged
     restored = restore(plan_restore(migrated_db, two.path))
-    assert restored.migrated == ("0003.movement-provenance", "0004.movement-content", "0005.movement-trust",
-                                "0006.movement-content-inline")
+    assert restored.migrated == () and restored.merged is not None
     assert [r[0] for r in rows(migrated_db, PROVENANCE)] == ["seed", "restore"]
-    assert migrate(migrated_db, MIGRATIONS).applied == []  # fully bookkept
-    assert rows(migrated_db, "SELECT migration_id FROM _yoyo_migration ORDER BY 1")[-4:] == [
-        ("0003.movement-provenance",), ("0004.movement-content",), ("0005.movement-trust",),
-        ("0006.movement-content-inline",)]
+    assert rows(migrated_db, "SELECT count(*) FROM movement_library")[0][0] == 8
 
 
 def test_inv_restore_and_verify_print_the_provenance(cli: Cli, source: Target, migrated_db: Target, tmp_path: Path) -> None:

@@ -92,7 +92,8 @@ def test_a_library_changed_behind_its_back_takes_the_full_path(migrated_db: Targ
     and finds the broken chain; the reseed fails and writes nothing."""
     seed(migrated_db)
     with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
-        conn.execute("ALTER TABLE movement_audit_log DISABLE TRIGGER movement_audit_log_no_update_delete")
+        conn.execute("ALTER TABLE movement_audit_log DISABLE TRIGGER movement_audit_log_no_update_delete, "
+                     "DISABLE TRIGGER movement_audit_log_removal_recorded")
         conn.execute("DELETE FROM movement_audit_log WHERE slug = 'deadlift' AND action = 'REVIEW_SUBMITTED'")
     lines: list[str] = []
     with pytest.raises(VerificationFailed, match="failed before the seed committed"):
@@ -140,6 +141,6 @@ def test_an_unchanged_seed_with_nothing_to_migrate_does_not_load_yoyo(migrated_d
     )
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                           text=True, check=False, timeout=120)
-    assert "migrations: up to date (6 applied)" in proc.stdout, proc.stdout + proc.stderr
+    assert "migrations: up to date (7 applied)" in proc.stdout, proc.stdout + proc.stderr
     assert QUICK in proc.stdout
     assert "YOYO False" in proc.stderr, proc.stderr[-2000:]

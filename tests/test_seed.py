@@ -150,7 +150,8 @@ def test_verify_passes_and_reports_json(migrated_db: Target) -> None:
                      "DELETE FROM movement_library WHERE slug = 'pull-up'",
                      "pull-up v1: draft is marked published but movement_library has no row",
                      id="library-row-removed-with-replica-role"),
-        pytest.param("ALTER TABLE movement_audit_log DISABLE TRIGGER movement_audit_log_no_update_delete",
+        pytest.param("ALTER TABLE movement_audit_log DISABLE TRIGGER movement_audit_log_no_update_delete, "
+                     "DISABLE TRIGGER movement_audit_log_removal_recorded",
                      "DELETE FROM movement_audit_log WHERE slug = 'deadlift' AND action = 'REVIEW_SUBMITTED'",
                      "deadlift v1: audit chain is CREATED > APPROVED > APPROVED > PUBLISHED",
                      id="audit-row-removed-with-trigger-disabled"),

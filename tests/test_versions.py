@@ -125,9 +125,9 @@ def test_cli_dry_run_json(cli: Cli, migrated_db: Target, tmp_path: Path) -> None
 def test_dry_run_on_an_empty_database_writes_nothing(empty_db: Target) -> None:
     outcome, lines = seed(empty_db, dry_run=True)
     assert outcome.plan.totals()["new"] == 8
-    assert ("migrations: 6 pending, would apply (0001.movement-library, 0002.movement-versions, "
+    assert ("migrations: 7 pending, would apply (0001.movement-library, 0002.movement-versions, "
             "0003.movement-provenance, 0004.movement-content, 0005.movement-trust, "
-            "0006.movement-content-inline)") in lines
+            "0006.movement-content-inline, 0007.movement-restore-merge)") in lines
     assert rows(empty_db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
 
 

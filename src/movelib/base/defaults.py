@@ -28,6 +28,10 @@ DEFAULT_PROFILES: dict[str, dict[str, Any]] = {
 # hand back bytes, not text.
 CLIENT_ENCODING = "UTF8"
 LOCK_TIMEOUT = 30.0  # seconds a writing task waits for another run's lock on the target
+# How long one try of a schema change waits for its table lock. A DDL statement waiting for a
+# lock queues every later reader of the table behind it, so it waits this long at most, backs
+# out and tries again (until LOCK_TIMEOUT): readers never wait longer than one try.
+DDL_LOCK_TRY = 0.15
 DOCKER_IMAGE = "postgres:18"  # docker backend: the official image of the embedded major
 DOCKER_PROJECT = "movelib"  # docker backend: container movelib-<profile>, volume ...-data
 SYSTEM_USER = "movelib"  # the unprivileged user the embedded server runs as under root

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import sql
 
 from ..base import secrets
-from ..base.defaults import CLIENT_ENCODING
+from ..base.defaults import CLIENT_ENCODING, DDL_LOCK_TRY
 from ..base.errors import (
     AuthenticationFailed,
     DatabaseError,
@@ -270,3 +271,46 @@ def describe_lock_holder(conn: psycopg.Connection) -> str:
     pid, app, addr, since = row
     since_text = since.isoformat(timespec="seconds") if isinstance(since, datetime) else since
     return f"server pid {pid}, {app or 'unknown client'} from {addr or 'local socket'}, since {since_text}"
+
+
+T = TypeVar("T")
+
+
+def with_lock_tries(conn: psycopg.Connection, budget: float, attempt: Callable[[], T], *,
+                    doing: str, target: Target, try_for: float = DDL_LOCK_TRY) -> T:
+    """Run ``attempt`` (statements that take strong table locks: DDL) in a savepoint of the
+    caller's transaction whose ``lock_timeout`` is ``try_for`` seconds; when a lock is not had by
+    then, back out of the savepoint (which releases every lock it took), wait a little longer
+    each time and try again, until ``budget`` seconds have passed.
+
+    A DDL statement that waits for a table lock (an application's transaction holds the table)
+    makes every later reader of that table wait behind it. Waiting ``try_for`` at most, then
+    letting go, bounds what a reader waits to one try, however long the application's
+    transaction lasts (GitLab's and strong_migrations' practice). Raises :class:`LockTimeout`
+    when the budget is spent: the caller's transaction then rolls back, nothing written.
+    """
+    deadline = time.monotonic() + budget
+    pause = try_for
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            with conn.transaction():
+                conn.execute("SELECT set_config('lock_timeout', %s, true)",
+                             (f"{max(1, round(try_for * 1000))}ms",))
+                result = attempt()
+                # back to the transaction's own wait for the rest of it (the savepoint keeps
+                # what it set once released)
+                conn.execute("SELECT set_config('lock_timeout', %s, true)",
+                             (f"{max(1, round(budget * 1000))}ms",))
+                return result
+        except psycopg.errors.LockNotAvailable:
+            if time.monotonic() + pause > deadline:
+                raise LockTimeout(
+                    f"{doing} on {target.describe()} could not take its table locks: another "
+                    f"session held them through {tries} tries of {try_for * 1000:g} ms over "
+                    f"{budget:g} s (readers never waited longer than one try); nothing was "
+                    "written.\n  find the long transaction (pg_stat_activity) or raise "
+                    "--lock-timeout") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)

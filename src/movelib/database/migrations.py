@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -66,7 +67,7 @@ def migrate(
                 relabel = environment is not None and environment != environment_label(conn)
                 if relabel or pending_migrations(conn, migrations_dir):
                     check_protected(conn, target, permission or Permission(), "migrate")
-                result = apply_pending(conn, target, migrations_dir)
+                result = apply_pending(conn, target, migrations_dir, lock_timeout=lock_timeout)
                 if environment is not None:
                     result.environment = environment
                     result.environment_changed = set_environment(conn, environment)
@@ -84,9 +85,13 @@ def check_environment(environment: str | None) -> None:
         )
 
 
-def apply_pending(conn: psycopg.Connection, target: Target,
-                  migrations_dir: Path) -> MigrateResult:
+def apply_pending(conn: psycopg.Connection, target: Target, migrations_dir: Path, *,
+                  lock_timeout: float = LOCK_TIMEOUT) -> MigrateResult:
     """Apply what is pending, in the caller's transaction (which holds the target's lock).
+
+    Each migration takes its table locks in short tries (:func:`movelib.database.db.with_lock_tries`)
+    for up to ``lock_timeout`` seconds: the application's readers never queue behind a
+    migration waiting for a lock longer than one try.
 
     The common case costs two plain queries and no yoyo import: every migration file's id is
     already in ``_yoyo_migration``. A failing migration raises :class:`MigrationError`; the
@@ -103,9 +108,11 @@ def apply_pending(conn: psycopg.Connection, target: Target,
     texts = dict(_pending_sql(migrations_dir, ids, pending))
     result = MigrateResult(already=len(ids) - len(pending))
     for migration_id in pending:
+        text = texts[migration_id]
         try:
             with conn.transaction():  # a savepoint: the failing migration is named
-                conn.execute(texts[migration_id])
+                db.with_lock_tries(conn, lock_timeout, partial(conn.execute, text),
+                                   doing=f"migration {migration_id}", target=target)
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
                 raise  # the connection, not the migration: the caller says so

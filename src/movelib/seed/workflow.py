@@ -125,7 +125,8 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
                                                       "applies the schema), or run `inv migrate`")
                     echo("migrations: skipped (--skip-migrations)")
                 else:
-                    for line in apply_pending(conn, target, settings.migrations_dir).lines():
+                    for line in apply_pending(conn, target, settings.migrations_dir,
+                                              lock_timeout=options.lock_timeout).lines():
                         echo(line)
                 if options.environment is not None and set_environment(conn, options.environment):
                     echo(f"environment: labelled {options.environment}")

@@ -54,11 +54,37 @@ MIGRATION_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     "0005.movement-trust": {},
     # the content hash inlined: functions only
     "0006.movement-content-inline": {},
+    # the guards let a recorded restore remove a version; provenance columns only
+    "0007.movement-restore-merge": {},
 }
 # The label belongs to each database (a restore keeps the target's); the manifest records it.
 NOT_DUMPED = ("movement_environment",)
 
 END_OF_DATA = b"\\.\n"
+NULL = b"\\N"  # COPY's text format writes SQL NULL so
+_ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.DOTALL)
+_SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    octal, hexa, char = match.groups()
+    if octal:
+        return bytes([int(octal, 8) & 0xFF])
+    if hexa:
+        return bytes([int(hexa, 16)])
+    return _SIMPLE.get(char, char)
+
+
+def copy_text(raw: bytes) -> str:
+    """A field of COPY's text format (not NULL), as text."""
+    if b"\\" in raw:
+        raw = _ESCAPE.sub(_unescape, raw)
+    return raw.decode("utf-8", "replace")
+
+
+def copy_field(raw: bytes) -> str | None:
+    """A field of COPY's text format: None for NULL."""
+    return None if raw == NULL else copy_text(raw)
 # What a dump's head sets before its DDL, as ``psql -f`` applies it (for its session).
 HEAD_SETTINGS = (f"SET client_encoding = '{CLIENT_ENCODING}';", "SET standard_conforming_strings = on;",
                  "SET check_function_bodies = false;", "SET client_min_messages = warning;")

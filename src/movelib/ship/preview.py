@@ -15,7 +15,6 @@ slug, and the release the target holds is named.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,12 +30,10 @@ from ..database.provenance import NOTHING, Provenance, latest
 from ..database.tables import by_slug, table_exists
 from ..seed.drift import KINDS as DRIFT_KINDS
 from ..seed.drift import Difference, Movement, differ, library_movements, merge, movements
-from .dumpformat import Table
+from .dumpformat import Table, copy_text
 
 SHOWN = 5  # slugs listed per kind
 KINDS = ("added", "removed", "changed", "new version", "conflict")
-_ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.DOTALL)
-_SIMPLE = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
 # Before migration 0004 the stored hashes are all there is; before the versions migration (no
 # movement_current) no movement is current.
 _STORED = f"""
@@ -50,22 +47,6 @@ SELECT slug, version, content_hash, NULL::int FROM movement_library
 """
 
 
-def _unescape(match: re.Match[bytes]) -> bytes:
-    octal, hexa, char = match.groups()
-    if octal:
-        return bytes([int(octal, 8) & 0xFF])
-    if hexa:
-        return bytes([int(hexa, 16)])
-    return _SIMPLE.get(char, char)
-
-
-def _text(raw: bytes) -> str:
-    """A field of COPY's text format."""
-    if b"\\" in raw:
-        raw = _ESCAPE.sub(_unescape, raw)
-    return raw.decode("utf-8", "replace")
-
-
 @dataclass
 class DumpLibrary:
     """The dump's library versions and current pointers, gathered as its rows are checked and
@@ -74,6 +55,9 @@ class DumpLibrary:
 
     versions: SortedSpill = field(default_factory=SortedSpill)
     current: SortedSpill = field(default_factory=SortedSpill)
+    # a dump from before migration 0002 has no pointers: each movement's latest version is
+    # current (as 0002 sets them)
+    derive_current: bool = False
 
     def wants(self, table: Table) -> bool:
         return table.name in ("movement_library", "movement_current")
@@ -89,9 +73,9 @@ class DumpLibrary:
                 fields = line.split(b"\t")
                 key = fields[slug]
                 if b"\\" in key or not key.isascii():  # as the merge keys it: UTF-8, unescaped
-                    key = _text(key).encode("utf-8")
+                    key = copy_text(key).encode("utf-8")
                 if digest >= 0:
-                    into.add((key, int(fields[version]), _text(fields[digest])))
+                    into.add((key, int(fields[version]), copy_text(fields[digest])))
                 else:
                     into.add((key, int(fields[version])))
 
@@ -106,6 +90,8 @@ class DumpLibrary:
             now = None
             while pointer is not None and pointer[0] == key:  # the last one, as a dict kept it
                 now, pointer = pointer[1], next(current, None)
+            if self.derive_current:
+                now = max(versions)
             yield Movement(key.decode("utf-8"), versions, now)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +32,25 @@ from ..base.console import mintty_hint
 from ..base.defaults import LOCK_TIMEOUT
 from ..base.errors import ConfirmationRequired, MovelibError, RestoreFailed
 from ..database import db
+from ..database.dependents import Dependent, Reference, checkout_own, dependents, references, summary
 from ..database.guard import PROTECTED, Permission, check_protected
-from ..database.migrations import CHECKOUT_MIGRATIONS, checkout_migrations, migration_ids
+from ..database.migrations import (
+    CHECKOUT_MIGRATIONS,
+    apply_pending,
+    checkout_migrations,
+    migration_ids,
+    pending_migrations,
+)
 from ..database.provenance import Provenance, latest, run_by
 from ..database.settings import Settings
-from ..database.tables import current_counts, environment_label
+from ..database.tables import MOVEMENT_TABLES, current_counts, environment_label, library_sha256
 from ..database.target import Target
-from ..database.yoyo_tables import record_applied
+from ..database.yoyo_tables import YOYO_LOCK_TABLE, YOYO_TABLES, record_applied
 from ..seed.verify import VerifyReport, check
 from .dumpformat import Layout, transaction_scoped
 from .dumpreader import Rows, Sql, layout_for, read_dump
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
+from .merge import Changes, apply_merge, changes
 from .preview import DumpLibrary, Preview, preview
 from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
 from .release import proven_tag
@@ -92,6 +101,8 @@ class RestorePlan:
     preview: Preview | None = None
     refusal: MovelibError | None = None  # why the restore would be refused, found read only
     downgrade: str | None = None  # an allowed downgrade, said
+    merge: Changes | None = None  # what a merge writes (None: a load into an empty database)
+    dependents: tuple[Dependent, ...] = ()  # what others built on the movement tables: kept
 
     @property
     def dump_file(self) -> Path:
@@ -107,10 +118,52 @@ class RestorePlan:
         if self.downgrade:
             lines.append(f"downgrade: allowed (--allow-downgrade): {self.downgrade}")
         lines += self.preview.lines() if self.preview else []
+        if self.merge is None:
+            lines.append("load: the target holds no movement tables: they are created and the "
+                         "dump's rows loaded")
+        else:
+            lines.append(f"merge: into the tables that exist: {self.merge.summary()}")
+            if self.dependents:
+                lines.append(f"kept: what others built on the movement tables "
+                             f"({summary(self.dependents)}):")
+                lines += [f"  {d.line()}" for d in self.dependents]
         for table, want in self.manifest.row_counts.items():
+            if self.merge is not None and table not in _MERGE_COUNTED:
+                continue  # a merge keeps the target's history: only the library must match
             have = self.current_counts.get(table)
             lines.append(f"  {table:<22} now {'absent' if have is None else have:>8}  ->  {want:>8}")
         return lines
+
+    @property
+    def question(self) -> str:
+        if self.merge is None:
+            return f"This loads the movement tables into {self.target.describe()}."
+        return (f"This merges the dump into the movement tables of {self.target.describe()} "
+                f"({self.merge.added_count} version(s) added, {len(self.merge.removed)} removed).")
+
+
+# What a merge must leave equal to the manifest's counts: the library and its pointers. Drafts,
+# audit rows and seed runs are the target's own history plus what the merge added.
+_MERGE_COUNTED = ("movement_library", "movement_current")
+
+
+def holds_tables(conn: psycopg.Connection) -> bool:
+    """Whether the target holds any table a dump carries (movelib's or yoyo's): then a restore
+    merges into them; otherwise it creates them and loads the dump (nothing to keep)."""
+    row = conn.execute("SELECT bool_or(to_regclass(t) IS NOT NULL) FROM unnest(%s::text[]) AS t",
+                       ([*MOVEMENT_TABLES, *YOYO_TABLES, YOYO_LOCK_TABLE],)).fetchone()
+    return bool(row and row[0])
+
+
+def refuse_references(target: Target, found: list[Reference]) -> None:
+    if found:
+        raise RestoreFailed(
+            f"refusing to restore into {target.describe()}: the dump does not hold movement "
+            "versions (or holds them with other content) that rows of other tables reference; "
+            "removing them would break those rows. Nothing was written.\n  "
+            + "\n  ".join(r.line() for r in found)
+            + "\n  point those rows at a movement the release holds, or restore a release that "
+              "still holds these versions")
 
 
 @dataclass(frozen=True)
@@ -119,10 +172,13 @@ class RestoreResult:
     verification: VerifyReport
     provenance: Provenance | None = None  # what the restore recorded
     migrated: tuple[str, ...] = ()  # this checkout's migrations the dump predates, applied after it
+    merged: Changes | None = None  # a merge: what it wrote
 
     def lines(self) -> list[str]:
         lines = [f"migrations: applied {', '.join(self.migrated)} after the dump's (it predates "
                  "them), in the same transaction"] if self.migrated else []
+        if self.merged is not None:
+            lines.append(f"merged: {self.merged.summary()}")
         if self.provenance:
             lines.append(f"provenance: recorded; the database {self.provenance.describe()}")
         counts = self.verification.counts
@@ -131,6 +187,7 @@ class RestoreResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"counts": self.counts, "migrated": list(self.migrated),
+                "merged": self.merged.as_dict() if self.merged else None,
                 "provenance": self.provenance.as_dict() if self.provenance else None,
                 "verification": self.verification.as_dict()}
 
@@ -149,7 +206,8 @@ def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS)
     _checkpoint("manifest read")
     check_size_and_sha256(dump_file, manifest)
     layout = layout_for(manifest, migrations_dir, str(manifest_path(dump_file)))
-    library = DumpLibrary()
+    library = DumpLibrary(derive_current=not any(t.name == "movement_current"
+                                                  for t in layout.tables))
     for part in read_dump(dump_file, layout, manifest):
         if isinstance(part, Rows) and library.wants(part.table):
             library.feed(part.table, part.blocks)
@@ -157,13 +215,17 @@ def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS)
     return CheckedDump(dump_file, manifest, layout, raw, library)
 
 
-def _apply(conn: psycopg.Connection, dump: CheckedDump) -> None:
-    """Load ``dump`` on ``conn`` (inside the caller's transaction): movelib's own SQL, and the
+def _apply(conn: psycopg.Connection, dump: CheckedDump, target: Target,
+           lock_timeout: float) -> None:
+    """Load ``dump`` into a database without the movement tables, on ``conn`` (inside the
+    caller's transaction): movelib's own SQL (its schema changes in short lock tries), and the
     rows of each known table through COPY, checked again line by line as they stream."""
     cursor = conn.cursor()
     for part in read_dump(dump.path, dump.layout, dump.manifest):
         if isinstance(part, Sql):
-            conn.execute(transaction_scoped(part.text))
+            text = transaction_scoped(part.text)
+            db.with_lock_tries(conn, lock_timeout, partial(conn.execute, text),
+                               doing="the restore's schema", target=target)
             continue
         with cursor.copy(f"COPY {part.table.spec} FROM STDIN") as copy:
             for block in part.blocks:
@@ -198,6 +260,8 @@ def _plan(target: Target, dump: CheckedDump, presented: Presented,
     found is kept, not raised, so that the preview is shown first."""
     refusal: MovelibError | None = None
     verdict, downgrade = None, None
+    merged: Changes | None = None
+    found: list[Dependent] = []
     with db.connect(target, task="restore", autocommit=True) as conn:
         try:
             with db.work(conn, read_only=True):
@@ -213,11 +277,19 @@ def _plan(target: Target, dump: CheckedDump, presented: Presented,
                     refusal = exc
                 shown_preview = preview(conn, dump.library)
                 counts = current_counts(conn, list(dump.manifest.row_counts))
+                if holds_tables(conn):
+                    merged = changes(conn, dump.library) if counts.get("movement_library") is not None \
+                        else Changes(everything=True, added_count=dump.library.versions.count)
+                    found = dependents(conn, checkout_own(CHECKOUT_MIGRATIONS))
+                    try:
+                        refuse_references(target, references(conn, merged.removed, merged.cleared))
+                    except MovelibError as exc:
+                        refusal = refusal or exc
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the restore's look at the target")
             raise
     return RestorePlan(target, dump, counts, label, source, verdict, shown_preview, refusal,
-                       downgrade)
+                       downgrade, merged, tuple(found))
 
 
 def _migrate_after(conn: psycopg.Connection, dump: CheckedDump,
@@ -241,34 +313,58 @@ def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
     protected check, whose signatures count (``presented``, by the target's trust source) and
     the rollback check are made again: what the plan read may have changed since. Its lines are
     checked again as they load, and the file's sha256 before the commit, so a dump changed
-    since its check is never committed."""
+    since its check is never committed.
+
+    A target that holds the movement tables gets the dump merged into them (:mod:`.merge`):
+    its migrations brought up to this checkout's (each schema change in short lock tries), then
+    only the versions that differ written, under ROW EXCLUSIVE locks; the library and its
+    pointers must then equal the manifest's (counts and digest). A database without them gets
+    the dump's own SQL and every row (a bulk load; there is nothing of anyone's to keep)."""
     target, manifest = plan.target, plan.manifest
     presented = presented or unsigned(manifest_path(plan.dump_file).name)
+    merged: Changes | None = None
+    migrated: tuple[str, ...] = ()
     with db.connect(target, task="restore", autocommit=True) as conn:
         try:
+            if plan.merge is not None:
+                # the schema first, in a transaction of its own (what `inv migrate` does): the
+                # locks its DDL takes end with it, and the merge then holds ROW EXCLUSIVE only
+                with db.locked(conn, target, task="restore", timeout=lock_timeout):
+                    if holds_tables(conn) and pending_migrations(conn, migrations_dir):
+                        check_protected(conn, target, permission or Permission(), "restore")
+                        migrated = tuple(apply_pending(conn, target, migrations_dir,
+                                                       lock_timeout=lock_timeout).applied)
             with db.locked(conn, target, task="restore", timeout=lock_timeout):
                 check_protected(conn, target, permission or Permission(), "restore")
                 label = environment_label(conn)
                 verdict = _judge(conn, target, label, presented)
                 check_rollback(conn, target, manifest, signed=verdict.signed,
                                allow=allow_downgrade)
-                _apply(conn, plan.dump)
-                if label is not None:  # the label belongs to the database, not to the dump
-                    conn.execute("INSERT INTO movement_environment (singleton, label) "
-                                 "VALUES (true, %s)", (label,))
-                counts = {k: v for k, v in current_counts(conn, list(manifest.row_counts)).items()
-                          if v is not None}
-                mismatched = {k: (counts.get(k), v) for k, v in manifest.row_counts.items()
-                              if counts.get(k) != v}
-                if mismatched:
-                    detail = ", ".join(f"{k} {got} (manifest {want})"
-                                       for k, (got, want) in mismatched.items())
-                    raise RestoreFailed(
-                        f"restore into {target.describe()} rolled back: the restored row counts "
-                        f"differ from the manifest: {detail}"
-                    )
                 actor = run_by()
-                migrated = _migrate_after(conn, plan.dump, migrations_dir)
+                if holds_tables(conn):
+                    migrated += tuple(apply_pending(conn, target, migrations_dir,
+                                                    lock_timeout=lock_timeout).applied)
+                    merged = changes(conn, plan.dump.library)
+                    refuse_references(target, references(conn, merged.removed, merged.cleared))
+                    apply_merge(conn, plan.dump.path, plan.dump.layout, manifest, merged)
+                    counted: tuple[str, ...] = _MERGE_COUNTED
+                else:
+                    _apply(conn, plan.dump, target, lock_timeout)
+                    if label is not None:  # the label belongs to the database, not to the dump
+                        conn.execute("INSERT INTO movement_environment (singleton, label) "
+                                     "VALUES (true, %s)", (label,))
+                    counted = tuple(manifest.row_counts)
+                counts = {k: v for k, v in current_counts(conn, list(counted)).items()
+                          if v is not None}
+                _compare_counts(target, manifest, counts, counted)
+                if merged is None:  # the dump's rows, counted: then what it predates
+                    migrated = _migrate_after(conn, plan.dump, migrations_dir)
+                if merged is not None and manifest.library_sha256 is not None \
+                        and library_sha256(conn) != manifest.library_sha256:
+                    raise RestoreFailed(
+                        f"restore into {target.describe()} rolled back: the merged library's "
+                        "digest differs from the manifest's library_sha256 (versions, content "
+                        "hashes or current pointers differ from the dump's)")
                 # content=False: the database checked every loaded row against its document
                 # (0004's triggers as the rows streamed, or 0004's one-time check just now)
                 report = check(conn, target, content=False)
@@ -278,7 +374,7 @@ def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
                         "fails verification:\n  " + "\n  ".join(report.problems)
                     )
                 record_restore(conn, manifest, run_by=actor, signers=verdict.signers,  # after the rows
-                               tag=tag)
+                               tag=tag, merged=merged.as_dict() if merged else None)
                 recorded = latest(conn)
         except psycopg.Error as exc:
             if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
@@ -288,7 +384,19 @@ def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
                 f"unchanged:\n  {secrets.redact(str(exc).strip())}"
             ) from None
     return RestoreResult(counts, report, recorded if isinstance(recorded, Provenance) else None,
-                         migrated)
+                         migrated, merged)
+
+
+def _compare_counts(target: Target, manifest: Manifest, counts: dict[str, int],
+                    tables: tuple[str, ...]) -> None:
+    mismatched = {k: (counts.get(k), manifest.row_counts[k]) for k in tables
+                  if k in manifest.row_counts and counts.get(k) != manifest.row_counts[k]}
+    if mismatched:
+        detail = ", ".join(f"{k} {got} (manifest {want})" for k, (got, want) in mismatched.items())
+        raise RestoreFailed(
+            f"restore into {target.describe()} rolled back: the restored row counts "
+            f"differ from the manifest: {detail}"
+        )
 
 
 @dataclass(frozen=True)
@@ -347,7 +455,7 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
         echo(f"dry run: the restore would be allowed{asked}; nothing was written")
         return None
     if not options.assume_yes:
-        ask(f"This replaces the movement tables of {target.describe()}.")
+        ask(plan.question)
     manifest = prepared.dump.manifest
     tag = (proven_tag(settings.root, manifest, prepared.dump.manifest_bytes)
            if plan.verdict and plan.verdict.signed else None)

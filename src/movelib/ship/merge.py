@@ -1,0 +1,318 @@
+"""A restore into a database that already holds the movement tables: the release merged into the
+tables that exist, writing only what differs.
+
+Production is the application's database: its foreign keys, views, grants, policies and indexes
+hang on the movement tables, and its rows hold the movement ids. So a restore never drops or
+re-creates a table there. It compares the target's library with the dump's, version by version
+(slug, version and content hash, recomputed from each document on the target's side), and then:
+
+* a version both hold with the same content is kept as the target has it: its id, draft and
+  audit history (the application's references stay);
+* a version only the dump holds is added with its draft, its audit chain and the seed run that
+  published it, under new ids of the target's;
+* a version only the target holds, or held by both with different content (a conflict), is
+  removed with its draft and audit rows (then the dump's is added), unless a row of another
+  table references it: then the restore is refused before any write, naming the rows
+  (:func:`movelib.database.dependents.references`);
+* each slug's current pointer is set as the dump has it (a movement the dump retired is
+  retired, with the dump's RETIRED audit row).
+
+Every statement takes ROW EXCLUSIVE locks only (INSERT, UPDATE, DELETE): readers are never
+blocked, and they see the old library until the restore's one COMMIT, then the new one. Rows
+are written with INSERT ... SELECT over arrays of the dump's fields (no temporary table: a
+least-privilege role may not create one), joined to the target's own ids by natural key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ..base.spill import SortedSpill
+from ..database.tables import RETIRED
+from ..seed.drift import Movement, merge
+from .dumpformat import Layout, Table, copy_field
+from .dumpreader import Rows, read_dump
+from .manifest import Manifest
+from .preview import DumpLibrary, target_movements
+
+BATCH_ROWS = 2_000  # rows per INSERT
+Key = tuple[str, int]  # (slug, version)
+
+
+@dataclass
+class Changes:
+    """What a merging restore writes, decided under the restore's lock."""
+
+    everything: bool = False  # the target's library is empty: every version of the dump is added
+    added: set[Key] = field(default_factory=set)
+    removed: list[Key] = field(default_factory=list)  # the target's versions that go
+    moved: dict[str, int] = field(default_factory=dict)  # pointers moved forward: slug -> version
+    pointed: dict[str, int] = field(default_factory=dict)  # pointers (re)inserted
+    cleared: list[str] = field(default_factory=list)  # pointers removed (retired, or re-pointed)
+    retired: set[str] = field(default_factory=set)  # slugs the dump retired that the target had current
+    kept: int = 0  # versions kept as the target has them
+    added_count: int = 0  # versions added (every one when ``everything``)
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.everything or self.added or self.removed or self.moved or self.pointed
+                    or self.cleared)
+
+    def summary(self) -> str:
+        pointers = len(self.moved) + len(self.pointed) + len(
+            [s for s in self.cleared if s not in self.pointed])
+        return (f"{self.added_count} version(s) added, {len(self.removed)} removed, {self.kept} "
+                f"kept as the target has them (ids and audit history), {pointers} current "
+                "pointer(s) set")
+
+    def as_dict(self) -> dict[str, int]:
+        return {"added": self.added_count, "removed": len(self.removed), "kept": self.kept,
+                "pointers": len(self.moved) + len(self.pointed)}
+
+
+def _library_empty(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT NOT EXISTS (SELECT FROM movement_library)").fetchone()
+    return bool(row and row[0])
+
+
+def changes(conn: psycopg.Connection, library: DumpLibrary) -> Changes:
+    """Compare the target on ``conn`` (in the caller's transaction) with the dump's ``library``,
+    both streamed slug by slug: what the merge must write."""
+    found = Changes()
+    if _library_empty(conn):
+        found.everything = True
+        found.added_count = library.versions.count
+        return found
+    with target_movements(conn) as here:
+        for ours, theirs in merge(here, library.movements()):
+            _compare(found, ours, theirs)
+    found.added_count = len(found.added)
+    return found
+
+
+def _compare(found: Changes, ours: Movement | None, theirs: Movement | None) -> None:
+    slug = (ours or theirs).slug  # type: ignore[union-attr]  # one of them is there
+    have = ours.versions if ours else {}
+    want = theirs.versions if theirs else {}
+    for version, digest in want.items():
+        if have.get(version) == digest:
+            found.kept += 1
+        else:
+            found.added.add((slug, version))
+    gone = {v for v, digest in have.items() if want.get(v) != digest}
+    found.removed += [(slug, v) for v in sorted(gone)]
+    now = ours.current if ours else None
+    then = theirs.current if theirs else None
+    if now is not None and (then is None or then < now or now in gone):
+        found.cleared.append(slug)
+        now = None
+        if then is None and theirs is not None:
+            found.retired.add(slug)
+    if then is not None:
+        if now is None:
+            found.pointed[slug] = then
+        elif then != now:
+            found.moved[slug] = then
+
+
+class _Columns:
+    """A dumped table's columns as the target types them."""
+
+    def __init__(self, conn: psycopg.Connection, table: Table) -> None:
+        types: dict[str, str] = dict(conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            (table.name,)).fetchall())
+        self.table = table
+        self.names = [c for c in table.columns if c != "id"]
+        self.types = {c: str(types[c]) for c in self.names}
+        self.index = {c: i for i, c in enumerate(table.columns)}
+
+
+def _fields(line: bytes) -> list[str | None]:
+    return [copy_field(f) for f in line.split(b"\t")]
+
+
+class _Writer:
+    """The dump's rows of one merge, written in batches on the restore's connection."""
+
+    def __init__(self, conn: psycopg.Connection, found: Changes) -> None:
+        self.conn = conn
+        self.found = found
+        self.seed_runs: dict[str, list[str | None]] = {}  # the dump's, by its id
+        self.run_columns: _Columns | None = None
+        self.mapped: dict[str, str] = {}  # the dump's seed run id -> the target's
+        self.current: dict[str, tuple[int, str | None]] = {}  # the dump's pointers: version, since
+
+    def _wanted(self, key: Key) -> bool:
+        return self.found.everything or key in self.found.added
+
+    def rows(self, part: Rows) -> None:
+        table = part.table
+        columns = _Columns(self.conn, table) if table.name.startswith("movement_") else None
+        if columns is None:  # yoyo's rows: the target keeps its own bookkeeping
+            for _ in part.blocks:
+                pass
+            return
+        if table.name == "movement_seed_run":
+            self.run_columns = columns
+            for block in part.blocks:
+                for line in block.split(b"\n")[:-1]:
+                    values = _fields(line)
+                    self.seed_runs[str(values[columns.index["id"]])] = values
+            return
+        slug_at, version_at = columns.index["slug"], columns.index["version"]
+        action_at = columns.index.get("action")
+        # an audit chain's order is its ids' order: the rows are written in the order of the
+        # dump's ids (sorted on disk), which a dump's table order need not be
+        ordered = SortedSpill() if table.name == "movement_audit_log" else None
+        batch: list[list[str | None]] = []
+        for block in part.blocks:
+            for line in block.split(b"\n")[:-1]:
+                raw = line.split(b"\t")
+                slug = copy_field(raw[slug_at]) or ""
+                if table.name == "movement_current":
+                    if self.found.everything or slug in self.found.pointed or slug in self.found.moved:
+                        self.current[slug] = (int(raw[version_at]),
+                                              copy_field(raw[columns.index["since"]]))
+                    continue
+                key = (slug, int(raw[version_at]))
+                retire = (action_at is not None and slug in self.found.retired
+                          and raw[action_at] == RETIRED.encode())
+                if not (self._wanted(key) or retire):
+                    continue
+                if ordered is not None:
+                    ordered.add((int(raw[0]), *(copy_field(f) for f in raw)))
+                    continue
+                batch.append([copy_field(f) for f in raw])
+                if len(batch) >= BATCH_ROWS:
+                    self._insert(columns, batch)
+                    batch = []
+        for record in ordered or ():
+            batch.append(list(record[1:]))
+            if len(batch) >= BATCH_ROWS:
+                self._insert(columns, batch)
+                batch = []
+        if batch:
+            self._insert(columns, batch)
+
+    def _seed_run(self, dump_id: str) -> str:
+        """The target's id of the dump's seed run ``dump_id``: the same run where the target
+        holds it (every column equal), else inserted."""
+        if dump_id in self.mapped:
+            return self.mapped[dump_id]
+        columns = self.run_columns
+        values = self.seed_runs.get(dump_id)
+        if columns is None or values is None:
+            raise psycopg.errors.ForeignKeyViolation(f"seed run {dump_id} is not in the dump")
+        names = columns.names
+        cast = [sql.SQL("%s::{}").format(sql.SQL(columns.types[c])) for c in names]
+        params = [values[columns.index[c]] for c in names]
+        row = self.conn.execute(sql.SQL(
+            "SELECT id FROM movement_seed_run WHERE ({cols}) IS NOT DISTINCT FROM ({vals}) "
+            "ORDER BY id LIMIT 1").format(
+            cols=sql.SQL(", ").join(map(sql.Identifier, names)),
+            vals=sql.SQL(", ").join(cast)), params).fetchone()
+        if row is None:
+            row = self.conn.execute(sql.SQL(
+                "INSERT INTO movement_seed_run ({cols}) VALUES ({vals}) RETURNING id").format(
+                cols=sql.SQL(", ").join(map(sql.Identifier, names)),
+                vals=sql.SQL(", ").join(cast)), params).fetchone()
+        assert row is not None
+        self.mapped[dump_id] = str(row[0])
+        return self.mapped[dump_id]
+
+    def _insert(self, columns: _Columns, batch: list[list[str | None]]) -> None:
+        run_at = columns.index.get("seed_run_id")
+        if run_at is not None:
+            for values in batch:
+                if values[run_at] is not None:
+                    values[run_at] = self._seed_run(str(values[run_at]))
+        table, names = columns.table.name, columns.names
+        join: sql.Composable = sql.SQL("")
+        exprs: list[sql.Composable] = []
+        for c in names:
+            if table == "movement_library" and c == "staging_id":
+                exprs.append(sql.SQL("s.id"))
+                join = sql.SQL(" JOIN movement_staging s ON s.slug = d.slug "
+                               "AND s.version = d.version::integer")
+            else:
+                exprs.append(sql.SQL("d.{}::{}").format(sql.Identifier(c), sql.SQL(columns.types[c])))
+        guard: sql.Composable = sql.SQL("")
+        if table == "movement_audit_log":  # a RETIRED row the target already has is not repeated
+            guard = sql.SQL(
+                " WHERE NOT (d.action = 'RETIRED' AND EXISTS (SELECT FROM movement_audit_log a "
+                "WHERE a.slug = d.slug AND a.version = d.version::integer AND a.action = 'RETIRED'))")
+        query = sql.SQL(
+            "INSERT INTO {table} ({cols}) SELECT {exprs} FROM unnest({arrays}) WITH ORDINALITY "
+            "AS d ({cols}, n){join}{guard} ORDER BY d.n").format(
+            table=sql.Identifier(table), cols=sql.SQL(", ").join(map(sql.Identifier, names)),
+            exprs=sql.SQL(", ").join(exprs),
+            arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in names),
+            join=join, guard=guard)
+        self.conn.execute(query, [[values[columns.index[c]] for values in batch] for c in names])
+
+    def pointers(self) -> None:
+        """The current pointers the dump sets, once its library rows are in: moved forward
+        (UPDATE), else inserted, each with the dump's ``since``."""
+        found = self.found
+        if found.everything:
+            self._point("INSERT", {s: v for s, (v, _) in self.current.items()})
+            return
+        self._point("UPDATE", found.moved)
+        self._point("INSERT", found.pointed)
+
+    def _point(self, how: str, versions: dict[str, int]) -> None:
+        slugs = list(versions)
+        for start in range(0, len(slugs), BATCH_ROWS * 5):
+            part = slugs[start:start + BATCH_ROWS * 5]
+            params = (part, [versions[s] for s in part],
+                      [self.current.get(s, (0, None))[1] for s in part])
+            source = ("unnest(%s::text[], %s::integer[], %s::timestamptz[]) AS d (slug, version, "
+                      "since) JOIN movement_library l ON l.slug = d.slug AND l.version = d.version")
+            if how == "UPDATE":
+                self.conn.execute(
+                    "UPDATE movement_current c SET version = l.version, library_id = l.id, "
+                    "since = coalesce(d.since, l.published_at) FROM " + source
+                    + " WHERE c.slug = d.slug", params)
+            else:
+                self.conn.execute(
+                    "INSERT INTO movement_current (slug, version, library_id, since) SELECT "
+                    "d.slug, l.version, l.id, coalesce(d.since, l.published_at) FROM " + source,
+                    params)
+
+
+def _remove(conn: psycopg.Connection, found: Changes) -> None:
+    """The target's rows that go: cleared pointers, then removed versions (and any draft of a
+    version the dump adds): library row, audit rows, draft. Declared for this transaction only
+    (migration 0007's guards), and recorded by the restore before it commits."""
+    if found.cleared:
+        conn.execute("DELETE FROM movement_current WHERE slug = ANY(%s::text[])", (found.cleared,))
+    keys = [*found.removed, *(found.added - set(found.removed))]
+    if not keys:
+        return
+    conn.execute("SELECT set_config('movelib.restore_removes', pg_current_xact_id()::text, true)")
+    params = ([k[0] for k in keys], [k[1] for k in keys])
+    for table in ("movement_library", "movement_audit_log", "movement_staging"):
+        conn.execute(sql.SQL(
+            "DELETE FROM {} t USING unnest(%s::text[], %s::integer[]) AS r (slug, version) "
+            "WHERE t.slug = r.slug AND t.version = r.version").format(sql.Identifier(table)), params)
+    conn.execute("SELECT set_config('movelib.restore_removes', '', true)")
+
+
+def apply_merge(conn: psycopg.Connection, path: Any, layout: Layout, manifest: Manifest,
+                found: Changes) -> None:
+    """Write ``found`` on ``conn`` (the restore's transaction): removals, then the dump's rows
+    that differ, read from the file once more (each line checked again, and the file's sha256
+    before the last part), then the pointers."""
+    _remove(conn, found)
+    writer = _Writer(conn, found)
+    for part in read_dump(path, layout, manifest):
+        if isinstance(part, Rows):
+            writer.rows(part)
+    writer.pointers()
+

@@ -1,0 +1,428 @@
+"""A restore into the application's live database: what the application built on the movement
+tables stays, ids stay, readers never wait, and only what differs is written.
+
+The release pair used throughout: A, a synthetic library, and B, the same with ten movements
+changed (published as version 2). The targets are set up as an application's production
+database is: its foreign keys, views, grants, policies and more on the movement tables, its
+readers polling while the restore runs, its transactions holding locks.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from support import (
+    ROOT,
+    Cli,
+    Server,
+    database,
+    ids_by_version,
+    library_state,
+    rows,
+    seed,
+)
+
+from movelib.base.errors import LockTimeout, RestoreFailed
+from movelib.database.migrations import migrate
+from movelib.database.target import Target, target_from_dsn
+from movelib.ship.dump import dump
+from movelib.ship.restore import plan_restore, restore
+from movelib.source.synth import write_synthetic
+
+MIGRATIONS = ROOT / "migrations"
+MOVEMENTS = 1000
+CHANGED = 10
+
+
+@dataclass(frozen=True)
+class Releases:
+    a: Path  # a dump of A
+    a_file: Path  # A's data file
+    b: Path  # a dump of B: A with CHANGED movements at version 2
+    a_library: list[tuple[Any, ...]]
+    b_library: list[tuple[Any, ...]]
+    changed: list[str]  # the slugs B changed
+    source: str  # the source database (holding B) on pg18
+
+
+@pytest.fixture(scope="module")
+def releases(pg18: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Releases]:
+    folder = tmp_path_factory.mktemp("releases")
+    a_file, b_file = folder / "a.json", folder / "b.json"
+    write_synthetic(MOVEMENTS, a_file)
+    data = json.loads(a_file.read_text())
+    changed = [m["slug"] for m in data[:: MOVEMENTS // CHANGED][:CHANGED]]
+    for m in data:
+        if m["slug"] in changed:
+            m["name"] += " (revised)"
+    b_file.write_text(json.dumps(data))
+    with database(pg18, "movelib_template") as name:
+        source = target_from_dsn(pg18.dsn(name), "--dsn")
+        seed(source, a_file)
+        a = dump(source, MIGRATIONS, folder / "a", update_latest=False).path
+        a_library = library_state(source)
+        seed(source, b_file, new_versions=True)
+        b = dump(source, MIGRATIONS, folder / "b", update_latest=False).path
+        yield Releases(a, a_file, b, a_library, library_state(source), changed, name)
+
+
+def holding(server: Server, dump_file: Path) -> Iterator[Target]:
+    """A new database that holds ``dump_file`` (a bulk load into an empty database)."""
+    with database(server) as name:
+        target = target_from_dsn(server.dsn(name), "--dsn")
+        restore(plan_restore(target, dump_file))
+        yield target
+
+
+@pytest.fixture
+def holds_a(server: Server, releases: Releases) -> Iterator[Target]:
+    yield from holding(server, releases.a)
+
+
+@pytest.fixture
+def holds_a_on_pg18(pg18: Server, releases: Releases) -> Iterator[Target]:
+    yield from holding(pg18, releases.a)
+
+
+def execute(target: Target, statements: str) -> None:
+    with psycopg.connect(target.conninfo, autocommit=True) as conn:
+        conn.execute(statements)
+
+
+# What an application adds to the movement tables (Supabase-style default privileges among
+# them), one kind of object per statement.
+APPLICATION = """
+DO $$ BEGIN CREATE ROLE app_reader; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+DO $$ BEGIN CREATE ROLE anon; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+CREATE TABLE app_workout_item (id int PRIMARY KEY,
+    movement_id bigint NOT NULL REFERENCES movement_library (id) ON DELETE CASCADE);
+INSERT INTO app_workout_item SELECT row_number() OVER (ORDER BY id), id
+  FROM movement_library WHERE version = 1 ORDER BY id LIMIT 25;
+CREATE TABLE app_favorite (slug text PRIMARY KEY REFERENCES movement_current (slug));
+INSERT INTO app_favorite SELECT slug FROM movement_current ORDER BY slug LIMIT 5;
+CREATE VIEW app_movement_names AS SELECT id, slug, name FROM movement_library;
+CREATE MATERIALIZED VIEW app_levels AS SELECT level, count(*) AS n FROM movement_library GROUP BY level;
+GRANT SELECT ON movement_library, movement_current TO app_reader;
+GRANT SELECT (slug, status) ON movement_staging TO app_reader;
+ALTER TABLE movement_library ENABLE ROW LEVEL SECURITY;
+CREATE POLICY app_read ON movement_library FOR SELECT TO app_reader USING (level <> 'hidden');
+COMMENT ON TABLE movement_library IS 'the catalogue the planner shows';
+COMMENT ON COLUMN movement_library.name IS 'shown in the app';
+CREATE INDEX app_library_lower_name ON movement_library (lower(name));
+CREATE TABLE app_log (at timestamptz DEFAULT now(), what text);
+CREATE FUNCTION app_note() RETURNS trigger LANGUAGE plpgsql AS
+    $f$ BEGIN INSERT INTO app_log (what) VALUES (TG_OP || ' ' || TG_TABLE_NAME); RETURN NULL; END $f$;
+CREATE TRIGGER app_library_changed AFTER INSERT ON movement_library
+    FOR EACH STATEMENT EXECUTE FUNCTION app_note();
+CREATE RULE app_library_notify AS ON INSERT TO movement_library DO ALSO NOTIFY movement_changed;
+SET client_min_messages = error;  -- CREATE PUBLICATION warns that wal_level is not logical
+CREATE PUBLICATION app_catalogue FOR TABLE movement_library, movement_current;
+ALTER TABLE movement_library REPLICA IDENTITY FULL;
+ALTER TABLE movement_library SET (fillfactor = 90);
+ALTER TABLE movement_library ALTER COLUMN name SET STATISTICS 500;
+INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc)
+    VALUES (repeat('a', 64), 'app-0001.create-workouts', now());
+ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO anon;
+"""
+# The catalog, read without movelib's code: what the application built, and whom it lets in.
+SNAPSHOT = {
+    "tables": """SELECT c.relname, c.relowner::regrole::text, c.relacl::text, c.relrowsecurity,
+                        c.relforcerowsecurity, c.relreplident, c.reloptions::text,
+                        obj_description(c.oid, 'pg_class')
+                   FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+                  ORDER BY 1""",
+    "columns": """SELECT a.attrelid::regclass::text, a.attname, a.attacl::text, a.attstattarget,
+                         col_description(a.attrelid, a.attnum)
+                    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                   WHERE c.relname LIKE 'movement%' AND c.relkind = 'r' AND a.attnum > 0
+                   ORDER BY 1, 2""",
+    "foreign keys": """SELECT conname, conrelid::regclass::text, pg_get_constraintdef(oid)
+                         FROM pg_constraint WHERE contype = 'f' ORDER BY 1, 2""",
+    "views": """SELECT relname, relkind, pg_get_viewdef(oid) FROM pg_class
+                 WHERE relkind IN ('v', 'm') AND relnamespace = 'public'::regnamespace ORDER BY 1""",
+    "policies": "SELECT tablename, policyname, roles::text, cmd, qual FROM pg_policies ORDER BY 1, 2",
+    "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2",
+    "triggers": """SELECT tgrelid::regclass::text, tgname, tgenabled, pg_get_triggerdef(oid)
+                     FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2""",
+    "rules": "SELECT tablename, rulename, definition FROM pg_rules WHERE schemaname = 'public' ORDER BY 1, 2",
+    "publications": "SELECT pubname, tablename FROM pg_publication_tables ORDER BY 1, 2",
+    "grants": """SELECT grantee, table_name, privilege_type FROM information_schema.role_table_grants
+                  WHERE grantee IN ('anon', 'app_reader', 'PUBLIC') ORDER BY 1, 2, 3""",
+    "default privileges": "SELECT defaclobjtype, defaclacl::text FROM pg_default_acl ORDER BY 1",
+    "other migrations": "SELECT migration_id FROM _yoyo_migration WHERE migration_id LIKE 'app-%'",
+    "application rows": """SELECT w.id, l.slug, l.version FROM app_workout_item w
+                             JOIN movement_library l ON l.id = w.movement_id ORDER BY w.id""",
+    "favourites": "SELECT slug FROM app_favorite ORDER BY slug",
+}
+
+
+def snapshot(target: Target) -> dict[str, list[tuple[Any, ...]]]:
+    return {name: rows(target, query) for name, query in SNAPSHOT.items()}
+
+
+def test_a_restore_keeps_everything_the_application_built_on_the_tables(cli: Cli, holds_a: Target, releases: Releases) -> None:
+    execute(holds_a, APPLICATION)
+    before = snapshot(holds_a)
+    assert len([k for k, v in before.items() if v]) >= 12
+    assert not [g for g in before["grants"] if g[0] == "anon"]  # anon holds nothing on our tables
+    previewed = cli("restore", "--dump-file", str(releases.b), "--dsn", holds_a.conninfo, "--dry-run")
+    assert previewed.code == 0, previewed.output
+    for named in ("foreign key app_workout_item.app_workout_item_movement_id_fkey -> movement_library",
+                  "view app_movement_names", "view app_levels (materialized)", "policy app_read on movement_library",
+                  "grant app_reader: SELECT on movement_library", "row-level security movement_library",
+                  "trigger app_library_changed on movement_library", "index app_library_lower_name",
+                  "rule app_library_notify on movement_library", "publication app_catalogue: movement_library",
+                  f"merge: into the tables that exist: {CHANGED} version(s) added, 0 removed, {MOVEMENTS} kept"):
+        assert named in previewed.stdout, previewed.stdout
+    restored = cli("restore", "--dump-file", str(releases.b), "--dsn", holds_a.conninfo, "--yes")
+    assert restored.code == 0, restored.output
+    assert f"merged: {CHANGED} version(s) added, 0 removed" in restored.stdout
+    after = snapshot(holds_a)
+    assert after == before  # every dependent, grant and policy as it was; anon gained nothing
+    assert library_state(holds_a) == releases.b_library
+    assert rows(holds_a, "SELECT what FROM app_log") == [("INSERT movement_library",)]  # its trigger saw the merge
+
+
+def test_ids_stay_the_targets_and_application_rows_keep_their_movement(pg18: Server, releases: Releases, tmp_path: Path) -> None:
+    """The source and the target were seeded in different orders: their ids differ."""
+    data = json.loads(releases.a_file.read_text())
+    reordered = tmp_path / "reordered.json"
+    reordered.write_text(json.dumps(data[::-1][:300]))
+    with database(pg18, "movelib_template") as name:
+        target = target_from_dsn(pg18.dsn(name), "--dsn")
+        seed(target, reordered)
+        ids = ids_by_version(target)
+        source_ids = {(s, v): i for s, v, i in rows(
+            target_from_dsn(pg18.dsn(releases.source), "--dsn"), "SELECT slug, version, id FROM movement_library")}
+        assert sum(source_ids[k] != i for k, i in ids.items()) > 250  # the two numberings differ
+        execute(target, "CREATE TABLE app_plan (movement_id bigint REFERENCES movement_library (id));"
+                        "INSERT INTO app_plan SELECT id FROM movement_library;")
+        planned = rows(target, "SELECT l.slug, l.version FROM app_plan p JOIN movement_library l ON l.id = p.movement_id ORDER BY 1")
+        restore(plan_restore(target, releases.b))
+        after = ids_by_version(target)
+        assert {k: after[k] for k in ids} == ids  # each version the target held keeps its id
+        assert rows(target, "SELECT l.slug, l.version FROM app_plan p JOIN movement_library l ON l.id = p.movement_id ORDER BY 1") == planned
+        assert library_state(target) == releases.b_library
+
+
+def test_a_version_the_application_references_is_not_removed(cli: Cli, holds_a_on_pg18: Target, releases: Releases) -> None:
+    """Restoring A over B removes B's ten version 2s: refused while a row references one."""
+    target = holds_a_on_pg18
+    restore(plan_restore(target, releases.b))
+    execute(target, "CREATE TABLE app_plan (id int PRIMARY KEY, movement_id bigint "
+                    "REFERENCES movement_library (id) ON DELETE CASCADE);"
+                    f"INSERT INTO app_plan SELECT 7, id FROM movement_library WHERE slug = '{releases.changed[3]}' AND version = 2;")
+    before = library_state(target)
+    result = cli("restore", "--dump-file", str(releases.a), "--dsn", target.conninfo, "--yes")
+    assert result.code == 1, result.output
+    said = "public.app_plan (foreign key app_plan_movement_id_fkey): movement_id=" in result.stderr
+    assert said and f"-> {releases.changed[3]} v2" in result.stderr, result.stderr
+    assert "Nothing was written" in result.stderr and "restore: done" not in result.stdout
+    assert library_state(target) == before and rows(target, "SELECT count(*) FROM app_plan") == [(1,)]
+    dry = cli("restore", "--dump-file", str(releases.a), "--dsn", target.conninfo, "--dry-run")
+    assert dry.code == 1 and "app_plan_movement_id_fkey" in dry.stderr
+    # once nothing references them, the ten are removed with their drafts and audit rows
+    execute(target, "DELETE FROM app_plan")
+    result = cli("restore", "--dump-file", str(releases.a), "--dsn", target.conninfo, "--yes")
+    assert result.code == 0, result.output
+    assert f"merged: 0 version(s) added, {CHANGED} removed" in result.stdout
+    assert library_state(target) == releases.a_library
+    assert rows(target, "SELECT count(*) FROM movement_audit_log WHERE version = 2") == [(0,)]
+    assert rows(target, "SELECT changes FROM movement_provenance ORDER BY id DESC LIMIT 1")[0][0] == {
+        "added": 0, "removed": CHANGED, "kept": MOVEMENTS, "pointers": CHANGED}
+
+
+def test_the_library_then_equals_the_source_by_inv_diff(cli: Cli, pg18: Server, holds_a_on_pg18: Target, releases: Releases) -> None:
+    restore(plan_restore(holds_a_on_pg18, releases.b))
+    result = cli("diff", "--from", pg18.dsn(releases.source), "--to", holds_a_on_pg18.conninfo)
+    assert result.code == 0, result.output
+    assert "diff: equal" in result.stdout
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["undeclared", "declared-but-unrecorded"])
+def test_published_rows_are_removed_only_by_a_recorded_restore(holds_a_on_pg18: Target, declared: bool) -> None:
+    with psycopg.connect(holds_a_on_pg18.conninfo) as conn:
+        if declared:
+            conn.execute("SELECT set_config('movelib.restore_removes', pg_current_xact_id()::text, true)")
+            conn.execute("DELETE FROM movement_current")
+            conn.execute("DELETE FROM movement_library")  # allowed here, refused at COMMIT
+            with pytest.raises(psycopg.errors.RaiseException, match="recorded no restore"):
+                conn.commit()
+        else:
+            with pytest.raises(psycopg.errors.RaiseException, match="Published movements cannot be edited"):
+                conn.execute("DELETE FROM movement_library WHERE version = 1")
+    assert rows(holds_a_on_pg18, "SELECT count(*) FROM movement_library") == [(MOVEMENTS,)]
+
+
+class Reader(threading.Thread):
+    """The application: ``query`` every 10 ms on its own connection, each try allowed to wait
+    at most ``lock_wait`` for a lock (then it fails), its worst time and every answer kept."""
+
+    def __init__(self, target: Target, query: str, lock_wait: str = "200ms") -> None:
+        super().__init__(daemon=True)
+        self.target, self.query, self.lock_wait = target, query, lock_wait
+        self.stop = threading.Event()
+        self.worst = 0.0
+        self.answers: set[tuple[Any, ...]] = set()
+        self.failure: BaseException | None = None
+        self.queries = 0
+
+    def run(self) -> None:
+        try:
+            with psycopg.connect(self.target.conninfo, autocommit=True) as conn:
+                conn.execute(f"SET lock_timeout = '{self.lock_wait}'")
+                while not self.stop.is_set():
+                    started = time.monotonic()
+                    row = conn.execute(self.query).fetchone()
+                    self.worst = max(self.worst, time.monotonic() - started)
+                    self.queries += 1
+                    assert row is not None
+                    self.answers.add(tuple(row))
+                    time.sleep(0.01)
+        except BaseException as exc:
+            self.failure = exc
+
+    def __enter__(self) -> Reader:
+        self.start()
+        time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.join(10)
+
+
+LIBRARY_READ = "SELECT count(*), sum(version), max(name) FROM movement_library_current"
+
+
+def test_readers_never_wait_for_a_restore_nor_see_two_releases_mixed(holds_a_on_pg18: Target, releases: Releases) -> None:
+    target = holds_a_on_pg18
+    with psycopg.connect(target.conninfo) as conn:
+        before = conn.execute(LIBRARY_READ).fetchone()
+    with Reader(target, LIBRARY_READ) as reader:
+        restore(plan_restore(target, releases.b))
+        time.sleep(0.1)
+    with psycopg.connect(target.conninfo) as conn:
+        after = conn.execute(LIBRARY_READ).fetchone()
+    assert reader.failure is None, reader.failure  # no read waited 200 ms for a lock
+    assert reader.queries > 3 and before != after
+    assert reader.answers == {before, after}  # the old release, then the new one: never a mix
+
+
+def at_0006(server: Server, folder: Path) -> Iterator[Target]:
+    """A seeded database at migrations 0001-0006: a restore must apply 0007 (DDL) first."""
+    six = folder / "six"
+    six.mkdir()
+    for path in sorted(MIGRATIONS.glob("000[1-6]*.sql")):
+        shutil.copyfile(path, six / path.name)
+    with database(server) as name:
+        target = target_from_dsn(server.dsn(name), "--dsn")
+        migrate(target, six)
+        seed(target, skip_migrations=True)
+        yield target
+
+
+@pytest.fixture
+def before_0007(pg18: Server, tmp_path: Path) -> Iterator[Target]:
+    yield from at_0006(pg18, tmp_path)
+
+
+def holding_lock(target: Target, statement: str, seconds: float) -> Callable[[], None]:
+    """An application transaction that runs ``statement`` and stays open ``seconds`` (or until
+    the returned function is called)."""
+    done = threading.Event()
+    ready = threading.Event()
+
+    def hold() -> None:
+        with psycopg.connect(target.conninfo) as conn:
+            conn.execute(statement)
+            ready.set()
+            done.wait(seconds)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    ready.wait(5)
+
+    def release() -> None:
+        done.set()
+        thread.join(10)
+    return release
+
+
+PROVENANCE_READ = "SELECT count(*) FROM movement_provenance"
+
+
+def test_a_long_application_transaction_makes_the_restore_wait_politely(before_0007: Target, releases: Releases) -> None:
+    """0007 alters movement_provenance (ACCESS EXCLUSIVE): while an application transaction
+    reads that table, each try waits 150 ms and lets go, so readers never queue longer."""
+    target = before_0007
+    release = holding_lock(target, PROVENANCE_READ, 3)
+    started = time.monotonic()
+    with Reader(target, PROVENANCE_READ) as reader:
+        result = restore(plan_restore(target, releases.b), lock_timeout=20)
+    release()
+    assert time.monotonic() - started > 2.5  # it waited for the application's transaction
+    assert reader.failure is None, reader.failure  # and no reader waited 200 ms behind it
+    assert result.migrated == ("0007.movement-restore-merge",)
+    assert library_state(target) == releases.b_library
+
+
+def test_a_restore_that_cannot_take_its_locks_gives_up_with_nothing_written(cli: Cli, before_0007: Target, releases: Releases) -> None:
+    target = before_0007
+    before = library_state(target)
+    release = holding_lock(target, PROVENANCE_READ, 30)
+    try:
+        with Reader(target, PROVENANCE_READ) as reader:
+            result = cli("restore", "--dump-file", str(releases.b), "--dsn", target.conninfo, "--yes",
+                         "--lock-timeout", "1")
+            with pytest.raises(LockTimeout, match="could not take its table locks"):
+                migrate(target, MIGRATIONS, lock_timeout=1)
+    finally:
+        release()
+    assert result.code == 2, result.output
+    assert "could not take its table locks" in result.stderr and "nothing was written" in result.stderr
+    assert reader.failure is None, reader.failure
+    assert library_state(target) == before
+    assert rows(target, "SELECT count(*) FROM _yoyo_migration WHERE migration_id LIKE '0007%'") == [(0,)]
+
+
+def wal_bytes(target: Target, work: Callable[[], object]) -> int:
+    with psycopg.connect(target.conninfo, autocommit=True) as conn:
+        start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+        work()
+        end = conn.execute("SELECT pg_current_wal_insert_lsn() - %s::pg_lsn", start).fetchone()
+    assert end is not None
+    return int(end[0])
+
+
+def test_a_release_differing_by_ten_movements_writes_a_fraction_of_the_wal(pg18: Server, holds_a_on_pg18: Target, releases: Releases) -> None:
+    merged = wal_bytes(holds_a_on_pg18, lambda: restore(plan_restore(holds_a_on_pg18, releases.b)))
+    with database(pg18) as name:
+        empty = target_from_dsn(pg18.dsn(name), "--dsn")
+        full = wal_bytes(empty, lambda: restore(plan_restore(empty, releases.b)))
+    assert merged * 10 < full, (merged, full)
+
+
+def test_an_unchanged_release_writes_only_its_record(holds_a_on_pg18: Target, releases: Releases) -> None:
+    ids = ids_by_version(holds_a_on_pg18)
+    result = restore(plan_restore(holds_a_on_pg18, releases.a))
+    assert result.merged is not None and not result.merged.writes
+    assert ids_by_version(holds_a_on_pg18) == ids
+    with pytest.raises(RestoreFailed, match="rolled back"):  # a manifest that lies is still caught
+        from movelib.ship.manifest import manifest_path
+        bad = json.loads(manifest_path(releases.a).read_text())
+        bad["row_counts"]["movement_library"] += 1
+        copy = releases.a.parent / "lying.sql"
+        shutil.copyfile(releases.a, copy)
+        bad["dump_file"] = copy.name
+        manifest_path(copy).write_text(json.dumps(bad))
+        restore(plan_restore(holds_a_on_pg18, copy))
