@@ -15,7 +15,7 @@ slug, and the release the target holds is named.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby, islice
@@ -167,9 +167,12 @@ class Preview:
         return lines
 
 
-def preview(conn: psycopg.Connection, dump: DumpLibrary) -> Preview:
+def preview(conn: psycopg.Connection, dump: DumpLibrary,
+            each: Callable[[Movement | None, Movement | None], None] | None = None) -> Preview:
     """Compare the target on ``conn`` (in the caller's read-only transaction) with ``dump``,
-    both streamed slug by slug: the counts of every kind and the first few of each."""
+    both streamed slug by slug: the counts of every kind and the first few of each. ``each``
+    sees every pair of the comparison too (a restore's merge plan is made in the same pass);
+    it is not called when the target holds no library."""
     counts: dict[str, int] = {}
     # the first few per (kind, drift kind): listed as `inv diff` orders them, by its kind then slug
     first: dict[tuple[str, str], list[Difference]] = {}
@@ -183,6 +186,8 @@ def preview(conn: psycopg.Connection, dump: DumpLibrary) -> Preview:
     else:
         with target_movements(conn) as here:
             for ours, theirs in merge(here, dump.movements()):
+                if each is not None:
+                    each(ours, theirs)
                 sides[0] += ours is not None
                 sides[1] += theirs is not None
                 for difference in differ(ours, theirs):

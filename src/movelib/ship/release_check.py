@@ -17,6 +17,10 @@ from ..database.tables import current_counts, library_sha256
 from .manifest import Manifest
 from .release import is_version, release_manifest_path
 
+# What a release is compared on: its library and current pointers (a restore keeps the target's
+# own drafts, audit history and seed runs beside what it adds).
+LIBRARY_TABLES = ("movement_library", "movement_current")
+
 
 def release_manifest(root: Path, version: str) -> tuple[str, Manifest]:
     """``--release``: the manifest of ``releases/<version>/`` under ``root``, or a manifest file
@@ -38,13 +42,16 @@ def release_manifest(root: Path, version: str) -> tuple[str, Manifest]:
 def compare_release(conn: psycopg.Connection, version: str,
                     manifest: Manifest) -> tuple[list[str], list[str]]:
     """(what matches, what differs) between the database and a release's manifest: the row
-    count of every movement table the release holds, and the library's content."""
-    tables = [t for t in manifest.row_counts if t.startswith("movement_")]
+    counts of the library and its current pointers, and the library's content. A restore merges
+    a release into the database's own history, so its drafts, audit rows and seed runs are not
+    compared (and it says so)."""
+    tables = [t for t in LIBRARY_TABLES if t in manifest.row_counts]
     counts = current_counts(conn, tables)
     differs = [f"release {version}: {t} has {'no table' if counts[t] is None else counts[t]} "
                f"rows, the release {manifest.row_counts[t]}"
                for t in tables if counts[t] != manifest.row_counts[t]]
-    same = [f"release {version}: row counts match ({len(tables)} movement tables)"] if not differs else []
+    same = [f"release {version}: row counts match ({', '.join(tables)}; the drafts, audit rows "
+            "and seed runs are the database's own history, not compared)"] if not differs else []
     if manifest.library_sha256 is None:
         same.append(f"release {version}: content not compared (its manifest, written by movelib "
                     f"{manifest.tool_version}, has no library_sha256)")

@@ -50,7 +50,7 @@ from ..seed.verify import VerifyReport, check
 from .dumpformat import Layout, transaction_scoped
 from .dumpreader import Rows, Sql, layout_for, read_dump
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
-from .merge import Changes, apply_merge, changes
+from .merge import Changes, apply_merge, changes, compare
 from .preview import DumpLibrary, Preview, preview
 from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
 from .release import proven_tag
@@ -275,11 +275,15 @@ def _plan(target: Target, dump: CheckedDump, presented: Presented,
                                                signed=verdict.signed, allow=options.allow_downgrade)
                 except MovelibError as exc:
                     refusal = exc
-                shown_preview = preview(conn, dump.library)
+                planned = Changes()  # made in the preview's pass over the target's library
+                shown_preview = preview(conn, dump.library, partial(compare, planned))
                 counts = current_counts(conn, list(dump.manifest.row_counts))
                 if holds_tables(conn):
-                    merged = changes(conn, dump.library) if counts.get("movement_library") is not None \
-                        else Changes(everything=True, added_count=dump.library.versions.count)
+                    if counts.get("movement_library") and shown_preview.movements[0]:
+                        merged = planned
+                        merged.added_count = len(merged.added)
+                    else:
+                        merged = Changes(everything=True, added_count=dump.library.versions.count)
                     found = dependents(conn, checkout_own(CHECKOUT_MIGRATIONS))
                     try:
                         refuse_references(target, references(conn, merged.removed, merged.cleared))
