@@ -214,9 +214,9 @@ def test_ids_stay_the_targets_and_application_rows_keep_their_movement(pg18: Ser
         assert library_state(target) == releases.b_library
 
 
-def test_a_version_the_application_references_is_not_removed(cli: Cli, holds_a_on_pg18: Target, releases: Releases) -> None:
+def test_a_version_the_application_references_is_not_removed(cli: Cli, holds_a: Target, releases: Releases) -> None:
     """Restoring A over B removes B's ten version 2s: refused while a row references one."""
-    target = holds_a_on_pg18
+    target = holds_a
     restore(plan_restore(target, releases.b))
     execute(target, "CREATE TABLE app_plan (id int PRIMARY KEY, movement_id bigint "
                     "REFERENCES movement_library (id) ON DELETE CASCADE);"
@@ -304,8 +304,8 @@ class Reader(threading.Thread):
 LIBRARY_READ = "SELECT count(*), sum(version), max(name) FROM movement_library_current"
 
 
-def test_readers_never_wait_for_a_restore_nor_see_two_releases_mixed(holds_a_on_pg18: Target, releases: Releases) -> None:
-    target = holds_a_on_pg18
+def test_readers_never_wait_for_a_restore_nor_see_two_releases_mixed(holds_a: Target, releases: Releases) -> None:
+    target = holds_a
     with psycopg.connect(target.conninfo) as conn:
         before = conn.execute(LIBRARY_READ).fetchone()
     with Reader(target, LIBRARY_READ) as reader:
@@ -336,6 +336,11 @@ def before_0007(pg18: Server, tmp_path: Path) -> Iterator[Target]:
     yield from at_0006(pg18, tmp_path)
 
 
+@pytest.fixture
+def any_before_0007(server: Server, tmp_path: Path) -> Iterator[Target]:
+    yield from at_0006(server, tmp_path)
+
+
 def holding_lock(target: Target, statement: str, seconds: float) -> Callable[[], None]:
     """An application transaction that runs ``statement`` and stays open ``seconds`` (or until
     the returned function is called)."""
@@ -361,10 +366,10 @@ def holding_lock(target: Target, statement: str, seconds: float) -> Callable[[],
 PROVENANCE_READ = "SELECT count(*) FROM movement_provenance"
 
 
-def test_a_long_application_transaction_makes_the_restore_wait_politely(before_0007: Target, releases: Releases) -> None:
+def test_a_long_application_transaction_makes_the_restore_wait_politely(any_before_0007: Target, releases: Releases) -> None:
     """0007 alters movement_provenance (ACCESS EXCLUSIVE): while an application transaction
     reads that table, each try waits 150 ms and lets go, so readers never queue longer."""
-    target = before_0007
+    target = any_before_0007
     release = holding_lock(target, PROVENANCE_READ, 3)
     started = time.monotonic()
     with Reader(target, PROVENANCE_READ) as reader:
@@ -404,10 +409,10 @@ def wal_bytes(target: Target, work: Callable[[], object]) -> int:
     return int(end[0])
 
 
-def test_a_release_differing_by_ten_movements_writes_a_fraction_of_the_wal(pg18: Server, holds_a_on_pg18: Target, releases: Releases) -> None:
-    merged = wal_bytes(holds_a_on_pg18, lambda: restore(plan_restore(holds_a_on_pg18, releases.b)))
-    with database(pg18) as name:
-        empty = target_from_dsn(pg18.dsn(name), "--dsn")
+def test_a_release_differing_by_ten_movements_writes_a_fraction_of_the_wal(server: Server, holds_a: Target, releases: Releases) -> None:
+    merged = wal_bytes(holds_a, lambda: restore(plan_restore(holds_a, releases.b)))
+    with database(server) as name:
+        empty = target_from_dsn(server.dsn(name), "--dsn")
         full = wal_bytes(empty, lambda: restore(plan_restore(empty, releases.b)))
     assert merged * 10 < full, (merged, full)
 
