@@ -19,11 +19,11 @@ writes, the same checks are made again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 
@@ -54,7 +54,7 @@ from .merge import Changes, apply_merge, changes, compare
 from .preview import DumpLibrary, Preview, preview
 from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
 from .release import proven_tag
-from .restore_record import record_restore
+from .restore_record import Signer, record_restore
 from .rollback import check_rollback
 from .trust import read_trust
 
@@ -255,43 +255,51 @@ def _permitted(conn: psycopg.Connection, target: Target, permission: Permission)
 
 def _plan(target: Target, dump: CheckedDump, presented: Presented,
           options: RestoreOptions) -> RestorePlan:
-    """A read-only look at the target: its label, whom it trusts and whether the signatures
-    are enough, what it holds (a downgrade?), the preview and the row counts. Every refusal
-    found is kept, not raised, so that the preview is shown first."""
+    """A read-only look at the target (:func:`_look`), in a transaction of its own."""
+    with db.connect(target, task="restore", autocommit=True) as conn:
+        try:
+            with db.work(conn, read_only=True):
+                return _look(conn, target, dump, presented, options)
+        except psycopg.Error as exc:
+            db.raise_sql_error(target, exc, "the restore's look at the target")
+            raise
+
+
+def _look(conn: psycopg.Connection, target: Target, dump: CheckedDump, presented: Presented,
+          options: RestoreOptions) -> RestorePlan:
+    """A look at the target in the caller's transaction: its label, whom it trusts and whether
+    the signatures are enough, what it holds (a downgrade?), the preview, what a merge would
+    write (made in the preview's one pass over the target's library) and whom it would break,
+    the row counts. Every refusal found is kept, not raised, so that the preview is shown
+    first."""
     refusal: MovelibError | None = None
     verdict, downgrade = None, None
     merged: Changes | None = None
     found: list[Dependent] = []
-    with db.connect(target, task="restore", autocommit=True) as conn:
+    label = environment_label(conn)
+    pinned = read_trust(conn, target.dbname) if label in PROTECTED else None
+    source = trust_source(presented, label, pinned)
+    try:
+        _permitted(conn, target, options.permission)
+        verdict = decide(presented, label, pinned, target)
+        downgrade = check_rollback(conn, target, dump.manifest,
+                                   signed=verdict.signed, allow=options.allow_downgrade)
+    except MovelibError as exc:
+        refusal = exc
+    planned = Changes()
+    shown_preview = preview(conn, dump.library, partial(compare, planned))
+    counts = current_counts(conn, list(dump.manifest.row_counts))
+    if holds_tables(conn):
+        if counts.get("movement_library") and shown_preview.movements[0]:
+            merged = planned
+            merged.added_count = len(merged.added)
+        else:
+            merged = Changes(everything=True, added_count=dump.library.versions.count)
+        found = dependents(conn, checkout_own(CHECKOUT_MIGRATIONS))
         try:
-            with db.work(conn, read_only=True):
-                label = environment_label(conn)
-                pinned = read_trust(conn, target.dbname) if label in PROTECTED else None
-                source = trust_source(presented, label, pinned)
-                try:
-                    _permitted(conn, target, options.permission)
-                    verdict = decide(presented, label, pinned, target)
-                    downgrade = check_rollback(conn, target, dump.manifest,
-                                               signed=verdict.signed, allow=options.allow_downgrade)
-                except MovelibError as exc:
-                    refusal = exc
-                planned = Changes()  # made in the preview's pass over the target's library
-                shown_preview = preview(conn, dump.library, partial(compare, planned))
-                counts = current_counts(conn, list(dump.manifest.row_counts))
-                if holds_tables(conn):
-                    if counts.get("movement_library") and shown_preview.movements[0]:
-                        merged = planned
-                        merged.added_count = len(merged.added)
-                    else:
-                        merged = Changes(everything=True, added_count=dump.library.versions.count)
-                    found = dependents(conn, checkout_own(CHECKOUT_MIGRATIONS))
-                    try:
-                        refuse_references(target, references(conn, merged.removed, merged.cleared))
-                    except MovelibError as exc:
-                        refusal = refusal or exc
-        except psycopg.Error as exc:
-            db.raise_sql_error(target, exc, "the restore's look at the target")
-            raise
+            refuse_references(target, references(conn, merged.removed, merged.cleared))
+        except MovelibError as exc:
+            refusal = refusal or exc
     return RestorePlan(target, dump, counts, label, source, verdict, shown_preview, refusal,
                        downgrade, merged, tuple(found))
 
@@ -344,49 +352,57 @@ def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
                 verdict = _judge(conn, target, label, presented)
                 check_rollback(conn, target, manifest, signed=verdict.signed,
                                allow=allow_downgrade)
-                actor = run_by()
                 if holds_tables(conn):
                     migrated += tuple(apply_pending(conn, target, migrations_dir,
                                                     lock_timeout=lock_timeout).applied)
                     merged = changes(conn, plan.dump.library)
-                    refuse_references(target, references(conn, merged.removed, merged.cleared))
-                    apply_merge(conn, plan.dump.path, plan.dump.layout, manifest, merged)
-                    counted: tuple[str, ...] = _MERGE_COUNTED
-                else:
-                    _apply(conn, plan.dump, target, lock_timeout)
-                    if label is not None:  # the label belongs to the database, not to the dump
-                        conn.execute("INSERT INTO movement_environment (singleton, label) "
-                                     "VALUES (true, %s)", (label,))
-                    counted = tuple(manifest.row_counts)
-                counts = {k: v for k, v in current_counts(conn, list(counted)).items()
-                          if v is not None}
-                _compare_counts(target, manifest, counts, counted)
-                if merged is None:  # the dump's rows, counted: then what it predates
-                    migrated = _migrate_after(conn, plan.dump, migrations_dir)
-                if merged is not None and manifest.library_sha256 is not None \
-                        and library_sha256(conn) != manifest.library_sha256:
-                    raise RestoreFailed(
-                        f"restore into {target.describe()} rolled back: the merged library's "
-                        "digest differs from the manifest's library_sha256 (versions, content "
-                        "hashes or current pointers differ from the dump's)")
-                # content=False: the database checked every loaded row against its document
-                # (0004's triggers as the rows streamed, or 0004's one-time check just now)
-                report = check(conn, target, content=False)
-                if not report.ok:
-                    raise RestoreFailed(
-                        f"restore into {target.describe()} rolled back: the restored library "
-                        "fails verification:\n  " + "\n  ".join(report.problems)
-                    )
-                record_restore(conn, manifest, run_by=actor, signers=verdict.signers,  # after the rows
-                               tag=tag, merged=merged.as_dict() if merged else None)
-                recorded = latest(conn)
+                result = _write(conn, plan, merged, verdict.signers, lock_timeout=lock_timeout,
+                                migrations_dir=migrations_dir, tag=tag)
         except psycopg.Error as exc:
-            if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
-                db.raise_sql_error(target, exc, "the restore")
-            raise RestoreFailed(
-                f"restore into {target.describe()} failed and was rolled back; the target is "
-                f"unchanged:\n  {secrets.redact(str(exc).strip())}"
-            ) from None
+            _failed(target, exc)
+    return replace(result, migrated=migrated + result.migrated)
+
+
+def _write(conn: psycopg.Connection, plan: RestorePlan, merged: Changes | None,
+           signers: Sequence[Signer], *, lock_timeout: float, migrations_dir: Path,
+           tag: str | None) -> RestoreResult:
+    """Write ``plan`` on ``conn`` (the caller's locked transaction, every check made): merged
+    into the tables that exist (``merged``, decided in this transaction), else loaded into an
+    empty database; the counts (and a merge's digest) compared with the manifest, the library
+    verified, the restore recorded."""
+    target, manifest = plan.target, plan.manifest
+    migrated: tuple[str, ...] = ()
+    actor = run_by()
+    if merged is not None:
+        refuse_references(target, references(conn, merged.removed, merged.cleared))
+        apply_merge(conn, plan.dump.path, plan.dump.layout, manifest, merged)
+        counted: tuple[str, ...] = _MERGE_COUNTED
+    else:
+        _apply(conn, plan.dump, target, lock_timeout)
+        if plan.label is not None:  # the label belongs to the database, not to the dump
+            conn.execute("INSERT INTO movement_environment (singleton, label) "
+                         "VALUES (true, %s)", (plan.label,))
+        counted = tuple(manifest.row_counts)
+    counts = {k: v for k, v in current_counts(conn, list(counted)).items() if v is not None}
+    _compare_counts(target, manifest, counts, counted)
+    if merged is None:  # the dump's rows, counted: then what it predates
+        migrated = _migrate_after(conn, plan.dump, migrations_dir)
+    if merged is not None and manifest.library_sha256 is not None \
+            and library_sha256(conn) != manifest.library_sha256:
+        raise RestoreFailed(
+            f"restore into {target.describe()} rolled back: the merged library's digest differs "
+            "from the manifest's library_sha256 (versions, content hashes or current pointers "
+            "differ from the dump's)")
+    # content=False: the database checked every loaded row against its document (0004's
+    # triggers as the rows streamed, or 0004's one-time check just now)
+    report = check(conn, target, content=False)
+    if not report.ok:
+        raise RestoreFailed(
+            f"restore into {target.describe()} rolled back: the restored library fails "
+            "verification:\n  " + "\n  ".join(report.problems))
+    record_restore(conn, manifest, run_by=actor, signers=signers,  # after the rows
+                   tag=tag, merged=merged.as_dict() if merged else None)
+    recorded = latest(conn)
     return RestoreResult(counts, report, recorded if isinstance(recorded, Provenance) else None,
                          migrated, merged)
 
@@ -439,36 +455,68 @@ def prepare(settings: Settings, target: Target, options: RestoreOptions, echo: E
 def finish(settings: Settings, target: Target, prepared: Prepared, options: RestoreOptions,
            echo: Echo, ask: Ask) -> RestoreResult | None:
     """After :func:`prepare`: start the target profile's emulator if it is stopped, look at the
-    target read only (trust, rollback, preview, counts), say it, refuse or (a dry run) stop,
-    ask unless ``options.assume_yes``, apply, report. None after a dry run that would be
-    allowed."""
+    target (trust, rollback, preview, what a merge writes, counts), say it, refuse or (a dry
+    run) stop, ask unless ``options.assume_yes``, apply, report. None after a dry run that would
+    be allowed.
+
+    The look, the question and the write happen in one transaction that holds the target's
+    lock: what was shown is what is written, and the target's library is compared once. A dry
+    run looks read only, without the lock. A target behind this checkout's migrations is the
+    exception: they are applied after the question, in a transaction of their own, and the
+    merge then looks again (:func:`restore`)."""
     from ..database.emulator import start_if_stopped
 
     start_if_stopped(target, settings.emulator_for, echo)
-    plan = _plan(target, prepared.dump, prepared.presented, options)
-    _checkpoint("target planned")
-    for line in plan.lines():
-        echo(line)
-    if plan.refusal is not None:
-        if options.dry_run:
-            echo("dry run: the restore would be refused (below); nothing was written")
-        raise plan.refusal
     if options.dry_run:
+        plan = _plan(target, prepared.dump, prepared.presented, options)
+        _checkpoint("target planned")
+        for line in plan.lines():
+            echo(line)
+        if plan.refusal is not None:
+            echo("dry run: the restore would be refused (below); nothing was written")
+            raise plan.refusal
         asked = (" once the database's name is typed or given with --confirm"
                  if plan.label in PROTECTED and options.permission.confirm is None else "")
         echo(f"dry run: the restore would be allowed{asked}; nothing was written")
         return None
-    if not options.assume_yes:
-        ask(plan.question)
     manifest = prepared.dump.manifest
-    tag = (proven_tag(settings.root, manifest, prepared.dump.manifest_bytes)
-           if plan.verdict and plan.verdict.signed else None)
-    result = restore(plan, lock_timeout=options.lock_timeout, permission=options.permission,
-                     presented=prepared.presented, allow_downgrade=options.allow_downgrade,
-                     migrations_dir=settings.migrations_dir, tag=tag)
+    result: RestoreResult | None = None
+    with db.connect(target, task="restore", autocommit=True) as conn:
+        try:
+            with db.locked(conn, target, task="restore", timeout=options.lock_timeout):
+                plan = _look(conn, target, prepared.dump, prepared.presented, options)
+                _checkpoint("target planned")
+                for line in plan.lines():
+                    echo(line)
+                if plan.refusal is not None:
+                    raise plan.refusal
+                assert plan.verdict is not None  # no refusal: the signatures were judged
+                if not options.assume_yes:
+                    ask(plan.question)
+                tag = (proven_tag(settings.root, manifest, prepared.dump.manifest_bytes)
+                       if plan.verdict.signed else None)
+                if plan.merge is None or not pending_migrations(conn, settings.migrations_dir):
+                    check_protected(conn, target, options.permission, "restore")
+                    result = _write(conn, plan, plan.merge, plan.verdict.signers,
+                                    lock_timeout=options.lock_timeout,
+                                    migrations_dir=settings.migrations_dir, tag=tag)
+        except psycopg.Error as exc:
+            _failed(target, exc)
+    if result is None:  # migrations first, in their own transaction; the merge looks again
+        result = restore(plan, lock_timeout=options.lock_timeout, permission=options.permission,
+                         presented=prepared.presented, allow_downgrade=options.allow_downgrade,
+                         migrations_dir=settings.migrations_dir, tag=tag)
     for line in result.lines():  # the plan was said before the question; then the result
         echo(line)
     return result
+
+
+def _failed(target: Target, exc: psycopg.Error) -> NoReturn:
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        db.raise_sql_error(target, exc, "the restore")
+    raise RestoreFailed(
+        f"restore into {target.describe()} failed and was rolled back; the target is "
+        f"unchanged:\n  {secrets.redact(str(exc).strip())}") from None
 
 
 def run_restore(settings: Settings, target: Target, options: RestoreOptions, echo: Echo,
