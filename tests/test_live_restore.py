@@ -431,3 +431,35 @@ def test_an_unchanged_release_writes_only_its_record(holds_a_on_pg18: Target, re
         bad["dump_file"] = copy.name
         manifest_path(copy).write_text(json.dumps(bad))
         restore(plan_restore(holds_a_on_pg18, copy))
+
+
+@pytest.mark.parametrize("swap", ["row-with-a-field-more", "row-content-edited"])
+def test_a_dump_changed_between_the_look_and_the_write_is_refused(
+        holds_a_on_pg18: Target, releases: Releases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: str) -> None:
+    """The merge reads the dump a second time for the rows it adds: a file changed after its
+    check (here, the revised name of an added version) is refused, nothing written: by the
+    row's shape, by the database's content check, or at the latest by the sha256 compared
+    before the commit."""
+    import movelib.ship.restore
+    from movelib.base.errors import ArtifactError
+    from movelib.ship.manifest import manifest_path
+    from movelib.ship.restore import RestoreOptions, run_restore
+
+    copy = tmp_path / releases.b.name
+    shutil.copyfile(releases.b, copy)
+    shutil.copyfile(manifest_path(releases.b), manifest_path(copy))
+    edit = b" (revised)\t" if swap == "row-with-a-field-more" else b" (REVISED)"
+
+    def checkpoint(step: str) -> None:
+        if step == "target planned":
+            copy.write_bytes(copy.read_bytes().replace(b" (revised)", edit, 1))
+
+    monkeypatch.setattr(movelib.ship.restore, "_checkpoint", checkpoint)
+    from support import settings
+
+    before = library_state(holds_a_on_pg18)
+    said = "changed while it was read" if swap == "row-with-a-field-more" else "is not the sha256 of its document"
+    with pytest.raises((ArtifactError, RestoreFailed), match=said):
+        run_restore(settings(), holds_a_on_pg18, RestoreOptions(copy, assume_yes=True), lambda _: None,
+                    lambda _: None)
+    assert library_state(holds_a_on_pg18) == before

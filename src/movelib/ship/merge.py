@@ -26,12 +26,14 @@ least-privilege role may not create one), joined to the target's own ids by natu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+from ..base.errors import ArtifactError
 from ..base.spill import SortedSpill
+from ..base.text import shown_path
 from ..database.tables import RETIRED
 from ..seed.drift import Movement, merge
 from .dumpformat import Layout, Table, copy_field
@@ -174,6 +176,8 @@ class _Writer:
             return
         slug_at, version_at = columns.index["slug"], columns.index["version"]
         action_at = columns.index.get("action")
+        since_at = columns.index.get("since", 0)
+        fields = max(slug_at, version_at, action_at or 0, since_at) + 1  # what a line is decided on
         if self.idle and table.name != "movement_current":  # nothing of this table is written
             for _ in part.blocks:
                 pass
@@ -184,7 +188,7 @@ class _Writer:
         batch: list[list[str | None]] = []
         for block in part.blocks:
             for line in block.split(b"\n")[:-1]:
-                raw = line.split(b"\t")
+                raw = line.split(b"\t", fields)
                 if (not self.found.everything and b"\\" not in raw[slug_at]
                         and (raw[slug_at], raw[version_at]) not in self.added_raw
                         and raw[slug_at] not in self.retired_raw
@@ -193,18 +197,20 @@ class _Writer:
                 slug = copy_field(raw[slug_at]) or ""
                 if table.name == "movement_current":
                     if self.found.everything or slug in self.found.pointed or slug in self.found.moved:
-                        self.current[slug] = (int(raw[version_at]),
-                                              copy_field(raw[columns.index["since"]]))
+                        self.current[slug] = (int(raw[version_at]), copy_field(raw[since_at]))
                     continue
                 key = (slug, int(raw[version_at]))
                 retire = (action_at is not None and slug in self.found.retired
                           and raw[action_at] == RETIRED.encode())
                 if not (self._wanted(key) or retire):
                     continue
+                values = _fields(line)
+                if len(values) != len(table.columns):
+                    raise IndexError(table.name)
                 if ordered is not None:
-                    ordered.add((int(raw[0]), *(copy_field(f) for f in raw)))
+                    ordered.add((int(raw[0]), *values))
                     continue
-                batch.append([copy_field(f) for f in raw])
+                batch.append(values)
                 if len(batch) >= BATCH_ROWS:
                     self._insert(columns, batch)
                     batch = []
@@ -320,15 +326,19 @@ def _remove(conn: psycopg.Connection, found: Changes) -> None:
     conn.execute("SELECT set_config('movelib.restore_removes', '', true)")
 
 
-def apply_merge(conn: psycopg.Connection, path: Any, layout: Layout, manifest: Manifest,
+def apply_merge(conn: psycopg.Connection, path: Path, layout: Layout, manifest: Manifest,
                 found: Changes) -> None:
     """Write ``found`` on ``conn`` (the restore's transaction): removals, then the dump's rows
     that differ, read from the file once more (each line checked again, and the file's sha256
     before the last part), then the pointers."""
     _remove(conn, found)
     writer = _Writer(conn, found)
-    for part in read_dump(path, layout, manifest):
-        if isinstance(part, Rows):
-            writer.rows(part)
+    try:
+        for part in read_dump(path, layout, manifest, recheck=False):  # its sha256 is compared
+            if isinstance(part, Rows):
+                writer.rows(part)
+    except (IndexError, ValueError):  # a row not as the first read checked it
+        raise ArtifactError(f"{shown_path(path)} changed while it was read (a row is not as its "
+                            "check found it); refusing it, nothing was written") from None
     writer.pointers()
 
