@@ -25,6 +25,7 @@ least-privilege role may not create one), joined to the target's own ids by natu
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from .manifest import Manifest
 from .preview import DumpLibrary, target_movements
 
 BATCH_ROWS = 2_000  # rows per INSERT
+MAX_NEEDLES = 64  # versions a merge finds in the dump by searching its blocks
+_PLAIN = re.compile(r"[a-z0-9][a-z0-9-]*")  # a slug COPY writes as it is
 Key = tuple[str, int]  # (slug, version)
 
 
@@ -185,9 +188,10 @@ class _Writer:
         # an audit chain's order is its ids' order: the rows are written in the order of the
         # dump's ids (sorted on disk), which a dump's table order need not be
         ordered = SortedSpill() if table.name == "movement_audit_log" else None
+        needles = self._needles(table.name)
         batch: list[list[str | None]] = []
         for block in part.blocks:
-            for line in block.split(b"\n")[:-1]:
+            for line in (block.split(b"\n")[:-1] if needles is None else _lines_with(block, needles)):
                 raw = line.split(b"\t", fields)
                 if (not self.found.everything and b"\\" not in raw[slug_at]
                         and (raw[slug_at], raw[version_at]) not in self.added_raw
@@ -221,6 +225,23 @@ class _Writer:
                 batch = []
         if batch:
             self._insert(columns, batch)
+
+    def _needles(self, table: str) -> list[bytes] | None:
+        """What the lines of ``table`` this merge wants hold, as COPY writes them, for a search
+        of each block (a few versions among a million lines: bytes.find, not a loop over
+        lines); None when every line must be looked at: many wanted, or a slug COPY escapes."""
+        found = self.found
+        if found.everything or len(found.added) + len(found.retired) > MAX_NEEDLES:
+            return None
+        slugs = {s for s, _ in found.added} | found.retired | set(found.moved) | set(found.pointed)
+        if not all(_PLAIN.fullmatch(s) for s in slugs):
+            return None
+        if table == "movement_current":
+            return [b"\n" + s.encode() + b"\t" for s in {*found.moved, *found.pointed}]
+        needles = [b"\t%s\t%d\t" % (s.encode(), v) for s, v in sorted(found.added)]
+        if table == "movement_audit_log":
+            needles += [b"\t" + s.encode() + b"\t" for s in sorted(found.retired)]
+        return needles
 
     def _seed_run(self, dump_id: str) -> str:
         """The target's id of the dump's seed run ``dump_id``: the same run where the target
@@ -306,6 +327,19 @@ class _Writer:
                     "INSERT INTO movement_current (slug, version, library_id, since) SELECT "
                     "d.slug, l.version, l.id, coalesce(d.since, l.published_at) FROM " + source,
                     params)
+
+
+def _lines_with(block: bytes, needles: list[bytes]) -> list[bytes]:
+    """The lines of ``block`` (whole lines) that hold one of ``needles``, in their order. A
+    needle may begin with the line break before its line (a first column)."""
+    text = b"\n" + block
+    starts: set[int] = set()
+    for needle in needles:
+        at = text.find(needle)
+        while at >= 0:
+            starts.add(text.rfind(b"\n", 0, at + 1) + 1)
+            at = text.find(needle, at + 1)
+    return [text[start:text.index(b"\n", start)] for start in sorted(starts)]
 
 
 def _remove(conn: psycopg.Connection, found: Changes) -> None:
