@@ -327,7 +327,7 @@ class Poller:
         self.thread.join()
 
 
-def live(bench: Bench, n: int, work: Path) -> list[str]:
+def live(bench: Bench, n: int, work: Path, rounds: int) -> list[str]:
     """A release differing by 10 movements from an N-movement production library, restored
     (merged) into a copy of that library and, beside it, into an empty database: time, WAL,
     peak RSS and a polling reader's worst wait for each; the goals of issue 30."""
@@ -363,6 +363,13 @@ def live(bench: Bench, n: int, work: Path) -> list[str]:
         """Time, WAL bytes, peak RSS, worst reader wait (0 without a reader: an empty database
         has no table to read)."""
         with psycopg.connect(bench.dsn("postgres"), autocommit=True) as conn:
+            # the WAL position is the server's: no autovacuum of the other databases (the
+            # ones just written) may run meanwhile, nor take a core from the restore
+            conn.execute("ALTER SYSTEM SET autovacuum = off")
+            conn.execute("SELECT pg_reload_conf()")
+            while conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE backend_type = 'autovacuum worker'").fetchall():
+                time.sleep(0.1)
             bench.settle()
             start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
             reader = Poller(bench.dsn(db))
@@ -375,17 +382,32 @@ def live(bench: Bench, n: int, work: Path) -> list[str]:
                 if poll:
                     reader.__exit__()
             wal = conn.execute("SELECT pg_current_wal_insert_lsn() - %s::pg_lsn", start).fetchone()
+            conn.execute("ALTER SYSTEM RESET autovacuum")
+            conn.execute("SELECT pg_reload_conf()")
         assert wal is not None
         return elapsed, int(wal[0]), bench.rss, reader.worst
 
-    full = restore(bench.fresh(), poll=False)
-    merge = restore(production, poll=True)
+    fulls: list[tuple[float, int, float, float]] = []
+    merges: list[tuple[float, int, float, float]] = []
+    for turn in range(rounds):  # alternated; each merge into its own copy of production
+        target = bench.copy(production) if turn < rounds - 1 else production
+        for side in ("full", "merge") if turn % 2 == 0 else ("merge", "full"):
+            if side == "full":
+                fulls.append(restore(bench.fresh(), poll=False))
+            else:
+                merges.append(restore(target, poll=True))
+
+    def median(runs: list[tuple[float, int, float, float]]) -> tuple[float, int, float, float]:
+        return (statistics.median(r[0] for r in runs), int(statistics.median(r[1] for r in runs)),
+                statistics.median(r[2] for r in runs), max(r[3] for r in runs))
+
+    full, merge = median(fulls), median(merges)
     wal_goal = 20 if n <= 100_000 else 100
     rows = []
     for name, (elapsed, wal, peak, worst) in (("full restore into an empty database", full),
                                               ("restore of 10 changed over the library", merge)):
-        print(f"  {n:,} {name}: {elapsed:.2f} s, WAL {wal / 2**20:.1f} MB, peak RSS {peak:.0f} MB, "
-              f"worst reader wait {worst * 1000:.0f} ms", flush=True)
+        print(f"  {n:,} {name} (median of {rounds}): {elapsed:.2f} s, WAL {wal / 2**20:.1f} MB, "
+              f"peak RSS {peak:.0f} MB, worst reader wait {worst * 1000:.0f} ms", flush=True)
     rows.append(f"| {n:,} | restore of 10 changed vs full restore (time) | {merge[0]:.2f} s | "
                 f"{full[0]:.2f} s | {merge[0] / full[0]:.2f} | <= 0.25 "
                 f"({'meets' if merge[0] / full[0] <= 0.25 else 'MISSES'}) |")
@@ -473,7 +495,7 @@ def main() -> None:
                 print(f"  {n:,} peak RSS (MB): "
                       + ", ".join(f"{k} {v:.0f}" for k, v in rss[n].items()), flush=True)
             for n in (int(s) for s in args.live.split(",") if s):
-                for line in live(bench, n, base):
+                for line in live(bench, n, base, args.rounds if n <= 100_000 else 1):
                     rows.append(line)
                     print(line, flush=True)
             if args.size:

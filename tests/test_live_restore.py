@@ -401,20 +401,36 @@ def test_a_restore_that_cannot_take_its_locks_gives_up_with_nothing_written(cli:
 
 
 def wal_bytes(target: Target, work: Callable[[], object]) -> int:
+    """The WAL written while ``work`` runs. The position is the server's: autovacuum is off
+    meanwhile (and none of its workers running), so that what it writes for other databases is
+    not counted."""
     with psycopg.connect(target.conninfo, autocommit=True) as conn:
-        start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
-        work()
-        end = conn.execute("SELECT pg_current_wal_insert_lsn() - %s::pg_lsn", start).fetchone()
+        conn.execute("ALTER SYSTEM SET autovacuum = off")
+        conn.execute("SELECT pg_reload_conf()")
+        try:
+            for _ in range(100):
+                busy = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE backend_type = 'autovacuum worker'").fetchall()
+                if not busy:
+                    break
+                time.sleep(0.1)
+            start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+            work()
+            end = conn.execute("SELECT pg_current_wal_insert_lsn() - %s::pg_lsn", start).fetchone()
+        finally:
+            conn.execute("ALTER SYSTEM RESET autovacuum")
+            conn.execute("SELECT pg_reload_conf()")
     assert end is not None
     return int(end[0])
 
 
 def test_a_release_differing_by_ten_movements_writes_a_fraction_of_the_wal(server: Server, holds_a: Target, releases: Releases) -> None:
+    execute(holds_a, "VACUUM")  # a live library's pages have long been read and vacuumed
     merged = wal_bytes(holds_a, lambda: restore(plan_restore(holds_a, releases.b)))
     with database(server) as name:
         empty = target_from_dsn(server.dsn(name), "--dsn")
         full = wal_bytes(empty, lambda: restore(plan_restore(empty, releases.b)))
-    assert merged * 10 < full, (merged, full)
+    assert merged * 20 < full, (merged, full)
 
 
 def test_an_unchanged_release_writes_only_its_record(holds_a_on_pg18: Target, releases: Releases) -> None:
