@@ -8,13 +8,23 @@ movelib does may rely on a session: its lock, its settings and its prepared stat
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
 from servers import Pooler
-from support import ROOT, Cli, Server, assert_no_secret, database, start_inv, table_hashes
+from support import (
+    CANONICAL,
+    ROOT,
+    Cli,
+    Server,
+    assert_no_secret,
+    database,
+    library_state,
+    start_inv,
+)
 
 from movelib.database.target import target_from_dsn
 from movelib.source.synth import write_synthetic
@@ -77,11 +87,27 @@ def test_concurrent_seeds_through_the_pooler_end_with_the_content_of_one(
               f"advisory locks left 0, {elapsed:.1f} s")
 
 
+def revised(folder: Path) -> Path:
+    """The canonical library with two movements renamed."""
+    data = json.loads(CANONICAL.read_text())
+    for movement in data[:2]:
+        movement["name"] += " (revised)"
+    path = folder / "revised.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
 def test_migrate_dump_restore_verify_diff_and_psql_through_the_pooler(
         cli: Cli, pooler: Pooler, pg18: Server, tmp_path: Path) -> None:
     with database(pg18, "template0") as source, database(pg18, "template0") as copy:
         src, dst = pooler.dsn(source), pooler.dsn(copy)
         steps = [("migrate", "--dsn", src), ("migrate", "--dsn", dst), ("seed", "--dsn", src),
+                 ("dump", "--dsn", src, "--output-dir", str(tmp_path)),
+                 ("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"),
+                  "--dsn", dst, "--yes"),
+                 ("verify", "--dsn", dst), ("diff", "--from", src, "--to", dst),
+                 # a release changing two movements, merged into the tables the first restore made
+                 ("seed", "--dsn", src, "--file", str(revised(tmp_path)), "--new-versions"),
                  ("dump", "--dsn", src, "--output-dir", str(tmp_path)),
                  ("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"),
                   "--dsn", dst, "--yes"),
@@ -92,8 +118,8 @@ def test_migrate_dump_restore_verify_diff_and_psql_through_the_pooler(
             result = cli(*step)
             assert result.code == 0, f"inv {step[0]} through the pooler:\n{result.output}"
             assert_no_secret(result.output)
-        assert table_hashes(target_from_dsn(pg18.dsn(source), "t"))["movement_library"] == \
-            table_hashes(target_from_dsn(pg18.dsn(copy), "t"))["movement_library"]
+        assert library_state(target_from_dsn(pg18.dsn(source), "t")) == \
+            library_state(target_from_dsn(pg18.dsn(copy), "t"))
         assert _advisory_locks(pg18) == []
         assert _pooled_settings(pooler, copy) == defaults
 

@@ -108,18 +108,26 @@ def test_a_role_that_owns_only_a_schema_in_a_shared_database(cli: Cli, pg18: Ser
                 conn.execute("CREATE TEMPORARY TABLE t (x int)")
             five = tmp_path / "five.json"
             five.write_text(json.dumps(json.loads(CANONICAL.read_text())[:5]))
+            revised = tmp_path / "revised.json"
+            revised.write_text(json.dumps([{**m, "name": m["name"] + " (revised)"} if i < 2 else m
+                                           for i, m in enumerate(json.loads(CANONICAL.read_text()))]))
             for step in [("seed", "--dsn", source),
                          ("dump", "--dsn", source, "--output-dir", str(tmp_path)),
                          ("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"),
                           "--dsn", target, "--yes"),
                          ("verify", "--dsn", target), ("seed", "--dsn", target),
                          ("diff", "--from", source, "--to", target),
-                         ("seed", "--dsn", target, "--file", str(five), "--retire")]:
+                         ("seed", "--dsn", target, "--file", str(five), "--retire"),
+                         # the source's release now changes two movements: merged without TEMPORARY
+                         ("seed", "--dsn", source, "--file", str(revised), "--new-versions"),
+                         ("dump", "--dsn", source, "--output-dir", str(tmp_path)),
+                         ("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"),
+                          "--dsn", target, "--yes")]:
                 result = cli(*step)
                 assert result.code == 0, f"inv {step[0]}:\n{result.output[-3000:]}"
-            assert "3 retired" in result.output
+            assert "merged: 2 version(s) added, 0 removed, 8 kept" in result.output  # 3 un-retired too
             with psycopg.connect(pg18.dsn(shared)) as conn:
-                assert conn.execute("SELECT count(*) FROM movelib.movement_current").fetchone() == (5,)
+                assert conn.execute("SELECT count(*) FROM movelib.movement_current").fetchone() == (8,)
                 assert conn.execute("SELECT to_regclass('movelib.movement_library') IS NOT NULL, "
                                     "to_regclass('public.movement_library') IS NULL, "
                                     "to_regclass('public.someone_elses') IS NOT NULL").fetchone() \
