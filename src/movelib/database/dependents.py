@@ -193,7 +193,6 @@ def references(conn: psycopg.Connection, removed: Sequence[tuple[str, int]],
 
 
 def checkout_own(migrations_dir: Path) -> frozenset[str]:
-    """movelib's own objects, from this checkout's migrations."""
-    from .migrations import checkout_migrations, migration_ids
-
-    return own_objects(checkout_migrations(migrations_dir, migration_ids(migrations_dir)))
+    """movelib's own objects, from this checkout's migration files (read as text: what they
+    create is all that is asked)."""
+    return own_objects([(p.stem, p.read_bytes()) for p in sorted(migrations_dir.glob("*.sql"))])
