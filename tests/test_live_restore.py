@@ -479,3 +479,24 @@ def test_a_dump_changed_between_the_look_and_the_write_is_refused(
         run_restore(settings(), holds_a_on_pg18, RestoreOptions(copy, assume_yes=True), lambda _: None,
                     lambda _: None)
     assert library_state(holds_a_on_pg18) == before
+
+
+def test_a_kept_version_whose_audit_chain_was_broken_behind_its_back_is_replaced(holds_a_on_pg18: Target, releases: Releases) -> None:
+    """An audit row deleted with the triggers off (by a superuser): the full restore used to
+    replace it with everything else; the merge replaces that version with the release's."""
+    target = holds_a_on_pg18
+    victim = rows(target, "SELECT slug FROM movement_current ORDER BY slug LIMIT 1")[0][0]
+    with psycopg.connect(target.conninfo, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM movement_audit_log WHERE slug = %s AND action = 'REVIEW_SUBMITTED'", (victim,))
+    old_id = ids_by_version(target)[(victim, 1)]
+    result = restore(plan_restore(target, releases.b))
+    assert result.verification.ok and result.merged is not None
+    assert result.merged.as_dict() == {"added": CHANGED + 1, "removed": 1, "kept": MOVEMENTS - 1,
+                                       "pointers": CHANGED + 1}
+    assert library_state(target) == releases.b_library
+    assert ids_by_version(target)[(victim, 1)] != old_id  # replaced: a new row, its chain whole
+    from support import settings
+
+    from movelib.seed.verify import verify
+    assert verify(target, schema_file=settings().schema_file).ok  # content recomputed too

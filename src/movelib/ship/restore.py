@@ -32,6 +32,7 @@ from ..base.console import mintty_hint
 from ..base.defaults import LOCK_TIMEOUT
 from ..base.errors import ConfirmationRequired, MovelibError, RestoreFailed
 from ..database import db
+from ..database.db import rows
 from ..database.dependents import Dependent, Reference, checkout_own, dependents, references, summary
 from ..database.guard import PROTECTED, Permission, check_protected
 from ..database.migrations import (
@@ -46,6 +47,7 @@ from ..database.settings import Settings
 from ..database.tables import MOVEMENT_TABLES, current_counts, environment_label, library_sha256
 from ..database.target import Target
 from ..database.yoyo_tables import YOYO_LOCK_TABLE, YOYO_TABLES, record_applied
+from ..seed.audit_chains import audit_trails
 from ..seed.verify import VerifyReport, check
 from .dumpformat import Layout, transaction_scoped
 from .dumpreader import Rows, Sql, layout_for, read_dump
@@ -371,28 +373,23 @@ def _write(conn: psycopg.Connection, plan: RestorePlan, merged: Changes | None,
     empty database; the counts (and a merge's digest) compared with the manifest, the library
     verified, the restore recorded."""
     target, manifest = plan.target, plan.manifest
-    migrated: tuple[str, ...] = ()
     actor = run_by()
     if merged is not None:
-        refuse_references(target, references(conn, merged.removed, merged.cleared))
-        apply_merge(conn, plan.dump.path, plan.dump.layout, manifest, merged)
-        counted: tuple[str, ...] = _MERGE_COUNTED
-    else:
-        _apply(conn, plan.dump, target, lock_timeout)
-        if plan.label is not None:  # the label belongs to the database, not to the dump
-            conn.execute("INSERT INTO movement_environment (singleton, label) "
-                         "VALUES (true, %s)", (plan.label,))
-        counted = tuple(manifest.row_counts)
+        counts, report = _merged(conn, plan, merged)
+        record_restore(conn, manifest, run_by=actor, signers=signers, tag=tag,
+                       merged=merged.as_dict())
+        recorded = latest(conn)
+        return RestoreResult(counts, report,
+                             recorded if isinstance(recorded, Provenance) else None, (), merged)
+    # a load into a database without the movement tables
+    _apply(conn, plan.dump, target, lock_timeout)
+    if plan.label is not None:  # the label belongs to the database, not to the dump
+        conn.execute("INSERT INTO movement_environment (singleton, label) VALUES (true, %s)",
+                     (plan.label,))
+    counted = tuple(manifest.row_counts)
     counts = {k: v for k, v in current_counts(conn, list(counted)).items() if v is not None}
     _compare_counts(target, manifest, counts, counted)
-    if merged is None:  # the dump's rows, counted: then what it predates
-        migrated = _migrate_after(conn, plan.dump, migrations_dir)
-    if merged is not None and manifest.library_sha256 is not None \
-            and library_sha256(conn) != manifest.library_sha256:
-        raise RestoreFailed(
-            f"restore into {target.describe()} rolled back: the merged library's digest differs "
-            "from the manifest's library_sha256 (versions, content hashes or current pointers "
-            "differ from the dump's)")
+    migrated = _migrate_after(conn, plan.dump, migrations_dir)  # what the dump predates
     # content=False: the database checked every loaded row against its document (0004's
     # triggers as the rows streamed, or 0004's one-time check just now)
     report = check(conn, target, content=False)
@@ -400,11 +397,71 @@ def _write(conn: psycopg.Connection, plan: RestorePlan, merged: Changes | None,
         raise RestoreFailed(
             f"restore into {target.describe()} rolled back: the restored library fails "
             "verification:\n  " + "\n  ".join(report.problems))
-    record_restore(conn, manifest, run_by=actor, signers=signers,  # after the rows
-                   tag=tag, merged=merged.as_dict() if merged else None)
+    record_restore(conn, manifest, run_by=actor, signers=signers, tag=tag)  # after the rows
     recorded = latest(conn)
     return RestoreResult(counts, report, recorded if isinstance(recorded, Provenance) else None,
-                         migrated, merged)
+                         migrated)
+
+
+class _Heal(Exception):
+    """Versions the merge kept whose audit chains are broken in the target: made again."""
+
+    def __init__(self, keys: set[tuple[str, int]]) -> None:
+        super().__init__(f"{len(keys)} version(s) to replace")
+        self.keys = keys
+
+
+def _merged(conn: psycopg.Connection, plan: RestorePlan,
+            merged: Changes) -> tuple[dict[str, int], VerifyReport]:
+    """Merge ``plan``'s dump on ``conn`` and check the result: the library's counts and digest
+    equal to the manifest's, the library verified. A version the merge kept as the target has
+    it, whose audit chain in the target is broken (rows deleted or reordered behind the
+    triggers' back), is replaced by the release's, as the full restore replaced everything:
+    the merge is undone (a savepoint) and made again with those versions, once."""
+    target, manifest = plan.target, plan.manifest
+    for attempt in (1, 2):
+        refuse_references(target, references(conn, merged.removed, merged.cleared))
+        try:
+            with conn.transaction():  # a savepoint: a merge made again is undone first
+                apply_merge(conn, plan.dump.path, plan.dump.layout, manifest, merged)
+                counts = {k: v for k, v in current_counts(conn, list(_MERGE_COUNTED)).items()
+                          if v is not None}
+                _compare_counts(target, manifest, counts, _MERGE_COUNTED)
+                if manifest.library_sha256 is not None \
+                        and library_sha256(conn) != manifest.library_sha256:
+                    raise RestoreFailed(
+                        f"restore into {target.describe()} rolled back: the merged library's "
+                        "digest differs from the manifest's library_sha256 (versions, content "
+                        "hashes or current pointers differ from the dump's)")
+                report = check(conn, target, content=False)
+                if not report.ok:
+                    broken = {(s, v) for s, v in audit_trails(conn).broken} - merged.added
+                    if broken and attempt == 1:
+                        raise _Heal(broken)
+                    raise RestoreFailed(
+                        f"restore into {target.describe()} rolled back: the restored library "
+                        "fails verification:\n  " + "\n  ".join(report.problems))
+                return counts, report
+        except _Heal as heal:
+            _replace(conn, merged, heal.keys)
+    raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+def _replace(conn: psycopg.Connection, merged: Changes, keys: set[tuple[str, int]]) -> None:
+    """Have ``merged`` replace the target's ``keys`` (versions it kept) with the dump's: removed,
+    added, and their slugs' pointers removed and set again where they point at one."""
+    merged.removed += sorted(keys)
+    merged.added |= keys
+    merged.kept -= len(keys)
+    merged.added_count += len(keys)
+    pointing = rows(conn, "SELECT c.slug, c.version FROM movement_current c "
+                          "JOIN unnest(%s::text[], %s::int[]) AS k (slug, version) "
+                          "ON k.slug = c.slug AND k.version = c.version",
+                    [k[0] for k in keys], [k[1] for k in keys])
+    for slug, version in pointing:
+        if slug not in merged.cleared:
+            merged.cleared.append(slug)
+        merged.pointed[slug] = merged.moved.pop(slug, version)
 
 
 def _compare_counts(target: Target, manifest: Manifest, counts: dict[str, int],
