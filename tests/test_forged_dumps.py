@@ -338,7 +338,7 @@ def test_run_restore_asks_through_its_callback_and_reports_through_echo(copy: Pa
     assert result is not None and lines[-len(result.lines()):] == result.lines()  # its text form
     data = result.as_dict()  # and its JSON form
     assert data["counts"]["movement_library"] == 8 and data["verification"]["ok"] is True
-    assert data["merged"] == {"added": 3, "removed": 0, "kept": 5, "pointers": 3}
+    assert data["merged"] == {"added": 3, "removed": 0, "kept": 5, "pointers": 3, "retired": 0}
     assert library_state(target) == source.library
 
 

@@ -238,7 +238,7 @@ def test_a_version_the_application_references_is_not_removed(cli: Cli, holds_a: 
     assert library_state(target) == releases.a_library
     assert rows(target, "SELECT count(*) FROM movement_audit_log WHERE version = 2") == [(0,)]
     assert rows(target, "SELECT changes FROM movement_provenance ORDER BY id DESC LIMIT 1")[0][0] == {
-        "added": 0, "removed": CHANGED, "kept": MOVEMENTS, "pointers": CHANGED}
+        "added": 0, "removed": CHANGED, "kept": MOVEMENTS, "pointers": CHANGED, "retired": 0}
 
 
 def test_the_library_then_equals_the_source_by_inv_diff(cli: Cli, pg18: Server, holds_a_on_pg18: Target, releases: Releases) -> None:
@@ -493,10 +493,33 @@ def test_a_kept_version_whose_audit_chain_was_broken_behind_its_back_is_replaced
     result = restore(plan_restore(target, releases.b))
     assert result.verification.ok and result.merged is not None
     assert result.merged.as_dict() == {"added": CHANGED + 1, "removed": 1, "kept": MOVEMENTS - 1,
-                                       "pointers": CHANGED + 1}
+                                       "pointers": CHANGED + 1, "retired": 0}
     assert library_state(target) == releases.b_library
     assert ids_by_version(target)[(victim, 1)] != old_id  # replaced: a new row, its chain whole
     from support import settings
 
     from movelib.seed.verify import verify
     assert verify(target, schema_file=settings().schema_file).ok  # content recomputed too
+
+
+def test_a_movement_the_release_retired_is_retired_with_its_audit_row(pg18: Server, tmp_path: Path) -> None:
+    from support import CANONICAL, settings
+
+    from movelib.seed.verify import verify
+
+    five = tmp_path / "five.json"
+    five.write_text(json.dumps(json.loads(CANONICAL.read_text())[:5]))
+    with database(pg18, "movelib_template") as source_db, database(pg18, "movelib_template") as target_db:
+        source = target_from_dsn(pg18.dsn(source_db), "--dsn")
+        target = target_from_dsn(pg18.dsn(target_db), "--dsn")
+        seed(source)
+        seed(target)
+        seed(source, five, retire=True)  # three movements retired in the release
+        ids = ids_by_version(target)
+        result = restore(plan_restore(target, dump(source, MIGRATIONS, tmp_path, update_latest=False).path))
+        assert result.merged is not None and result.merged.as_dict() == {
+            "added": 0, "removed": 0, "kept": 8, "pointers": 0, "retired": 3}
+        assert library_state(target) == library_state(source)
+        assert ids_by_version(target) == ids
+        assert rows(target, "SELECT count(*) FROM movement_audit_log WHERE action = 'RETIRED'") == [(3,)]
+        assert verify(target, data_file=five, schema_file=settings().schema_file).ok

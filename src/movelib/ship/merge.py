@@ -70,13 +70,14 @@ class Changes:
     def summary(self) -> str:
         pointers = len(self.moved) + len(self.pointed) + len(
             [s for s in self.cleared if s not in self.pointed])
+        retired = f", {len(self.retired)} movement(s) retired" if self.retired else ""
         return (f"{self.added_count} version(s) added, {len(self.removed)} removed, {self.kept} "
                 f"kept as the target has them (ids and audit history), {pointers} current "
-                "pointer(s) set")
+                f"pointer(s) set{retired}")
 
     def as_dict(self) -> dict[str, int]:
         return {"added": self.added_count, "removed": len(self.removed), "kept": self.kept,
-                "pointers": len(self.moved) + len(self.pointed)}
+                "pointers": len(self.moved) + len(self.pointed), "retired": len(self.retired)}
 
 
 def _library_empty(conn: psycopg.Connection) -> bool:
