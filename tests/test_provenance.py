@@ -27,6 +27,7 @@ from support import (
 from movelib.database.migrations import migrate
 from movelib.database.provenance import run_by
 from movelib.database.target import Target, target_from_dsn
+from movelib.seed.verify import VerifyReport
 from movelib.ship.dump import dump
 from movelib.ship.manifest import file_sha256
 from movelib.ship.restore import plan_restore, restore
@@ -294,6 +295,22 @@ def test_a_verified_release_is_recorded_with_its_signer_and_only_a_tag_that_poin
     report = cli_verify_release(migrated_db, manifest)
     assert f"release v1.2, signed by {SIGNER} (ED25519 {fingerprint}): this database restored it" in report
 
+    # a release nobody signed, holding a copy of v1.2's manifest (or v1.2's, its name edited):
+    # the signature verified for v1.2 is claimed for no other name
+    shutil.copytree(manifest.parent, release_repo / "releases" / "v9.9")
+    copied = release_repo / "releases" / "v9.9" / manifest.name
+    bad = verify_release(migrated_db, release_repo, "v9.9")
+    assert not bad.ok and "release v9.9: the manifest found for it names release v1.2" in bad.problems
+    assert not any(line.startswith("release v9.9, signed by") for line in bad.release_matches)
+    assert any(line.startswith("release v9.9: not restored here from a verified signature of it")
+               for line in bad.release_matches), bad.release_matches
+    edited = json.loads(copied.read_text())
+    edited["release"] = "v9.9"
+    copied.write_text(json.dumps(edited))
+    bad = verify_release(migrated_db, release_repo, "v9.9")
+    assert "release v9.9: not restored here from a verified signature of it (the database holds release v1.2" \
+        in "\n".join(bad.release_matches)
+
     # the same signed release, where no repository holds its tag: no tag is recorded
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(manifest.parent, elsewhere / "releases" / "v1.2")
@@ -314,6 +331,13 @@ def test_a_verified_release_is_recorded_with_its_signer_and_only_a_tag_that_poin
         # the repository has the tag, but at a commit whose manifest is not the restored one
         said = _restore_release(release_repo, other, elsewhere / "releases" / "v1.2" / manifest.name, allowed)
         assert "(tag " not in said and said.startswith(f"holds release v1.2, signed by {SIGNER}")
+
+
+def verify_release(target: Target, root: Path, release: str) -> VerifyReport:
+    from movelib.seed.verify import verify
+    from movelib.ship.release_check import comparison, release_manifest
+
+    return verify(target, schema_file=SETTINGS_SCHEMA, release=comparison(*release_manifest(root, release)))
 
 
 def cli_verify_release(target: Target, manifest: Path) -> str:

@@ -57,8 +57,13 @@ def compare_release(conn: psycopg.Connection, version: str,
                     f"{manifest.tool_version}, has no library_sha256)")
         return same, differs
     record = latest(conn)
+    if manifest.release is not None and manifest.release != version:
+        differs.append(f"release {version}: the manifest found for it names release "
+                       f"{shown(manifest.release, 40)}")
+    # a claim only for the release the restore verified: the same artifact, under the same name
     if (isinstance(record, Provenance) and record.kind == "restore" and record.signed_by
-            and record.artifact_sha256 == manifest.sha256):
+            and record.artifact_sha256 == manifest.sha256 and record.release == version
+            and manifest.release == version):
         same.append(f"release {version}, signed by {shown(record.signed_by)} "
                     f"({shown(record.signer_key)}): this database restored it, its signature "
                     "verified then")
