@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -400,6 +401,15 @@ def test_release_refusals(release_repo: Path, migrated_db: Target, version: str,
     pytest.param("v1.0/../x", False, id="path-after-a-version"),
     pytest.param("1.0", False, id="no-v"),
     pytest.param("v1.2.3.4", False, id="four-numbers"),
+    pytest.param("v0.1", True, id="zero-major"),
+    pytest.param("v2.0-rc.1", True, id="dotted-pre-release"),
+    # one spelling per version: these would name a version another spelling names too
+    pytest.param("v\uff11.0", False, id="fullwidth-digit"),
+    pytest.param("v\u0663", False, id="arabic-indic-digit"),
+    pytest.param("v01.10", False, id="leading-zero"),
+    pytest.param("v1.00", False, id="leading-zero-minor"),
+    pytest.param("v1.0+b2", False, id="build-metadata"),
+    pytest.param("v1.0-", False, id="empty-pre-release"),
 ])
 def test_one_release_version_pattern_judges_the_whole_string_everywhere(tmp_path: Path, version: str,
                                                                          ok: bool) -> None:
@@ -408,6 +418,11 @@ def test_one_release_version_pattern_judges_the_whole_string_everywhere(tmp_path
 
     assert is_version(version) is ok
     assert (VERSION.match(version) is not None) is ok  # even a .match caller gets the whole string
+    # the manifest schema judges the release field the same way
+    from movelib.ship.manifest import SCHEMA_FILE
+
+    field = json.loads(SCHEMA_FILE.read_text())["properties"]["release"]["anyOf"][0]
+    assert (re.fullmatch(field["pattern"].strip("^$"), version) is not None) is ok
     if ok:
         return
     for refuses in (lambda: check_release(tmp_path, version, tag=False),

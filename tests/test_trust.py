@@ -289,6 +289,24 @@ def test_an_older_release_is_refused_naming_both_and_allowed_with_the_flag(cli: 
     assert "holds release v1.9" in allowed.stdout
 
 
+def test_another_spelling_of_the_held_version_is_another_artifact_of_it(cli: Cli, pg18: Server, staging: Target, releases: Releases, tmp_path: Path) -> None:
+    """v1.10.0 is v1.10: a signed artifact spelled so does not replace the v1.10 held."""
+    trusted = allowed_signers(tmp_path, f"a@example.com {public(releases.keys.a)}")
+    env = {"INVOKE_PATHS_ALLOWED_SIGNERS": str(trusted)}
+    args = ["--dsn", staging.conninfo, "--yes"]
+    assert cli("restore", "--dump-file", str(signed(releases.newer, tmp_path / "new", releases.keys.a)), *args, env=env).code == 0
+    five = tmp_path / "five.json"
+    five.write_text(json.dumps(json.loads(CANONICAL.read_text())[:5]))
+    with database(pg18, "movelib_template") as name:  # another artifact, with other content
+        other = target_from_dsn(pg18.dsn(name), "--dsn")
+        seed(other, five)
+        made = dump(other, MIGRATIONS, tmp_path / "made", release="v1.10.0", update_latest=False).path
+    spelled = signed(made, tmp_path / "spelled", releases.keys.a)
+    refused = cli("restore", "--dump-file", str(spelled), *args, env=env)
+    assert refused.code == 1, refused.output
+    assert "release v1.10.0 here is another artifact" in refused.stderr and "than the release v1.10" in refused.stderr
+
+
 def test_an_unsigned_dump_over_a_signed_release_is_a_downgrade(cli: Cli, production: Target, releases: Releases, tmp_path: Path) -> None:
     pin(cli, production, releases.keys.a, "a@example.com")
     assert restore(cli, production, signed(releases.older, tmp_path / "old", releases.keys.a)).code == 0

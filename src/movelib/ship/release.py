@@ -18,9 +18,13 @@ from .manifest import Manifest, manifest_path
 if TYPE_CHECKING:
     from .sshkeys import PublicKey
 
-# A release version: v1, v1.2, v1.2.3, optionally -rc1 or +build. \A and \Z (not ^ and $, which
-# let re.match take 'v1.0\n') so that no caller can accept more than the whole string.
-VERSION = re.compile(r"\Av\d+(\.\d+){0,2}([-+][0-9A-Za-z.]+)?\Z")
+# A release version, in its one spelling: v1, v1.2, v1.2.3, optionally a pre-release (-rc1).
+# ASCII digits only (\d would take any script's digits) and no leading zero, so that no two
+# spellings name one version (v01.10 is v1.10); no build metadata (v1.0+b2 would be v1.0 under
+# another name). schemas/manifest.schema.json says the same (a test compares them). \A and \Z
+# (not ^ and $, which let re.match take 'v1.0\n'): no caller accepts more than the whole string.
+_NUMBER = "(?:0|[1-9][0-9]*)"
+VERSION = re.compile(rf"\Av{_NUMBER}(?:\.{_NUMBER}){{0,2}}(?:-[0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*)?\Z")
 
 
 def is_version(text: str) -> bool:
@@ -31,7 +35,8 @@ def is_version(text: str) -> bool:
 def check_version(version: str) -> None:
     """:class:`ReleaseError` unless ``version`` is a release version."""
     if not is_version(version):
-        raise ReleaseError(f"version {version!r} is not like v1.0, v1.2.3 or v2.0-rc1")
+        raise ReleaseError(f"version {version!r} is not like v1.0, v1.2.3 or v2.0-rc1 (ASCII "
+                           "digits without leading zeros; no +build)")
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,14 @@ from ..database.provenance import Provenance, latest
 from ..database.target import Target
 from .manifest import Manifest
 
-_NUMBERS = re.compile(r"^v(\d+(?:\.\d+){0,2})(?:-([0-9A-Za-z.]+))?(?:\+[0-9A-Za-z.]+)?$")
+_NUMBERS = re.compile(r"\Av([0-9]+(?:\.[0-9]+){0,2})(?:-([0-9A-Za-z.]+))?(?:\+[0-9A-Za-z.]+)?\Z")
 
 
 def version_key(version: str) -> tuple[tuple[int, ...], int, tuple[tuple[int, int | str], ...]]:
     """A sort key ordering release versions as versions: numeric parts as numbers (v1.2 =
-    v1.2.0), a pre-release (``-rc2``) before its release and its parts in natural order (rc2
-    before rc10), build metadata (``+abc``) ignored."""
+    v1.2.0, v01.10 = v1.10), a pre-release (``-rc2``) before its release and its parts in
+    natural order (rc2 before rc10), build metadata (``+abc``, which no release takes any more,
+    but one recorded before may carry) ignored."""
     found = _NUMBERS.fullmatch(version)
     if not found:
         return ((), 0, ((1, version),))
@@ -60,7 +61,9 @@ def downgrade(held: Provenance | None, manifest: Manifest, signed: bool) -> str 
                 f"replace {holds}: a dump that is not a verified release is older than any")
     if version_key(incoming) < version_key(held.release):
         return f"release {shown(incoming)} is older than {holds}"
-    if incoming == held.release and manifest.sha256 != held.artifact_sha256:
+    # "the same version" from the same comparison as "older": v1.0 is v1.0.0 (and, for a release
+    # recorded before the one spelling, v1.0+b2 and v01.0)
+    if version_key(incoming) == version_key(held.release) and manifest.sha256 != held.artifact_sha256:
         return (f"release {shown(incoming)} here is another artifact (sha256 "
                 f"{manifest.sha256[:12]}...) than the {holds} (sha256 "
                 f"{(held.artifact_sha256 or '')[:12]}...)")
