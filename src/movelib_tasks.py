@@ -51,19 +51,22 @@ task = functools.partial(invoke_task, klass=FlagTask)
 
 
 def say(*lines: str, err: bool = False) -> None:
-    """Print lines (to stderr with ``err``) with every known password masked. When the reader
+    """Print lines (to stderr with ``err``) with every known password masked and every control
+    character but line breaks and tabs escaped (:func:`movelib.base.text.terminal_safe`): the
+    one door to the terminal, so no path can forget it. When the reader
     has gone (``inv seed | head -1``), the rest of the output is dropped and the task still
     finishes its work."""
     from movelib.base.console import reader_gone, utf8_output
     from movelib.base.progress import end_live_line
     from movelib.base.secrets import redact
+    from movelib.base.text import terminal_safe
 
     end_live_line()
     stream = sys.stderr if err else sys.stdout
     utf8_output(stream)  # a redirected plan is UTF-8, also where the locale says cp1252
     try:
         for line in lines or ("",):
-            print(redact(line), flush=True, file=stream)
+            print(terminal_safe(redact(line)), flush=True, file=stream)
     except OSError as exc:
         if not reader_gone(exc):
             raise
@@ -82,12 +85,14 @@ def user_errors(task: str = "the task") -> Iterator[None]:
     from movelib.base.errors import MovelibError
     from movelib.base.progress import end_live_line
     from movelib.base.secrets import redact
+    from movelib.base.text import terminal_safe
 
     try:
         yield
     except MovelibError as exc:
         end_live_line()  # the message starts on a line of its own
-        raise Exit(redact(str(exc)), code=exc.exit_code) from None
+        # a server's message, DETAIL and CONTEXT quote what the rows hold: escaped, as all output
+        raise Exit(terminal_safe(redact(str(exc))), code=exc.exit_code) from None
     except KeyboardInterrupt:
         end_live_line()
         raise Exit(f"interrupted: {task} stopped (Ctrl-C); the transaction in progress, if any, "

@@ -229,3 +229,41 @@ def test_a_path_outside_the_working_directory_is_shown_absolute_and_normalised(c
     assert f"-> {tmp_path / 'synth.json'}" in result.stdout and "/.." not in result.output, result.output
     missing = cli("validate", "--file", str(tmp_path / "sub" / ".." / "nope.json"))
     assert f"{tmp_path / 'nope.json'}: no such file" in missing.stderr, missing.output
+
+
+HOSTILE = "back-squat\x1b[2J\x1b[41m\x1b]0;owned\x07"  # clear screen, red, a window title, the bell
+
+
+def test_what_the_database_holds_reaches_the_terminal_escaped_on_every_task(cli: Cli, migrated_db: Target) -> None:
+    """A slug holding ESC, OSC and BEL, written behind the triggers' back: every task that prints
+    it (and the server's messages quoting it) shows it escaped, never as raw control characters."""
+    import psycopg
+
+    seed(migrated_db, CANONICAL)
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        for table in ("movement_library", "movement_current", "movement_staging", "movement_audit_log"):
+            conn.execute(f"UPDATE {table} SET slug = %s WHERE slug = 'back-squat'", (HOSTILE,))
+    runs = [cli("verify", "--dsn", migrated_db.conninfo, "--file", str(CANONICAL)),
+            cli("seed", "--dry-run", "--dsn", migrated_db.conninfo),
+            cli("seed", "--dsn", migrated_db.conninfo),
+            cli("diff", "--from", migrated_db.conninfo, "--to", migrated_db.conninfo)]
+    said = "".join(r.output for r in runs)
+    assert "back-squat\\x1b[2J" in said  # named, escaped
+    for raw in ("\x1b", "\x07", "\x9b"):
+        assert raw not in said, next(r.output for r in runs if raw in r.output)[-400:]
+
+
+def test_the_one_door_to_the_terminal_escapes_messages_too(capsys: pytest.CaptureFixture[str]) -> None:
+    from invoke.exceptions import Exit
+
+    from movelib.base.errors import RestoreFailed
+    from movelib_tasks import say, user_errors
+
+    say(f"MISSING {HOSTILE}", "a\ttab\nand a line")
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "MISSING back-squat\\x1b[2J" in out
+    assert "a\ttab\nand a line" in out  # tabs and line breaks are layout, kept
+    with pytest.raises(Exit) as raised, user_errors():
+        raise RestoreFailed(f"restore failed:\n  ERROR: duplicate key value\n  DETAIL: Key (slug)=({HOSTILE})")
+    assert "\x1b" not in str(raised.value.message) and "\\x07" in str(raised.value.message)

@@ -18,6 +18,13 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def terminal_safe(text: str) -> str:
+    """``text`` with every control character but line breaks and tabs escaped (``\\x1b``): what
+    reaches a terminal, whatever a dump, a database or a server's message put in it, can
+    neither move the cursor, clear the screen, set the title nor ring the bell."""
+    return _CONTROL.sub(_escape, text)
+
+
 def shown(value: object, limit: int = SHOWN_CHARS, *, lines: bool = False) -> str:
     """``value`` as text fit for one line of output (``lines`` keeps newlines and tabs).
 
