@@ -138,3 +138,18 @@ def test_a_dotenv_line_python_dotenv_skips_is_named_by_number_and_nothing_is_log
     assert logger.handlers == handlers and logger.propagate is propagate  # left as it was
     path.write_text("A=1\nB='two words'\n", encoding="utf-8")
     assert read_dotenv(path) == {"A": "1", "B": "two words"}
+
+
+def test_the_psql_child_gets_the_environments_tls_settings_and_the_dsns_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    """psql (the dump's reader, db.psql) reaches the target as movelib's own connection does:
+    PGSSLMODE and PGSSLROOTCERT from the environment, unless the DSN says otherwise. Without
+    them psql would fall back to sslmode=prefer and never check the server's certificate."""
+    from movelib.database.psql import child_env
+    from movelib.database.target import target_from_dsn
+
+    monkeypatch.setenv("PGSSLMODE", "verify-full")
+    monkeypatch.setenv("PGSSLROOTCERT", "/etc/movelib/ca.crt")
+    env = child_env(target_from_dsn("postgresql://athlete:pw@db.example.com/athlete_planning", "--dsn"))
+    assert (env["PGSSLMODE"], env["PGSSLROOTCERT"]) == ("verify-full", "/etc/movelib/ca.crt")
+    env = child_env(target_from_dsn("postgresql://athlete:pw@db.example.com/athlete_planning?sslmode=require", "--dsn"))
+    assert env["PGSSLMODE"] == "require" and env["PGPASSWORD"] == "pw"

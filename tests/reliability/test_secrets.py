@@ -28,6 +28,10 @@ def test_no_failure_shows_the_password(cli_process: Cli, pg18: Server, tmp_path:
         "dump": cli_process("dump", "--dsn", good, "--output-dir", str(dumps)),
         "environment variable": cli_process("verify", env={"PLANNING_DATABASE_URL": good}),
         "dotenv": cli_process("verify", env={"INVOKE_PATHS_DOTENV": str(_dotenv(tmp_path, good))}),
+        # a URL typed where a path was expected is echoed as the user gave it: only the masking
+        # of everything printed (movelib_tasks.say, user_errors) keeps its password out
+        "a URL as the data file": cli_process("validate", "--file", good),
+        "a URL as the release": cli_process("verify", "--dsn", good, "--release", good),
     }
     runs["restore"] = cli_process("restore", "--dump-file", str(dumps / "movements_seed_latest.sql"),
                           "--dsn", good, "--yes")
