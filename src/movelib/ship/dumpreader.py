@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,11 +30,28 @@ from .dumpformat import (
     render,
 )
 from .manifest import Manifest
+from .preview import DumpLibrary
 
 BLOCK = 1 << 20
 # Rows are bounded by the movement schema (kilobytes); a longer line is not movelib's.
 MAX_LINE = 16 << 20
 SHOWN = 60  # characters of a line quoted in a message
+
+
+@dataclass(frozen=True)
+class CheckedDump:
+    """A dump file whose manifest, sha256 and every line were checked, and what it loads.
+
+    ``manifest_bytes`` are the manifest as read, once: ``manifest`` is parsed from them and a
+    signature is checked over them. The load reads the dump again and compares its sha256 with
+    ``manifest`` in the same pass, before the commit. ``library`` is the dump's library as the
+    checking pass saw it (what a restore's preview compares)."""
+
+    path: Path
+    manifest: Manifest
+    layout: Layout
+    manifest_bytes: bytes = b""
+    library: DumpLibrary = field(default_factory=DumpLibrary)
 
 
 @dataclass(frozen=True)

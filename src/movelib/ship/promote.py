@@ -27,7 +27,8 @@ from ..database.target import Target
 from .manifest import Manifest
 from .release import release_manifest_path
 from .release_check import compare_release
-from .restore import Ask, Echo, RestoreOptions, RestoreResult, finish, prepare
+from .restore import Ask, Echo, RestoreOptions, finish, prepare
+from .restore_write import RestoreResult
 from .rollback import held_release
 
 

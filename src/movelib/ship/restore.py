@@ -14,16 +14,18 @@ Before it asks and before it writes, a read-only look at the target says whom it
 which signatures count (:mod:`movelib.ship.quorum`: signers pinned in a production database, else
 the allowed_signers file), whether the restore would be a rollback (:mod:`movelib.ship.rollback`)
 and what it would replace (:mod:`movelib.ship.preview`); under the lock, in the transaction that
-writes, the same checks are made again.
+writes, the same checks are made again. What the restore then writes (a merge into the tables
+that exist, or a load into an empty database), checks and records is
+:mod:`movelib.ship.restore_write`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import psycopg
 
@@ -32,31 +34,24 @@ from ..base.console import mintty_hint
 from ..base.defaults import LOCK_TIMEOUT
 from ..base.errors import ConfirmationRequired, MovelibError, RestoreFailed
 from ..database import db
-from ..database.db import rows
-from ..database.dependents import Dependent, Reference, checkout_own, dependents, references, summary
+from ..database.dependents import Dependent, checkout_own, dependents, references, summary
 from ..database.guard import PROTECTED, Permission, check_protected
 from ..database.migrations import (
     CHECKOUT_MIGRATIONS,
     apply_pending,
-    checkout_migrations,
-    migration_ids,
     pending_migrations,
 )
-from ..database.provenance import Provenance, latest, run_by
 from ..database.settings import Settings
-from ..database.tables import MOVEMENT_TABLES, current_counts, environment_label, library_sha256
+from ..database.tables import MOVEMENT_TABLES, current_counts, environment_label
 from ..database.target import Target
-from ..database.yoyo_tables import YOYO_LOCK_TABLE, YOYO_TABLES, record_applied
-from ..seed.audit_chains import audit_trails
-from ..seed.verify import VerifyReport, check
-from .dumpformat import Layout, transaction_scoped
-from .dumpreader import Rows, Sql, layout_for, read_dump
+from ..database.yoyo_tables import YOYO_LOCK_TABLE, YOYO_TABLES
+from .dumpreader import CheckedDump, Rows, layout_for, read_dump
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
-from .merge import Changes, apply_merge, changes, compare
+from .merge import Changes, changes, compare
 from .preview import DumpLibrary, Preview, preview
 from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
 from .release import proven_tag
-from .restore_record import Signer, record_restore
+from .restore_write import MERGE_COUNTED, RestoreResult, refuse_references, write
 from .rollback import check_rollback
 from .trust import read_trust
 
@@ -74,22 +69,6 @@ class RestoreOptions:
     allow_downgrade: bool = False  # --allow-downgrade: replace a newer release on purpose
     dry_run: bool = False  # --dry-run: the checks and the preview, then exit; nothing written
     terminal: bool = True  # whether a person can be asked (the task says; False refuses early)
-
-
-@dataclass(frozen=True)
-class CheckedDump:
-    """A dump file whose manifest, sha256 and every line were checked, and what it loads.
-
-    ``manifest_bytes`` are the manifest as read, once: ``manifest`` is parsed from them and a
-    signature is checked over them. The load reads the dump again and compares its sha256 with
-    ``manifest`` in the same pass, before the commit. ``library`` is the dump's library as the
-    checking pass saw it (what a restore's preview compares)."""
-
-    path: Path
-    manifest: Manifest
-    layout: Layout
-    manifest_bytes: bytes = b""
-    library: DumpLibrary = field(default_factory=DumpLibrary)
 
 
 @dataclass(frozen=True)
@@ -130,7 +109,7 @@ class RestorePlan:
                              f"({summary(self.dependents)}):")
                 lines += [f"  {d.line()}" for d in self.dependents]
         for table, want in self.manifest.row_counts.items():
-            if self.merge is not None and table not in _MERGE_COUNTED:
+            if self.merge is not None and table not in MERGE_COUNTED:
                 continue  # a merge keeps the target's history: only the library must match
             have = self.current_counts.get(table)
             lines.append(f"  {table:<22} now {'absent' if have is None else have:>8}  ->  {want:>8}")
@@ -144,54 +123,12 @@ class RestorePlan:
                 f"({self.merge.added_count} version(s) added, {len(self.merge.removed)} removed).")
 
 
-# What a merge must leave equal to the manifest's counts: the library and its pointers. Drafts,
-# audit rows and seed runs are the target's own history plus what the merge added.
-_MERGE_COUNTED = ("movement_library", "movement_current")
-
-
 def holds_tables(conn: psycopg.Connection) -> bool:
     """Whether the target holds any table a dump carries (movelib's or yoyo's): then a restore
     merges into them; otherwise it creates them and loads the dump (nothing to keep)."""
     row = conn.execute("SELECT bool_or(to_regclass(t) IS NOT NULL) FROM unnest(%s::text[]) AS t",
                        ([*MOVEMENT_TABLES, *YOYO_TABLES, YOYO_LOCK_TABLE],)).fetchone()
     return bool(row and row[0])
-
-
-def refuse_references(target: Target, found: list[Reference]) -> None:
-    if found:
-        raise RestoreFailed(
-            f"refusing to restore into {target.describe()}: the dump does not hold movement "
-            "versions (or holds them with other content) that rows of other tables reference; "
-            "removing them would break those rows. Nothing was written.\n  "
-            + "\n  ".join(r.line() for r in found)
-            + "\n  point those rows at a movement the release holds, or restore a release that "
-              "still holds these versions")
-
-
-@dataclass(frozen=True)
-class RestoreResult:
-    counts: dict[str, int]
-    verification: VerifyReport
-    provenance: Provenance | None = None  # what the restore recorded
-    migrated: tuple[str, ...] = ()  # this checkout's migrations the dump predates, applied after it
-    merged: Changes | None = None  # a merge: what it wrote
-
-    def lines(self) -> list[str]:
-        lines = [f"migrations: applied {', '.join(self.migrated)} after the dump's (it predates "
-                 "them), in the same transaction"] if self.migrated else []
-        if self.merged is not None:
-            lines.append(f"merged: {self.merged.summary()}")
-        if self.provenance:
-            lines.append(f"provenance: recorded; the database {self.provenance.describe()}")
-        counts = self.verification.counts
-        return [*lines, f"restore: done; row counts match the manifest; verify: ok "
-                        f"(library {counts['library']}, audit {counts['audit_log']})"]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"counts": self.counts, "migrated": list(self.migrated),
-                "merged": self.merged.as_dict() if self.merged else None,
-                "provenance": self.provenance.as_dict() if self.provenance else None,
-                "verification": self.verification.as_dict()}
 
 
 def _checkpoint(step: str) -> None:
@@ -215,23 +152,6 @@ def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS)
             library.feed(part.table, part.blocks)
     _checkpoint("dump checked")
     return CheckedDump(dump_file, manifest, layout, raw, library)
-
-
-def _apply(conn: psycopg.Connection, dump: CheckedDump, target: Target,
-           lock_timeout: float) -> None:
-    """Load ``dump`` into a database without the movement tables, on ``conn`` (inside the
-    caller's transaction): movelib's own SQL (its schema changes in short lock tries), and the
-    rows of each known table through COPY, checked again line by line as they stream."""
-    cursor = conn.cursor()
-    for part in read_dump(dump.path, dump.layout, dump.manifest):
-        if isinstance(part, Sql):
-            text = transaction_scoped(part.text)
-            db.with_lock_tries(conn, lock_timeout, partial(conn.execute, text),
-                               doing="the restore's schema", target=target)
-            continue
-        with cursor.copy(f"COPY {part.table.spec} FROM STDIN") as copy:
-            for block in part.blocks:
-                copy.write(block)
 
 
 def plan_restore(target: Target, dump_file: Path, *,
@@ -306,19 +226,6 @@ def _look(conn: psycopg.Connection, target: Target, dump: CheckedDump, presented
                        downgrade, merged, tuple(found))
 
 
-def _migrate_after(conn: psycopg.Connection, dump: CheckedDump,
-                   migrations_dir: Path) -> tuple[str, ...]:
-    """Apply (in the caller's transaction) this checkout's migrations that a dump predates,
-    recorded as yoyo records them: the restored database is at this checkout's schema, and a
-    dump from before migration 0003 still gets its provenance recorded."""
-    have = list(dump.layout.migrations)
-    later = [m for m in migration_ids(migrations_dir) if m not in have]
-    for migration_id, text in checkout_migrations(migrations_dir, have + later)[len(have):]:
-        conn.execute(text)
-        record_applied(conn, migration_id, "applied by inv restore after an older dump")
-    return tuple(later)
-
-
 def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
             permission: Permission | None = None, presented: Presented | None = None,
             allow_downgrade: bool = False, migrations_dir: Path = CHECKOUT_MIGRATIONS,
@@ -358,122 +265,11 @@ def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
                     migrated += tuple(apply_pending(conn, target, migrations_dir,
                                                     lock_timeout=lock_timeout).applied)
                     merged = changes(conn, plan.dump.library)
-                result = _write(conn, plan, merged, verdict.signers, lock_timeout=lock_timeout,
-                                migrations_dir=migrations_dir, tag=tag)
+                result = write(conn, target, plan.dump, label, merged, verdict.signers,
+                               lock_timeout=lock_timeout, migrations_dir=migrations_dir, tag=tag)
         except psycopg.Error as exc:
             _failed(target, exc)
     return replace(result, migrated=migrated + result.migrated)
-
-
-def _write(conn: psycopg.Connection, plan: RestorePlan, merged: Changes | None,
-           signers: Sequence[Signer], *, lock_timeout: float, migrations_dir: Path,
-           tag: str | None) -> RestoreResult:
-    """Write ``plan`` on ``conn`` (the caller's locked transaction, every check made): merged
-    into the tables that exist (``merged``, decided in this transaction), else loaded into an
-    empty database; the counts (and a merge's digest) compared with the manifest, the library
-    verified, the restore recorded."""
-    target, manifest = plan.target, plan.manifest
-    actor = run_by()
-    if merged is not None:
-        counts, report = _merged(conn, plan, merged)
-        record_restore(conn, manifest, run_by=actor, signers=signers, tag=tag,
-                       merged=merged.as_dict())
-        recorded = latest(conn)
-        return RestoreResult(counts, report,
-                             recorded if isinstance(recorded, Provenance) else None, (), merged)
-    # a load into a database without the movement tables
-    _apply(conn, plan.dump, target, lock_timeout)
-    if plan.label is not None:  # the label belongs to the database, not to the dump
-        conn.execute("INSERT INTO movement_environment (singleton, label) VALUES (true, %s)",
-                     (plan.label,))
-    counted = tuple(manifest.row_counts)
-    counts = {k: v for k, v in current_counts(conn, list(counted)).items() if v is not None}
-    _compare_counts(target, manifest, counts, counted)
-    migrated = _migrate_after(conn, plan.dump, migrations_dir)  # what the dump predates
-    # content=False: the database checked every loaded row against its document (0004's
-    # triggers as the rows streamed, or 0004's one-time check just now)
-    report = check(conn, target, content=False)
-    if not report.ok:
-        raise RestoreFailed(
-            f"restore into {target.describe()} rolled back: the restored library fails "
-            "verification:\n  " + "\n  ".join(report.problems))
-    record_restore(conn, manifest, run_by=actor, signers=signers, tag=tag)  # after the rows
-    recorded = latest(conn)
-    return RestoreResult(counts, report, recorded if isinstance(recorded, Provenance) else None,
-                         migrated)
-
-
-class _Heal(Exception):
-    """Versions the merge kept whose audit chains are broken in the target: made again."""
-
-    def __init__(self, keys: set[tuple[str, int]]) -> None:
-        super().__init__(f"{len(keys)} version(s) to replace")
-        self.keys = keys
-
-
-def _merged(conn: psycopg.Connection, plan: RestorePlan,
-            merged: Changes) -> tuple[dict[str, int], VerifyReport]:
-    """Merge ``plan``'s dump on ``conn`` and check the result: the library's counts and digest
-    equal to the manifest's, the library verified. A version the merge kept as the target has
-    it, whose audit chain in the target is broken (rows deleted or reordered behind the
-    triggers' back), is replaced by the release's, as the full restore replaced everything:
-    the merge is undone (a savepoint) and made again with those versions, once."""
-    target, manifest = plan.target, plan.manifest
-    for attempt in (1, 2):
-        refuse_references(target, references(conn, merged.removed, merged.cleared))
-        try:
-            with conn.transaction():  # a savepoint: a merge made again is undone first
-                apply_merge(conn, plan.dump.path, plan.dump.layout, manifest, merged)
-                counts = {k: v for k, v in current_counts(conn, list(_MERGE_COUNTED)).items()
-                          if v is not None}
-                _compare_counts(target, manifest, counts, _MERGE_COUNTED)
-                if manifest.library_sha256 is not None \
-                        and library_sha256(conn) != manifest.library_sha256:
-                    raise RestoreFailed(
-                        f"restore into {target.describe()} rolled back: the merged library's "
-                        "digest differs from the manifest's library_sha256 (versions, content "
-                        "hashes or current pointers differ from the dump's)")
-                report = check(conn, target, content=False)
-                if not report.ok:
-                    broken = {(s, v) for s, v in audit_trails(conn).broken} - merged.added
-                    if broken and attempt == 1:
-                        raise _Heal(broken)
-                    raise RestoreFailed(
-                        f"restore into {target.describe()} rolled back: the restored library "
-                        "fails verification:\n  " + "\n  ".join(report.problems))
-                return counts, report
-        except _Heal as heal:
-            _replace(conn, merged, heal.keys)
-    raise AssertionError("unreachable: the second attempt returns or raises")
-
-
-def _replace(conn: psycopg.Connection, merged: Changes, keys: set[tuple[str, int]]) -> None:
-    """Have ``merged`` replace the target's ``keys`` (versions it kept) with the dump's: removed,
-    added, and their slugs' pointers removed and set again where they point at one."""
-    merged.removed += sorted(keys)
-    merged.added |= keys
-    merged.kept -= len(keys)
-    merged.added_count += len(keys)
-    pointing = rows(conn, "SELECT c.slug, c.version FROM movement_current c "
-                          "JOIN unnest(%s::text[], %s::int[]) AS k (slug, version) "
-                          "ON k.slug = c.slug AND k.version = c.version",
-                    [k[0] for k in keys], [k[1] for k in keys])
-    for slug, version in pointing:
-        if slug not in merged.cleared:
-            merged.cleared.append(slug)
-        merged.pointed[slug] = merged.moved.pop(slug, version)
-
-
-def _compare_counts(target: Target, manifest: Manifest, counts: dict[str, int],
-                    tables: tuple[str, ...]) -> None:
-    mismatched = {k: (counts.get(k), manifest.row_counts[k]) for k in tables
-                  if k in manifest.row_counts and counts.get(k) != manifest.row_counts[k]}
-    if mismatched:
-        detail = ", ".join(f"{k} {got} (manifest {want})" for k, (got, want) in mismatched.items())
-        raise RestoreFailed(
-            f"restore into {target.describe()} rolled back: the restored row counts "
-            f"differ from the manifest: {detail}"
-        )
 
 
 @dataclass(frozen=True)
@@ -554,9 +350,9 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
                        if plan.verdict.signed else None)
                 if plan.merge is None or not pending_migrations(conn, settings.migrations_dir):
                     check_protected(conn, target, options.permission, "restore")
-                    result = _write(conn, plan, plan.merge, plan.verdict.signers,
-                                    lock_timeout=options.lock_timeout,
-                                    migrations_dir=settings.migrations_dir, tag=tag)
+                    result = write(conn, target, plan.dump, plan.label, plan.merge,
+                                   plan.verdict.signers, lock_timeout=options.lock_timeout,
+                                   migrations_dir=settings.migrations_dir, tag=tag)
         except psycopg.Error as exc:
             _failed(target, exc)
     if result is None:  # migrations first, in their own transaction; the merge looks again
