@@ -15,11 +15,17 @@ import psycopg
 from psycopg import sql
 
 from ..base.text import shown
-from .tables import MOVEMENT_TABLES, PROVENANCE_TABLE
+from .tables import (
+    MOVEMENT_TABLES,
+    PROVENANCE_TABLE,
+    TRUST_LOG_TABLE,
+    TRUST_SIGNER_TABLE,
+    TRUST_THRESHOLD_TABLE,
+)
 
-# movelib's own tables besides the movement tables: whom the database trusts (0005)
-TRUST_TABLES = ("movement_trust_signer", "movement_trust_threshold", "movement_trust_log")
-OWN_TABLES = (*MOVEMENT_TABLES, PROVENANCE_TABLE, *TRUST_TABLES)
+# movelib's own tables: the movement tables, provenance and whom the database trusts
+OWN_TABLES = (*MOVEMENT_TABLES, PROVENANCE_TABLE, TRUST_SIGNER_TABLE, TRUST_THRESHOLD_TABLE,
+              TRUST_LOG_TABLE)
 _CREATED = re.compile(
     rb"CREATE\s+(?:OR\s+REPLACE\s+)?(?:UNIQUE\s+)?(?:CONSTRAINT\s+)?"
     rb"(?:TRIGGER|INDEX|VIEW|MATERIALIZED\s+VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)",

@@ -33,6 +33,10 @@ def by_slug(column: str = "slug") -> str:
 # Where the library came from (migration 0003): it belongs to the database like its label, so
 # it is not a movement table: a dump neither carries nor drops it, and it survives a restore.
 PROVENANCE_TABLE = "movement_provenance"
+# Whom the database trusts (migration 0005): the database's own too, never carried or dropped.
+TRUST_SIGNER_TABLE = "movement_trust_signer"
+TRUST_THRESHOLD_TABLE = "movement_trust_threshold"
+TRUST_LOG_TABLE = "movement_trust_log"
 # The tables whose row counts verification reports, in its order (as library, current, staging,
 # audit_log): a seeded database has all four.
 COUNTED_TABLES = ("movement_library", "movement_current", "movement_staging", "movement_audit_log")

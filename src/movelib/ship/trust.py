@@ -24,16 +24,17 @@ from ..base.text import shown, shown_path
 from ..database import db
 from ..database.guard import PROTECTED, Permission, check_protected
 from ..database.provenance import run_by
-from ..database.tables import environment_label, table_exists
+from ..database.tables import (
+    TRUST_LOG_TABLE,
+    TRUST_SIGNER_TABLE,
+    TRUST_THRESHOLD_TABLE,
+    environment_label,
+    table_exists,
+)
 from ..database.target import Target
 from .allowed_signers import parse_allowed_signers
 from .sshkeys import PublicKey
 
-# The database's own, like its provenance and label: not movement tables, so a dump neither
-# carries nor drops them (migration 0005).
-TRUST_SIGNER_TABLE = "movement_trust_signer"
-TRUST_THRESHOLD_TABLE = "movement_trust_threshold"
-TRUST_LOG_TABLE = "movement_trust_log"
 MAX_KEY_FILE = 64 * 1024
 MAX_THRESHOLD = 16  # the migration's CHECK says the same
 PRINCIPAL = "letters, digits and . _ @ + - (e.g. re@example.com)"
