@@ -393,7 +393,9 @@ def trust_list(c: Context, dsn: str | None = None, profile: str | None = None) -
     from movelib.ship.trust import list_trust
 
     with user_errors("inv trust.list"):
-        say(*list_trust(target_for(_settings(c), dsn, profile)).lines())
+        report = list_trust(target_for(_settings(c), dsn, profile))
+        say(*report.lines())
+        report.raise_if_failed()
 
 
 @task(help=PIN_HELP)

@@ -34,6 +34,8 @@ NO_SIGNERS = Path(__file__).resolve().parent / "empty_allowed_signers"  # the si
 SCHEMA = ROOT / "schemas" / "movement.schema.json"
 FREE_EXERCISE_DB = ROOT / "data" / "free-exercise-db" / "exercises.json"
 PG15_BIN = Path(os.environ.get("MOVELIB_TEST_PG15_BIN", "/usr/lib/postgresql/15/bin"))
+# Every migration of the checkout, in order (their names, as yoyo records them).
+MIGRATION_NAMES = [p.name.removesuffix(".sql") for p in sorted((Path(__file__).resolve().parent.parent / "migrations").glob("*.sql"))]
 SENTINEL_PASSWORD = "Sx@:/%#?&= p4ss"
 TEST_USER = "movelib_test"
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -415,3 +417,44 @@ def signed_release(dump_file: Path, folder: Path, pinned_in: Target | None = Non
         pin_key(pinned_in, key)
     trusted = allowed_signers(folder / "keys", f"{SIGNER} {public(key)}")
     return {"INVOKE_PATHS_ALLOWED_SIGNERS": str(trusted)}
+
+
+# -- roles that are no superuser ----------------------------------------------------------------
+
+ROLE_LIMITS = {"statement_timeout": "1s", "idle_in_transaction_session_timeout": "1s",
+               "lock_timeout": "1s"}
+
+
+@contextlib.contextmanager
+def role(server: Server, *, limits: bool = False) -> Iterator[str]:
+    """A login role that is no superuser, with the test password; dropped afterwards."""
+    name = f"app_{uuid.uuid4().hex[:10]}"
+    with server.admin() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}")
+                     .format(sql.Identifier(name), sql.Literal(SENTINEL_PASSWORD)))
+        if limits:
+            for setting, value in ROLE_LIMITS.items():
+                conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                    sql.Identifier(name), sql.Identifier(setting), sql.Literal(value)))
+    try:
+        yield name
+    finally:
+        with server.admin() as conn:
+            for row in conn.execute("SELECT datname FROM pg_database d JOIN pg_roles r "
+                                    "ON r.oid = d.datdba WHERE r.rolname = %s", (name,)).fetchall():
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(row[0])))
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def dsn_as(server: Server, user: str, dbname: str) -> str:
+    return (f"postgresql://{user}:{quote(SENTINEL_PASSWORD, safe='')}@127.0.0.1:{server.port}/"
+            f"{dbname}")
+
+
+def owned_database(server: Server, owner: str) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with server.admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+            sql.Identifier(name), sql.Identifier(owner)))
+    return name

@@ -16,6 +16,7 @@ import psutil
 import pytest
 from support import (
     CANONICAL,
+    MIGRATION_NAMES,
     ROOT,
     SENTINEL_PASSWORD,
     Cli,
@@ -78,7 +79,7 @@ def test_dump_writes_the_file_its_manifest_and_latest(migrated_db: Target, tmp_p
     assert (manifest["size"], manifest["sha256"]) == (size, sha)
     assert manifest["row_counts"]["movement_library"] == 8
     assert manifest["row_counts"]["movement_audit_log"] == 40
-    assert manifest["migration_version"] == "0007.movement-restore-merge"
+    assert manifest["migration_version"] == MIGRATION_NAMES[-1]
     assert manifest["data_sha256"] == file_sha256(CANONICAL)[1]
     assert manifest["source_server_version"].startswith("18.")
     assert manifest["created_at"].endswith("Z") and manifest["format_version"] == 1

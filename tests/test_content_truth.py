@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from support import CANONICAL, ROOT, Cli, Server, database, seed, table_hashes
+from support import CANONICAL, MIGRATION_NAMES, ROOT, Cli, Server, database, seed, table_hashes
 from test_forged_dumps import block, edit_manifest, recompute
 
 from movelib.base.errors import MigrationError
@@ -361,7 +361,7 @@ def test_a_draft_0004_hashed_wrongly_is_refused_now_and_stops_migration_0006(
         migrate(empty_db, MIGRATIONS)
     with psycopg.connect(empty_db.conninfo) as conn:
         conn.execute("DELETE FROM movement_staging")
-    assert migrate(empty_db, MIGRATIONS).applied == ["0006.movement-content-inline", "0007.movement-restore-merge"]
+    assert migrate(empty_db, MIGRATIONS).applied == MIGRATION_NAMES[5:]
     with psycopg.connect(empty_db.conninfo) as conn:
         with pytest.raises(psycopg.errors.RaiseException, match="is not the sha256 of its document's canonical form"):
             conn.execute(insert, (Jsonb(forged), content_hash(canonical_bytes(reviewed))))
@@ -378,3 +378,55 @@ def test_an_audit_row_without_its_draft_is_named_by_verify(cli: Cli, seeded: Tar
     result = cli("verify", "--dsn", seeded.conninfo)
     assert result.code == 1
     assert "ghost v1: audit row CREATED names content_hash cccccccccccc" in result.output
+
+
+def test_verify_file_names_the_retired_movements_the_file_cannot_speak_for(cli: Cli, migrated_db: Target) -> None:
+    """A movement published and retired behind the triggers (a forged chain no seed wrote, as a
+    forged dump restored leaves it) is no current movement, so the file cannot judge it: verify
+    --file says so and names it, instead of a bare "matches: yes"."""
+    seed(migrated_db, CANONICAL)
+    forged = "forged-lift"
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        copied = ("name, classification, equipment, primary_muscles, secondary_muscles, level, instructions, "
+                  "aliases, laterality, force, mechanic, coaching_cues, content_hash")
+        (draft,), = conn.execute("INSERT INTO movement_staging (slug, version, status, document, content_hash, "
+                                 "seed_run_id) SELECT %s, 1, status, document, content_hash, seed_run_id "
+                                 "FROM movement_staging WHERE slug = 'back-squat' RETURNING id", (forged,))
+        conn.execute(f"INSERT INTO movement_library (slug, version, {copied}, published_by, staging_id, seed_run_id) "
+                     f"SELECT %s, 1, {copied}, 'mallory', %s, seed_run_id FROM movement_library "
+                     "WHERE slug = 'back-squat'", (forged, draft))
+        for action in ("CREATED", "REVIEW_SUBMITTED", "APPROVED", "APPROVED", "PUBLISHED", "RETIRED"):
+            conn.execute("INSERT INTO movement_audit_log (action, slug, version, actor) VALUES (%s, %s, 1, 'mallory')",
+                         (action, forged))
+    result = cli("verify", "--dsn", migrated_db.conninfo, "--file", str(CANONICAL))
+    assert "not compared with the file (it holds current movements only): 1 retired movement(s) " \
+           f"({forged})" in result.stdout, result.output
+    as_json = cli("verify", "--dsn", migrated_db.conninfo, "--file", str(CANONICAL), "--json")
+    assert json.loads(as_json.stdout)["not_compared_with_file"]["retired_first"] == [forged]
+    honest_run = cli("verify", "--dsn", migrated_db.conninfo)  # without --file: nothing to say
+    assert "not compared with the file" not in honest_run.stdout
+
+
+@pytest.mark.parametrize("column", ["name", "instructions"])
+def test_a_seed_whose_publish_step_derives_another_row_is_refused_by_the_database(
+        migrated_db: Target, monkeypatch: pytest.MonkeyPatch, column: str) -> None:
+    """The seed path of the publish check's projection branch: the seed's own library statement,
+    made to derive one column other than the approved document says (a bug in movelib, or a
+    caller of the package with its own SQL), is refused by the database, and nothing is written."""
+    original = psycopg.Cursor.execute
+    edited = {"name": ("d.name", "d.name || ' (edited)'"),
+              "instructions": ("d.instructions", "d.instructions || ARRAY['and one more step']")}[column]
+
+    def execute(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(query, str) and query.lstrip().startswith("INSERT INTO movement_library (slug, version,"):
+            assert edited[0] in query
+            query = query.replace(edited[0], edited[1], 1)
+        return original(self, query, *args, **kwargs)
+
+    before = table_hashes(migrated_db)
+    monkeypatch.setattr(psycopg.Cursor, "execute", execute)
+    with pytest.raises(Exception, match=rf"cannot be published: its {column} differ\(s\) from its approved document"):
+        seed(migrated_db, CANONICAL)
+    monkeypatch.undo()
+    assert table_hashes(migrated_db) == before

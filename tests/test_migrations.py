@@ -9,7 +9,7 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
-from support import ROOT, table_hashes
+from support import MIGRATION_NAMES, ROOT, table_hashes
 
 from movelib.base.errors import MigrationError, SchemaNotApplied
 from movelib.database.migrations import migrate
@@ -17,17 +17,15 @@ from movelib.database.target import Target
 from movelib.source.datafile.canonical import canonical_bytes, content_hash
 
 MIGRATIONS = ROOT / "migrations"
-ALL = ["0001.movement-library", "0002.movement-versions", "0003.movement-provenance",
-       "0004.movement-content", "0005.movement-trust",
-       "0006.movement-content-inline", "0007.movement-restore-merge"]
+ALL = MIGRATION_NAMES
 
 
 def test_migrate_applies_then_is_a_no_op(any_empty_db: Target) -> None:
     first = migrate(any_empty_db, MIGRATIONS)
     assert first.applied == ALL
     second = migrate(any_empty_db, MIGRATIONS)
-    assert second.applied == [] and second.already == len(ALL) == 7
-    assert second.lines() == ["migrations: up to date (7 applied)"]
+    assert second.applied == [] and second.already == len(ALL) >= 8
+    assert second.lines() == [f"migrations: up to date ({len(ALL)} applied)"]
 
 
 def test_a_failing_migration_rolls_back_the_whole_run(empty_db: Target, tmp_path: Path) -> None:

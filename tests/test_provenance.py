@@ -4,6 +4,7 @@ the database, and `inv verify`, `inv verify --release` and `inv db.status` say i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from support import (
     CANONICAL,
+    MIGRATION_NAMES,
     ROOT,
     Cli,
     Server,
@@ -104,15 +106,14 @@ def test_a_dump_from_before_migration_0003_restores_and_is_brought_up_to_date(pg
     two.manifest_path.write_text(json.dumps(data))
     text = two.path.read_text()
     assert "movement_provenance" not in text
-    later = ("0003.movement-provenance", "0004.movement-content", "0005.movement-trust",
-             "0006.movement-content-inline", "0007.movement-restore-merge")
+    later = tuple(MIGRATION_NAMES[2:])
     with database(pg18) as name:  # into an empty database: loaded, then brought up to date
         empty = target_from_dsn(pg18.dsn(name), "--dsn")
         restored = restore(plan_restore(empty, two.path))
         assert restored.migrated == later and restored.merged is None
         assert [r[0] for r in rows(empty, PROVENANCE)] == ["restore"]
         assert migrate(empty, MIGRATIONS).applied == []  # fully bookkept
-        assert rows(empty, "SELECT migration_id FROM _yoyo_migration ORDER BY 1")[-5:] == [(m,) for m in later]
+        assert rows(empty, "SELECT migration_id FROM _yoyo_migration ORDER BY 1")[-len(later):] == [(m,) for m in later]
     seed(migrated_db, older(tmp_path))  # into a database at this checkout's migrations: merged
     restored = restore(plan_restore(migrated_db, two.path))
     assert restored.migrated == () and restored.merged is not None
@@ -159,7 +160,9 @@ def test_verify_release_passes_on_a_restore_of_it_and_fails_with_what_differs(cl
     restore(plan_restore(migrated_db, released.with_name(released.name.replace(".manifest.json", ".sql"))))
     ok = cli("verify", "--dsn", migrated_db.conninfo, "--release", str(released))
     assert ok.code == 0, ok.output
-    assert "  release v1.2: row counts match (movement_library, movement_current; the drafts, audit rows and seed runs are the database's own history, not compared)" in ok.stdout
+    assert "  release v1.2: row counts match (movement_library, movement_current)" in ok.stdout
+    assert ("  release v1.2: not compared (the database's own history): each version's published_by, published_at "
+            "and ids; the drafts, the audit rows (actors, times) and seed runs") in ok.stdout
     assert "  release v1.2: library content matches (sha256 " in ok.stdout
 
     seed(migrated_db, older(tmp_path), retire=True)  # three movements retired
@@ -176,7 +179,7 @@ def test_verify_release_finds_the_release_by_version(migrated_db: Target, releas
     from movelib.seed.verify import verify
     from movelib.ship.release_check import comparison, release_manifest
 
-    version, manifest = release_manifest(released.parents[2], "v1.2")
+    version, manifest, _ = release_manifest(released.parents[2], "v1.2")
     assert (version, manifest.release) == ("v1.2", "v1.2")
     report = verify(migrated_db, schema_file=ROOT / "schemas" / "movement.schema.json",
                     release=comparison(version, manifest))
@@ -294,6 +297,18 @@ def test_a_verified_release_is_recorded_with_its_signer_and_only_a_tag_that_poin
                              "ORDER BY id DESC LIMIT 1") == [("v1.2", "v1.2-seed", SIGNER)]
     report = cli_verify_release(migrated_db, manifest)
     assert f"release v1.2, signed by {SIGNER} (ED25519 {fingerprint}): this database restored it" in report
+    assert rows(migrated_db, "SELECT manifest_sha256 FROM movement_provenance ORDER BY id DESC LIMIT 1") == [
+        (hashlib.sha256(manifest.read_bytes()).hexdigest(),)]
+
+    # v1.2's manifest with other bytes (same release, same artifact, one field edited; and only
+    # its layout changed): the signature was verified over other bytes, so nothing is claimed
+    for edit in ({"created_at": "2020-01-01T00:00:00+00:00"}, {}):
+        other = tmp_path / "other" / manifest.name
+        other.parent.mkdir(exist_ok=True)
+        other.write_text(json.dumps({**json.loads(manifest.read_text()), **edit}, indent=1))
+        report = cli_verify_release(migrated_db, other)
+        assert f"signed by {SIGNER}" not in report.split("not restored here")[0], report
+        assert "release v1.2: not restored here from a verified signature of this manifest" in report
 
     # a release nobody signed, holding a copy of v1.2's manifest (or v1.2's, its name edited):
     # the signature verified for v1.2 is claimed for no other name
@@ -302,13 +317,13 @@ def test_a_verified_release_is_recorded_with_its_signer_and_only_a_tag_that_poin
     bad = verify_release(migrated_db, release_repo, "v9.9")
     assert not bad.ok and "release v9.9: the manifest found for it names release v1.2" in bad.problems
     assert not any(line.startswith("release v9.9, signed by") for line in bad.release_matches)
-    assert any(line.startswith("release v9.9: not restored here from a verified signature of it")
+    assert any(line.startswith("release v9.9: not restored here from a verified signature of this manifest")
                for line in bad.release_matches), bad.release_matches
     edited = json.loads(copied.read_text())
     edited["release"] = "v9.9"
     copied.write_text(json.dumps(edited))
     bad = verify_release(migrated_db, release_repo, "v9.9")
-    assert "release v9.9: not restored here from a verified signature of it (the database holds release v1.2" \
+    assert "release v9.9: not restored here from a verified signature of this manifest (the database holds release v1.2" \
         in "\n".join(bad.release_matches)
 
     # the same signed release, where no repository holds its tag: no tag is recorded
@@ -353,5 +368,5 @@ def test_verify_release_says_a_library_not_restored_from_a_verified_signature(
         migrated_db: Target, released: Path) -> None:
     restore(plan_restore(migrated_db, released.with_name(released.name.replace(".manifest.json", ".sql"))))
     said = cli_verify_release(migrated_db, released)
-    assert "release v1.2: not restored here from a verified signature of it (the database holds " \
+    assert "release v1.2: not restored here from a verified signature of this manifest (the database holds " \
            "unsigned dump" in said

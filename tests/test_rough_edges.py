@@ -234,9 +234,12 @@ def test_a_path_outside_the_working_directory_is_shown_absolute_and_normalised(c
 HOSTILE = "back-squat\x1b[2J\x1b[41m\x1b]0;owned\x07"  # clear screen, red, a window title, the bell
 
 
-def test_what_the_database_holds_reaches_the_terminal_escaped_on_every_task(cli: Cli, migrated_db: Target) -> None:
+def test_what_the_database_holds_reaches_the_terminal_escaped_on_every_task(
+        cli: Cli, migrated_db: Target, empty_db: Target, tmp_path: Path) -> None:
     """A slug holding ESC, OSC and BEL, written behind the triggers' back: every task that prints
-    it (and the server's messages quoting it) shows it escaped, never as raw control characters."""
+    it (and the server's messages quoting it: the restore of a dump holding it is refused by the
+    database, whose DETAIL and CONTEXT quote the row) shows it escaped, never as raw control
+    characters."""
     import psycopg
 
     seed(migrated_db, CANONICAL)
@@ -247,7 +250,13 @@ def test_what_the_database_holds_reaches_the_terminal_escaped_on_every_task(cli:
     runs = [cli("verify", "--dsn", migrated_db.conninfo, "--file", str(CANONICAL)),
             cli("seed", "--dry-run", "--dsn", migrated_db.conninfo),
             cli("seed", "--dsn", migrated_db.conninfo),
-            cli("diff", "--from", migrated_db.conninfo, "--to", migrated_db.conninfo)]
+            cli("diff", "--from", migrated_db.conninfo, "--to", migrated_db.conninfo),
+            cli("dump", "--dsn", migrated_db.conninfo, "--output-dir", str(tmp_path))]
+    restored = cli("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"), "--dsn", empty_db.conninfo,
+                   "--yes")
+    assert restored.code != 0 and "back-squat\\x1b[2J" in restored.stderr, restored.output
+    runs += [restored, cli("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"), "--dsn",
+                           empty_db.conninfo, "--dry-run")]
     said = "".join(r.output for r in runs)
     assert "back-squat\\x1b[2J" in said  # named, escaped
     for raw in ("\x1b", "\x07", "\x9b"):

@@ -12,55 +12,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
 from psycopg import sql
-from support import CANONICAL, SENTINEL_PASSWORD, Cli, Server, assert_no_secret
+from support import CANONICAL, Cli, Server, assert_no_secret, dsn_as, owned_database, role
 
 from movelib.source.synth import write_synthetic
-
-LIMITS = {"statement_timeout": "1s", "idle_in_transaction_session_timeout": "1s",
-          "lock_timeout": "1s"}
-
-
-@contextmanager
-def role(server: Server, *, limits: bool = False) -> Iterator[str]:
-    """A login role that is no superuser, with the test password; dropped afterwards."""
-    name = f"app_{uuid.uuid4().hex[:10]}"
-    with server.admin() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}")
-                     .format(sql.Identifier(name), sql.Literal(SENTINEL_PASSWORD)))
-        if limits:
-            for setting, value in LIMITS.items():
-                conn.execute(sql.SQL("ALTER ROLE {} SET {} = {}").format(
-                    sql.Identifier(name), sql.Identifier(setting), sql.Literal(value)))
-    try:
-        yield name
-    finally:
-        with server.admin() as conn:
-            for row in conn.execute("SELECT datname FROM pg_database d JOIN pg_roles r "
-                                    "ON r.oid = d.datdba WHERE r.rolname = %s", (name,)).fetchall():
-                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(row[0])))
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-
-
-def dsn_as(server: Server, user: str, dbname: str) -> str:
-    return (f"postgresql://{user}:{quote(SENTINEL_PASSWORD, safe='')}@127.0.0.1:{server.port}/"
-            f"{dbname}")
-
-
-def owned_database(server: Server, owner: str) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with server.admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
-            sql.Identifier(name), sql.Identifier(owner)))
-    return name
 
 
 @pytest.mark.slow

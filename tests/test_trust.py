@@ -21,15 +21,19 @@ from support import (
     Server,
     allowed_signers,
     database,
+    dsn_as,
     make_key,
+    owned_database,
     port_open,
     public,
+    role,
     rows,
     seed,
     table_hashes,
 )
 
 from movelib.base.errors import ReleaseError
+from movelib.database.guard import Permission
 from movelib.database.migrations import migrate
 from movelib.database.target import Target, target_from_dsn
 from movelib.ship.dump import dump
@@ -380,3 +384,165 @@ def test_without_a_terminal_or_yes_restore_refuses_before_it_starts_a_stopped_em
         assert "dump:" not in result.stdout  # refused before the dump is even read
     finally:
         cli("db.down", "--profile", "staging", "--purge")
+
+
+# -- the database's owner cannot bend the trust silently ---------------------------------------
+
+
+@pytest.fixture
+def owned_production(pg18: Server) -> Iterator[Target]:
+    """A production-labelled database whose owner (no superuser) made every table, as a managed
+    service's application role does: it may disable the triggers on its own tables."""
+    with role(pg18) as owner:
+        target = target_from_dsn(dsn_as(pg18, owner, owned_database(pg18, owner)), "--dsn")
+        migrate(target, MIGRATIONS, environment="production")
+        yield target
+
+
+def owner_writes(target: Target, *statements: str) -> None:
+    """What the owner runs in psql, in one transaction."""
+    with psycopg.connect(target.conninfo) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def test_the_trust_log_is_a_chain_that_every_change_extends(cli: Cli, production: Target, releases: Releases, tmp_path: Path) -> None:
+    pin(cli, production, releases.keys.a, "a@example.com")
+    # a change made with psql, in a session whose time zone and date style differ, is logged and
+    # chained too: the entry's hash does not depend on how the session shows time
+    with psycopg.connect(production.conninfo) as conn:
+        conn.execute("SET TimeZone = 'Asia/Kathmandu'")
+        conn.execute("SET DateStyle = 'SQL, DMY'")
+        conn.execute("INSERT INTO movement_trust_signer (principal, public_key, pinned_by) "
+                     f"VALUES ('b@example.com', {sql_literal(public(releases.keys.b))}, 'dba')")
+    assert cli("trust.threshold", "2", *protected(production)).code == 0
+    listed = cli("trust.list", "--dsn", production.conninfo)
+    assert listed.code == 0, listed.output
+    chain = rows(production, "SELECT prev_hash, entry_hash FROM movement_trust_log ORDER BY id")
+    assert [prev for prev, _ in chain] == ["", chain[0][1], chain[1][1]]
+    assert f"log: 3 changes, hash-chained, head {chain[2][1][:16]}" in listed.stdout
+    copy = signed(releases.newer, tmp_path / "r", releases.keys.a, releases.keys.b)
+    restored = restore(cli, production, copy)
+    assert restored.code == 0, restored.output
+
+
+def test_entries_written_before_the_chain_are_chained_by_its_migration(
+        cli: Cli, pg18: Server, releases: Releases, tmp_path: Path) -> None:
+    for path in sorted(MIGRATIONS.glob("000[1-7]*.sql")):
+        shutil.copyfile(path, tmp_path / path.name)
+    with database(pg18) as name:
+        target = target_from_dsn(pg18.dsn(name), "--dsn")
+        migrate(target, tmp_path, environment="production")
+        with psycopg.connect(target.conninfo) as conn:
+            conn.execute("INSERT INTO movement_trust_signer (principal, public_key, pinned_by) "
+                         f"VALUES ('a@example.com', {sql_literal(public(releases.keys.a))}, 'dba')")
+            conn.execute("INSERT INTO movement_trust_threshold (threshold, set_by) VALUES (1, 'dba')")
+        applied = migrate(target, MIGRATIONS, permission=Permission(True, name)).applied
+        assert applied == ["0008.movement-trust-chain"]
+        listed = cli("trust.list", "--dsn", target.conninfo)
+        assert listed.code == 0 and "log: 2 changes, hash-chained" in listed.stdout, listed.output
+
+
+# What a database's owner (no superuser) can do with psql to the trust behind movelib's triggers,
+# and what every task that uses the trust then says. {a} is key a's public key, {b} key b's.
+BEHIND = "ALTER TABLE {table} DISABLE TRIGGER USER"
+AGAIN = "ALTER TABLE {table} ENABLE TRIGGER USER"
+ATTACKS = {
+    "a signer inserted": (
+        [BEHIND.format(table="movement_trust_signer"),
+         "INSERT INTO movement_trust_signer (principal, public_key, pinned_by) "
+         "VALUES ('a@example.com', {b}, 'alice')", AGAIN.format(table="movement_trust_signer")],
+        "is pinned but the log never pinned it"),
+    "the log emptied": (
+        [BEHIND.format(table="movement_trust_log"), "DELETE FROM movement_trust_log",
+         AGAIN.format(table="movement_trust_log")],
+        "is pinned but the log never pinned it"),
+    "an entry edited": (
+        [BEHIND.format(table="movement_trust_log"),
+         "UPDATE movement_trust_log SET changed_by = 'someone else' WHERE change = 'pin'",
+         AGAIN.format(table="movement_trust_log")],
+        "is not what its hash says: it was edited"),
+    "the first entry deleted": (
+        [BEHIND.format(table="movement_trust_log"),
+         "DELETE FROM movement_trust_log WHERE id = (SELECT min(id) FROM movement_trust_log)",
+         AGAIN.format(table="movement_trust_log")],
+        "is not the log's first: the entries before it were deleted"),
+    "a signer removed": (
+        [BEHIND.format(table="movement_trust_signer"),
+         "DELETE FROM movement_trust_signer WHERE principal = 'c@example.com'",
+         AGAIN.format(table="movement_trust_signer")],
+        "is pinned by the log but not in the table"),
+    "the threshold lowered": (
+        [BEHIND.format(table="movement_trust_threshold"),
+         "UPDATE movement_trust_threshold SET threshold = 1",
+         AGAIN.format(table="movement_trust_threshold")],
+        "the threshold is 1 but the log says 2"),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_what_the_owner_changes_behind_the_triggers_is_refused_by_every_task_that_uses_the_trust(
+        cli: Cli, owned_production: Target, releases: Releases, tmp_path: Path, attack: str) -> None:
+    statements, problem = ATTACKS[attack]
+    target, keys = owned_production, releases.keys
+    pin(cli, target, keys.a, "a@example.com")
+    pin(cli, target, keys.c, "c@example.com")
+    assert cli("trust.threshold", "2", *protected(target)).code == 0
+    before = cli("trust.list", "--dsn", target.conninfo)
+    assert before.code == 0 and "problem" not in before.stdout, before.output
+    with pytest.raises(psycopg.errors.RestrictViolation):  # the guard holds until disabled
+        owner_writes(target, "DELETE FROM movement_trust_log")
+    owner_writes(target, *(s.format(a=sql_literal(public(keys.a)), b=sql_literal(public(keys.b)))
+                           for s in statements))
+    listed = cli("trust.list", "--dsn", target.conninfo)
+    assert listed.code == 1, listed.output
+    assert "DOES NOT MATCH THE TRUST" in listed.stdout and problem in listed.stdout, listed.output
+    # the release the attacker wanted (signed by the keys the table holds now) is refused, and so
+    # is a release the real signers signed: the trust as it stands is not trusted at all
+    pinned_now = [row[0] for row in rows(target, "SELECT principal FROM movement_trust_signer")]
+    by = [keys.b] if attack == "a signer inserted" else [keys.a, keys.c]
+    copy = signed(releases.newer, tmp_path / "r", *by)
+    before_tables = table_hashes(target)
+    refused = restore(cli, target, copy)
+    assert refused.code == 1, (pinned_now, refused.output)
+    assert "does not match its log" in refused.stderr and problem in refused.stderr
+    assert "changed behind movelib's triggers" in refused.stderr
+    assert table_hashes(target) == before_tables
+    dry = cli("restore", "--dump-file", str(copy), *protected(target), "--dry-run")
+    assert dry.code == 1 and "does not match its log" in dry.stderr, dry.output
+
+
+RESTORER_GRANTS = [  # SECURITY.md's recipe for a role that restores but cannot change the trust
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {restorer}",
+    "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON movement_trust_signer, movement_trust_threshold, "
+    "movement_trust_log, movement_environment FROM {restorer}",
+]
+
+
+def test_a_restore_role_that_is_not_the_owner_restores_and_cannot_change_the_trust(
+        cli: Cli, pg18: Server, owned_production: Target, releases: Releases, tmp_path: Path) -> None:
+    target, keys = owned_production, releases.keys
+    pin(cli, target, keys.a, "a@example.com")
+    with role(pg18) as restorer:
+        owner_writes(target, *(g.format(restorer=restorer) for g in RESTORER_GRANTS))
+        as_restorer = target_from_dsn(dsn_as(pg18, restorer, target.dbname), "--dsn")
+        restored = restore(cli, as_restorer, signed(releases.newer, tmp_path / "r", keys.a))
+        assert restored.code == 0, restored.output
+        assert "holds release v1.10, signed by a@example.com" in restored.stdout
+        trust_before = rows(target, "SELECT * FROM movement_trust_signer")
+        refused = cli("trust.pin", f"{keys.b}.pub", "--principal", "a@example.com", *protected(as_restorer))
+        assert refused.code != 0 and "permission denied" in refused.stderr, refused.output
+        for statement in ["ALTER TABLE movement_trust_signer DISABLE TRIGGER USER",
+                          "INSERT INTO movement_trust_signer (principal, public_key, pinned_by) "
+                          f"VALUES ('a@example.com', {sql_literal(public(keys.b))}, 'x')",
+                          "UPDATE movement_environment SET label = 'staging'"]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                owner_writes(as_restorer, statement)
+        assert rows(target, "SELECT * FROM movement_trust_signer") == trust_before
+        assert cli("trust.list", "--dsn", as_restorer.conninfo).code == 0
+        with psycopg.connect(pg18.dsn(target.dbname)) as conn:  # its grants, before it is dropped
+            conn.execute(f'DROP OWNED BY "{restorer}"')

@@ -223,6 +223,11 @@ class TrustRefused(SignatureRefused):
     database (nothing pinned, a signer not pinned, fewer than the threshold)."""
 
 
+class TrustBroken(MovelibError):
+    """The pinned trust does not match its hash-chained log (a signer or threshold written
+    behind the triggers, an entry edited or deleted): ``inv trust.list`` says what."""
+
+
 class TrustChangeError(ConfigError):
     """``inv trust.*`` cannot make the change asked for: a key file that holds no public key, a
     principal movelib cannot pin, a fingerprint nothing pinned has, a threshold out of range."""

@@ -32,8 +32,9 @@ NOTHING = "nothing recorded"
 
 _COLUMNS = ("id", "kind", "data_file", "data_sha256", "artifact_file", "artifact_sha256",
             "release", "tag", "source_environment", "source_server_version", "run_by",
-            "recorded_at", "seed_run_id", "signed_by", "signer_key")
-_SINCE_0004 = ("signed_by", "signer_key")  # NULL when read from a database before it
+            "recorded_at", "seed_run_id", "signed_by", "signer_key", "manifest_sha256")
+# NULL when read from a database before the migration that added them (0004, 0008)
+_LATER = ("signed_by", "signer_key", "manifest_sha256")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Provenance:
     seed_run_id: int | None
     signed_by: str | None = None  # the principal whose signature was verified at the restore
     signer_key: str | None = None  # its key's type and fingerprint
+    manifest_sha256: str | None = None  # of the manifest bytes the signatures were verified over
 
     def describe(self) -> str:
         """``holds release v1.2 (...)`` or ``seeded from data/x.json (...)``, one line."""
@@ -113,7 +115,7 @@ def latest(conn: psycopg.Connection) -> Provenance | str:
     have = {r[0] for r in conn.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND NOT attisdropped",
         (PROVENANCE_TABLE,))}
-    columns = [c if c in have or c not in _SINCE_0004 else f"NULL AS {c}" for c in _COLUMNS]
+    columns = [c if c in have or c not in _LATER else f"NULL AS {c}" for c in _COLUMNS]
     row = conn.execute(f"SELECT {', '.join(columns)} FROM movement_provenance "
                        "ORDER BY id DESC LIMIT 1").fetchone()
     return Provenance(*row) if row else NOTHING

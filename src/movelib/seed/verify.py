@@ -61,6 +61,9 @@ class VerifyReport:
     file_differences: int = 0  # movements of the file missing or different, or extra current
     others_kept: int | None = None  # a seed: current movements not in the file, kept (accepted)
     scope: str | None = None  # a quick check: what it checked (a full check leaves it None)
+    # --file: the library rows the file cannot speak for (retired movements, by slug, and
+    # superseded versions), said so that a "yes" never covers them
+    not_compared: tuple[int, list[str], int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -76,6 +79,10 @@ class VerifyReport:
             "checked_file": self.checked_file,
             "file_matches": None if self.checked_file is None else not self.file_differences,
             "others_kept": self.others_kept,
+            "not_compared_with_file": None if self.not_compared is None else {
+                "retired_movements": self.not_compared[0],
+                "retired_first": self.not_compared[1],
+                "superseded_versions": self.not_compared[2]},
             "problems": self.problems,
             "provenance": (self.provenance.as_dict() | {"summary": self.provenance.describe()}
                            if isinstance(self.provenance, Provenance)
@@ -94,6 +101,14 @@ class VerifyReport:
                  f"  library rows by version: {versions}"]
         if self.checked_file:
             lines.append(self._file_line(self.checked_file))
+        if self.not_compared and (self.not_compared[0] or self.not_compared[2]):
+            retired, first, superseded = self.not_compared
+            named = ", ".join(shown(slug, 80) for slug in first)
+            more = f", ... {retired - len(first)} more" if retired > len(first) else ""
+            lines.append(
+                f"  not compared with the file (it holds current movements only): {retired} "
+                f"retired movement(s){f' ({named}{more})' if retired else ''}, {superseded} "
+                "superseded version(s); `inv diff --from SOURCE` compares every version")
         if self.provenance is not None:
             held = self.provenance
             lines.append(f"  provenance: {held.describe() if isinstance(held, Provenance) else held}")
@@ -270,6 +285,19 @@ def _compare(conn: psycopg.Connection, dataset: Dataset, report: VerifyReport,
           "is a current movement but not in the data file")
 
 
+def _not_compared(conn: psycopg.Connection) -> tuple[int, list[str], int]:
+    """(retired movements, the first of them by slug, superseded versions): the library rows a
+    data file, which holds the current movements only, says nothing about."""
+    retired = """SELECT DISTINCT l.slug FROM movement_library l
+                   WHERE NOT EXISTS (SELECT FROM movement_current c WHERE c.slug = l.slug)"""
+    (count,), = rows(conn, f"SELECT count(*) FROM ({retired}) AS r")
+    first = [slug for slug, in rows(conn, f"SELECT slug FROM ({retired}) AS r ORDER BY "
+                                          f"{by_slug()} LIMIT 5")]
+    (superseded,), = rows(conn, "SELECT count(*) FROM movement_library l JOIN movement_current c "
+                                "ON c.slug = l.slug AND c.library_id <> l.id")
+    return int(count), first, int(superseded)
+
+
 def _list(report: VerifyReport, kind: str, slugs: list[str], total: int, text: str) -> None:
     report.problems += [f"{slug}: {text}" for slug in slugs]
     if total > len(slugs):
@@ -300,6 +328,8 @@ def verify(target: Target, *, data_file: Path | None = None, schema_file: Path,
 def _verify(conn: psycopg.Connection, target: Target, dataset: Dataset | None,
             release: tuple[str, Compare] | None) -> VerifyReport:
     report = check(conn, target, dataset)
+    if dataset is not None:
+        report.not_compared = _not_compared(conn)
     report.provenance = latest(conn)
     if release is not None:
         report.release, compare = release

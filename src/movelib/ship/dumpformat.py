@@ -56,6 +56,8 @@ MIGRATION_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
     "0006.movement-content-inline": {},
     # the guards let a recorded restore remove a version; provenance columns only
     "0007.movement-restore-merge": {},
+    # the trust log chained (movelib.ship.trust_log): a table the dump does not carry
+    "0008.movement-trust-chain": {},
 }
 # The label belongs to each database (a restore keeps the target's); the manifest records it.
 NOT_DUMPED = ("movement_environment",)

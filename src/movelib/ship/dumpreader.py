@@ -53,6 +53,11 @@ class CheckedDump:
     manifest_bytes: bytes = b""
     library: DumpLibrary = field(default_factory=DumpLibrary)
 
+    @property
+    def manifest_sha256(self) -> str:
+        """The sha256 of the manifest bytes (what a restore records beside the signers)."""
+        return hashlib.sha256(self.manifest_bytes).hexdigest()
+
 
 @dataclass(frozen=True)
 class Sql:

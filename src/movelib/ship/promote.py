@@ -32,7 +32,8 @@ from .restore_write import RestoreResult
 from .rollback import held_release
 
 
-def check_source(source: Target, version: str, manifest: Manifest) -> list[str]:
+def check_source(source: Target, version: str, manifest: Manifest,
+                 manifest_sha256: str | None = None) -> list[str]:
     """What shows that ``source`` holds exactly release ``version`` (``manifest``), or a
     :class:`PromotionRefused` naming every difference. Read only."""
     with db.connect(source, task="promote", autocommit=True) as conn:
@@ -40,7 +41,7 @@ def check_source(source: Target, version: str, manifest: Manifest) -> list[str]:
             with db.work(conn, read_only=True):
                 require_schema(conn, source)
                 require_content_checks(conn, source)
-                same, differs = compare_release(conn, version, manifest)
+                same, differs = compare_release(conn, version, manifest, manifest_sha256)
                 record = latest(conn)
         except psycopg.Error as exc:
             db.raise_sql_error(source, exc, "the promotion's check of its source")
@@ -50,7 +51,8 @@ def check_source(source: Target, version: str, manifest: Manifest) -> list[str]:
         problems.append(f"release {version}'s manifest has no library_sha256, so its content "
                         "cannot be compared: cut the release again with this movelib")
     held = held_release(record)
-    if held is None or held.release != version or held.artifact_sha256 != manifest.sha256:
+    if (held is None or held.release != version or held.artifact_sha256 != manifest.sha256
+            or held.manifest_sha256 != manifest_sha256):
         says = record.describe() if isinstance(record, Provenance) else record
         problems.append(f"its provenance does not say it holds release {version} from a verified "
                         f"signature (it {shown(says, 300)})")
@@ -78,6 +80,6 @@ def promote(settings: Settings, version: str, source: Target, destination: Targe
 
     echo(f"from: {source.describe()}")
     start_if_stopped(source, settings.emulator_for, echo)
-    for line in check_source(source, version, manifest):
+    for line in check_source(source, version, manifest, prepared.dump.manifest_sha256):
         echo(f"from: {line}")
     return finish(settings, destination, prepared, options, echo, ask)

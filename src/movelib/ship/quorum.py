@@ -196,6 +196,8 @@ def _pinned(presented: Presented, trust: PinnedTrust, target: Target, label: str
             f"{where} and holds no pinned trust (it predates migration 0005.movement-trust): it "
             f"accepts no release. Run `inv migrate` there (--allow-protected), then {how_to_pin(target)}; "
             "refusing the dump")
+    if not trust.log.ok:
+        raise TrustRefused(f"{where}, and {trust.log.summary()}; refusing the dump")
     if not trust.signers:
         raise TrustRefused(
             f"{where} and nothing is pinned in {shown(trust.database)}: it accepts no release "

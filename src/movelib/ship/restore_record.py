@@ -25,7 +25,7 @@ class Signer(Protocol):
 
 def record_restore(conn: psycopg.Connection, manifest: Manifest, *, run_by: str,
                    signers: Sequence[Signer] = (), tag: str | None = None,
-                   merged: dict[str, int] | None = None) -> None:
+                   merged: dict[str, int] | None = None, manifest_sha256: str | None = None) -> None:
     """Record a restore of ``manifest``'s dump, after its rows are loaded (same transaction).
 
     Only what was proven is recorded: the release (and who signed it: every signer that
@@ -45,10 +45,10 @@ def record_restore(conn: psycopg.Connection, manifest: Manifest, *, run_by: str,
         """
         INSERT INTO movement_provenance (kind, data_file, data_sha256, artifact_file,
             artifact_sha256, release, tag, source_environment, source_server_version, run_by,
-            signed_by, signer_key, changes)
-        VALUES ('restore', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            signed_by, signer_key, changes, manifest_sha256)
+        VALUES ('restore', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         """,
         (manifest.data_file, manifest.data_sha256, manifest.dump_file, manifest.sha256,
          manifest.release if signers else None, tag if signers else None,
          manifest.environment, manifest.source_server_version, run_by, signed_by, signer_keys,
-         Jsonb(merged) if merged is not None else None))
+         Jsonb(merged) if merged is not None else None, manifest_sha256 if signers else None))

@@ -116,7 +116,7 @@ def write(conn: psycopg.Connection, target: Target, dump: CheckedDump, label: st
     if merged is not None:
         counts, report = _merged(conn, target, dump, merged)
         record_restore(conn, manifest, run_by=actor, signers=signers, tag=tag,
-                       merged=merged.as_dict())
+                       merged=merged.as_dict(), manifest_sha256=dump.manifest_sha256)
         recorded = latest(conn)
         return RestoreResult(counts, report,
                              recorded if isinstance(recorded, Provenance) else None, (), merged)
@@ -136,7 +136,8 @@ def write(conn: psycopg.Connection, target: Target, dump: CheckedDump, label: st
         raise RestoreFailed(
             f"restore into {target.describe()} rolled back: the restored library fails "
             "verification:\n  " + "\n  ".join(report.problems))
-    record_restore(conn, manifest, run_by=actor, signers=signers, tag=tag)  # after the rows
+    record_restore(conn, manifest, run_by=actor, signers=signers, tag=tag,  # after the rows
+                   manifest_sha256=dump.manifest_sha256)
     recorded = latest(conn)
     return RestoreResult(counts, report, recorded if isinstance(recorded, Provenance) else None,
                          migrated)

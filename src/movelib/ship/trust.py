@@ -12,14 +12,14 @@ production-labelled target a protected write (``--allow-protected`` and the name
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
 from ..base.defaults import LOCK_TIMEOUT
-from ..base.errors import SchemaNotApplied, TrustChangeError
+from ..base.errors import SchemaNotApplied, TrustBroken, TrustChangeError
 from ..base.text import shown, shown_path
 from ..database import db
 from ..database.guard import PROTECTED, Permission, check_protected
@@ -34,6 +34,7 @@ from ..database.tables import (
 from ..database.target import Target
 from .allowed_signers import parse_allowed_signers
 from .sshkeys import PublicKey
+from .trust_log import LogCheck, check_log
 
 MAX_KEY_FILE = 64 * 1024
 MAX_THRESHOLD = 16  # the migration's CHECK says the same
@@ -59,12 +60,14 @@ class Pinned:
 @dataclass(frozen=True)
 class PinnedTrust:
     """What a database trusts: its pinned signers and threshold (``installed`` False when it
-    predates migration 0005)."""
+    predates migration 0005), and what the check of its log found (``log``: a trust whose log
+    disagrees is refused by every task that uses it)."""
 
     database: str
     signers: tuple[Pinned, ...] = ()
     threshold: int = 1
     installed: bool = True
+    log: LogCheck = field(default_factory=LogCheck)
 
     def describe(self) -> str:
         """``2 signers pinned in athlete_planning, threshold 2``."""
@@ -77,14 +80,15 @@ class PinnedTrust:
 
 
 def read_trust(conn: psycopg.Connection, database: str) -> PinnedTrust:
-    """The database's pinned trust, read in the caller's transaction."""
+    """The database's pinned trust and its log's check, read in the caller's transaction."""
     if not table_exists(conn, TRUST_SIGNER_TABLE):
         return PinnedTrust(database, installed=False)
+    log = check_log(conn)
     rows = conn.execute(f"SELECT principal, public_key, pinned_by, pinned_at FROM "
                         f"{TRUST_SIGNER_TABLE} ORDER BY principal, id").fetchall()
     found = conn.execute(f"SELECT threshold FROM {TRUST_THRESHOLD_TABLE}").fetchone()
     signers = tuple(Pinned(r[0], _key(r[1]), r[2], r[3]) for r in rows)
-    return PinnedTrust(database, signers, int(found[0]) if found else 1)
+    return PinnedTrust(database, signers, int(found[0]) if found else 1, log=log)
 
 
 def _key(text: str) -> PublicKey:
@@ -111,6 +115,7 @@ class TrustChange:
 
     def lines(self) -> list[str]:
         lines = [self.done, f"trust: {self.trust.describe()}"]
+        lines += [f"warning: {problem}" for problem in self.trust.log.problems]
         if self.trust.threshold > self.trust.principals():
             lines.append(f"note: the threshold {self.trust.threshold} is more than the "
                          f"{self.trust.principals()} distinct principal(s) pinned: no release "
@@ -224,6 +229,17 @@ class TrustReport:
     label: str | None
     log: list[tuple[str, str | None, str | None, int | None, str, str, datetime]]
 
+    @property
+    def ok(self) -> bool:
+        """False when the trust does not match its log (``inv trust.list`` then exits 1)."""
+        return self.trust.log.ok
+
+    def raise_if_failed(self) -> None:
+        if not self.ok:
+            count = len(self.trust.log.problems)
+            raise TrustBroken(f"trust.list: the trust of {shown(self.trust.database)} does not "
+                              f"match its log ({count} problem{'s' if count != 1 else ''} above)")
+
     def lines(self) -> list[str]:
         if not self.trust.installed:
             return [f"trust: none: {shown(self.trust.database)} predates migration "
@@ -232,6 +248,14 @@ class TrustReport:
                  + ("; its restores accept only these signers)" if self.label in PROTECTED
                     else "; used once it is labelled production)")]
         lines += [s.line() for s in self.trust.signers]
+        check = self.trust.log
+        lines.append(f"log: {check.describe()}" + ("" if check.ok or not check.chained
+                                                     else ": DOES NOT MATCH THE TRUST"))
+        lines += [f"  problem: {problem}" for problem in check.problems]
+        lines += [f"  note: {note}" for note in check.notes]
+        if check.problems:
+            lines.append("  restores refuse this trust until it matches its log: SECURITY.md "
+                         "(\"The database's owner\") says how to find who wrote it and repair it")
         if self.log:
             lines.append(f"changes (latest {len(self.log)}):")
         for change, principal, fingerprint, threshold, by, user, at in self.log:
