@@ -28,6 +28,7 @@ from support import (
     TEST_USER,
     Cli,
     CliResult,
+    ConnectionCounter,
     InProcessCli,
     Server,
     database,
@@ -280,3 +281,11 @@ def release_repo(tmp_path: Path) -> Path:
     git(repo, "config", "user.name", "Release Engineer")
     git(repo, "config", "user.email", SIGNER)
     return repo
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[ConnectionCounter]:
+    """A TCP port that counts connections: proof that a task opened none."""
+    counter = ConnectionCounter()
+    yield counter
+    counter.sock.close()

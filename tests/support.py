@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -458,3 +459,27 @@ def owned_database(server: Server, owner: str) -> str:
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
             sql.Identifier(name), sql.Identifier(owner)))
     return name
+
+
+# -- a stand-in for a database that only counts ---------------------------------------------------
+
+
+class ConnectionCounter:
+    """A TCP listener standing in for a database: it counts who tries to connect."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.count += 1
+            conn.close()

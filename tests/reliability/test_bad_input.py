@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import ROOT, SENTINEL_PASSWORD, TEST_USER, Cli, Server, table_hashes
+from support import ROOT, SENTINEL_PASSWORD, TEST_USER, Cli, ConnectionCounter, Server, table_hashes
 from support import settings as project_settings
 
 from movelib.base.errors import DataFileError
@@ -96,34 +94,6 @@ CASES: list[tuple[str, str | bytes, str]] = [
     ("deep-nesting", "[" * 10_000 + "]" * 10_000, "nested too deeply"),
     ("deep-object-nesting", '[{"a":' * 10_000 + "1" + "}" * 10_000 + "]", "nested too deeply"),
 ]
-
-
-class ConnectionCounter:
-    """A TCP listener standing in for a database: it counts who tries to connect."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.count = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.count += 1
-            conn.close()
-
-
-@pytest.fixture(scope="module")
-def listener() -> Iterator[ConnectionCounter]:
-    counter = ConnectionCounter()
-    yield counter
-    counter.sock.close()
 
 
 def test_there_are_at_least_forty_bad_inputs() -> None:

@@ -110,6 +110,13 @@ class DataFileError(MovelibError):
         self.problems = list(problems)
 
 
+class DataFileUnreadable(DataFileError):
+    """The data file is there but cannot be read as a file: permission denied, a symlink loop, a
+    FIFO, a device. The question could not be asked of its content."""
+
+    exit_code = COULD_NOT_ANSWER
+
+
 class DataFileMissing(DataFileError):
     """The data file named does not exist."""
 
@@ -168,6 +175,14 @@ class RestoreFailed(MovelibError):
     """A restore failed; the transaction was rolled back and the target is as it was."""
 
 
+class RestoreCouldNotRun(RestoreFailed):
+    """The server could not apply a restore for a reason of its own (a character the database's
+    encoding cannot hold, a resource or a privilege it lacks), not because the dump or the
+    target's rows were refused: the question was not answered, as for the same error in a seed."""
+
+    exit_code = COULD_NOT_ANSWER
+
+
 class ConfirmationRequired(MovelibError):
     """A destructive step needs a yes that was not given."""
 
@@ -176,8 +191,21 @@ class ReleaseError(MovelibError):
     """A release cannot be cut (bad version, existing tag, dirty tree...)."""
 
 
+class ReleaseUsage(ReleaseError):
+    """The command names what is not a release or not there: a version spelt otherwise than
+    v1.0, a release folder without its one manifest, a manifest file that does not exist."""
+
+    exit_code = COULD_NOT_ANSWER
+
+
 class SigningError(ReleaseError):
     """The release manifest (or tag) could not be signed: no key, no ssh-keygen, a refused key."""
+
+
+class SigningUnavailable(SigningError):
+    """What signing needs is not there: the key file, or ssh-keygen."""
+
+    exit_code = COULD_NOT_ANSWER
 
 
 class SignatureRefused(ArtifactError):

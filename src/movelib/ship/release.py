@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..base.defaults import RELEASES_DIR
-from ..base.errors import ReleaseError
-from ..base.text import shown_path
+from ..base.errors import ReleaseError, ReleaseUsage
+from ..base.text import shown, shown_path
 from ..database.target import Target
 from .dump import DumpResult, dump
 from .manifest import Manifest, manifest_path
@@ -33,9 +33,9 @@ def is_version(text: str) -> bool:
 
 
 def check_version(version: str) -> None:
-    """:class:`ReleaseError` unless ``version`` is a release version."""
+    """:class:`ReleaseUsage` unless ``version`` is a release version."""
     if not is_version(version):
-        raise ReleaseError(f"version {version!r} is not like v1.0, v1.2.3 or v2.0-rc1 (ASCII "
+        raise ReleaseUsage(f"version {shown(version, 40)} is not like v1.0, v1.2.3 or v2.0-rc1 (ASCII "
                            "digits without leading zeros; no +build)")
 
 
@@ -199,7 +199,7 @@ def release_manifest_path(root: Path, version: str) -> Path:
     found = sorted(folder.glob("*.manifest.json")) if folder.is_dir() else []
     if len(found) != 1:
         what = "no manifest" if not found else f"{len(found)} manifests"
-        raise ReleaseError(f"release {version}: {what} in {shown_path(folder)} (expected one, as `inv "
+        raise ReleaseUsage(f"release {version}: {what} in {shown_path(folder)} (expected one, as `inv "
                            "release` writes)")
     return found[0]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from ..base.errors import ReleaseError
+from ..base.errors import ReleaseUsage
 from ..base.text import shown
 from ..database.provenance import Provenance, latest
 from ..database.tables import current_counts, library_sha256
@@ -35,12 +35,12 @@ def release_manifest(root: Path, version: str) -> tuple[str, Manifest, str]:
     if version.endswith(".manifest.json"):
         path = Path(version)
         if not path.is_file():
-            raise ReleaseError(f"{shown(version)}: no such manifest file")
+            raise ReleaseUsage(f"{shown(version)}: no such manifest file")
         raw = path.read_bytes()
         manifest = Manifest.from_json(raw.decode("utf-8"), str(path))
         return manifest.release or path.name, manifest, hashlib.sha256(raw).hexdigest()
     if not is_version(version):
-        raise ReleaseError(f"{shown(version, 40)} is not a release version (e.g. v1.2) nor a "
+        raise ReleaseUsage(f"{shown(version, 40)} is not a release version (e.g. v1.2) nor a "
                            "manifest file")
     path = release_manifest_path(root, version)
     raw = path.read_bytes()

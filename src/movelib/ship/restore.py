@@ -32,7 +32,7 @@ import psycopg
 from ..base import secrets
 from ..base.console import mintty_hint
 from ..base.defaults import LOCK_TIMEOUT
-from ..base.errors import ConfirmationRequired, MovelibError, RestoreFailed
+from ..base.errors import ConfirmationRequired, MovelibError, RestoreCouldNotRun, RestoreFailed
 from ..database import db
 from ..database.dependents import Dependent, checkout_own, dependents, references, summary
 from ..database.guard import PROTECTED, Permission, check_protected
@@ -364,10 +364,18 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
     return result
 
 
+ENCODING_ERRORS = ("22021", "22P05")  # character_not_in_repertoire, untranslatable_character
+
+
 def _failed(target: Target, exc: psycopg.Error) -> NoReturn:
     if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
         db.raise_sql_error(target, exc, "the restore")
-    raise RestoreFailed(
+    # refused by a check (movelib's triggers raise P0001, constraints are class 23, a value the
+    # column cannot be class 22): a "no"; a character the database's encoding cannot hold, or
+    # anything else, is the server unable to do it (2, as the same error in a seed)
+    state = exc.sqlstate or ""
+    refused = state.startswith(("P0", "23", "22")) and state not in ENCODING_ERRORS
+    raise (RestoreFailed if refused else RestoreCouldNotRun)(
         f"restore into {target.describe()} failed and was rolled back; the target is "
         f"unchanged:\n  {secrets.redact(str(exc).strip())}") from None
 

@@ -28,6 +28,7 @@ from ..base.errors import (
     SignatureUnreadable,
     SignerExpired,
     SigningError,
+    SigningUnavailable,
     UnknownSigner,
     UnsignedRelease,
     WrongNamespace,
@@ -194,7 +195,7 @@ def require_signed_for(label: str | None, verified: Verified | None, manifest: P
 def ssh_keygen() -> str:
     found = shutil.which("ssh-keygen")
     if not found:
-        raise SigningError("ssh-keygen is not on PATH: signing needs OpenSSH 8.2+ (it ships with "
+        raise SigningUnavailable("ssh-keygen is not on PATH: signing needs OpenSSH 8.2+ (it ships with "
                            "macOS, Git for Windows and Windows 10+, and openssh-client on Linux)")
     return found
 
@@ -202,7 +203,7 @@ def ssh_keygen() -> str:
 def check_signing_key(key: Path) -> None:
     """Refuse early (before any dump is written) what cannot sign."""
     if not key.is_file():
-        raise SigningError(f"signing key {shown_path(key)} does not exist (give a private key "
+        raise SigningUnavailable(f"signing key {shown_path(key)} does not exist (give a private key "
                            "file, or a .pub whose private half is in ssh-agent)")
     ssh_keygen()
 

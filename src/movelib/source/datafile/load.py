@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from ...base.defaults import FileLimits
-from ...base.errors import DataFileError, DataFileMissing
+from ...base.errors import DataFileError, DataFileMissing, DataFileUnreadable
 from ...base.text import shown_path
 from . import fanout
 from .batches import Batches, NeedsReport
@@ -48,11 +48,11 @@ def load_movements(path: Path, schema_path: Path, display_name: str | None = Non
     except FileNotFoundError:
         raise DataFileMissing(f"{name}: no such file") from None
     except OSError as exc:
-        raise DataFileError(f"{name}: cannot read it ({exc.strerror})") from None
+        raise DataFileUnreadable(f"{name}: cannot read it ({exc.strerror})") from None
     if stat.S_ISDIR(info.st_mode):
         raise DataFileMissing(f"{name}: is a directory, not a data file")
     if not stat.S_ISREG(info.st_mode):
-        raise DataFileError(f"{name}: is not a regular file (a device, FIFO or socket); give the "
+        raise DataFileUnreadable(f"{name}: is not a regular file (a device, FIFO or socket); give the "
                             "path of a JSON data file")
     if info.st_size > limits.max_bytes:
         raise DataFileError(f"{name}: {info.st_size:,} bytes is over the limit of "
@@ -63,9 +63,9 @@ def load_movements(path: Path, schema_path: Path, display_name: str | None = Non
     except FileNotFoundError:
         raise DataFileMissing(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise DataFileError(f"{name}: is a directory, not a data file") from None
+        raise DataFileMissing(f"{name}: is a directory, not a data file") from None
     except OSError as exc:
-        raise DataFileError(f"{name}: cannot read it ({exc.strerror})") from None
+        raise DataFileUnreadable(f"{name}: cannot read it ({exc.strerror})") from None
     try:
         digest, entries = _fast_pass(path, schema_path, progress, hashes)
     except NeedsReport as signal:

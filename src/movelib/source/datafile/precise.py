@@ -115,8 +115,8 @@ def parse_json(raw: bytes, name: str) -> Any:
     if not text.strip():
         raise DataFileError(f"{name}: the file is empty; expected a JSON array of movements")
     try:
-        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_NonFinite,
-                          parse_int=_integer)
+        document = json.loads(text, object_pairs_hook=_pairs, parse_constant=_NonFinite,
+                              parse_int=_integer)
     except json.JSONDecodeError as exc:
         early = _ends_early(text) if not text[exc.pos:].strip() or exc.msg.startswith(
             "Unterminated string") else None
@@ -130,6 +130,30 @@ def parse_json(raw: bytes, name: str) -> Any:
         raise DataFileError(
             f"{name}: JSON nested too deeply to read; a movement file is an array of flat records"
         ) from None
+    # what the parser read, the schema's messages would recurse into (980 levels deep was a
+    # RecursionError there): refused here, by a loop
+    if _depth(document) > MAX_DEPTH:
+        raise DataFileError(f"{name}: JSON nested more than {MAX_DEPTH} levels deep; a movement "
+                            "file is an array of flat records")
+    return document
+
+
+MAX_DEPTH = 64  # a movement file needs 4: the array, a record, a list, a string
+
+
+def _depth(document: Any) -> int:
+    """How deep lists and objects nest in ``document``, without recursion."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        if isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, list):
+            stack.extend((value, depth + 1) for value in node)
+    return deepest
 
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*("?)|[\[\]{}]', re.DOTALL)  # a string, or a bracket

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...base.errors import DataFileError
+from ...base.errors import DataFileError, DataFileMissing, DataFileUnreadable
 from ...base.files import write_atomically
-from ...base.text import shown_path
+from ...base.text import shown, shown_path
 
 CATEGORY = {
     "stretching": "mobility",
@@ -120,6 +121,33 @@ def _classify(record: dict[str, Any]) -> str:
     return BY_MUSCLE.get(primary, "isolation")
 
 
+# The type each field of a free-exercise-db record has (None: absent or null is allowed too); a
+# record holding another is named, not guessed at (a string of instructions is not one step per
+# character, a list of equipment is not one piece).
+SHAPE: dict[str, tuple[type, bool]] = {
+    "name": (str, False), "category": (str, True), "equipment": (str, True), "level": (str, True),
+    "force": (str, True), "mechanic": (str, True), "instructions": (list, True),
+    "primaryMuscles": (list, True), "secondaryMuscles": (list, True)}
+
+
+SHOWN_SHAPES = 10
+
+
+def malformed(record: dict[str, Any]) -> list[str]:
+    """What in ``record`` is not of free-exercise-db's shape (:data:`SHAPE`), field by field."""
+    problems = []
+    for key, (kind, nullable) in SHAPE.items():
+        value = record.get(key)
+        if value is None and nullable:
+            continue
+        if not isinstance(value, kind):
+            problems.append(f"{key} is {type(value).__name__ if value is not None else 'missing'}"
+                            f", not {'a list of strings' if kind is list else 'a string'}")
+        elif isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            problems.append(f"{key} holds something other than strings")
+    return problems
+
+
 def convert(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], ImportReport]:
     report = ImportReport(records=len(records))
 
@@ -178,14 +206,30 @@ def convert(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Import
 def import_file(source: Path, out: Path) -> ImportReport:
     """Convert ``source`` (free-exercise-db's exercises.json) into ``out``; fails on unknowns."""
     try:
+        if source.exists() and not source.is_dir() and not stat.S_ISREG(source.stat().st_mode):
+            raise DataFileUnreadable(f"{shown_path(source)}: is not a regular file (a device, FIFO "
+                                     "or socket); give free-exercise-db's exercises.json")
         records = json.loads(source.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataFileError(f"{shown_path(source)}: no such file (free-exercise-db's "
-                            "exercises.json)") from None
+        raise DataFileMissing(f"{shown_path(source)}: no such file (free-exercise-db's "
+                              "exercises.json)") from None
+    except IsADirectoryError:
+        raise DataFileMissing(f"{shown_path(source)}: is a directory, not free-exercise-db's "
+                              "exercises.json") from None
+    except OSError as exc:
+        raise DataFileUnreadable(f"{shown_path(source)}: cannot read it ({exc.strerror or exc})") \
+            from None
     except ValueError as exc:
         raise DataFileError(f"{shown_path(source)}: not valid JSON ({exc})") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) and "name" in r for r in records):
         raise DataFileError(f"{shown_path(source)}: expected free-exercise-db's array of exercises")
+    shapes = [f"#{i} {shown(str(r.get('name')), 60)}: {p}" for i, r in enumerate(records)
+              for p in malformed(r)]
+    if shapes:
+        more = f"; and {len(shapes) - SHOWN_SHAPES} more" if len(shapes) > SHOWN_SHAPES else ""
+        raise DataFileError(f"{shown_path(source)}: {len(shapes)} field(s) not of "
+                            f"free-exercise-db's shape (nothing written): "
+                            f"{'; '.join(shapes[:SHOWN_SHAPES])}{more}")
     movements, report = convert(records)
     if report.unknown:
         detail = "; ".join(f"{kind}: " + ", ".join(f"{v!r} ({n})" for v, n in values.items())

@@ -1,0 +1,182 @@
+"""The command line a person types: help that always answers and touches nothing, no trap in
+invoke's own flags, no misspelt flag swallowed (issue 33). Each command as typed, through `inv`
+in process."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+from support import CANONICAL, Cli, ConnectionCounter, Server, namespace
+
+from movelib.database.target import Target
+
+NS = namespace()
+TASKS = sorted(NS.task_names)
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+@pytest.mark.parametrize("name", TASKS)
+def test_every_task_answers_its_help_after_its_name_and_touches_nothing(
+        cli: Cli, listener: ConnectionCounter, name: str, flag: str) -> None:
+    """`inv restore --help` took --help as the dump file; `inv release -h` as the version."""
+    before = listener.count
+    env = {"PLANNING_DATABASE_URL": f"postgresql://u:unused-pw@127.0.0.1:{listener.port}/db"}
+    for argv in ([name, flag], [name, "x", flag], [flag, name]):
+        result = cli(*argv, env=env)
+        assert result.code == 0, (argv, result.output)
+        assert f"[--core-opts] {name} " in result.stdout and "Options:" in result.stdout, result.output
+        assert "exit codes, every task: 0 yes" in result.stdout
+        assert result.stdout.startswith("Usage: ") and result.stderr == "", result.output  # nothing else ran
+    assert listener.count == before, "a task's help opened a connection"
+
+
+def test_bare_help_lists_the_tasks_and_the_exit_codes(cli: Cli) -> None:
+    result = cli("--help")
+    assert result.code == 0, result.output
+    for name in TASKS:
+        assert f"  {name} " in result.stdout, name
+    assert "Exit codes, every task: 0 yes" in result.stdout
+    for trap in ("--dry", "--echo", "--pty", "--warn-only", "sudo", "--hide", "--command-timeout"):
+        assert trap not in result.stdout, trap
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    pytest.param(["--dry", "restore", "x.sql", "--yes"], "--dry is invoke's option for the shell commands",
+                 id="dry-before"),
+    pytest.param(["restore", "x.sql", "--yes", "--dry"], "a task's own --dry-run previews", id="dry-after"),
+    pytest.param(["--echo", "seed"], "--echo is invoke's option", id="echo"),
+    pytest.param(["--pty", "verify"], "--pty is invoke's option", id="pty"),
+    pytest.param(["-f", "data.json", "validate"], "-f goes after the task it belongs to: `inv validate -f data.json`",
+                 id="f-before-task"),
+    pytest.param(["-f", "nope.yaml", "validate"], "`inv validate -f nope.yaml`", id="f-nope-before-task"),
+    pytest.param(["-p", "staging", "verify"], "`inv verify -p staging`", id="p-before-task"),
+    pytest.param(["-d", "postgresql://u:pw@h/db", "verify"], "`inv verify -d postgresql://u:***@h/db`",
+                 id="d-before-task"),
+    pytest.param(["-y", "restore", "x.sql"], "`inv restore -y`", id="y-before-task"),
+    pytest.param(["-c", "tasks", "verify"], "-c is an option of db.psql: give it after the task", id="invoke-c"),
+    pytest.param(["-x", "verify"], "No idea what '-x' is!", id="nobody-has-x"),
+    pytest.param(["restore", "--yess", "x.sql"], "inv restore: no option --yess; did you mean --yes?", id="yess"),
+    pytest.param(["cosign", "--kye", "KEY", "v1.1"], "inv cosign: no option --kye; did you mean --key?", id="kye"),
+    pytest.param(["restore", "--dryrun"], "inv restore: no option --dryrun; did you mean --dry-run", id="dryrun"),
+    pytest.param(["release", "v1.2", "--sigm", "k"], "inv release: no option --sigm; did you mean --sign?",
+                 id="sigm"),
+    pytest.param(["seed", "--dry-run", "--quite"], "inv seed: no option --quite; did you mean --quiet",
+                 id="quite-after-a-flag"),
+    pytest.param(["migrate", "seed", "--fil", "x.json"], "inv seed: no option --fil", id="second-task"),
+])
+def test_invoke_flags_and_misspelt_flags_are_refused_with_what_was_meant(
+        cli: Cli, listener: ConnectionCounter, argv: list[str], says: str) -> None:
+    before = listener.count
+    env = {"PLANNING_DATABASE_URL": f"postgresql://u:unused-pw@127.0.0.1:{listener.port}/db"}
+    result = cli(*argv, env=env)
+    assert result.code == 2, result.output
+    assert says in result.stderr, result.output
+    assert "Traceback" not in result.output and "No idea what 'x.sql'" not in result.output
+    assert listener.count == before
+
+
+@pytest.mark.parametrize("argv", [
+    ["seed", "--dry-run", "--debug", "--help"],  # invoke's long flags stay allowed after a task
+    ["verify", "--json", "--help"],
+    ["restore", "-y", "--dry-run", "-p", "staging", "--help"],
+])
+def test_what_invoke_allows_still_parses(cli: Cli, argv: list[str]) -> None:
+    result = cli(*argv)
+    assert result.code == 0 and "Options:" in result.stdout, result.output
+
+
+# -- the exit-code contract: 2 when the question could not be asked ------------------------------
+
+
+def test_what_is_not_there_or_not_a_release_is_exit_2(cli: Cli, tmp_path: Path) -> None:
+    nokey = str(tmp_path / "nokey")
+    for argv, says in [
+        (["verify", "--release", str(tmp_path / "nope.manifest.json")], "no such manifest file"),
+        (["verify", "--release", "v9.9"], "release v9.9: no manifest in"),
+        (["release", "v1.2", "--sign", nokey], "does not exist"),
+        (["release", "foo"], "version foo is not like v1.0"),
+        (["cosign", "v1.1", nokey], "does not exist"),  # the key is checked first
+        (["cosign", "v1.1", str(Path(__file__))], "release v1.1: no manifest in"),
+        (["data.import", "free-exercise-db", str(tmp_path / "nonexistent.json"), str(tmp_path / "o.json")],
+         "no such file"),
+        (["data.import", "free-exercise-db", str(tmp_path), str(tmp_path / "o.json")], "is a directory"),
+    ]:
+        result = cli(*argv)
+        assert result.code == 2, (argv, result.output)
+        assert says in result.stderr, (argv, result.output)
+
+
+@pytest.mark.parametrize("kind", ["symlink-loop", "fifo", "device", "directory"])
+def test_a_data_file_that_cannot_be_read_is_exit_2(cli: Cli, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "data.json"
+    if kind == "symlink-loop":
+        path.symlink_to(path)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    else:
+        path.mkdir()
+    for task in ("validate", "seed", "verify"):
+        result = cli(task, "--file", str(path), "--dsn", "postgresql://u@127.0.0.1:1/x")
+        assert result.code == 2, (task, result.output)
+        assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("depth", [979, 980, 981, 982])
+def test_a_field_nested_near_the_recursion_limit_is_a_message(cli: Cli, tmp_path: Path, depth: int) -> None:
+    record = json.loads(CANONICAL.read_text())[0]
+    path = tmp_path / "deep.json"  # written as text: json.dumps itself would recurse that deep
+    path.write_text(json.dumps([record]).replace(json.dumps(record["name"]),
+                                                 "[" * depth + '"Back Squat"' + "]" * depth, 1))
+    for argv in (["validate"], ["seed", "--dry-run", "--dsn", "postgresql://u@127.0.0.1:1/x"],
+                 ["verify", "--dsn", "postgresql://u@127.0.0.1:1/x"]):
+        result = cli(*argv, "--file", str(path))
+        assert result.code == 1, (argv, result.output)
+        assert "nested" in result.stderr and "Traceback" not in result.output, (argv, result.output)
+
+
+def test_data_import_names_fields_of_another_shape_and_writes_nothing(cli: Cli, tmp_path: Path) -> None:
+    source = tmp_path / "exercises.json"
+    source.write_text(json.dumps([
+        {"name": "Squat", "category": "strength", "equipment": ["barbell", "rack"], "level": "beginner",
+         "instructions": ["Stand.", "Squat."], "primaryMuscles": ["quadriceps"]},
+        {"name": "Plank", "category": "strength", "equipment": "body only", "level": "beginner",
+         "instructions": "Stay straight.", "primaryMuscles": ["abdominals"]},
+    ]))
+    out = tmp_path / "out.json"
+    result = cli("data.import", "free-exercise-db", str(source), str(out))
+    assert result.code == 1, result.output
+    assert "#0 Squat: equipment is list, not a string" in result.stderr, result.output
+    assert "#1 Plank: instructions is str, not a list of strings" in result.stderr
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_a_server_that_cannot_hold_a_name_is_exit_2_from_seed_and_restore(
+        cli: Cli, pg18: Server, migrated_db: Target, tmp_path: Path) -> None:
+    """The same server error (a LATIN1 database, a name it has no character for) was 2 from seed
+    and 1 from restore."""
+    records = json.loads(CANONICAL.read_text())
+    records[0]["name"] = "Kniebeuge 深蹲"
+    data = tmp_path / "wide.json"
+    data.write_text(json.dumps(records), encoding="utf-8")
+    assert cli("seed", "--dsn", migrated_db.conninfo, "--file", str(data)).code == 0
+    assert cli("dump", "--dsn", migrated_db.conninfo, "--output-dir", str(tmp_path)).code == 0
+    name = f"t_latin1_{uuid.uuid4().hex[:10]}"
+    with pg18.admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'").format(
+            sql.Identifier(name)))
+    try:
+        latin1 = pg18.dsn(name)
+        seeded = cli("seed", "--dsn", latin1, "--file", str(data))
+        restored = cli("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"), "--dsn", latin1,
+                       "--yes")
+        assert (seeded.code, restored.code) == (2, 2), seeded.output + restored.output
+        assert "LATIN1" in restored.stderr, restored.output
+    finally:
+        pg18.drop_database(name)
