@@ -94,11 +94,30 @@ class MovelibProgram(Program):
             if wanted is not None:  # `inv TASK --help` (or -h): that task's help, nothing run
                 self.print_task_help(wanted)
                 raise Exit
-            super().parse_tasks()
+            # invoke's parse_tasks, on this parser: a second one would lack the help texts
+            # (invoke's Task.arg_opts pops each from the task as it builds an argument)
+            result = self.parser.parse_argv(self.core.unparsed)
+            self.core_via_tasks = result.pop(0)
+            self._update_core_context(context=self.core[0], new_args=self.core_via_tasks.args)
+            self.tasks = result
 
     def parse_cleanup(self) -> None:
         with _usage(self):
             super().parse_cleanup()
+
+    def print_task_help(self, name: str) -> None:
+        """invoke's task help, its usage line naming the positional arguments as the docs
+        spell the command (``inv restore DUMP_FILE [--options]``)."""
+        import io
+        from contextlib import redirect_stdout
+
+        context = self.parser.contexts[name]
+        words = [arg.name.upper().replace("-", "_") for arg in context.positional_args]
+        with redirect_stdout(io.StringIO()) as text:
+            super().print_task_help(name)
+        _, rest = text.getvalue().split("\n", 1)
+        print(f"Usage: inv {' '.join([name, *words])} [--options]")
+        print(rest, end="")
 
     def print_help(self) -> None:
         """invoke's help, then the exit-code contract (``inv --help TASK`` has it too)."""

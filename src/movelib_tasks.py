@@ -96,7 +96,7 @@ def user_errors(task: str = "the task") -> Iterator[None]:
     except KeyboardInterrupt:
         end_live_line()
         raise Exit(f"interrupted: {task} stopped (Ctrl-C); the transaction in progress, if any, "
-                   "was rolled back; steps reported as done before it stay done",
+                   "was rolled back; what it reported as committed before it stays",
                    code=INTERRUPTED) from None
 
 

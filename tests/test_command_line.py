@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 from psycopg import sql
-from support import CANONICAL, Cli, ConnectionCounter, Server, namespace
+from support import CANONICAL, ROOT, Cli, ConnectionCounter, Server, make_key, namespace
 
 from movelib.database.target import Target
 
@@ -26,13 +30,16 @@ def test_every_task_answers_its_help_after_its_name_and_touches_nothing(
     """`inv restore --help` took --help as the dump file; `inv release -h` as the version."""
     before = listener.count
     env = {"PLANNING_DATABASE_URL": f"postgresql://u:unused-pw@127.0.0.1:{listener.port}/db"}
+    said = set()
     for argv in ([name, flag], [name, "x", flag], [flag, name]):
         result = cli(*argv, env=env)
+        said.add(result.stdout)
         assert result.code == 0, (argv, result.output)
-        assert f"[--core-opts] {name} " in result.stdout and "Options:" in result.stdout, result.output
+        assert result.stdout.startswith(f"Usage: inv {name} ") and "Options:" in result.stdout, result.output
         assert "exit codes, every task: 0 yes" in result.stdout
-        assert result.stdout.startswith("Usage: ") and result.stderr == "", result.output  # nothing else ran
+        assert result.stderr == "", result.output  # nothing else ran
     assert listener.count == before, "a task's help opened a connection"
+    assert len(said) == 1, said  # the same help, with every option's text, however it was asked
 
 
 def test_bare_help_lists_the_tasks_and_the_exit_codes(cli: Cli) -> None:
@@ -167,16 +174,94 @@ def test_a_server_that_cannot_hold_a_name_is_exit_2_from_seed_and_restore(
     data.write_text(json.dumps(records), encoding="utf-8")
     assert cli("seed", "--dsn", migrated_db.conninfo, "--file", str(data)).code == 0
     assert cli("dump", "--dsn", migrated_db.conninfo, "--output-dir", str(tmp_path)).code == 0
-    name = f"t_latin1_{uuid.uuid4().hex[:10]}"
-    with pg18.admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'").format(
-            sql.Identifier(name)))
-    try:
-        latin1 = pg18.dsn(name)
+    with latin1_database(pg18) as latin1:
         seeded = cli("seed", "--dsn", latin1, "--file", str(data))
         restored = cli("restore", "--dump-file", str(tmp_path / "movements_seed_latest.sql"), "--dsn", latin1,
                        "--yes")
         assert (seeded.code, restored.code) == (2, 2), seeded.output + restored.output
         assert "LATIN1" in restored.stderr, restored.output
+
+
+@contextmanager
+def latin1_database(server: Server) -> Iterator[str]:
+    """A LATIN1 database (its DSN), dropped afterwards."""
+    name = f"t_latin1_{uuid.uuid4().hex[:10]}"
+    with server.admin() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'LATIN1' LOCALE 'C'").format(
+            sql.Identifier(name)))
+    try:
+        yield server.dsn(name)
     finally:
-        pg18.drop_database(name)
+        server.drop_database(name)
+
+
+# -- advice that names the target it is about ------------------------------------------------------
+
+
+def test_advice_names_the_target_and_what_the_task_takes(cli: Cli, ssh_keygen: None, migrated_db: Target,
+                                                         tmp_path: Path) -> None:
+    assert cli("seed", "--dsn", migrated_db.conninfo).code == 0
+    records = json.loads(CANONICAL.read_text())
+    records[0]["name"] += " (edited)"
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(records))
+    refused = cli("seed", "--dsn", migrated_db.conninfo, "--file", str(edited))
+    assert refused.code == 1, refused.output
+    assert f"`inv seed --file {edited} --dsn <the DSN> --new-versions` publishes" in refused.stderr
+    dry = cli("seed", "--dsn", migrated_db.conninfo, "--file", str(edited), "--dry-run")
+    assert f"`inv seed --file {edited} --dsn <the DSN> --new-versions` publishes" in dry.stderr, dry.output
+    # a protected write names --yes only where the task takes it
+    assert cli("migrate", "--dsn", migrated_db.conninfo, "--environment", "production").code == 0
+    pinned = cli("trust.pin", f"{make_key(tmp_path, 'k')}.pub", "--principal", "a@example.com", "--dsn", migrated_db.conninfo)
+    assert "refusing to pin a signer" in pinned.stderr and "--yes" not in pinned.stderr, pinned.output
+    restored = cli("restore", "--dump-file", str(tmp_path / "none.sql"), "--dsn", migrated_db.conninfo)
+    assert restored.code == 2  # (no such dump: refused before the target is asked)
+
+
+def test_a_failed_seed_says_that_what_it_printed_as_done_was_rolled_back(
+        cli: Cli, pg18: Server, tmp_path: Path) -> None:
+    """Migrations and a label are in the seed's one transaction: a seed that fails after them
+    (a LATIN1 database, a name it has no character for) printed them, and must take them back."""
+    records = json.loads(CANONICAL.read_text())
+    records[0]["name"] = "Kniebeuge 深蹲"
+    data = tmp_path / "wide.json"
+    data.write_text(json.dumps(records), encoding="utf-8")
+    with latin1_database(pg18) as dsn:
+        result = cli("seed", "--dsn", dsn, "--environment", "staging", "--file", str(data))
+        assert result.code == 2, result.output
+        assert "migrations: applied" in result.stdout and "environment: labelled staging" in result.stdout
+        assert ("(the migrations and environment said above were rolled back with the seed: its one "
+                "transaction commits all or nothing)") in result.stderr, result.output
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT to_regclass('movement_environment')").fetchone() == (None,)
+
+
+def test_the_markdown_plan_is_as_the_readme_shows_it(cli: Cli, migrated_db: Target) -> None:
+    plan = cli("seed", "--dry-run", "--format", "markdown", "--dsn", migrated_db.conninfo)
+    target = next(line for line in plan.stdout.splitlines() if line.startswith("Target: "))
+    assert ":\\*\\*\\*@" in target and ":***@" not in target, target
+
+
+DOCS = ["README.md", "SECURITY.md", *(f"docs/{p.name}" for p in sorted((ROOT / "docs").glob("*.md"))),
+        *(f".github/workflows/{p.name}" for p in sorted((ROOT / ".github" / "workflows").glob("*.yml")))]
+# the flag spellings of positional arguments: the docs give them by position, as `inv TASK --help` shows
+FLAG_SPELLINGS = re.compile(r"inv (restore [^`\n]*--dump-file|release [^`\n]*--version|cosign [^`\n]*--(version|key)"
+                            r"|promote [^`\n]*--version|trust\.pin [^`\n]*--keyfile|trust\.unpin [^`\n]*--fingerprint"
+                            r"|trust\.threshold [^`\n]*--number)")
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_the_docs_spell_each_command_one_way(doc: str) -> None:
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    found = [m.group(0) for m in FLAG_SPELLINGS.finditer(text)]
+    assert not found, found
+
+
+@pytest.mark.parametrize("name", ["restore", "release", "cosign", "promote", "trust.pin", "trust.unpin",
+                                  "trust.threshold"])
+def test_the_help_names_positional_arguments_as_the_docs_do(cli: Cli, name: str) -> None:
+    usage = cli(name, "--help").stdout.splitlines()[0]
+    words = [arg.name.upper().replace("-", "_") for arg in NS[name].get_arguments() if arg.positional]
+    assert usage == f"Usage: inv {' '.join([name, *words])} [--options]", usage
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"#### `inv {name} " in readme

@@ -108,6 +108,10 @@ def test_every_task_on_a_profile_starts_its_stopped_emulator(cli: Cli, emulators
         assert STARTED in lines, (args, lines[:5])
         again = cli(*args)
         assert STARTED not in again.stdout, args  # running: nothing to say
+        status = next(line for line in cli("db.status", env={"INVOKE_EMULATOR_BACKEND": "auto"}).stdout.splitlines()
+                      if line.startswith("local "))
+        assert "started by a task that found it stopped on embedded" in status, (args, status)
+        assert "db.up started it" not in status
 
 
 def test_a_dsn_target_is_never_started(cli: Cli, emulators: dict[str, str]) -> None:

@@ -337,7 +337,7 @@ def test_a_release_that_cannot_be_signed_leaves_nothing(release_repo: Path, migr
 
 def test_release_refuses_a_missing_key_before_it_connects(cli: Cli, tmp_path: Path) -> None:
     result = cli("release", "--version", "v9.9", "--sign", str(tmp_path / "no-such-key"))
-    assert result.code == 1 and "signing key" in result.stderr and "does not exist" in result.stderr
+    assert result.code == 2 and "signing key" in result.stderr and "does not exist" in result.stderr
     assert "target:" not in result.stdout
     assert not (ROOT / "releases" / "v9.9").exists()
 

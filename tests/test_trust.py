@@ -206,6 +206,13 @@ def test_a_staging_database_still_reads_the_allowed_signers_file(cli: Cli, stagi
     assert result.code == 0, result.output
     assert f"trust: the allowed_signers file {trusted}" in result.stdout
     assert "signature: good, by a@example.com (ED25519 " in result.stdout and f"from {trusted}" in result.stdout
+    # a second signature by a key the file does not name: noted beside the good one, not a refusal
+    both = signed(releases.newer, tmp_path / "both", releases.keys.a, releases.keys.b)
+    noted = cli("restore", "--dump-file", str(both), "--dsn", staging.conninfo, "--yes",
+                env={"INVOKE_PATHS_ALLOWED_SIGNERS": str(trusted)})
+    assert noted.code == 0, noted.output
+    note = next(line for line in noted.stdout.splitlines() if line.startswith("signature: not counted: "))
+    assert "refusing" not in note and ".sig.2" in noted.stdout, note
 
 
 # -- the threshold ----------------------------------------------------------------------------
@@ -546,3 +553,26 @@ def test_a_restore_role_that_is_not_the_owner_restores_and_cannot_change_the_tru
         assert cli("trust.list", "--dsn", as_restorer.conninfo).code == 0
         with psycopg.connect(pg18.dsn(target.dbname)) as conn:  # its grants, before it is dropped
             conn.execute(f'DROP OWNED BY "{restorer}"')
+
+
+def test_a_signature_the_file_refuses_stops_before_a_stopped_emulator_starts(
+        cli: Cli, cli_overrides: dict[str, str], releases: Releases, tmp_path: Path) -> None:
+    """The allowed_signers file decides for a staging or local database: a signer it does not
+    name (or a signature over other bytes) is refused before the emulator is started."""
+    port = int(cli_overrides["INVOKE_PROFILES_STAGING_PORT"])
+    trusted = allowed_signers(tmp_path, f"a@example.com {public(releases.keys.a)}")
+    by_b = signed(releases.newer, tmp_path / "b", releases.keys.b)
+    other = signed(releases.newer, tmp_path / "other", releases.keys.a)
+    manifest_path(other).write_bytes(manifest_path(other).read_bytes() + b" ")  # the signature no longer matches
+    try:
+        assert cli("db.up", "--profile", "staging").code == 0
+        assert cli("db.down", "--profile", "staging").code == 0
+        for dump_file, says in ((by_b, "not in"), (other, "does not match the manifest")):
+            result = cli("restore", "--dump-file", str(dump_file), "--profile", "staging", "--yes",
+                         env={"INVOKE_PATHS_ALLOWED_SIGNERS": str(trusted)})
+            assert result.code == 1, result.output
+            assert says in result.stderr and "emulator:" not in result.output, result.output
+            assert not port_open(port)
+        assert "checked before starting" in result.stderr or "does not match" in result.stderr
+    finally:
+        cli("db.down", "--profile", "staging", "--purge")

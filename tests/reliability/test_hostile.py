@@ -32,7 +32,7 @@ def assert_refused(result: object, expected: str, exit_code: int = 1) -> None:
 def test_a_device_is_not_read(cli: Cli) -> None:
     if not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero here")
-    assert_refused(cli("validate", "--file", "/dev/zero"), "is not a regular file")
+    assert_refused(cli("validate", "--file", "/dev/zero"), "is not a regular file", exit_code=2)
 
 
 @pytest.mark.posix  # FIFOs
@@ -43,7 +43,7 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(cli_process: Cli, tmp_pa
     os.mkfifo(fifo)
     started = time.monotonic()
     # a new process, so that a regression hangs that process (and fails here), not the suite
-    assert_refused(cli_process("validate", "--file", str(fifo)), "is not a regular file")
+    assert_refused(cli_process("validate", "--file", str(fifo)), "is not a regular file", exit_code=2)
     assert time.monotonic() - started < 60
 
 

@@ -126,10 +126,10 @@ class DataFileMissing(DataFileError):
 class PublishedEditError(MovelibError):
     """The data changes movements that are already published (and therefore immutable)."""
 
-    def __init__(self, slugs: Sequence[str], data_file: str | None = None) -> None:
+    def __init__(self, slugs: Sequence[str], data_file: str | None = None, target: str = "") -> None:
         self.slugs = list(slugs)
         lines = [f"ERROR   {slug} :: Published movements cannot be edited" for slug in self.slugs]
-        file = f" --file {data_file}" if data_file else ""
+        file = (f" --file {data_file}" if data_file else "") + target
         lines.append(
             f"{len(self.slugs)} published movement(s) differ from the data file; nothing was "
             f"written. Published movements are immutable: `inv seed{file} --dry-run` shows the "

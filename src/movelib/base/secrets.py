@@ -40,6 +40,10 @@ def register(password: str | None, public: tuple[str, ...] = ()) -> None:
 _URL_PASSWORD = re.compile(r"(postgres(?:ql)?:/+[^:/@\s]*:)([^@\s/]+)(@)", re.IGNORECASE)
 
 
+# a help text's placeholder, and the mask itself escaped for Markdown (the seed plan's target)
+_NOT_PASSWORDS = ("password", MASK.replace("*", "\\*"))
+
+
 def redact(text: str) -> str:
     """``text`` with every registered password (in any of its spellings) masked, and the
     password of anything shaped like a PostgreSQL URL."""
@@ -49,6 +53,6 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     if "postgres" in text.lower():  # ("password" itself is the placeholder of a help text)
-        text = _URL_PASSWORD.sub(lambda m: m.group(0) if m.group(2) == "password"
+        text = _URL_PASSWORD.sub(lambda m: m.group(0) if m.group(2) in _NOT_PASSWORDS
                                  else f"{m.group(1)}{MASK}{m.group(3)}", text)
     return text

@@ -40,8 +40,8 @@ def check_protected(conn: psycopg.Connection, target: Target, permission: Permis
     if not permission.allow_protected:
         raise ProtectedTarget(
             f"refusing to {action}: {where}. To go ahead on purpose, pass --allow-protected and "
-            f"confirm the database name (typed at the prompt, or --confirm {dbname} in CI); "
-            "--yes is not enough here"
+            f"confirm the database name (typed at the prompt, or --confirm {dbname} in CI)"
+            + ("; --yes is not enough here" if action == "restore" else "")  # the task with --yes
         )
     if permission.confirm is not None:
         if permission.confirm != dbname:

@@ -54,6 +54,16 @@ class Target:
             return f"{self.masked()} (profile {self.profile.name})"
         return f"{self.masked()} (from {self.source})"
 
+    def again(self) -> str:
+        """The option that names this target again in a hint to paste (`` --profile staging``);
+        a DSN is never pasted (its password is masked): `` --dsn <the DSN>`` says where it goes.
+        Empty when the target came from the environment (it resolves the same way again)."""
+        if self.profile is not None:
+            return f" --profile {self.profile.name}"
+        if self.source.startswith("--"):
+            return " --dsn <the DSN>"
+        return ""
+
     def libpq_env(self) -> dict[str, str]:
         """Connection settings as libpq environment variables, for child processes.
 

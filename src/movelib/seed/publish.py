@@ -56,13 +56,15 @@ def publish(
     schema_sha256: str,
     actor: str | None = None,
     progress: Progress | None = None,
+    target: str = "",
 ) -> PublishResult:
     """Carry out ``plan``; the caller owns the transaction and commits it.
 
-    Raises :class:`PublishedEditError` (and writes nothing) when the plan has blocked changes.
+    Raises :class:`PublishedEditError` (and writes nothing) when the plan has blocked changes
+    (its advice names the target again with ``target``, e.g. `` --profile staging``).
     """
     if plan.count(BLOCKED):
-        raise PublishedEditError(plan.blocked, dataset.display_name)
+        raise PublishedEditError(plan.blocked, dataset.display_name, target)
     actor = actor or run_by()
     to_publish = plan.count(PUBLISH)
     to_retire = plan.missing if plan.missing_action == RETIRE else []

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from ..base.defaults import LOCK_TIMEOUT
-from ..base.errors import DataFileError, DryRunRefused, VerificationFailed
+from ..base.errors import DataFileError, DryRunRefused, MovelibError, VerificationFailed
 from ..base.text import json_blocks
 from ..database import db
 from ..database.guard import Permission, check_protected
@@ -112,7 +112,25 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
     if options.dry_run:
         return _dry_run(settings, target, options, dataset, echo)
     schema_sha256 = hashlib.sha256(settings.schema_file.read_bytes()).hexdigest()
+    said: list[str] = []  # what the run's transaction did before it could fail
 
+    def step(line: str) -> None:
+        said.append(line.split(":", 1)[0])
+        echo(line)
+
+    try:
+        return _seed(settings, target, options, dataset, schema_sha256, echo, step, progress)
+    except MovelibError as exc:
+        if said:  # they were printed as done; the failure took them back
+            exc.args = (f"{exc}\n(the {' and '.join(said)} said above were rolled back with "
+                        "the seed: its one transaction commits all or nothing)",)
+        raise
+
+
+def _seed(settings: Settings, target: Target, options: SeedOptions, dataset: Dataset,
+          schema_sha256: str, echo: Echo, step: Echo, progress: Progress | None) -> SeedOutcome:
+    """The writing part of :func:`run_seed`: one transaction under the target's lock;
+    ``step`` says what it did that the commit makes final."""
     with db.connect(target, task="seed", autocommit=True) as conn:
         try:
             # one transaction holds the lock, the migrations, the label, the publish and its
@@ -127,9 +145,9 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
                 else:
                     for line in apply_pending(conn, target, settings.migrations_dir,
                                               lock_timeout=options.lock_timeout).lines():
-                        echo(line)
+                        (step if line.startswith("migrations: applied") else echo)(line)
                 if options.environment is not None and set_environment(conn, options.environment):
-                    echo(f"environment: labelled {options.environment}")
+                    step(f"environment: labelled {options.environment}")
                 quick = quick_check(conn, target, dataset)
                 if quick is not None:  # the same file again, the library as it left it
                     echo(f"plan: {dataset.display_name} is unchanged since seed run "
@@ -139,7 +157,7 @@ def run_seed(settings: Settings, target: Target, options: SeedOptions, echo: Ech
                     plan = make_plan(conn, dataset, new_versions=options.new_versions,
                                      retire=options.retire)
                 result = publish(conn, dataset, plan, schema_sha256=schema_sha256,
-                                 progress=progress)
+                                 progress=progress, target=target.again())
                 report = (quick.report if quick is not None
                           else check(conn, target, dataset, extra_ok=True, content=False))
                 if not report.ok:  # raising here rolls the whole run back
@@ -192,8 +210,9 @@ def _dry_run(settings: Settings, target: Target, options: SeedOptions, dataset: 
     if blocked:  # the plan is printed whole; the answer is "the seed would be refused"
         raise DryRunRefused(
             f"dry run: the seed would be refused: {blocked} published movement(s) "
-            f"differ from {dataset.display_name} (listed above); `--new-versions` publishes "
-            "them as new versions", plan)
+            f"differ from {dataset.display_name} (listed above); `inv seed --file "
+            f"{dataset.display_name}{target.again()} --new-versions` publishes them as new "
+            "versions", plan)
     return SeedOutcome(plan)
 
 

@@ -60,7 +60,7 @@ def check_source(source: Target, version: str, manifest: Manifest,
         raise PromotionRefused(
             f"refusing to promote release {version}: {source.describe()} does not hold exactly "
             f"it: " + "; ".join(problems) + ". Restore the release there first and verify it "
-            f"(`inv verify --release {version}`)")
+            f"(`inv verify --release {version}{source.again()}`)")
     return same
 
 

@@ -186,7 +186,14 @@ def decide(presented: Presented, label: str | None, pinned: PinnedTrust | None,
             verified.principal, verified.key, f"from {shown(str(verified.allowed_signers))}", where))
     if not counted:  # as with one signature: it must be by an allowed signer
         raise refused[0]
-    return Verdict(source, tuple(counted.values()), tuple(f"not counted: {exc}" for exc in refused))
+    return Verdict(source, tuple(counted.values()),
+                   tuple(f"not counted: {_reason(exc)}" for exc in refused))
+
+
+def _reason(exc: MovelibError) -> str:
+    """A refused signature's message as a note beside good ones: the refusal it would be alone
+    ("; refusing the dump") is not what happens."""
+    return str(exc).removesuffix("; refusing the dump").removesuffix(", refusing the dump")
 
 
 def _pinned(presented: Presented, trust: PinnedTrust, target: Target, label: str | None) -> Verdict:
@@ -224,7 +231,7 @@ def _pinned(presented: Presented, trust: PinnedTrust, target: Target, label: str
         raise TrustRefused(
             f"{presented.manifest_name} is signed by {len(counted)} distinct pinned signer(s) "
             f"({by}){more}; {where} and needs {trust.threshold} (trust: {trust.describe()}). "
-            "Each further signer adds theirs with `inv cosign --version <version> --key KEY`; "
+            "Each further signer adds theirs with `inv cosign <version> KEY`; "
             "refusing the dump")
     return Verdict(trust.describe(), tuple(counted.values()), tuple(strangers))
 

@@ -60,8 +60,9 @@ class ReleaseResult:
         if self.signed:
             signer = (f"allowed signer: {', '.join(self.signed.principals)}"
                       if self.signed.principals else
-                      f"this key is not in {shown_path(allowed_signers)} yet: add it there before a "
-                      "production restore will accept the release")
+                      f"this key is not in {shown_path(allowed_signers)} yet: add it there for "
+                      "staging and local restores; a production database accepts it once it is "
+                      "pinned there (`inv trust.pin KEY.pub --principal NAME`)")
             lines.append(f"  signature: {self.signed.path.name} ({self.signed.key.describe()}); "
                          f"{signer}")
         if self.tag:
@@ -183,8 +184,9 @@ class Cosigned:
 
     def lines(self, allowed_signers: Path) -> list[str]:
         who = (f"allowed signer: {', '.join(self.signed.principals)}" if self.signed.principals
-               else f"this key is not in {shown_path(allowed_signers)} (a production database counts it once "
-                    "it is pinned there)")
+               else f"this key is not in {shown_path(allowed_signers)} yet: add it there for "
+                    "staging and local restores; a production database counts it once it is "
+                    "pinned there (`inv trust.pin KEY.pub --principal NAME`)")
         return [f"cosigned: {self.signed.path.name} ({self.signed.key.describe()}); {who}",
                 f"  {self.manifest.name} now carries {len(self.keys)} signature(s), by "
                 + ", ".join(f"{k.short_type} {k.fingerprint}" for k in self.keys),
@@ -222,7 +224,7 @@ def cosign(root: Path, version: str, key: Path, allowed_signers: Path | None = N
             existing.append(Signature.parse(data, str(path)).key)
     if not existing:
         raise ReleaseError(f"release {version} is not signed yet: the first signature comes with "
-                           f"`inv release --version {version} --sign KEY`")
+                           f"`inv release {version} --sign KEY`")
     out = next_signature_path(manifest)
     sign_file(manifest, key, out=out)
     added = Signature.parse(out.read_bytes(), str(out)).key

@@ -305,6 +305,21 @@ def prepare(settings: Settings, target: Target, options: RestoreOptions, echo: E
     return Prepared(dump, presented)
 
 
+def _refuse_before_starting(target: Target, presented: Presented) -> None:
+    """Before an emulator is started for the restore: the allowed_signers file's verdict, which
+    decides for every target not labelled production. A refusal stops here, the emulator left
+    stopped; only a production label (read once it runs) could change it, by its pinned
+    signers, and the message says how to ask that."""
+    try:
+        decide(presented, None, None, target)
+    except MovelibError as exc:
+        exc.args = (f"{exc}\n(checked before starting {target.describe()}'s emulator, as the "
+                    "allowed_signers file decides for a staging or local database; if that "
+                    "database is labelled production its pinned signers decide instead: start it "
+                    f"with `inv db.up{target.again()}` and run the restore again)",)
+        raise
+
+
 def finish(settings: Settings, target: Target, prepared: Prepared, options: RestoreOptions,
            echo: Echo, ask: Ask) -> RestoreResult | None:
     """After :func:`prepare`: start the target profile's emulator if it is stopped, look at the
@@ -317,8 +332,10 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
     run looks read only, without the lock. A target behind this checkout's migrations is the
     exception: they are applied after the question, in a transaction of their own, and the
     merge then looks again (:func:`restore`)."""
-    from ..database.emulator import start_if_stopped
+    from ..database.emulator import start_if_stopped, would_start
 
+    if would_start(target):
+        _refuse_before_starting(target, prepared.presented)
     start_if_stopped(target, settings.emulator_for, echo)
     if options.dry_run:
         plan = _plan(target, prepared.dump, prepared.presented, options)

@@ -13,7 +13,7 @@ from ..profiles import Profile
 from .base import EmulatorStatus, port_answers
 from .embedded import Echo, EmbeddedEmulator
 from .pgbin import resolve_bin_dir
-from .record import record, record_path, recorded
+from .record import AUTO_START, record, record_path, recorded
 
 if TYPE_CHECKING:
     from ..target import Target
@@ -145,12 +145,19 @@ def choose_backend(profile: Profile, settings: EmulatorSettings) -> tuple[str, s
         docker.close()
 
 
+def would_start(target: Target) -> bool:
+    """Whether :func:`start_if_stopped` would start an emulator for ``target``."""
+    profile = target.profile
+    return not (profile is None or target.source != "profile"
+                or port_answers(profile.host, profile.port))
+
+
 def start_if_stopped(target: Target, emulator_for: Callable[[str], Emulator], echo: Echo) -> bool:
     """What every task that touches a database does first: a target that is a *profile* whose
     port nothing answers on gets its emulator started, said in one line; a DSN never does.
     True when it started one."""
     profile = target.profile
-    if profile is None or target.source != "profile" or port_answers(profile.host, profile.port):
+    if profile is None or not would_start(target):
         return False
     emulator = emulator_for(profile.name)
     try:
@@ -159,19 +166,20 @@ def start_if_stopped(target: Target, emulator_for: Callable[[str], Emulator], ec
         raise EmulatorError(
             f"{target.describe()} is not answering and its emulator could not start: {exc}"
         ) from None
-    remember(emulator)
+    remember(emulator, by=AUTO_START)
     echo(f"emulator: the {profile.name} emulator was not running; started it ({emulator.backend})")
     return True
 
 
-def remember(emulator: Emulator) -> None:
-    """Record the backend (and image) that now serves the emulator's profile."""
+def remember(emulator: Emulator, by: str = "db.up") -> None:
+    """Record the backend (and image) that now serves the emulator's profile, and who started
+    it (``db.up`` or :data:`~.record.AUTO_START`)."""
     from .container import DockerEmulator
 
     image = emulator.image if isinstance(emulator, DockerEmulator) else ""
     base = getattr(emulator, "record_dir", None)
     if base is not None:
-        record(base, emulator.profile.name, emulator.backend, image)
+        record(base, emulator.profile.name, emulator.backend, image, by)
 
 
 def _embedded(profile: Profile, settings: EmulatorSettings) -> EmbeddedEmulator:

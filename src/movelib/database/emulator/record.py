@@ -19,10 +19,15 @@ from pathlib import Path
 class Recorded:
     backend: str  # embedded | docker
     image: str = ""  # docker: the image db.up used
+    by: str = "db.up"  # db.up, or AUTO_START: a task that found it stopped
 
     def describe(self, path: Path) -> str:
         image = f" ({self.image})" if self.image else ""
-        return f"db.up started it on {self.backend}{image} (recorded in {path.parent.name}/{path.name})"
+        who = "db.up started it" if self.by == "db.up" else "started by a task that found it stopped"
+        return f"{who} on {self.backend}{image} (recorded in {path.parent.name}/{path.name})"
+
+
+AUTO_START = "auto-start"
 
 
 def record_path(base_dir: Path, profile: str) -> Path:
@@ -38,13 +43,15 @@ def recorded(base_dir: Path, profile: str) -> Recorded | None:
         return None
     if backend not in ("embedded", "docker"):
         return None
-    return Recorded(backend, str(data.get("image") or ""))
+    by = data.get("by")
+    return Recorded(backend, str(data.get("image") or ""), by if by == AUTO_START else "db.up")
 
 
-def record(base_dir: Path, profile: str, backend: str, image: str = "") -> None:
-    """Remember that ``backend`` (with ``image``) serves ``profile``."""
+def record(base_dir: Path, profile: str, backend: str, image: str = "", by: str = "db.up") -> None:
+    """Remember that ``backend`` (with ``image``) serves ``profile``, started ``by``."""
     base_dir.mkdir(parents=True, exist_ok=True)
-    data = {"backend": backend, **({"image": image} if backend == "docker" and image else {})}
+    data = {"backend": backend, **({"image": image} if backend == "docker" and image else {}),
+            **({"by": by} if by != "db.up" else {})}
     path = record_path(base_dir, profile)
     temp = path.with_name(path.name + ".tmp")
     temp.write_text(json.dumps(data) + "\n", encoding="utf-8")

@@ -130,30 +130,7 @@ def parse_json(raw: bytes, name: str) -> Any:
         raise DataFileError(
             f"{name}: JSON nested too deeply to read; a movement file is an array of flat records"
         ) from None
-    # what the parser read, the schema's messages would recurse into (980 levels deep was a
-    # RecursionError there): refused here, by a loop
-    if _depth(document) > MAX_DEPTH:
-        raise DataFileError(f"{name}: JSON nested more than {MAX_DEPTH} levels deep; a movement "
-                            "file is an array of flat records")
     return document
-
-
-MAX_DEPTH = 64  # a movement file needs 4: the array, a record, a list, a string
-
-
-def _depth(document: Any) -> int:
-    """How deep lists and objects nest in ``document``, without recursion."""
-    deepest, stack = 0, [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_DEPTH:
-            break
-        if isinstance(node, dict):
-            stack.extend((value, depth + 1) for value in node.values())
-        elif isinstance(node, list):
-            stack.extend((value, depth + 1) for value in node)
-    return deepest
 
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*("?)|[\[\]{}]', re.DOTALL)  # a string, or a bracket
@@ -330,12 +307,16 @@ def careful_pass(raw: bytes, name: str, schema_path: Path,
     fast pass rejected (or, where the two disagree, the verdict). The first ``shown_problems``
     problems are listed, then how many more there are."""
     document = parse_json(raw, name)
-    problems = check_document(document, name, schema_path)
-    if not problems:
-        entries = Entries([r["slug"] for r in document],
-                          b"".join(content_digest(canonical_bytes(r)) for r in document))
-        return hashlib.sha256(raw).hexdigest(), entries
-    listed = [str(p) for p in problems[:max(shown_problems, 1)]]
+    try:  # the parser took it; the validator and its messages recurse as deep again
+        problems = check_document(document, name, schema_path)
+        if not problems:
+            entries = Entries([r["slug"] for r in document],
+                              b"".join(content_digest(canonical_bytes(r)) for r in document))
+            return hashlib.sha256(raw).hexdigest(), entries
+        listed = [str(p) for p in problems[:max(shown_problems, 1)]]
+    except RecursionError:
+        raise DataFileError(f"{name}: JSON nested too deeply to check; a movement file is an "
+                            "array of flat records") from None
     more = len(problems) - len(listed)
     summary = f"{shown(name)}: {len(problems)} problem(s)"
     if more:
