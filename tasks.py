@@ -15,7 +15,8 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from movelib.base.options import (  # help texts and option parsing: nothing heavy
+from movelib.base.text import as_json, json_blocks, shown_path  # how a task prints values and --json
+from movelib_cli.options import (  # help texts and option parsing: nothing heavy
     BACKEND_HELP,
     COSIGN_HELP,
     DIFF_HELP,
@@ -33,15 +34,16 @@ from movelib.base.options import (  # help texts and option parsing: nothing hea
     TARGET_HELP,
     THRESHOLD_HELP,
     UNPIN_HELP,
+    VALIDATE_HELP,
     VERIFY_HELP,
     plan_format,
     seconds,
     whole_number,
 )
-from movelib.base.text import as_json, json_blocks, shown_path  # how a task prints values and --json
-from movelib_tasks import say, starter, target_for, task, user_errors  # how a task runs
+from movelib_cli.running import say, starter, target_for, task, user_errors  # how a task runs
 
 if TYPE_CHECKING:
+    from movelib.database.guard import Permission
     from movelib.database.settings import Settings
 
 ROOT = Path(__file__).resolve().parent
@@ -59,6 +61,15 @@ def _settings(c: Context) -> Settings:
 
     config = {key: _plain(c.config[key]) for key in DEFAULTS if key in c.config}
     return Settings.from_mapping(config, ROOT)
+
+
+def _writing(settings: Settings, lock_timeout: float | None, allow_protected: bool,
+             confirm: str | None) -> tuple[float, Permission]:
+    """The options of every task that writes to a target, parsed once, before anything runs:
+    the lock timeout in seconds, and the permission a production-labelled target asks for."""
+    from movelib.database.guard import Permission
+
+    return seconds(lock_timeout, settings.lock_timeout), Permission(allow_protected, confirm)
 
 
 
@@ -190,27 +201,20 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
             environment: str | None = None, lock_timeout: float | None = None,
             allow_protected: bool = False, confirm: str | None = None) -> None:
     """Apply the SQL migrations in migrations/ (each one atomically)."""
-    from movelib.database.guard import Permission
     from movelib.database.migrations import check_environment
     from movelib.database.migrations import migrate as run_migrations
 
     with user_errors("inv migrate"):
         settings = _settings(c)
         check_environment(environment)
-        seconds(lock_timeout, settings.lock_timeout)  # a bad value refused before anything
+        timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
         target = target_for(settings, dsn, profile)
-        result = run_migrations(
-            target,
-            settings.migrations_dir,
-            environment=environment,
-            lock_timeout=seconds(lock_timeout, settings.lock_timeout),
-            permission=Permission(allow_protected, confirm),
-        )
+        result = run_migrations(target, settings.migrations_dir, environment=environment,
+                                lock_timeout=timeout, permission=permission)
         say(*result.lines())
 
 
-@task(help={"file": "data file to check (default data/movements-canonical.json)",
-            "quiet": "no progress output"})
+@task(help=VALIDATE_HELP)
 def validate(c: Context, file: str | None = None, quiet: bool = False) -> None:
     """Check the data file against schemas/movement.schema.json; lists every error."""
     from movelib.base.progress import ProgressReporter
@@ -233,7 +237,6 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
          allow_protected: bool = False, confirm: str | None = None) -> None:
     """Migrate, validate, publish every movement through the audited workflow, verify."""
     from movelib.base.progress import ProgressReporter
-    from movelib.database.guard import Permission
     from movelib.database.migrations import check_environment
     from movelib.seed.workflow import SeedOptions, run_seed
 
@@ -241,13 +244,12 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
         settings = _settings(c)
         output = plan_format(format, json, dry_run)
         check_environment(environment)
-        seconds(lock_timeout, settings.lock_timeout)
+        timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
         target = target_for(settings, dsn, profile, err=output != "text", start=False)
         options = SeedOptions(
             data_file=settings.path(file, settings.data_file), skip_migrations=skip_migrations,
-            lock_timeout=seconds(lock_timeout, settings.lock_timeout), environment=environment,
-            new_versions=new_versions, retire=retire, dry_run=dry_run, output=output,
-            permission=Permission(allow_protected, confirm))
+            lock_timeout=timeout, environment=environment, new_versions=new_versions,
+            retire=retire, dry_run=dry_run, output=output, permission=permission)
         run_seed(settings, target, options, echo=say, progress=ProgressReporter(quiet=quiet),
                  before_connect=starter(settings, target, err=output != "text"))
 
@@ -326,12 +328,11 @@ def _restore_options(settings: Settings, dump_file: str, yes: bool, lock_timeout
                      allow_protected: bool, confirm: str | None, allow_downgrade: bool,
                      dry_run: bool, require_signature: bool = False) -> Any:
     from movelib.base.prompt import has_terminal
-    from movelib.database.guard import Permission
     from movelib.ship.restore import RestoreOptions
 
-    return RestoreOptions(Path(dump_file).absolute(), assume_yes=yes,
-                          lock_timeout=seconds(lock_timeout, settings.lock_timeout),
-                          permission=Permission(allow_protected, confirm),
+    timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
+    return RestoreOptions(Path(dump_file).absolute(), assume_yes=yes, lock_timeout=timeout,
+                          permission=permission,
                           require_signature=require_signature, allow_downgrade=allow_downgrade,
                           dry_run=dry_run, terminal=has_terminal())
 
@@ -403,15 +404,14 @@ def pin(c: Context, keyfile: str, principal: str = "", dsn: str | None = None,
         profile: str | None = None, lock_timeout: float | None = None,
         allow_protected: bool = False, confirm: str | None = None) -> None:
     """Pin a signer's public key in the target: its restores into production accept it."""
-    from movelib.database.guard import Permission
     from movelib.ship.trust import pin as pin_key
 
     with user_errors("inv trust.pin"):
         settings = _settings(c)
+        timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
         target = target_for(settings, dsn, profile)
-        say(*pin_key(target, Path(keyfile), principal,
-                     lock_timeout=seconds(lock_timeout, settings.lock_timeout),
-                     permission=Permission(allow_protected, confirm)).lines())
+        say(*pin_key(target, Path(keyfile), principal, lock_timeout=timeout,
+                     permission=permission).lines())
 
 
 @task(help=UNPIN_HELP)
@@ -419,15 +419,13 @@ def unpin(c: Context, fingerprint: str, dsn: str | None = None, profile: str | N
           lock_timeout: float | None = None, allow_protected: bool = False,
           confirm: str | None = None) -> None:
     """Remove a pinned signer (by its SHA256:... fingerprint) from the target."""
-    from movelib.database.guard import Permission
     from movelib.ship.trust import unpin as unpin_key
 
     with user_errors("inv trust.unpin"):
         settings = _settings(c)
+        timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
         target = target_for(settings, dsn, profile)
-        say(*unpin_key(target, fingerprint,
-                       lock_timeout=seconds(lock_timeout, settings.lock_timeout),
-                       permission=Permission(allow_protected, confirm)).lines())
+        say(*unpin_key(target, fingerprint, lock_timeout=timeout, permission=permission).lines())
 
 
 @task(help=THRESHOLD_HELP)
@@ -435,16 +433,14 @@ def threshold(c: Context, number: str, dsn: str | None = None, profile: str | No
               lock_timeout: float | None = None, allow_protected: bool = False,
               confirm: str | None = None) -> None:
     """Set how many distinct pinned signers a production restore of the target needs."""
-    from movelib.database.guard import Permission
     from movelib.ship.trust import set_threshold
 
     with user_errors("inv trust.threshold"):
         settings = _settings(c)
         count = whole_number(number, 1, "the threshold", minimum=1)
+        timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
         target = target_for(settings, dsn, profile)
-        say(*set_threshold(target, count,
-                           lock_timeout=seconds(lock_timeout, settings.lock_timeout),
-                           permission=Permission(allow_protected, confirm)).lines())
+        say(*set_threshold(target, count, lock_timeout=timeout, permission=permission).lines())
 
 
 # -- data files -------------------------------------------------------------------------------
@@ -456,11 +452,12 @@ def threshold(c: Context, number: str, dsn: str | None = None, profile: str | No
 def synth(c: Context, count: str = "", out: str = "", seed: str | None = None) -> None:
     """Write a deterministic file of COUNT valid, varied synthetic movements."""
     from movelib.base.defaults import SYNTH_SEED
+    from movelib.base.errors import ConfigError
     from movelib.source.synth import write_synthetic
 
     with user_errors("inv data.synth"):
         if not count or not out:
-            raise Exit("give --count N (at least 1) and --out FILE", code=2)
+            raise ConfigError("give --count N (at least 1) and --out FILE")
         number = whole_number(count, 0, "--count", minimum=1)
         write_synthetic(number, Path(out), seed=whole_number(seed, SYNTH_SEED, "--seed"))
         say(f"synth: {number} movements -> {shown_path(out)}")
@@ -476,12 +473,13 @@ def synth(c: Context, count: str = "", out: str = "", seed: str | None = None) -
 )
 def import_(c: Context, source_format: str, source: str, out: str) -> None:
     """Convert a public exercise catalogue into a movement data file (mapping in the docs)."""
+    from movelib.base.errors import ConfigError
     from movelib.source.importers import free_exercise_db
 
     with user_errors("inv data.import"):
         if source_format != "free-exercise-db":
-            raise Exit(f"unknown catalogue format {source_format!r}; known: free-exercise-db",
-                       code=2)
+            raise ConfigError(f"unknown catalogue format {source_format!r}; known: "
+                              "free-exercise-db")
         report = free_exercise_db.import_file(Path(source), Path(out))
         say(*report.lines(), f"  written to {shown_path(out)}; check it with `inv validate --file "
             f"{shown_path(out)}`")

@@ -443,6 +443,58 @@ STEPS = {"seed vs COPY floor": "seed", "reseed (unchanged) vs first seed": "rese
 ALONE = ("dry-run JSON", "diff", "retire", "diff --json, all retired")
 
 
+RELEASE = """
+import sys
+from pathlib import Path
+from movelib.database.target import target_from_dsn
+from movelib.ship.release import release
+release(target_from_dsn(sys.argv[1], "--dsn"), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])
+"""
+
+
+def compressed(bench: Bench, n: int, work: Path, rounds: int) -> list[str]:
+    """A release of N movements as it ships (.sql.gz) beside its SQL: the sizes, the time
+    `inv release` takes against `inv dump`, and a restore of each form into an empty database
+    (alternated rounds, medians); issue 33's "releases that fit where they go"."""
+    import gzip
+    import json
+    import shutil
+
+    data = work / f"synth-{n}.json"
+    if not data.exists():
+        write_synthetic(n, data)
+    source = bench.fresh()
+    bench.inv("seed", "--dsn", bench.dsn(source), "--file", str(data), "--quiet")
+    times: dict[str, list[float]] = {"release": [], "dump": [], "gz": [], "sql": []}
+    for i in range(rounds):
+        root = work / f"rel-{n}-{i}"
+        steps = {"release": (sys.executable, "-c", RELEASE, bench.dsn(source), str(root),
+                             str(ROOT / "migrations"), "v1"),
+                 "dump": (sys.executable, "-m", "invoke", "dump", "--dsn", bench.dsn(source),
+                          "--output-dir", str(root / "dumps"))}
+        for name in (["release", "dump"] if i % 2 == 0 else ["dump", "release"]):
+            times[name].append(bench.run(*steps[name]))
+    shipped = next((work / f"rel-{n}-0" / "releases" / "v1").glob("*.sql.gz"))
+    manifest = next(shipped.parent.glob("*.manifest.json"))
+    plain = work / f"plain-{n}" / shipped.name.removesuffix(".gz")  # gunzip -c, beside its manifest
+    plain.parent.mkdir()
+    shutil.copyfile(manifest, plain.parent / manifest.name)
+    with gzip.open(shipped, "rb") as packed, plain.open("wb") as out:
+        shutil.copyfileobj(packed, out, 1 << 20)
+    forms = {"gz": shipped, "sql": plain}
+    for i in range(rounds):
+        for name in (["gz", "sql"] if i % 2 == 0 else ["sql", "gz"]):
+            times[name].append(bench.inv("restore", str(forms[name]), "--dsn",
+                                         bench.dsn(bench.fresh()), "--yes"))
+    facts = json.loads(manifest.read_text())
+    sql_mb, gz_mb = facts["size"] / 1e6, facts["compressed"]["size"] / 1e6
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return [f"| {n:,} | release size: {gz_mb:.1f} MB gzip of {sql_mb:.1f} MB SQL | - | - | "
+            f"{gz_mb / sql_mb:.2f} | <= 50 MB to commit ({'fits' if gz_mb <= 50 else 'an asset'}) |",
+            row(f"{n:,}", "inv release (dump + gzip) vs inv dump", med["release"], med["dump"], 1.5),
+            row(f"{n:,}", "restore of the .sql.gz vs of its .sql", med["gz"], med["sql"], 1.1)]
+
+
 def row(n: str, name: str, ours: float, theirs: float, target: float) -> str:
     ratio = ours / theirs
     verdict = "meets" if ratio <= target else "MISSES"
@@ -463,6 +515,8 @@ def main() -> None:
                         help="rounds of the everyday (8 placeholders, --list) pairs")
     parser.add_argument("--live", default="",
                         help="sizes of the live-database restore rows (e.g. 100000,1000000)")
+    parser.add_argument("--compressed", default="",
+                        help="sizes of the compressed-release rows (e.g. 100000,1000000)")
     parser.add_argument("--write", action="store_true", help="update benchmarks/README.md")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -496,6 +550,10 @@ def main() -> None:
                       + ", ".join(f"{k} {v:.0f}" for k, v in rss[n].items()), flush=True)
             for n in (int(s) for s in args.live.split(",") if s):
                 for line in live(bench, n, base, args.rounds if n <= 100_000 else 1):
+                    rows.append(line)
+                    print(line, flush=True)
+            for n in (int(s) for s in args.compressed.split(",") if s):
+                for line in compressed(bench, n, base, args.rounds if n <= 100_000 else 1):
                     rows.append(line)
                     print(line, flush=True)
             if args.size:

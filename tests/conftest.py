@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -69,15 +70,27 @@ def pytest_configure(config: pytest.Config) -> None:
             Path(root).mkdir(parents=True, exist_ok=True)
         config.option.basetemp = tempfile.mkdtemp(prefix="movelib-tests-", dir=root)
         config.stash[_OWN_BASETEMP] = Path(config.option.basetemp)
+    if config.option.basetemp is not None and not hasattr(config, "workerinput"):
+        # a run killed before its teardown leaves no server behind (tests/reaper.py)
+        config.stash[_REAPER] = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "reaper.py"), str(os.getpid()),
+             str(Path(config.option.basetemp).resolve())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)  # not in the run's process group: a Ctrl-C spares it
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    reaper = config.stash.get(_REAPER, None)
+    if reaper is not None:  # the run ended: its teardown stopped what it started
+        reaper.terminate()
+        reaper.wait()
     own = config.stash.get(_OWN_BASETEMP, None)
     if own is not None:
         shutil.rmtree(own, ignore_errors=True)
 
 
 _OWN_BASETEMP = pytest.StashKey[Path]()
+_REAPER: pytest.StashKey[subprocess.Popen[bytes]] = pytest.StashKey()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

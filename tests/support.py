@@ -263,7 +263,7 @@ def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
 def namespace(root: Path = ROOT) -> Any:
     """The project's invoke namespace, freshly loaded from ``root``'s tasks.py (invoke consumes
     a task's help texts while it parses, so no two runs may share one)."""
-    spec = importlib.util.spec_from_file_location("movelib_tasks", root / "tasks.py")
+    spec = importlib.util.spec_from_file_location("movelib_project_tasks", root / "tasks.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -292,7 +292,7 @@ class InProcessCli:
         from invoke import __version__ as invoke_version
 
         from movelib.base import secrets
-        from movelib_inv import MovelibProgram
+        from movelib_cli.program import MovelibProgram
 
         self.capfd.readouterr()  # what the test printed before is not this run's output
         with self.monkeypatch.context() as patch:
@@ -318,14 +318,14 @@ class InProcessCli:
 def run_inv(env: Mapping[str, str], *args: str, timeout: float = 300) -> CliResult:
     """`inv ARGS` as a new process: for what needs a real process boundary."""
     proc = subprocess.run(
-        [sys.executable, "-m", "movelib_inv", *args], cwd=ROOT, env=process_env(env),
+        [sys.executable, "-m", "movelib_cli", *args], cwd=ROOT, env=process_env(env),
         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 def start_inv(env: Mapping[str, str], *args: str) -> subprocess.Popen[str]:
     """`inv ARGS` started in the background (to be killed, or to race another)."""
-    return subprocess.Popen([sys.executable, "-m", "movelib_inv", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "movelib_cli", *args], cwd=ROOT,
                             env=process_env(env), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -22,6 +23,7 @@ from support import (
     Cli,
     Server,
     assert_no_secret,
+    database,
     git,
     ids_by_version,
     library_state,
@@ -373,6 +375,81 @@ def test_release_writes_a_versioned_dump_and_tags_it(release_repo: Path, migrate
     assert result.dump.path.name in git(release_repo, "show", "--name-only", "v1.0-seed")
     with pytest.raises(ReleaseError, match="already holds a dump"):
         release(migrated_db, release_repo, release_repo / "migrations", "v1.0", tag=True)
+
+
+def test_a_release_ships_compressed_and_restores_and_verifies_in_both_forms(
+        cli: Cli, release_repo: Path, migrated_db: Target, pg18: Server, tmp_path: Path) -> None:
+    """The release folder holds x.sql.gz and its manifest, which records the SQL's sha256 and
+    the compressed file's; restore and verify read the .gz, and the gunzipped SQL too."""
+    import gzip
+
+    seed(migrated_db)
+    result = release(migrated_db, release_repo, release_repo / "migrations", "v1.0", tag=True)
+    shipped = result.dump.path
+    assert shipped.name.endswith(".sql.gz") and sorted(p.name for p in shipped.parent.iterdir()) == sorted(
+        [shipped.name, result.dump.manifest_path.name])
+    manifest = json.loads(result.dump.manifest_path.read_text())
+    sql = gzip.decompress(shipped.read_bytes())
+    assert manifest["sha256"] == hashlib.sha256(sql).hexdigest() and manifest["size"] == len(sql)
+    assert manifest["compressed"] == {"file": shipped.name, "format": "gzip", "size": shipped.stat().st_size,
+                                      "sha256": hashlib.sha256(shipped.read_bytes()).hexdigest()}
+    assert shipped.stat().st_size * 3 < len(sql)
+    assert shipped.name in git(release_repo, "show", "--name-only", "v1.0-seed")
+    plain = tmp_path / shipped.name.removesuffix(".gz")  # gunzip -c: the SQL, the same manifest
+    plain.write_bytes(sql)
+    shutil.copy(result.dump.manifest_path, tmp_path)
+    for dump_file in (shipped, plain):
+        with database(pg18) as name:
+            target = pg18.dsn(name)
+            restored = cli("restore", str(dump_file), "--dsn", target, "--yes")
+            assert restored.code == 0, restored.output
+            assert cli("verify", "--dsn", target, "--file", str(CANONICAL)).code == 0
+            assert cli("diff", "--from", migrated_db.conninfo, "--to", target).code == 0
+    assert cli("verify", "--dsn", migrated_db.conninfo, "--release", str(result.dump.manifest_path)).code == 0
+
+
+@pytest.mark.parametrize("damage", ["a-flipped-byte", "truncated", "another-sql-compressed", "trailing-bytes"])
+def test_a_damaged_compressed_dump_is_refused_before_anything_is_touched(
+        cli: Cli, release_repo: Path, migrated_db: Target, empty_db: Target, damage: str) -> None:
+    import gzip
+
+    seed(migrated_db)
+    shipped = release(migrated_db, release_repo, release_repo / "migrations", "v1.0").dump.path
+    data = shipped.read_bytes()
+    if damage == "a-flipped-byte":
+        data = data[:200] + bytes([data[200] ^ 1]) + data[201:]
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "another-sql-compressed":
+        data = gzip.compress(gzip.decompress(data).replace(b"Back Squat", b"Back Squad"), mtime=0)
+    else:
+        data += b"\0" * 16
+    shipped.write_bytes(data)
+    before = table_hashes(empty_db)
+    result = cli("restore", str(shipped), "--dsn", empty_db.conninfo, "--yes")
+    assert result.code == 1, result.output
+    assert "compressed" in result.stderr and "Traceback" not in result.output, result.output
+    assert table_hashes(empty_db) == before
+
+
+def test_release_tag_refuses_a_file_git_should_not_hold(
+        release_repo: Path, migrated_db: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    from movelib.ship import compress
+
+    seed(migrated_db)
+    monkeypatch.setattr(compress, "GIT_FILE_LIMIT", 1000)  # the canonical library is about 4 kB compressed
+    head = git(release_repo, "rev-parse", "HEAD")
+    with pytest.raises(ReleaseError, match=r"more than the 0 MB a file committed to git should be .* release asset"):
+        release(migrated_db, release_repo, release_repo / "migrations", "v1.0", tag=True)
+    assert not list((release_repo / "releases" / "v1.0").iterdir())
+    assert git(release_repo, "rev-parse", "HEAD") == head and git(release_repo, "tag") == ""
+    assert release(migrated_db, release_repo, release_repo / "migrations", "v1.0").tag is None  # untagged: shipped elsewhere
+    shutil.rmtree(release_repo / "releases")
+    # where Git LFS tracks the releases, --tag commits them (the pointer is what git holds)
+    (release_repo / ".gitattributes").write_text("releases/**/*.sql.gz filter=lfs diff=lfs merge=lfs -text\n")
+    git(release_repo, "add", ".gitattributes")
+    git(release_repo, "commit", "-qm", "LFS for releases")
+    assert release(migrated_db, release_repo, release_repo / "migrations", "v1.1", tag=True).tag == "v1.1-seed"
 
 
 @pytest.mark.parametrize(

@@ -299,6 +299,7 @@ def movement_shaped(draw: st.DrawFn) -> dict[str, Any]:
     return document
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=movement_shaped())
 @example(document={"aliases": [", ", "x"]})  # 0004 took the string ", " for a separator

@@ -16,6 +16,8 @@ from support import ROOT, SENTINEL_PASSWORD, Cli, assert_no_secret, free_port, l
 
 from movelib.base.defaults import DEFAULT_PROFILES
 
+pytestmark = pytest.mark.slow  # containers: CI runs them
+
 IMAGE = os.environ.get("MOVELIB_TEST_DOCKER_IMAGE", "movelib/postgres:15-local")
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 

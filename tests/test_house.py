@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "movelib"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "src" / "movelib"
 
 
 def module_files(root: Path) -> dict[str, tuple[Path, bool]]:
@@ -175,3 +176,37 @@ def test_the_readme_architecture_names_every_module_once_in_its_wing() -> None:
         assert sorted(named) == modules, (
             f"{wing}/: not in README's architecture: {sorted(set(modules) - set(named))}; named but "
             f"absent or twice: {sorted(n for n in named if n not in modules or named.count(n) > 1)}")
+
+
+def test_the_constraints_pin_every_dependency_the_project_names() -> None:
+    """`constraints.txt` (what CI and the README install with) pins each package pyproject.toml
+    names, runtime and test, at one exact version."""
+    import tomllib
+
+    def name(requirement: str) -> str:
+        return re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    named = {name(r) for r in project["dependencies"]}
+    named |= {name(r) for extra in project["optional-dependencies"].values() for r in extra}
+    named.discard("movelib")
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            package, _, version = line.partition("==")
+            assert version and re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version), line
+            pins[package.lower().replace("_", "-")] = version
+    assert not named - set(pins), sorted(named - set(pins))
+
+
+def test_the_entry_points_exist_and_readme_lists_them_as_the_package_does() -> None:
+    import importlib
+
+    import movelib
+
+    for entry in movelib.ENTRY_POINTS:
+        module, _, function = entry.rpartition(".")
+        assert callable(getattr(importlib.import_module(f"movelib.{module}"), function)), entry
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    listed = ", ".join(f"`{e}`" for e in movelib.ENTRY_POINTS[:-1]) + f" and `{movelib.ENTRY_POINTS[-1]}`"
+    assert listed in readme

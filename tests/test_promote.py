@@ -165,7 +165,8 @@ def test_the_promote_workflow_replayed_against_two_local_databases(cli: Cli, sta
                 if not run.startswith("inv "):
                     continue
                 step_env = {**env, **{k: context[v.strip("${} ")] for k, v in step.get("env", {}).items()}}
-                result = cli(*_expand(run, step_env)[1:], env={"INVOKE_PATHS_ALLOWED_SIGNERS": str(trusted)})
+                # the step's environment is the process's: `--dsn env:STAGING_URL` reads it there
+                result = cli(*_expand(run, step_env)[1:], env={**step_env, "INVOKE_PATHS_ALLOWED_SIGNERS": str(trusted)})
                 assert result.code == 0, f"{name}: {run}\n{result.output}"
                 ran.append(run.split()[1])
         assert ran == ["verify", "promote"]

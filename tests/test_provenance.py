@@ -31,7 +31,7 @@ from movelib.database.provenance import run_by
 from movelib.database.target import Target, target_from_dsn
 from movelib.seed.verify import VerifyReport
 from movelib.ship.dump import dump
-from movelib.ship.manifest import file_sha256
+from movelib.ship.manifest import dump_for, file_sha256
 from movelib.ship.restore import plan_restore, restore
 
 MIGRATIONS = ROOT / "migrations"
@@ -267,7 +267,7 @@ def _restore_release(repo: Path, target: Target, manifest: Path, allowed: Path) 
     settings = Settings.from_mapping({"paths": {"allowed_signers": str(allowed)}}, repo)
     settings = dataclasses.replace(settings, migrations_dir=MIGRATIONS, schema_file=SETTINGS_SCHEMA)
     lines: list[str] = []
-    dump_file = manifest.with_name(manifest.name.replace(".manifest.json", ".sql"))
+    dump_file = dump_for(manifest)  # a release ships its .sql.gz
     result = run_restore(settings, target, RestoreOptions(dump_file=dump_file, assume_yes=True,
                                                           require_signature=True),
                          lines.append, lambda _question: None)
@@ -303,10 +303,10 @@ def test_a_verified_release_is_recorded_with_its_signer_and_only_a_tag_that_poin
     # v1.2's manifest with other bytes (same release, same artifact, one field edited; and only
     # its layout changed): the signature was verified over other bytes, so nothing is claimed
     for edit in ({"created_at": "2020-01-01T00:00:00+00:00"}, {}):
-        other = tmp_path / "other" / manifest.name
-        other.parent.mkdir(exist_ok=True)
-        other.write_text(json.dumps({**json.loads(manifest.read_text()), **edit}, indent=1))
-        report = cli_verify_release(migrated_db, other)
+        edited_copy = tmp_path / "edited" / manifest.name
+        edited_copy.parent.mkdir(exist_ok=True)
+        edited_copy.write_text(json.dumps({**json.loads(manifest.read_text()), **edit}, indent=1))
+        report = cli_verify_release(migrated_db, edited_copy)
         assert f"signed by {SIGNER}" not in report.split("not restored here")[0], report
         assert "release v1.2: not restored here from a verified signature of this manifest" in report
 

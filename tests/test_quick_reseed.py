@@ -132,7 +132,7 @@ def test_an_unchanged_seed_with_nothing_to_migrate_does_not_load_yoyo(migrated_d
     seed(migrated_db)
     probe = (
         "import sys\n"
-        "from movelib_inv import program\n"
+        "from movelib_cli.program import program\n"
         "try:\n"
         f"    program.run(['inv', 'seed', '--dsn', {migrated_db.conninfo!r}, '--quiet'])\n"
         "except SystemExit as exc:\n"

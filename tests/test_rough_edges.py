@@ -5,7 +5,6 @@ commands that can be pasted, the target said first, a quiet server log."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import socket
 from collections.abc import Iterator
@@ -17,13 +16,13 @@ from support import CANONICAL, ROOT, Cli, Server, require_docker, rows, settings
 from support import seed_run as seed
 
 from movelib.base.errors import DryRunRefused, PublishedEditError
-from movelib.base.options import TARGET_ORDER
 from movelib.database.emulator import EmulatorSettings, choose_backend
 from movelib.database.migrations import migrate
 from movelib.database.profiles import Profile
 from movelib.database.target import Target
 from movelib.seed.plan import Plan
 from movelib.seed.workflow import SeedOptions, run_seed
+from movelib_cli.options import TARGET_ORDER
 
 STARTED = "emulator: the local emulator was not running; started it (embedded)"
 MISSING_IMAGE = "movelib/no-such-image:404"
@@ -177,11 +176,10 @@ def test_the_follow_up_commands_after_a_dsn_seed_can_be_pasted(cli: Cli, migrate
     tail = result.stdout.split("Run them yourself with:\n", 1)[1].splitlines()
     assert tail[0] == "  (first: export PLANNING_DATABASE_URL='<the DSN you gave --dsn>')"
     commands = tail[1:4]
-    assert all(c.startswith('  inv db.psql --dsn "$PLANNING_DATABASE_URL" -c "') for c in commands), tail
+    assert all(c.startswith('  inv db.psql --dsn env:PLANNING_DATABASE_URL -c "') for c in commands), tail
     assert "***" not in "\n".join(tail)
-    monkeypatch.setenv("PLANNING_DATABASE_URL", migrated_db.conninfo)
-    pasted = shlex.split(os.path.expandvars(commands[0]))  # what a shell does with the line
-    ran = cli(*pasted[1:])
+    pasted = shlex.split(commands[0])  # what a shell does with the line, after the export
+    ran = cli(*pasted[1:], env={"PLANNING_DATABASE_URL": migrated_db.conninfo})
     assert ran.code == 0, ran.output
     assert ran.stdout.startswith("target: ") and "40" in ran.stdout
 
@@ -271,7 +269,7 @@ def test_the_one_door_to_the_terminal_escapes_messages_too(capsys: pytest.Captur
     from invoke.exceptions import Exit
 
     from movelib.base.errors import RestoreFailed
-    from movelib_tasks import say, user_errors
+    from movelib_cli.running import say, user_errors
 
     say(f"MISSING {HOSTILE}", "a\ttab\nand a line")
     out = capsys.readouterr().out

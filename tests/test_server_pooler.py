@@ -29,6 +29,8 @@ from support import (
 from movelib.database.target import target_from_dsn
 from movelib.source.synth import write_synthetic
 
+pytestmark = pytest.mark.slow  # PgBouncer and its processes: CI runs them
+
 RUNS = 5
 
 

@@ -19,7 +19,7 @@ from support import SIGNER, make_key, public
 from movelib.base.errors import ConfigError, SignatureRefused
 from movelib.ship.signing import NAMESPACE, check_signature
 
-pytestmark = pytest.mark.usefixtures("ssh_keygen")
+pytestmark = [pytest.mark.usefixtures("ssh_keygen"), pytest.mark.slow]  # every case runs ssh-keygen: CI runs them, -m 'not slow' leaves them out
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 VERIFY_TIME = "-Overify-time=20260601120000Z"

@@ -24,6 +24,7 @@ from psycopg import sql
 from support import CANONICAL, Cli, Server, rows, seed, settings
 from test_compact import SLUGS, movements, permissive_schema
 
+from movelib.base.defaults import SHOWN
 from movelib.base.errors import DatabaseError
 from movelib.base.spill import SortedSpill
 from movelib.base.text import as_json, json_blocks, json_chunks
@@ -231,11 +232,11 @@ def test_a_report_keeps_a_few_differences_and_spills_the_rest() -> None:
     finally:
         tracemalloc.stop()
     assert held < 1 << 20, f"{held} bytes held for {count} differences"  # whole: about 20 MB
-    assert len(report.first["RETIRED"]) == drift.SHOWN and report.drifted == count
+    assert len(report.first["RETIRED"]) == SHOWN and report.drifted == count
     listed = report.differences()
     assert next(listed) == Difference("RETIRED", "movement-000000", "v1", "retired (v1)")
     assert sum(1 for _ in listed) == count - 1
-    assert report.lines()[-1] == f"   ... and {count - drift.SHOWN} more retired"
+    assert report.lines()[-1] == f"   ... and {count - SHOWN} more retired"
 
 
 # -- the dry run's JSON --------------------------------------------------------------------

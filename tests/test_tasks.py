@@ -48,7 +48,7 @@ def test_listing_and_help_import_nothing_heavy(argv: list[str]) -> None:
     namespace, then names every heavy module that ended up in sys.modules."""
     probe = (
         "import sys\n"
-        "from movelib_inv import program\n"
+        "from movelib_cli.program import program\n"
         "try:\n"
         f"    program.run(['inv', *{argv!r}])\n"
         "except SystemExit:\n"
@@ -166,7 +166,7 @@ def test_dotenv_supplies_the_target_but_never_overrides_the_environment(cli: Cli
 def test_each_short_flag_means_the_same_in_every_task(name: str) -> None:
     """-d --dsn, -p --profile, -f --file, -y --yes, -q --quiet, -o the output; nothing else
     has a letter (invoke's first-free-letter rule made -d --dump-file and -y --dry-run)."""
-    from movelib.base.options import SHORT_FLAGS
+    from movelib_cli.options import SHORT_FLAGS
 
     for arg in NS[name].get_arguments():
         long = next(n for n in arg.names if len(n) > 1).replace("-", "_")
@@ -210,7 +210,7 @@ def test_a_reader_that_stops_early_gets_no_traceback(argv: list[str]) -> None:
     """`inv --list | head -1`: the listing stops quietly when the reader goes (a process
     boundary is what this needs: a real pipe, closed by its reader)."""
     require_posix()
-    script = '"$0" -m movelib_inv "$@" | head -1; echo "exit ${PIPESTATUS[0]}" >&2'
+    script = '"$0" -m movelib_cli "$@" | head -1; echo "exit ${PIPESTATUS[0]}" >&2'
     proc = subprocess.run(["bash", "-c", script, sys.executable, *argv], cwd=ROOT, capture_output=True,
                           text=True, check=False, timeout=60, env={**os.environ, "COLUMNS": "80"})
     assert len(proc.stdout.splitlines()) == 1, proc.stdout
@@ -226,7 +226,7 @@ def test_inv_keeps_bytecode_caches_as_python_does(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     for refuse, written in ((True, False), (False, True)):
         env_now = {**env, "PYTHONDONTWRITEBYTECODE": "1"} if refuse else env
-        proc = subprocess.run([sys.executable, "-m", "movelib_inv", "--search-root", str(tmp_path), "--list"],
+        proc = subprocess.run([sys.executable, "-m", "movelib_cli", "--search-root", str(tmp_path), "--list"],
                               capture_output=True, text=True, check=False, timeout=60, env=env_now)
         assert proc.returncode == 0 and "hello" in proc.stdout, proc.stdout + proc.stderr
         assert bool(list(tmp_path.glob("__pycache__/tasks.*.pyc"))) is written
@@ -234,15 +234,15 @@ def test_inv_keeps_bytecode_caches_as_python_does(tmp_path: Path) -> None:
 
 def test_inv_is_the_program_that_keeps_the_exit_code_contract() -> None:
     """invoke parses its own flags before it loads tasks.py: only the entry point can give them
-    exit 2, so the project's `inv` is movelib_inv's."""
+    exit 2, so the project's `inv` is movelib_cli's."""
     import tomllib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
-    assert scripts["inv"] == "movelib_inv:main"
+    assert scripts["inv"] == "movelib_cli.program:main"
 
 
 def test_inv_help_states_the_exit_code_contract(cli: Cli) -> None:
-    from movelib.base.options import EXIT_CODES
+    from movelib.base.errors import EXIT_CODES
 
     result = cli("--help")
     assert result.code == 0 and " ".join(EXIT_CODES[1:].split()) in " ".join(result.stdout.split())

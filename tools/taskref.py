@@ -78,7 +78,8 @@ def reference(ns: Any) -> str:
     # invoke hands each help text to the first parser built from a task: build each once
     arguments = {name: ns[name].get_arguments() for name in ns.task_names}
     common = common_options(arguments)
-    from movelib.base.options import EXIT_CODES, SHORT_FLAGS
+    from movelib.base.errors import EXIT_CODES
+    from movelib_cli.options import SHORT_FLAGS
 
     letters: dict[str, list[str]] = {}
     for option, letter in SHORT_FLAGS.items():

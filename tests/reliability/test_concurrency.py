@@ -6,12 +6,15 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 from support import Cli, Server, settings, start_inv
 
 from movelib.database.db import LOCK_KEY
 from movelib.database.target import Target
 from movelib.seed.verify import verify
 from movelib.source.synth import write_synthetic
+
+pytestmark = pytest.mark.slow  # concurrent processes: CI runs them
 
 SETTINGS = settings()
 

@@ -72,6 +72,7 @@ def test_problems_listed_are_capped_with_a_count_of_the_rest(cli: Cli, tmp_path:
     assert result.output.count("is not one of") == 3 and "8 problem(s)" in result.output
 
 
+@pytest.mark.slow
 def test_a_fifty_megabyte_slug_is_not_echoed_whole(cli: Cli, tmp_path: Path) -> None:
     records = json.loads(CANONICAL.read_text())
     records[0]["slug"] = "x" * (50 << 20)

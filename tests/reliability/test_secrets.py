@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
-from support import SENTINEL_PASSWORD, Cli, Server, assert_no_secret, free_port
+from support import SENTINEL_PASSWORD, TEST_USER, Cli, Server, assert_no_secret, free_port
 
 
+@pytest.mark.slow
 def test_no_failure_shows_the_password(cli_process: Cli, pg18: Server, tmp_path: Path) -> None:
     assert all(c in SENTINEL_PASSWORD for c in "@:/%#")
     db = pg18.create_database()
@@ -29,7 +31,7 @@ def test_no_failure_shows_the_password(cli_process: Cli, pg18: Server, tmp_path:
         "environment variable": cli_process("verify", env={"PLANNING_DATABASE_URL": good}),
         "dotenv": cli_process("verify", env={"INVOKE_PATHS_DOTENV": str(_dotenv(tmp_path, good))}),
         # a URL typed where a path was expected is echoed as the user gave it: only the masking
-        # of everything printed (movelib_tasks.say, user_errors) keeps its password out
+        # of everything printed (movelib_cli.running.say, user_errors) keeps its password out
         "a URL as the data file": cli_process("validate", "--file", good),
         "a URL as the release": cli_process("verify", "--dsn", good, "--release", good),
     }
@@ -75,6 +77,7 @@ def _leaks(password: str, output: str) -> list[str]:
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@pytest.mark.slow
 @given(password=PASSWORDS, encoded=st.booleans())
 def test_no_spelling_of_any_password_is_ever_printed(cli: Cli, pg18: Server, password: str, encoded: bool) -> None:
     """Raw and percent-encoded passwords through every way a task can fail: a DSN that cannot be
@@ -103,3 +106,67 @@ def test_no_spelling_of_any_password_is_ever_printed(cli: Cli, pg18: Server, pas
         assert result.code != 0, result.output
         assert "Traceback" not in result.output
         assert not _leaks(password, result.output), (password, result.output)
+
+
+# -- naming a target without a password in argv (docs/servers.md) ----------------------------------
+
+
+def _argv_holding(secret: str, since: set[int]) -> list[str]:
+    """The command lines of this machine's processes started since ``since`` that hold
+    ``secret`` (what `ps` shows any user)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in since:
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if secret in argv or quote(secret, safe="") in argv:
+            found.append(argv)
+    return found
+
+
+def _watch(env: dict[str, str], *args: str) -> tuple[int, str, list[str]]:
+    """Run `inv ARGS` in a new process, reading every process's argv while it runs."""
+    import time
+
+    from support import start_inv
+
+    before = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
+    proc = start_inv(env, *args)
+    seen: list[str] = []
+    while proc.poll() is None:
+        seen += _argv_holding(SENTINEL_PASSWORD, before)
+        time.sleep(0.02)
+    out, err = proc.communicate()
+    return proc.returncode, out + err, seen
+
+
+@pytest.mark.slow
+@pytest.mark.posix
+def test_following_the_docs_no_password_is_in_any_process_argv(
+        cli_overrides: dict[str, str], pg18: Server, tmp_path: Path) -> None:
+    """env:NAME, a service file holding the password, and .pgpass: the tasks and the psql they
+    start never carry the password in argv, where `ps` shows it to every user of the host."""
+    db = pg18.create_database()
+    service = tmp_path / "pg_service.conf"
+    service.write_text(f"# docs/servers.md\n[movelib_test]\nhost=127.0.0.1\nport={pg18.port}\ndbname={db}\n"
+                       f"user={TEST_USER}\npassword={SENTINEL_PASSWORD}\n")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"127.0.0.1:{pg18.port}:{db}:{TEST_USER}:{SENTINEL_PASSWORD.replace(':', chr(92) + ':')}\n")
+    passfile.chmod(0o600)
+    base = {**cli_overrides, "PRODUCTION_URL": pg18.dsn(db), "PGSERVICEFILE": str(service), "PGPASSFILE": str(passfile)}
+    no_password = f"postgresql://{TEST_USER}@127.0.0.1:{pg18.port}/{db}"
+    for how in (["--dsn", "env:PRODUCTION_URL"], ["--dsn", "service=movelib_test"], ["--dsn", no_password]):
+        for task in (["seed"], ["verify"], ["db.psql", "-c", "SELECT pg_sleep(0.5)"]):
+            code, output, seen = _watch(base, *task, *how)
+            assert code == 0, (how, task, output)
+            assert not seen, (how, task, seen)
+            assert_no_secret(output)
+    said = _watch(base, "verify", "--dsn", "env:PRODUCTION_URL")[1]
+    assert "(from --dsn env:PRODUCTION_URL)" in said
+    said = _watch(base, "verify", "--dsn", "service=movelib_test")[1]
+    assert f"127.0.0.1:{pg18.port}/{db}?service=movelib_test (from --dsn)" in said
+    # the same run given the password in argv is seen: the watch is real
+    assert _watch(base, "db.psql", "--dsn", pg18.dsn(db), "-c", "SELECT pg_sleep(0.5)")[2]

@@ -44,6 +44,16 @@ def reader_gone(exc: OSError, platform: str = sys.platform) -> bool:
     return platform == "win32" and exc.errno == errno.EINVAL
 
 
+def drop_output(stream: TextIO, exc: OSError) -> None:
+    """After a write to ``stream`` failed with ``exc``: when the reader has gone, send the rest
+    of its output (the interpreter's last flush included) to the null device; else re-raise."""
+    if not reader_gone(exc):
+        raise exc
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
 def live_lines(stream: TextIO, environ: Mapping[str, str] = os.environ) -> bool:
     """Whether ``stream`` is a terminal that rewrites a line in place with ``\\r\\033[K``.
 

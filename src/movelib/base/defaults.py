@@ -39,6 +39,8 @@ SYNTH_SEED = 20261125  # inv data.synth: the same seed gives the same file
 RELEASES_DIR = "releases"  # inv release: releases/<version>/ under the project root
 DUMP_DIR = "artifacts/seed-dumps"  # inv dump: where a dump goes without --output-dir
 LOG_LINES = 50  # inv db.logs: lines shown without --lines
+DATA_FILE = "data/movements-canonical.json"  # validate, seed: the data file without --file
+SHOWN = 200  # what a report lists of a kind (problems, differences), then "... and N more"
 
 
 
@@ -48,7 +50,7 @@ class FileLimits:
 
     max_bytes: int = 4 << 30  # larger files are refused before they are read
     report_bytes: int = 256 << 20  # the detailed report of a bad file parses it whole
-    shown_problems: int = 200  # problems listed, then "... and N more"
+    shown_problems: int = SHOWN  # problems listed, then "... and N more"
 
 
 # Defaults of every setting; tasks.py hands them to invoke (``ns.configure``), so each can be
@@ -65,7 +67,7 @@ DEFAULTS: dict[str, Any] = {
         "project": DOCKER_PROJECT,
     },
     "paths": {
-        "data_file": "data/movements-canonical.json",
+        "data_file": DATA_FILE,
         "schema_file": "schemas/movement.schema.json",
         "migrations_dir": "migrations",
         "dotenv": ".env",

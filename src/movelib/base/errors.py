@@ -15,6 +15,12 @@ from collections.abc import Sequence
 # unreachable, bad usage or configuration, a missing file); 130 interrupted (Ctrl-C).
 NO = 1
 COULD_NOT_ANSWER = 2
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+# The contract in words, where `inv --help` and each task's help say it.
+EXIT_CODES = (f"exit codes, every task: 0 yes (done, equal, valid, would succeed); {NO} no (drift, "
+              "a mismatch, invalid data, a refusal, a dry run that would be refused); "
+              f"{COULD_NOT_ANSWER} could not answer (unreachable, bad usage or configuration, a "
+              f"missing file); {INTERRUPTED} interrupted")
 
 
 class MovelibError(Exception):

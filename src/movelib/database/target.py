@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 from ..base import secrets
 from ..base.errors import InvalidTarget
 from ..base.text import shown
+from .pgservice import ENV_PREFIX, from_environment, service_params
 from .profiles import DEFAULT_PROFILE, Profile, get_profile
 
 ENV_VAR = "PLANNING_DATABASE_URL"
@@ -34,7 +35,8 @@ class Target:
 
     @property
     def params(self) -> dict[str, str]:
-        return _parse(self.conninfo)
+        """The connection parameters, a ``service``'s own among them (:func:`_params`)."""
+        return _params(self.conninfo)
 
     @property
     def dbname(self) -> str:
@@ -60,6 +62,8 @@ class Target:
         Empty when the target came from the environment (it resolves the same way again)."""
         if self.profile is not None:
             return f" --profile {self.profile.name}"
+        if f" {ENV_PREFIX}" in self.source:  # "--dsn env:NAME": pasteable as it was typed
+            return f" --dsn {self.source.split(' ', 1)[1]}"
         if self.source.startswith("--"):
             return " --dsn <the DSN>"
         return ""
@@ -117,7 +121,7 @@ class Target:
 
 
 def mask_conninfo(conninfo: str) -> str:
-    params = _parse(conninfo)
+    params = _params(conninfo)
     user = params.pop("user", "")
     password = params.pop("password", None)
     host = params.pop("host", "")
@@ -191,11 +195,24 @@ def _parse(conninfo: str) -> dict[str, str]:
     return {k: str(v) for k, v in parsed.items()}
 
 
+def _params(conninfo: str) -> dict[str, str]:
+    """``conninfo``'s parameters; with ``service=NAME``, the service's own under them, as libpq
+    merges them (what the DSN says wins)."""
+    params = _parse(conninfo)
+    if "service" in params:
+        return {**service_params(params["service"]), **params}
+    return params
+
+
 def target_from_dsn(dsn: str, source: str) -> Target:
+    """The target a DSN names: a URL, ``key=value`` pairs (``service=NAME`` among them), or
+    ``env:NAME``, the value of an environment variable (:mod:`movelib.database.pgservice`)."""
     dsn = dsn.strip()
     if not dsn:
         raise InvalidTarget(f"{source} is empty")
-    params = _parse(dsn)
+    if dsn.startswith(ENV_PREFIX):
+        dsn, source = from_environment(dsn, source), f"{source} {dsn}"
+    params = _params(dsn)
     secrets.register(
         params.get("password"),
         public=(params.get("user", ""), params.get("host", ""), params.get("dbname", "")),

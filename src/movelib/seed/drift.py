@@ -31,16 +31,18 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 import orjson
 import psycopg
 
+from ..base.defaults import SHOWN
 from ..base.errors import ConfigError, DriftFound
 from ..base.text import shown
 from ..database import db
+from ..database.pgservice import ENV_PREFIX
 from ..database.tables import by_slug, require_content_checks, require_schema
 from ..database.target import Target, target_from_dsn
 
 if TYPE_CHECKING:
     from ..database.settings import Settings
 
-SHOWN = 200  # differences listed per kind; the totals count them all
+# differences listed per kind (base.defaults.SHOWN); the totals count them all
 KINDS = ("CONFLICT", "ONLY", "VERSION", "RETIRED")
 
 # A library row that is not its approved document's projection has no content hash: it stands
@@ -219,11 +221,12 @@ class DriftReport:
 
 
 def side(settings: Settings, value: str | None, option: str) -> Target:
-    """``--from``/``--to``: a URL or ``key=value`` DSN, else a profile's name."""
+    """``--from``/``--to``: a URL, a ``key=value`` DSN (``service=NAME``) or ``env:NAME``, else
+    a profile's name."""
     value = (value or "").strip()
     if not value:
         raise ConfigError(f"give {option}: a profile name or a PostgreSQL URL")
-    if "://" in value or "=" in value:
+    if "://" in value or "=" in value or value.startswith(ENV_PREFIX):
         return target_from_dsn(value, option)
     return settings.target(profile=value)
 

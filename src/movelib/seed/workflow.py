@@ -245,13 +245,16 @@ def _guide_checks(conn: psycopg.Connection) -> list[GuideCheck]:
 
 def _rerun(target: Target) -> list[str]:
     """How to run the guide's checks again on ``target``, ready to paste."""
+    first: list[str] = []
     if target.source == "profile" and target.profile is not None:
-        how, first = f"inv db.psql --profile {target.profile.name}", []
+        how = f"inv db.psql --profile {target.profile.name}"
+    elif target.source.startswith("--dsn env:"):  # the variable's name, as it was typed
+        how = f"inv db.psql{target.again()}"
     elif target.source == "--dsn":  # a masked DSN cannot be pasted; a variable can
-        how = f'inv db.psql --dsn "${ENV_VAR}"'
+        how = f"inv db.psql --dsn env:{ENV_VAR}"
         first = [f"  (first: export {ENV_VAR}='<the DSN you gave --dsn>')"]
     else:
-        how, first = "inv db.psql", []  # resolves PLANNING_DATABASE_URL (.env too) again
+        how = "inv db.psql"  # resolves PLANNING_DATABASE_URL (.env too) again
     return [*first, *(f'  {how} -c "{query}"' for query in GUIDE_QUERIES.values())]
 
 

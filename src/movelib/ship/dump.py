@@ -47,11 +47,11 @@ from ..database.tables import (
 from ..database.target import Target
 from ..database.yoyo_tables import applied_ids
 from .dumpformat import END_OF_DATA, Layout, Table, render
-from .manifest import Manifest, manifest_path
+from .manifest import DUMP_PREFIX, Manifest, manifest_path
 
 Echo = Callable[[str], None]
 
-LATEST = "movements_seed_latest"
+LATEST = f"{DUMP_PREFIX}latest"
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,11 @@ class DumpResult:
     def lines(self) -> list[str]:
         counts = ", ".join(f"{k} {v}" for k, v in self.manifest.row_counts.items()
                            if k.startswith("movement_"))
-        lines = [f"dump: {shown_path(self.path)} ({self.manifest.size} bytes, sha256 {self.manifest.sha256})",
+        shipped = self.manifest.compressed
+        size = (f"{shipped['size']} bytes gzip of {self.manifest.size} bytes of SQL" if shipped
+                else f"{self.manifest.size} bytes")
+        lines = [f"dump: {shown_path(self.path)} ({size}, sha256 "
+                 f"{shipped['sha256'] if shipped else self.manifest.sha256})",
                  f"  manifest: {self.manifest_path.name}; rows: {counts}"]
         if self.latest:
             lines.append(f"  latest: {shown_path(self.latest)}")
@@ -116,7 +120,7 @@ def _scalar(conn: psycopg.Connection, query: str) -> object:
 
 
 def dump_name(now: datetime) -> str:
-    return f"movements_seed_{now:%Y%m%d_%H%M%S}.sql"
+    return f"{DUMP_PREFIX}{now:%Y%m%d_%H%M%S}.sql"
 
 
 def dump(

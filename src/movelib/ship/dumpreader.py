@@ -17,12 +17,13 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from ..base.errors import ArtifactError
 from ..base.text import shown_path
 from ..database.migrations import checkout_migrations
 from ..database.yoyo_tables import YOYO_SCHEMA_VERSION, yoyo_hash
+from .compress import opened
 from .dumpformat import (
     END_OF_DATA,
     Layout,
@@ -97,8 +98,9 @@ def read_dump(path: Path, layout: Layout, manifest: Manifest, *,
     """The dump's parts in order. A :class:`Rows` must be consumed before the next part (what
     is left of it is checked and skipped). The file's size and sha256 are compared with the
     manifest's before the last part: a file changed since its check is never committed."""
-    with path.open("rb") as handle:
-        reader = _Reader(handle, shown_path(path), layout.migrations)
+    with opened(path, manifest.compressed) as shipped:
+        reader = _Reader(shipped.handle, shown_path(path), layout.migrations)
+        reader.limit = manifest.size  # a compressed file never inflates past the SQL's size
         reader.recheck = recheck
         reader.expect(layout.head)
         yield Sql(layout.head)
@@ -112,6 +114,7 @@ def read_dump(path: Path, layout: Layout, manifest: Manifest, *,
         if (reader.size, reader.digest.hexdigest()) != (manifest.size, manifest.sha256):
             raise ArtifactError(f"{shown_path(path)} changed while it was read (its sha256 no longer "
                                 "matches the manifest); refusing it")
+        shipped.check()
         yield Sql(layout.tail)
 
 
@@ -132,7 +135,7 @@ def _show(line: bytes, at: int = 0) -> str:
 class _Reader:
     """The file in blocks: ``buf`` is the unread rest, starting at line number ``line``."""
 
-    def __init__(self, handle: BinaryIO, name: str, migrations: tuple[str, ...]) -> None:
+    def __init__(self, handle: IO[bytes], name: str, migrations: tuple[str, ...]) -> None:
         self.handle = handle
         self.name = name
         self.migrations = {m: yoyo_hash(m).encode() for m in migrations}
@@ -141,6 +144,7 @@ class _Reader:
         self.line = 1
         self.digest = hashlib.sha256()
         self.size = 0
+        self.limit: int | None = None  # bytes the file may hold at most
         # each row checked (the first read); a second read of a file whose every line was checked
         # may rely on the sha256 compared before its last part instead: equal bytes, equal lines
         self.recheck = True
@@ -149,6 +153,9 @@ class _Reader:
         block = self.handle.read(BLOCK)
         self.digest.update(block)
         self.size += len(block)
+        if self.limit is not None and self.size > self.limit:
+            raise self.refuse(self.line, f"the file holds more than the {self.limit} bytes its "
+                                         "manifest gives")
         self.buf += block
         return bool(block)
 

@@ -9,6 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from ..base.errors import ArtifactError, DumpFileMissing
 from ..base.text import shown_path
@@ -39,6 +40,9 @@ class Manifest:
     # every library version and its state, hashed (tables.LIBRARY_SHA256); None in
     # manifests written before it existed
     library_sha256: str | None = None
+    # the form that ships (movelib.ship.compress): {"file", "format", "size", "sha256"}; None
+    # for a dump shipped as its SQL
+    compressed: dict[str, Any] | None = None
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -49,6 +53,8 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         data["migration_version"] = self.migration_version
+        if self.compressed is None:
+            del data["compressed"]
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -97,9 +103,23 @@ def _schema_problem(data: object, schema_file: Path) -> str | None:
     return None
 
 
+# The artifacts' names, said once: movements_seed_<UTC>.sql (.sql.gz as a release ships it)
+# beside movements_seed_<UTC>.manifest.json.
+DUMP_PREFIX = "movements_seed_"
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def dump_for(manifest_file: Path) -> Path:
+    """The dump beside a manifest: its ``.sql.gz`` when there is one, else its ``.sql``."""
+    base = manifest_file.name.removesuffix(MANIFEST_SUFFIX)
+    compressed = manifest_file.with_name(f"{base}.sql.gz")
+    plain = manifest_file.with_name(f"{base}.sql")
+    return plain if plain.exists() and not compressed.exists() else compressed
+
+
 def manifest_path(dump_file: Path) -> Path:
-    """``x.sql`` -> ``x.manifest.json``."""
-    return dump_file.with_name(dump_file.stem + ".manifest.json")
+    """``x.sql`` (or ``x.sql.gz``) -> ``x.manifest.json``."""
+    return dump_file.with_name(Path(dump_file.name.removesuffix(".gz")).stem + MANIFEST_SUFFIX)
 
 
 def file_sha256(path: Path) -> tuple[int, str]:
@@ -122,7 +142,7 @@ def read_manifest(dump_file: Path) -> tuple[bytes, Manifest]:
     connection."""
     if dump_file.is_dir():
         raise DumpFileMissing(f"{shown_path(dump_file)} is a directory; give the dump file in it "
-                              "(movements_seed_<UTC>.sql, or movements_seed_latest.sql)")
+                              f"({DUMP_PREFIX}<UTC>.sql, or {DUMP_PREFIX}latest.sql)")
     if not dump_file.is_file():
         raise DumpFileMissing(f"{shown_path(dump_file)}: no such dump file")
     mpath = manifest_path(dump_file)
@@ -154,8 +174,18 @@ def check_artifact(dump_file: Path) -> Manifest:
 
 
 def check_size_and_sha256(dump_file: Path, manifest: Manifest) -> None:
-    """Refuse ``dump_file`` unless its size and sha256 are ``manifest``'s."""
+    """Refuse ``dump_file`` unless its size and sha256 are ``manifest``'s (its compressed
+    form's, for a ``.sql.gz``; the SQL's are compared as it is decompressed and read)."""
     size, sha = file_sha256(dump_file)
+    if dump_file.name.endswith(".sql.gz"):
+        shipped = manifest.compressed or {}
+        if (size, sha) != (shipped.get("size"), shipped.get("sha256")):
+            raise ArtifactError(
+                f"{shown_path(dump_file)} does not match its manifest's compressed form (size "
+                f"{size} vs {shipped.get('size')}, sha256 {sha[:12]}... vs "
+                f"{str(shipped.get('sha256'))[:12]}...): it was changed, truncated or corrupted "
+                "after it was written. Refusing it; nothing was touched.")
+        return
     if size != manifest.size or sha != manifest.sha256:
         crlf = _crlf_lines(dump_file, manifest)
         why = (f"it has Windows (CRLF) line endings ({crlf:,} lines end in \\r\\n); with LF "

@@ -24,7 +24,7 @@ from ..database.provenance import Provenance, latest
 from ..database.settings import Settings
 from ..database.tables import require_content_checks, require_schema
 from ..database.target import Target
-from .manifest import Manifest
+from .manifest import Manifest, dump_for
 from .release import release_manifest_path
 from .release_check import compare_release
 from .restore import Ask, Echo, RestoreOptions, finish, prepare
@@ -69,7 +69,7 @@ def promote(settings: Settings, version: str, source: Target, destination: Targe
     """Restore release ``version`` into ``destination`` once ``source`` holds exactly it.
     ``options.dump_file`` is replaced by the release's dump."""
     manifest_file = release_manifest_path(settings.root, version)
-    dump_file = manifest_file.with_name(manifest_file.name.removesuffix(".manifest.json") + ".sql")
+    dump_file = dump_for(manifest_file)
     options = dataclasses.replace(options, dump_file=dump_file)
     prepared = prepare(settings, destination, options, echo)  # no connection yet
     manifest = prepared.dump.manifest

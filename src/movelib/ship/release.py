@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from dataclasses import dataclass
@@ -10,10 +11,11 @@ from typing import TYPE_CHECKING
 
 from ..base.defaults import RELEASES_DIR
 from ..base.errors import ReleaseError, ReleaseUsage
+from ..base.files import write_atomically
 from ..base.text import shown, shown_path
 from ..database.target import Target
 from .dump import DumpResult, dump
-from .manifest import Manifest, manifest_path
+from .manifest import DUMP_PREFIX, MANIFEST_SUFFIX, Manifest, manifest_path
 
 if TYPE_CHECKING:
     from .sshkeys import PublicKey
@@ -110,7 +112,7 @@ def check_release(root: Path, version: str, *, tag: bool, sign_key: Path | None 
         check_signing_key(sign_key)
     check_version(version)
     folder = release_folder(root, version)
-    if folder.exists() and any(folder.glob("movements_seed_*.sql")):
+    if folder.exists() and any(folder.glob(f"{DUMP_PREFIX}*.sql*")):
         raise ReleaseError(f"{shown_path(folder)} already holds a dump: a release is never overwritten")
     if tag:
         if _git(root, "rev-parse", "--git-dir").returncode != 0:
@@ -124,6 +126,45 @@ def check_release(root: Path, version: str, *, tag: bool, sign_key: Path | None 
                 f"a release:\n{dirty}"
             )
     return folder
+
+
+def _compressed(result: DumpResult) -> DumpResult:
+    """The release's dump as it ships: ``.sql.gz``, its manifest recording both forms (the SQL
+    is removed; ``gunzip -c`` gives it back byte for byte)."""
+    from .compress import compress
+
+    try:
+        shipped = compress(result.path)
+        manifest = dataclasses.replace(result.manifest, compressed=shipped)
+        write_atomically(result.manifest_path, manifest.to_json().encode())
+    except BaseException:
+        for written in (result.path, result.path.with_name(result.path.name + ".gz"),
+                        result.manifest_path):
+            written.unlink(missing_ok=True)
+        raise
+    result.path.unlink()
+    return DumpResult(result.path.with_name(str(shipped["file"])), result.manifest_path, manifest,
+                      None)
+
+
+def _fits_git(root: Path, result: DumpResult) -> None:
+    """``--tag`` commits the dump: refused (the release removed) above the size a file in git
+    should have, unless Git LFS tracks it there."""
+    from .compress import GIT_FILE_LIMIT
+
+    size = result.path.stat().st_size
+    relative = str(result.path.relative_to(root))
+    lfs = _git(root, "check-attr", "filter", "--", relative).stdout.strip().endswith(": lfs")
+    if size <= GIT_FILE_LIMIT or lfs:
+        return
+    for written in (result.path, result.manifest_path):
+        written.unlink(missing_ok=True)
+    raise ReleaseError(
+        f"{relative} is {size / 1024 / 1024:.0f} MB compressed, more than the "
+        f"{GIT_FILE_LIMIT // 1024 // 1024} MB a file committed to git should be (GitHub refuses "
+        "100 MB); nothing was written. Cut the release without --tag and ship the dump as a "
+        "GitHub release asset or an Actions artifact (docs/releases.md), or let Git LFS track "
+        "releases/** (`git lfs track 'releases/**/*.sql.gz'`)")
 
 
 def _sign(result: DumpResult, key: Path, allowed_signers: Path | None) -> Signed:
@@ -151,7 +192,9 @@ def release(target: Target, root: Path, migrations_dir: Path, version: str, *,
     """Dump into ``releases/<version>/``; with ``sign_key`` write ``<manifest>.sig``
     (namespace movelib-release) and, with ``tag``, sign the tag with the same key."""
     folder = check_release(root, version, tag=tag, sign_key=sign_key)
-    result = dump(target, migrations_dir, folder, release=version, update_latest=False)
+    result = _compressed(dump(target, migrations_dir, folder, release=version, update_latest=False))
+    if tag:
+        _fits_git(root, result)
     signed = _sign(result, sign_key, allowed_signers) if sign_key else None
     if not tag:
         return ReleaseResult(result, None, None, signed)
@@ -198,7 +241,7 @@ def release_manifest_path(root: Path, version: str) -> Path:
     """The one ``*.manifest.json`` of ``releases/<version>/``."""
     check_version(version)
     folder = release_folder(root, version)
-    found = sorted(folder.glob("*.manifest.json")) if folder.is_dir() else []
+    found = sorted(folder.glob(f"*{MANIFEST_SUFFIX}")) if folder.is_dir() else []
     if len(found) != 1:
         what = "no manifest" if not found else f"{len(found)} manifests"
         raise ReleaseUsage(f"release {version}: {what} in {shown_path(folder)} (expected one, as `inv "

@@ -15,7 +15,7 @@ from ..base.errors import ReleaseUsage
 from ..base.text import shown
 from ..database.provenance import Provenance, latest
 from ..database.tables import current_counts, library_sha256
-from .manifest import Manifest
+from .manifest import MANIFEST_SUFFIX, Manifest
 from .release import is_version, release_manifest_path
 
 # What a release is compared on: its library and current pointers (a restore keeps the target's
@@ -32,7 +32,7 @@ def release_manifest(root: Path, version: str) -> tuple[str, Manifest, str]:
     named directly (``....manifest.json``, e.g. a CI artifact's); validated against its schema.
     The release's name (its version, else the file's name), the manifest and the sha256 of its
     bytes (read once)."""
-    if version.endswith(".manifest.json"):
+    if version.endswith(MANIFEST_SUFFIX):
         path = Path(version)
         if not path.is_file():
             raise ReleaseUsage(f"{shown(version)}: no such manifest file")

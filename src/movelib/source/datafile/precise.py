@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ...base.defaults import SHOWN
 from ...base.errors import DataFileError
 from ...base.text import shown
 from .canonical import canonical_bytes, content_digest
@@ -20,7 +21,7 @@ from .entries import Entries
 from .records import Problem
 from .schema import ecma_validator, reference_validator, schema_mtime
 
-MAX_REPORTED = 200
+MAX_REPORTED = SHOWN
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

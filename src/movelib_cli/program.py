@@ -23,7 +23,8 @@ from invoke.parser.argument import Argument
 from invoke.parser.context import ParserContext
 from invoke.program import Program
 
-USAGE = 2  # bad usage: "could not answer", as for every task
+from movelib.base.errors import COULD_NOT_ANSWER as USAGE  # bad usage: could not answer
+
 HINT = "  `inv --list` lists the tasks, `inv TASK --help` a task's options"
 # invoke's flags for the shell commands its tasks run (``c.run``): no movelib task runs one, so
 # each would be a no-op that looks like a promise (`inv --dry restore ...` restored).
@@ -123,7 +124,7 @@ class MovelibProgram(Program):
         """invoke's help, then the exit-code contract (``inv --help TASK`` has it too)."""
         import textwrap
 
-        from movelib.base.options import EXIT_CODES  # help texts only: nothing heavy
+        from movelib.base.errors import EXIT_CODES  # help texts only: nothing heavy
 
         super().print_help()
         if getattr(self, "collection_loaded", False):
@@ -135,13 +136,9 @@ class MovelibProgram(Program):
         try:
             super().run(argv, exit)
         except OSError as exc:  # `inv --list | head -1`: the reader has gone, and so may we
-            from movelib.base.console import reader_gone
+            from movelib.base.console import drop_output
 
-            if not reader_gone(exc):
-                raise
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())  # and the interpreter's last flush goes there
-            os.close(devnull)
+            drop_output(sys.stdout, exc)
 
 
 def _long_only(arg: Argument) -> Argument:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 
-from .defaults import (
+from movelib.base.defaults import (
+    DATA_FILE,
     DEFAULT_PROFILES,
     DOCKER_IMAGE,
     DUMP_DIR,
@@ -16,7 +17,7 @@ from .defaults import (
     LOG_LINES,
     SYNTH_SEED,
 )
-from .errors import ConfigError
+from movelib.base.errors import ConfigError
 
 _PORTS = " or ".join(f"{name} ({p['port']})" for name, p in DEFAULT_PROFILES.items())
 
@@ -26,8 +27,10 @@ TARGET_ORDER = ("--dsn; else --profile; else PLANNING_DATABASE_URL from the envi
                 "PLANNING_DATABASE_URL from .env; else the local profile")
 PROFILE_HELP = f"emulator profile: {_PORTS} by default (INVOKE_PROFILES_*); default local"
 TARGET_HELP = {
-    "dsn": f"PostgreSQL URL of the target (password percent-encoded). Order: {TARGET_ORDER}",
-    "profile": f"target this {PROFILE_HELP}",
+    "dsn": ("the target: a PostgreSQL URL (password percent-encoded), service=NAME (a libpq "
+            "service file) or env:NAME (the URL in that environment variable: no password in "
+            f"argv). Order: {TARGET_ORDER}"),
+    "profile": PROFILE_HELP,
 }
 LOCK_HELP = (f"seconds to wait for another run holding the target's lock (default "
              f"{LOCK_TIMEOUT:g}, setting lock_timeout)")
@@ -51,9 +54,11 @@ MIGRATE_HELP = {
     "lock_timeout": LOCK_HELP,
     **PROTECT_HELP,
 }
+VALIDATE_HELP = {"file": f"data file to check (default {DATA_FILE})",
+                 "quiet": "no progress output"}
 SEED_HELP = {
     **TARGET_HELP,
-    "file": "data file to seed (default data/movements-canonical.json)",
+    "file": f"data file to seed (default {DATA_FILE})",
     "skip_migrations": "do not apply migrations first (the schema must be there)",
     "lock_timeout": LOCK_HELP,
     "environment": "label the database local, staging or production while migrating",
@@ -142,10 +147,6 @@ SHORT_FLAGS = {
 }
 
 # What `inv --help` and the README say of exit codes (errors.NO, errors.COULD_NOT_ANSWER).
-EXIT_CODES = ("exit codes, every task: 0 yes (done, equal, valid, would succeed); 1 no (drift, "
-              "a mismatch, invalid data, a refusal, a dry run that would be refused); 2 could "
-              "not answer (unreachable, bad usage or configuration, a missing file); 130 "
-              "interrupted")
 
 PLAN_FORMATS = ("text", "json", "markdown")
 

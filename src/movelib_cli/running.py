@@ -1,9 +1,9 @@
 """How a movelib task runs under invoke: the flag letters (one per meaning, from
-``movelib.base.options.SHORT_FLAGS``), printing with every known password masked, expected
+``movelib_cli.options.SHORT_FLAGS``), printing with every known password masked, expected
 failures as one line and an exit code, and the target a task touches, printed first, with its
 profile's emulator started when the task is ready to connect.
 
-Beside ``movelib_inv`` (the ``inv`` command) and outside the ``movelib`` package, which never
+Beside ``movelib_cli.program`` (the ``inv`` command) and outside the ``movelib`` package, which never
 imports invoke; ``tasks.py`` composes the tasks with these. Imports of movelib's heavier modules
 happen inside the functions, so that ``inv --list`` stays instant.
 """
@@ -11,7 +11,6 @@ happen inside the functions, so that ``inv --list`` stays instant.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,8 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task
 from invoke.tasks import task as invoke_task
 
-from movelib.base.options import EXIT_CODES, SHORT_FLAGS
+from movelib.base.errors import EXIT_CODES
+from movelib_cli.options import SHORT_FLAGS
 
 if TYPE_CHECKING:
     from movelib.database.settings import Settings
@@ -56,7 +56,7 @@ def say(*lines: str, err: bool = False) -> None:
     one door to the terminal, so no path can forget it. When the reader
     has gone (``inv seed | head -1``), the rest of the output is dropped and the task still
     finishes its work."""
-    from movelib.base.console import reader_gone, utf8_output
+    from movelib.base.console import drop_output, utf8_output
     from movelib.base.progress import end_live_line
     from movelib.base.secrets import redact
     from movelib.base.text import terminal_safe
@@ -68,21 +68,14 @@ def say(*lines: str, err: bool = False) -> None:
         for line in lines or ("",):
             print(terminal_safe(redact(line)), flush=True, file=stream)
     except OSError as exc:
-        if not reader_gone(exc):
-            raise
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())  # and the interpreter's last flush goes there too
-        os.close(devnull)
-
-
-INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+        drop_output(stream, exc)
 
 
 @contextmanager
 def user_errors(task: str = "the task") -> Iterator[None]:
     """Expected failures become a message and exit code, never a traceback; Ctrl-C becomes one
     line and exit code 130."""
-    from movelib.base.errors import MovelibError
+    from movelib.base.errors import INTERRUPTED, MovelibError
     from movelib.base.progress import end_live_line
     from movelib.base.secrets import redact
     from movelib.base.text import terminal_safe

@@ -1,0 +1,112 @@
+"""A release's dump compressed, and read back: what ships is ``<dump>.sql.gz``.
+
+gzip, from Python's standard library: no dependency, every platform, and ``gunzip -c`` (or
+``zcat``) turns it back into the SQL ``psql -1 -f`` applies. Written deterministically (no name,
+no time in the header), so the same dump compresses to the same bytes. The manifest records both
+forms: ``size``/``sha256`` of the SQL (what is loaded, checked line by line as before) and
+``compressed`` (file, format, size, sha256 of what ships). A restore and ``inv verify`` read
+either form; a compressed one is hashed as it is read and decompressed in the same pass, and
+never decompresses past the SQL size its manifest gives.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ..base.errors import ArtifactError
+from ..base.files import HashingWriter, atomic_file
+from ..base.text import shown_path
+
+SUFFIX = ".gz"
+FORMAT = "gzip"
+LEVEL = 6  # zlib's default: within 5% of 9's size here, several times faster
+# A file in git above this is a problem: GitHub warns at 50 MB and refuses 100 MB.
+GIT_FILE_LIMIT = 50 * 1024 * 1024
+
+
+def is_compressed(path: Path) -> bool:
+    return path.name.endswith(".sql" + SUFFIX)
+
+
+def compress(path: Path) -> dict[str, object]:
+    """Write ``<path>.gz`` beside the SQL dump ``path``; the manifest's ``compressed`` entry."""
+    out = path.with_name(path.name + SUFFIX)
+    with path.open("rb") as source, atomic_file(out) as handle:
+        hashed = HashingWriter(handle)
+        with gzip.GzipFile(filename="", mode="wb", compresslevel=LEVEL,
+                           fileobj=hashed, mtime=0) as packed:  # type: ignore[call-overload]
+            while block := source.read(1 << 20):
+                packed.write(block)
+    return {"file": out.name, "format": FORMAT, "size": hashed.size,
+            "sha256": hashed.digest.hexdigest()}
+
+
+class _Hashing(io.RawIOBase):
+    """The compressed file as it is read, hashed."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.handle.read(len(buffer))
+        buffer[:len(data)] = data
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+@dataclass
+class Shipped:
+    """A dump opened for reading: ``handle`` gives the SQL; ``check()`` (once the SQL is read
+    to its end) compares what was read of a compressed file with the manifest."""
+
+    handle: IO[bytes]
+    path: Path
+    expected: dict[str, object] | None = None
+    hashing: _Hashing | None = None
+
+    def check(self) -> None:
+        if self.hashing is None or self.expected is None:
+            return
+        while self.hashing.read(1 << 20):  # anything after the gzip stream counts too
+            pass
+        found = (self.hashing.size, self.hashing.digest.hexdigest())
+        if found != (self.expected["size"], self.expected["sha256"]):
+            raise ArtifactError(f"{shown_path(self.path)} changed while it was read (its sha256 no "
+                                "longer matches the manifest's compressed sha256); refusing it")
+
+
+@contextmanager
+def opened(path: Path, compressed: dict[str, object] | None) -> Iterator[Shipped]:
+    """``path`` for reading as SQL: decompressed on the fly when it is a ``.sql.gz`` (whose
+    manifest must record its compressed form, ``compressed``)."""
+    if not is_compressed(path):
+        with path.open("rb") as handle:
+            yield Shipped(handle, path)
+        return
+    if compressed is None:
+        raise ArtifactError(f"{shown_path(path)} is compressed, and its manifest records no "
+                            "compressed form (written by `inv release`); refusing it")
+    with path.open("rb") as raw:
+        hashing = _Hashing(raw)
+        try:
+            with gzip.GzipFile(fileobj=hashing, mode="rb") as packed:
+                yield Shipped(packed, path, compressed, hashing)  # type: ignore[arg-type]
+        except (gzip.BadGzipFile, EOFError, OSError) as exc:
+            if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) \
+                    and exc.errno is not None:
+                raise
+            raise ArtifactError(f"{shown_path(path)} is not a complete gzip file ({exc}); refusing "
+                                "it") from None
