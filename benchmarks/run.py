@@ -491,8 +491,13 @@ def compressed(bench: Bench, n: int, work: Path, rounds: int) -> list[str]:
     med = {k: statistics.median(v) for k, v in times.items()}
     return [f"| {n:,} | release size: {gz_mb:.1f} MB gzip of {sql_mb:.1f} MB SQL | - | - | "
             f"{gz_mb / sql_mb:.2f} | <= 50 MB to commit ({'fits' if gz_mb <= 50 else 'an asset'}) |",
-            row(f"{n:,}", "inv release (dump + gzip) vs inv dump", med["release"], med["dump"], 1.5),
-            row(f"{n:,}", "restore of the .sql.gz vs of its .sql", med["gz"], med["sql"], 1.1)]
+            measured(f"{n:,}", "inv release (dump + gzip) vs inv dump", med["release"], med["dump"]),
+            measured(f"{n:,}", "restore of the .sql.gz vs of its .sql", med["gz"], med["sql"])]
+
+
+def measured(n: str, name: str, ours: float, theirs: float) -> str:
+    """A row without a goal: what it costs, for the record."""
+    return f"| {n} | {name} | {ours:.2f} s | {theirs:.2f} s | {ours / theirs:.2f} | - |"
 
 
 def row(n: str, name: str, ours: float, theirs: float, target: float) -> str:

@@ -67,6 +67,28 @@ class _Hashing(io.RawIOBase):
         return len(data)
 
 
+class _ReadAhead:
+    """The decompressed stream read one block ahead on a second thread (zlib lets go of the
+    GIL): the reader checks a block's lines while the next one is inflated. Blocks come in order;
+    an error of the inflating thread is raised by the ``read`` that would have returned it."""
+
+    def __init__(self, inner: IO[bytes], block: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.inner, self.block = inner, block
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="movelib-inflate")
+        self._next = self._pool.submit(inner.read, block)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._next.result()
+        if data:  # nothing is read ahead past the end: check() then reads the raw file alone
+            self._next = self._pool.submit(self.inner.read, self.block)
+        return data
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 @dataclass
 class Shipped:
     """A dump opened for reading: ``handle`` gives the SQL; ``check()`` (once the SQL is read
@@ -89,9 +111,11 @@ class Shipped:
 
 
 @contextmanager
-def opened(path: Path, compressed: dict[str, object] | None) -> Iterator[Shipped]:
-    """``path`` for reading as SQL: decompressed on the fly when it is a ``.sql.gz`` (whose
-    manifest must record its compressed form, ``compressed``)."""
+def opened(path: Path, compressed: dict[str, object] | None,
+           block: int = 1 << 20) -> Iterator[Shipped]:
+    """``path`` for reading as SQL, in ``block``-sized reads: decompressed on the fly (a block
+    ahead, on a second thread) when it is a ``.sql.gz``, whose manifest must record its
+    compressed form, ``compressed``."""
     if not is_compressed(path):
         with path.open("rb") as handle:
             yield Shipped(handle, path)
@@ -103,7 +127,11 @@ def opened(path: Path, compressed: dict[str, object] | None) -> Iterator[Shipped
         hashing = _Hashing(raw)
         try:
             with gzip.GzipFile(fileobj=hashing, mode="rb") as packed:
-                yield Shipped(packed, path, compressed, hashing)  # type: ignore[arg-type]
+                ahead = _ReadAhead(packed, block)  # type: ignore[arg-type]
+                try:
+                    yield Shipped(ahead, path, compressed, hashing)  # type: ignore[arg-type]
+                finally:
+                    ahead.close()
         except (gzip.BadGzipFile, EOFError, OSError) as exc:
             if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) \
                     and exc.errno is not None:

@@ -98,7 +98,7 @@ def read_dump(path: Path, layout: Layout, manifest: Manifest, *,
     """The dump's parts in order. A :class:`Rows` must be consumed before the next part (what
     is left of it is checked and skipped). The file's size and sha256 are compared with the
     manifest's before the last part: a file changed since its check is never committed."""
-    with opened(path, manifest.compressed) as shipped:
+    with opened(path, manifest.compressed, BLOCK) as shipped:
         reader = _Reader(shipped.handle, shown_path(path), layout.migrations)
         reader.limit = manifest.size  # a compressed file never inflates past the SQL's size
         reader.recheck = recheck
