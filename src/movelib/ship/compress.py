@@ -4,9 +4,9 @@ gzip, from Python's standard library: no dependency, every platform, and ``gunzi
 ``zcat``) turns it back into the SQL ``psql -1 -f`` applies. Written deterministically (no name,
 no time in the header), so the same dump compresses to the same bytes. The manifest records both
 forms: ``size``/``sha256`` of the SQL (what is loaded, checked line by line as before) and
-``compressed`` (file, format, size, sha256 of what ships). A restore and ``inv verify`` read
-either form; a compressed one is hashed as it is read and decompressed in the same pass, and
-never decompresses past the SQL size its manifest gives.
+``compressed`` (file, format, size, sha256 of what ships). A restore (and a promotion) reads
+either form; a compressed one is hashed as it is read and decompressed in the same pass, a block
+ahead on a second thread, and never past the SQL size its manifest gives.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..base.text import shown_path
 
 SUFFIX = ".gz"
 FORMAT = "gzip"
-LEVEL = 6  # zlib's default: within 5% of 9's size here, several times faster
+LEVEL = 6  # zlib's default level
 # A file in git above this is a problem: GitHub warns at 50 MB and refuses 100 MB.
 GIT_FILE_LIMIT = 50 * 1024 * 1024
 
