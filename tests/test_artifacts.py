@@ -364,6 +364,22 @@ def test_no_child_process_ever_carries_the_password(cli: Cli, migrated_db: Targe
         assert_no_secret(dumped.read_text())
 
 
+def test_a_signed_release_says_production_needs_the_key_pinned(
+        ssh_keygen: None, release_repo: Path, migrated_db: Target, tmp_path: Path) -> None:
+    """The key is not in allowed_signers: staging and local read that file, production reads only
+    its pinned signers (the advice said the file would do for production)."""
+    from support import make_key
+
+    seed(migrated_db)
+    key = make_key(tmp_path / "keys")
+    result = release(migrated_db, release_repo, release_repo / "migrations", "v1.0", sign_key=key,
+                     allowed_signers=tmp_path / "nobody")
+    said = " ".join(" ".join(result.lines(tmp_path / "nobody")).split())
+    assert "add it there for staging and local restores; a production database accepts it once it is " \
+           "pinned there (`inv trust.pin KEY.pub --principal NAME`)" in said, said
+    assert "before a production restore will accept" not in said
+
+
 def test_release_writes_a_versioned_dump_and_tags_it(release_repo: Path, migrated_db: Target) -> None:
     seed(migrated_db)
     result = release(migrated_db, release_repo, release_repo / "migrations", "v1.0", tag=True)

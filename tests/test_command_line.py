@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 import uuid
 from collections.abc import Iterator
@@ -269,3 +270,62 @@ def test_the_help_names_positional_arguments_as_the_docs_do(cli: Cli, name: str)
     assert usage == f"Usage: inv {' '.join([name, *words])} [--options]", usage
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"#### `inv {name} " in readme
+
+
+# -- every command the docs show parses as `inv` reads it -------------------------------------------
+
+# inline examples of what `inv` refuses, shown on purpose
+REFUSED_ON_PURPOSE = {"inv --lisst", "inv restore --yess x.sql", "inv --dry restore", "inv -f"}
+
+
+def _shown_commands(text: str) -> tuple[list[str], list[str]]:
+    """(the command lines of code blocks and workflow steps, the inline `inv ...` spans)."""
+    lines = []
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+        lines += [line.strip().removeprefix("$ ") for line in block.splitlines()]
+    lines += [line.strip().removeprefix("run: ") for line in text.splitlines()]
+    full = [line.split("  #")[0].split(" # ")[0].rstrip("\\").strip() for line in lines
+            if line.startswith("inv ")]
+    return full, [" ".join(span.split()) for span in re.findall(r"`(inv [^`]+)`", text)]
+
+
+def _parse(words: list[str]) -> None:
+    """``inv WORDS`` parsed as the program parses it (its own flags, then the tasks'), up to the
+    first shell operator; nothing runs."""
+    from invoke.parser import Parser, ParserContext
+
+    from movelib_cli.program import MovelibProgram, _read_tasks
+
+    words = words[:next((i for i, w in enumerate(words) if w in (">", "|", "||", "&&", ";")), len(words))]
+    program = MovelibProgram()
+    initial = ParserContext(args=program.core_args() + program.task_args())
+    rest = Parser(initial=initial, ignore_unknown=True).parse_argv(words).unparsed
+    parser = Parser(initial=initial, contexts=namespace().to_contexts())
+    _read_tasks(parser.contexts, initial, rest)
+    parser.parse_argv(rest)
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_command_the_docs_show_parses_as_inv_reads_it(doc: str) -> None:
+    """A command in a code block or a workflow step parses whole (its task, every flag, its
+    positional values: placeholders such as KEY or <UTC> stand for values); an inline mention
+    names only flags its task has."""
+    from invoke.exceptions import ParseError
+
+    full, inline = _shown_commands((ROOT / doc).read_text(encoding="utf-8"))
+    wrong = []
+    for command in full:
+        try:
+            _parse(shlex.split(command.replace("...", "X"))[1:])
+        except (ParseError, ValueError) as exc:
+            wrong.append(f"{command}: {exc}")
+    for span in inline:
+        if span in REFUSED_ON_PURPOSE or "[" in span:
+            continue
+        try:
+            _parse(shlex.split(span.replace("...", "X"))[1:])
+        except ParseError as exc:
+            if "did not receive required positional" not in str(exc) and "needed value" not in str(exc) \
+                    and "No idea what 'TASK'" not in str(exc) and "No idea what 'X'" not in str(exc):
+                wrong.append(f"{span}: {exc}")
+    assert not wrong, wrong

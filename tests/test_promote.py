@@ -79,6 +79,8 @@ def test_promote_is_refused_when_staging_holds_another_release(cli: Cli, staging
         run_promote(setup["settings"], "v1.10", staging, production)
     assert "does not say it holds release v1.10" in str(refused.value)
     assert "holds release v1.9" in str(refused.value)
+    # the advice names the source again (a DSN's password cannot be pasted: where it goes)
+    assert "(`inv verify --release v1.10 --dsn <the DSN>`)" in str(refused.value)
     assert table_hashes(production) == before
 
 
