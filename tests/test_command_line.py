@@ -292,7 +292,8 @@ def _shown_commands(text: str) -> tuple[list[str], list[str]]:
 def _parse(words: list[str]) -> None:
     """``inv WORDS`` parsed as the program parses it (its own flags, then the tasks'), up to the
     first shell operator; nothing runs."""
-    from invoke.parser import Parser, ParserContext
+    from invoke.parser import Parser
+    from invoke.parser.context import ParserContext
 
     from movelib_cli.program import MovelibProgram, _read_tasks
 
