@@ -29,9 +29,10 @@ from movelib.base.errors import DatabaseError
 from movelib.base.spill import SortedSpill
 from movelib.base.text import as_json, json_blocks, json_chunks
 from movelib.database import db
+from movelib.database.tables import NOT_ITS_DOCUMENT
 from movelib.database.target import Target, target_from_dsn
 from movelib.seed import drift
-from movelib.seed.drift import NOT_ITS_DOCUMENT, Difference, DriftReport, Movement, merge
+from movelib.seed.drift import Difference, DriftReport, Movement, merge
 from movelib.seed.plan import make_plan
 from movelib.seed.workflow import SeedOptions, run_seed
 from movelib.ship.preview import DumpLibrary

@@ -42,6 +42,13 @@ TRUST_LOG_TABLE = "movement_trust_log"
 COUNTED_TABLES = ("movement_library", "movement_current", "movement_staging", "movement_audit_log")
 # The audit rows of one published version, in order (RETIRED rows aside); every check of the
 # audit log and the publish step that writes it spell the chain from these.
+# A library row's content columns (what the projection of a document fills), and the lists a
+# document may leave out (stored as an empty list): the publish step and the content checks read
+# the same columns the same way.
+LIST_FIELDS = ("equipment", "primary_muscles", "secondary_muscles", "instructions", "aliases",
+               "coaching_cues")
+TEXT_FIELDS = ("name", "classification", "level", "laterality", "force", "mechanic")
+OPTIONAL_LISTS = ("aliases", "coaching_cues")
 CHAIN = ("CREATED", "REVIEW_SUBMITTED", "APPROVED", "APPROVED", "PUBLISHED")
 RETIRED = "RETIRED"  # added to a version's chain when a seed retires it
 # How many rows of each action one published version has: {"CREATED": 1, ..., "APPROVED": 2, ...}
@@ -110,21 +117,28 @@ def server_version(conn: psycopg.Connection) -> str:
     return str(row[0]).split()[0] if row else "unknown"
 
 
+def lines_sha256(line: str, order: str) -> str:
+    """SQL, an aggregate: the sha256 (hex) of the text ``line`` gives for each row, each ended
+    by a line break, the rows in ``order``: the digests compared with a manifest or a file."""
+    return (f"encode(sha256(convert_to(coalesce(string_agg({line} || E'\\n', '' ORDER BY {order}), "
+            "''), 'UTF8')), 'hex')")
+
+
+# A library row that is not its approved document's projection has no content hash: it stands
+# for no reviewed content, so it matches nothing (a file, a release, the other side of a diff).
+NOT_ITS_DOCUMENT = "not its approved document"
 # Every library version with its state (current, superseded, retired), one line each, in a
 # fixed order: its sha256 says "the same library" in 64 characters, on any server.
-LIBRARY_SHA256 = """
-SELECT encode(sha256(convert_to(coalesce(string_agg(
-           slug || E'\\t' || version || E'\\t' || content_hash || E'\\t' || state || E'\\n', ''
-           ORDER BY BY_SLUG, version), ''), 'UTF8')), 'hex')
-  FROM movement_library_versions
-""".replace("BY_SLUG", by_slug())
+_VERSION_LINE = "slug || E'\\t' || version || E'\\t' || content_hash || E'\\t' || state"
+LIBRARY_SHA256 = (f"SELECT {lines_sha256(_VERSION_LINE, f'{by_slug()}, version')} "
+                  "FROM movement_library_versions")
 # The same digest over each version's hash recomputed from its document (migration 0004's
 # movement_library_content): what `inv verify --release` compares, never the stored hashes.
-LIBRARY_CONTENT_SHA256 = LIBRARY_SHA256.replace("FROM movement_library_versions", """FROM (
-    SELECT v.slug, v.version, v.state,
-           coalesce(c.content_hash, 'not its approved document') AS content_hash
-      FROM movement_library_versions v
-      JOIN movement_library_content c ON c.slug = v.slug AND c.version = v.version) AS v""")
+LIBRARY_CONTENT_SHA256 = (
+    f"SELECT {lines_sha256(_VERSION_LINE, f'{by_slug()}, version')} FROM ("
+    f"SELECT v.slug, v.version, v.state, coalesce(c.content_hash, '{NOT_ITS_DOCUMENT}') "
+    "AS content_hash FROM movement_library_versions v JOIN movement_library_content c "
+    "ON c.slug = v.slug AND c.version = v.version) AS v")
 
 def library_sha256(conn: psycopg.Connection, *, recompute: bool = False) -> str:
     """The sha256 of every library version and its state (:data:`LIBRARY_SHA256`); with

@@ -10,6 +10,7 @@ import psycopg
 
 from ..base.text import shown
 from ..database.db import rows
+from ..database.tables import OPTIONAL_LISTS
 
 
 def content_problems(conn: psycopg.Connection, add: Any) -> None:
@@ -31,7 +32,7 @@ def content_problems(conn: psycopg.Connection, add: Any) -> None:
          WHERE c.content_hash IS NULL
          ORDER BY l.slug, l.version""")
     add("library rows that differ from their approved document", [
-        (slug, v, name, row.get(name), document.get(name, [] if name in _DEFAULT_EMPTY else None))
+        (slug, v, name, row.get(name), document.get(name, [] if name in OPTIONAL_LISTS else None))
         for slug, v, fields, row, document in differing for name in fields],
         lambda slug, v, name, have, approved: (
             f"{slug} v{v}: library {name} {_value(have)} differs from its approved document "
@@ -48,7 +49,6 @@ def content_problems(conn: psycopg.Connection, add: Any) -> None:
             "not its draft's"))
 
 
-_DEFAULT_EMPTY = ("aliases", "coaching_cues")  # absent in a document: an empty list
 
 
 def _value(value: object) -> str:

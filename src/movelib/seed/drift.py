@@ -36,7 +36,7 @@ from ..base.errors import ConfigError, DriftFound
 from ..base.text import shown
 from ..database import db
 from ..database.pgservice import ENV_PREFIX
-from ..database.tables import by_slug, require_content_checks, require_schema
+from ..database.tables import NOT_ITS_DOCUMENT, by_slug, require_content_checks, require_schema
 from ..database.target import Target, target_from_dsn
 
 if TYPE_CHECKING:
@@ -45,17 +45,14 @@ if TYPE_CHECKING:
 # differences listed per kind (base.defaults.SHOWN); the totals count them all
 KINDS = ("CONFLICT", "ONLY", "VERSION", "RETIRED")
 
-# A library row that is not its approved document's projection has no content hash: it stands
-# for no reviewed content, so it differs from whatever the other side holds, even the same row.
-NOT_ITS_DOCUMENT = "not its approved document"
 # Every library version with its recomputed hash and its slug's current version (NULL: retired),
 # in the byte order of the slugs (the order of the merge), then by version.
 _LIBRARY = f"""
-SELECT l.slug, l.version, coalesce(l.content_hash, 'NOT_ITS_DOCUMENT'), c.version
+SELECT l.slug, l.version, coalesce(l.content_hash, '{NOT_ITS_DOCUMENT}'), c.version
   FROM movement_library_content l
   LEFT JOIN movement_current c ON c.slug = l.slug
  ORDER BY {by_slug("l.slug")}, l.version
-""".replace("NOT_ITS_DOCUMENT", NOT_ITS_DOCUMENT)
+"""
 
 
 class Movement(NamedTuple):

@@ -28,7 +28,7 @@ import psycopg
 from .. import __version__
 from ..base.errors import PublishedEditError
 from ..database.provenance import record_seed, run_by
-from ..database.tables import CHAIN, by_slug
+from ..database.tables import CHAIN, LIST_FIELDS, OPTIONAL_LISTS, TEXT_FIELDS, by_slug
 from ..source.datafile import Dataset, Progress
 from .plan import BLOCKED, PUBLISH, RETIRE, Plan
 
@@ -111,10 +111,6 @@ def publish(
     return result
 
 
-LIST_FIELDS = ("equipment", "primary_muscles", "secondary_muscles", "instructions", "aliases",
-               "coaching_cues")
-TEXT_FIELDS = ("name", "classification", "level", "laterality", "force", "mechanic")
-OPTIONAL_LISTS = ("aliases", "coaching_cues")  # absent in the file: stored as an empty list
 
 
 _COPY_ESCAPES = {ord("\\"): "\\\\", ord("\t"): "\\t", ord("\n"): "\\n", ord("\r"): "\\r"}

@@ -20,7 +20,9 @@ from ..database.provenance import Provenance, latest
 from ..database.tables import (
     CHAIN,
     COUNTED_TABLES,
+    NOT_ITS_DOCUMENT,
     by_slug,
+    lines_sha256,
     require_content_checks,
     require_schema,
     row_count,
@@ -225,13 +227,11 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
 
 # The sha256 of the current movements' "slug<TAB>content hash" lines in byte order (an
 # expression over movement_library_current; file_digest computes the same for a data file).
-CURRENT_DIGEST = """encode(sha256(convert_to(coalesce(string_agg(
-           slug || E'\\t' || content_hash || E'\\n', '' ORDER BY BY_SLUG), ''),
-           'UTF8')), 'hex')""".replace("BY_SLUG", by_slug())
+CURRENT_DIGEST = lines_sha256("slug || E'\\t' || content_hash", by_slug())
 _CURRENT_DIGEST = f"SELECT count(*), {CURRENT_DIGEST} FROM movement_library_current"
 # The same, over each current version's hash recomputed from its document (movement_library_content;
 # a library row that is not its document's projection has none, so it can match no file)
-_CONTENT_CURRENT = ("(SELECT v.slug, coalesce(v.content_hash, 'not its approved document') AS "
+_CONTENT_CURRENT = (f"(SELECT v.slug, coalesce(v.content_hash, '{NOT_ITS_DOCUMENT}') AS "
                     "content_hash FROM movement_library_content v "
                     "JOIN movement_current c ON c.library_id = v.id) AS content")
 _CONTENT_DIGEST = f"SELECT count(*), {CURRENT_DIGEST} FROM {_CONTENT_CURRENT}"
