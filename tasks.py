@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -37,40 +37,27 @@ from movelib_cli.options import (  # help texts and option parsing: nothing heav
     VALIDATE_HELP,
     VERIFY_HELP,
     plan_format,
-    seconds,
     whole_number,
 )
-from movelib_cli.running import say, starter, target_for, task, user_errors  # how a task runs
+from movelib_cli.running import (  # how a task runs
+    restore_options,
+    say,
+    settings_from,
+    starter,
+    target_for,
+    task,
+    user_errors,
+    writing,
+)
 
 if TYPE_CHECKING:
-    from movelib.database.guard import Permission
     from movelib.database.settings import Settings
 
 ROOT = Path(__file__).resolve().parent
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "keys"):
-        return {k: _plain(value[k]) for k in value.keys()}  # noqa: SIM118 - DataProxy
-    return value
-
-
 def _settings(c: Context) -> Settings:
-    from movelib.base.defaults import DEFAULTS
-    from movelib.database.settings import Settings
-
-    config = {key: _plain(c.config[key]) for key in DEFAULTS if key in c.config}
-    return Settings.from_mapping(config, ROOT)
-
-
-def _writing(settings: Settings, lock_timeout: float | None, allow_protected: bool,
-             confirm: str | None) -> tuple[float, Permission]:
-    """The options of every task that writes to a target, parsed once, before anything runs:
-    the lock timeout in seconds, and the permission a production-labelled target asks for."""
-    from movelib.database.guard import Permission
-
-    return seconds(lock_timeout, settings.lock_timeout), Permission(allow_protected, confirm)
-
+    return settings_from(c.config, ROOT)
 
 
 # -- db.* -------------------------------------------------------------------------------------
@@ -207,7 +194,7 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
     with user_errors("inv migrate"):
         settings = _settings(c)
         check_environment(environment)
-        timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
+        timeout, permission = writing(settings, lock_timeout, allow_protected, confirm)
         target = target_for(settings, dsn, profile)
         result = run_migrations(target, settings.migrations_dir, environment=environment,
                                 lock_timeout=timeout, permission=permission)
@@ -244,7 +231,7 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
         settings = _settings(c)
         output = plan_format(format, json, dry_run)
         check_environment(environment)
-        timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
+        timeout, permission = writing(settings, lock_timeout, allow_protected, confirm)
         target = target_for(settings, dsn, profile, err=output != "text", start=False)
         options = SeedOptions(
             data_file=settings.path(file, settings.data_file), skip_migrations=skip_migrations,
@@ -317,24 +304,11 @@ def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | N
 
     with user_errors("inv restore"):
         settings = _settings(c)
-        options = _restore_options(settings, dump_file, yes, lock_timeout, allow_protected,
+        options = restore_options(settings, dump_file, yes, lock_timeout, allow_protected,
                                    confirm, allow_downgrade, dry_run, require_signature)
         # run_restore prints the target, checks the dump, then starts a stopped profile emulator
         run_restore(settings, settings.target(dsn=dsn, profile=profile), options, echo=say,
                     ask=lambda question: ask(question, assume_yes=False))
-
-
-def _restore_options(settings: Settings, dump_file: str, yes: bool, lock_timeout: float | None,
-                     allow_protected: bool, confirm: str | None, allow_downgrade: bool,
-                     dry_run: bool, require_signature: bool = False) -> Any:
-    from movelib.base.prompt import has_terminal
-    from movelib.ship.restore import RestoreOptions
-
-    timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
-    return RestoreOptions(Path(dump_file).absolute(), assume_yes=yes, lock_timeout=timeout,
-                          permission=permission,
-                          require_signature=require_signature, allow_downgrade=allow_downgrade,
-                          dry_run=dry_run, terminal=has_terminal())
 
 
 @task(help=PROMOTE_HELP)
@@ -349,7 +323,7 @@ def promote(c: Context, version: str, from_: str = "", to: str = "", yes: bool =
 
     with user_errors("inv promote"):
         settings = _settings(c)
-        options = _restore_options(settings, "", yes, lock_timeout, allow_protected, confirm,
+        options = restore_options(settings, "", yes, lock_timeout, allow_protected, confirm,
                                    allow_downgrade, dry_run)
         run_promote(settings, version, drift.side(settings, from_, "--from"),
                     drift.side(settings, to, "--to"), options, echo=say,
@@ -408,7 +382,7 @@ def pin(c: Context, keyfile: str, principal: str = "", dsn: str | None = None,
 
     with user_errors("inv trust.pin"):
         settings = _settings(c)
-        timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
+        timeout, permission = writing(settings, lock_timeout, allow_protected, confirm)
         target = target_for(settings, dsn, profile)
         say(*pin_key(target, Path(keyfile), principal, lock_timeout=timeout,
                      permission=permission).lines())
@@ -423,7 +397,7 @@ def unpin(c: Context, fingerprint: str, dsn: str | None = None, profile: str | N
 
     with user_errors("inv trust.unpin"):
         settings = _settings(c)
-        timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
+        timeout, permission = writing(settings, lock_timeout, allow_protected, confirm)
         target = target_for(settings, dsn, profile)
         say(*unpin_key(target, fingerprint, lock_timeout=timeout, permission=permission).lines())
 
@@ -438,7 +412,7 @@ def threshold(c: Context, number: str, dsn: str | None = None, profile: str | No
     with user_errors("inv trust.threshold"):
         settings = _settings(c)
         count = whole_number(number, 1, "the threshold", minimum=1)
-        timeout, permission = _writing(settings, lock_timeout, allow_protected, confirm)
+        timeout, permission = writing(settings, lock_timeout, allow_protected, confirm)
         target = target_for(settings, dsn, profile)
         say(*set_threshold(target, count, lock_timeout=timeout, permission=permission).lines())
 

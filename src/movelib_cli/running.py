@@ -24,8 +24,12 @@ from movelib.base.errors import EXIT_CODES
 from movelib_cli.options import SHORT_FLAGS
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from movelib.database.guard import Permission
     from movelib.database.settings import Settings
     from movelib.database.target import Target
+    from movelib.ship.restore import RestoreOptions
 
 
 class FlagTask(Task[Any]):
@@ -111,3 +115,47 @@ def starter(settings: Settings, target: Target, err: bool = False) -> Any:
     from movelib.database.emulator import start_if_stopped
 
     return lambda: start_if_stopped(target, settings.emulator_for, lambda line: say(line, err=err))
+
+
+# -- what every task reads before it runs -------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "keys"):
+        return {k: _plain(value[k]) for k in value.keys()}  # noqa: SIM118 - DataProxy
+    return value
+
+
+def settings_from(config: Any, root: Path) -> Settings:
+    """The project's settings from invoke's configuration (defaults, invoke.yaml, INVOKE_*)."""
+    from movelib.base.defaults import DEFAULTS
+    from movelib.database.settings import Settings
+
+    return Settings.from_mapping({key: _plain(config[key]) for key in DEFAULTS if key in config},
+                                 root)
+
+
+def writing(settings: Settings, lock_timeout: float | None, allow_protected: bool,
+            confirm: str | None) -> tuple[float, Permission]:
+    """The options of every task that writes to a target, parsed once, before anything runs:
+    the lock timeout in seconds, and the permission a production-labelled target asks for."""
+    from movelib.database.guard import Permission
+    from movelib_cli.options import seconds
+
+    return seconds(lock_timeout, settings.lock_timeout), Permission(allow_protected, confirm)
+
+
+def restore_options(settings: Settings, dump_file: str, yes: bool, lock_timeout: float | None,
+                    allow_protected: bool, confirm: str | None, allow_downgrade: bool,
+                    dry_run: bool, require_signature: bool = False) -> RestoreOptions:
+    """``inv restore``'s (and ``inv promote``'s) options as the package takes them."""
+    from pathlib import Path
+
+    from movelib.base.prompt import has_terminal
+    from movelib.ship.restore import RestoreOptions
+
+    timeout, permission = writing(settings, lock_timeout, allow_protected, confirm)
+    return RestoreOptions(Path(dump_file).absolute(), assume_yes=yes, lock_timeout=timeout,
+                          permission=permission, require_signature=require_signature,
+                          allow_downgrade=allow_downgrade, dry_run=dry_run,
+                          terminal=has_terminal())

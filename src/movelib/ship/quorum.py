@@ -196,6 +196,21 @@ def _reason(exc: MovelibError) -> str:
     return str(exc).removesuffix("; refusing the dump").removesuffix(", refusing the dump")
 
 
+def refuse_before_starting(target: Target, presented: Presented) -> None:
+    """Before a restore starts a stopped emulator (``target``'s profile): the allowed_signers
+    file's verdict, which decides for every target not labelled production. A refusal stops
+    here, the emulator left stopped; only a production label (read once it runs) could change
+    it, by its pinned signers, and the message says how to ask that."""
+    try:
+        decide(presented, None, None, target)
+    except MovelibError as exc:
+        exc.args = (f"{exc}\n(checked before starting {target.describe()}'s emulator, as the "
+                    "allowed_signers file decides for a staging or local database; if that "
+                    "database is labelled production its pinned signers decide instead: start it "
+                    f"with `inv db.up{target.again()}` and run the restore again)",)
+        raise
+
+
 def _pinned(presented: Presented, trust: PinnedTrust, target: Target, label: str | None) -> Verdict:
     where = f"{target.describe()} is labelled {label}"
     if not trust.installed:

@@ -49,7 +49,15 @@ from .dumpreader import CheckedDump, Rows, layout_for, read_dump
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
 from .merge import Changes, changes, compare
 from .preview import DumpLibrary, Preview, preview
-from .quorum import Presented, Verdict, decide, read_presented, trust_source, unsigned
+from .quorum import (
+    Presented,
+    Verdict,
+    decide,
+    read_presented,
+    refuse_before_starting,
+    trust_source,
+    unsigned,
+)
 from .release import proven_tag
 from .restore_write import MERGE_COUNTED, RestoreResult, refuse_references, write
 from .rollback import check_rollback
@@ -305,21 +313,6 @@ def prepare(settings: Settings, target: Target, options: RestoreOptions, echo: E
     return Prepared(dump, presented)
 
 
-def _refuse_before_starting(target: Target, presented: Presented) -> None:
-    """Before an emulator is started for the restore: the allowed_signers file's verdict, which
-    decides for every target not labelled production. A refusal stops here, the emulator left
-    stopped; only a production label (read once it runs) could change it, by its pinned
-    signers, and the message says how to ask that."""
-    try:
-        decide(presented, None, None, target)
-    except MovelibError as exc:
-        exc.args = (f"{exc}\n(checked before starting {target.describe()}'s emulator, as the "
-                    "allowed_signers file decides for a staging or local database; if that "
-                    "database is labelled production its pinned signers decide instead: start it "
-                    f"with `inv db.up{target.again()}` and run the restore again)",)
-        raise
-
-
 def finish(settings: Settings, target: Target, prepared: Prepared, options: RestoreOptions,
            echo: Echo, ask: Ask) -> RestoreResult | None:
     """After :func:`prepare`: start the target profile's emulator if it is stopped, look at the
@@ -335,7 +328,7 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
     from ..database.emulator import start_if_stopped, would_start
 
     if would_start(target):
-        _refuse_before_starting(target, prepared.presented)
+        refuse_before_starting(target, prepared.presented)
     start_if_stopped(target, settings.emulator_for, echo)
     if options.dry_run:
         plan = _plan(target, prepared.dump, prepared.presented, options)
