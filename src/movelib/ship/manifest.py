@@ -14,6 +14,7 @@ from typing import Any
 from ..base.errors import ArtifactError, DumpFileMissing
 from ..base.text import shown_path
 from ..source.datafile.schema import reference_validator, schema_mtime
+from .compress import is_compressed
 
 FORMAT = "movelib-seed-dump"
 FORMAT_VERSION = 1
@@ -177,7 +178,7 @@ def check_size_and_sha256(dump_file: Path, manifest: Manifest) -> None:
     """Refuse ``dump_file`` unless its size and sha256 are ``manifest``'s (its compressed
     form's, for a ``.sql.gz``; the SQL's are compared as it is decompressed and read)."""
     size, sha = file_sha256(dump_file)
-    if dump_file.name.endswith(".sql.gz"):
+    if is_compressed(dump_file):
         shipped = manifest.compressed or {}
         if (size, sha) != (shipped.get("size"), shipped.get("sha256")):
             raise ArtifactError(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import re
-import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 from ...base.errors import DataFileError, DataFileMissing, DataFileUnreadable
 from ...base.files import write_atomically
+from ...base.readonce import read_bounded
 from ...base.text import shown, shown_path
 
 CATEGORY = {
@@ -131,6 +131,7 @@ SHAPE: dict[str, tuple[type, bool]] = {
 
 
 SHOWN_SHAPES = 10
+MAX_CATALOGUE_BYTES = 1 << 30  # free-exercise-db's exercises.json is about 1 MB
 
 
 def malformed(record: dict[str, Any]) -> list[str]:
@@ -205,20 +206,14 @@ def convert(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Import
 
 def import_file(source: Path, out: Path) -> ImportReport:
     """Convert ``source`` (free-exercise-db's exercises.json) into ``out``; fails on unknowns."""
-    try:
-        if source.exists() and not source.is_dir() and not stat.S_ISREG(source.stat().st_mode):
-            raise DataFileUnreadable(f"{shown_path(source)}: is not a regular file (a device, FIFO "
-                                     "or socket); give free-exercise-db's exercises.json")
-        records = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    # a regular file only, read once and bounded (a FIFO or a device is refused by its kind)
+    raw = read_bounded(source, MAX_CATALOGUE_BYTES, "the catalogue", DataFileUnreadable,
+                       then="nothing was written")
+    if raw is None:
         raise DataFileMissing(f"{shown_path(source)}: no such file (free-exercise-db's "
-                              "exercises.json)") from None
-    except IsADirectoryError:
-        raise DataFileMissing(f"{shown_path(source)}: is a directory, not free-exercise-db's "
-                              "exercises.json") from None
-    except OSError as exc:
-        raise DataFileUnreadable(f"{shown_path(source)}: cannot read it ({exc.strerror or exc})") \
-            from None
+                              "exercises.json)")
+    try:
+        records = json.loads(raw.decode("utf-8"))
     except ValueError as exc:
         raise DataFileError(f"{shown_path(source)}: not valid JSON ({exc})") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) and "name" in r for r in records):
