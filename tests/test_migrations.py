@@ -77,6 +77,55 @@ def test_a_non_transactional_migration_is_refused_by_name(migrated_db: Target, t
         migrate(migrated_db, folder)
 
 
+HEADERS = {  # file -> text: what yoyo's directive parser must read the same way here
+    "0101.plain.sql": "CREATE TABLE t1 (x int);\n",
+    "0102.both.sql": "-- a comment first\n\n-- depends: 0101.plain\n-- transactional: FALSE\nSELECT 1;\n",
+    "0103.crlf.sql": "-- depends: 0101.plain 0102.both\r\n-- depends: 0104.late\r\nSELECT 1;\r\n",
+    "0104.late.sql": "SELECT 1;\n-- depends: 0101.plain\n",  # after SQL: not a directive
+    "0105.block.sql": "/* header */\n-- depends: 0101.plain\nSELECT 1;\n",  # stops at /*
+    "0106.empty.sql": "",
+    "0107.only-comments.sql": "-- transactional: false\n-- nothing else\n",
+    "0107.only-comments.rollback.sql": "-- depends: 0106.empty\nDROP TABLE t1;\n",
+}
+
+
+def test_directives_are_read_as_yoyo_reads_them(tmp_path: Path) -> None:
+    """movelib reads ``-- depends:`` and ``-- transactional:`` without yoyo's sqlparse pass over
+    every statement: what it finds is what yoyo's own loader finds, on the checkout's migrations
+    and on files written to catch a difference."""
+    from yoyo import read_migrations
+
+    from movelib.database.migrations import read_headers
+
+    for folder in (MIGRATIONS, tmp_path):
+        if folder == tmp_path:
+            for name, text in HEADERS.items():
+                (tmp_path / name).write_bytes(text.encode())
+        ours = read_headers(folder)
+        theirs = read_migrations(str(folder))
+        assert list(ours) == [m.id for m in theirs]
+        for migration in theirs:
+            migration.load()
+            assert ours[migration.id].depends == {d.id for d in migration.depends}, migration.id
+            assert ours[migration.id].transactional == migration.use_transactions, migration.id
+            assert ours[migration.id].path == Path(migration.path)
+    assert read_headers(tmp_path)["0103.crlf"].depends == {"0101.plain", "0102.both", "0104.late"}
+
+
+@pytest.mark.parametrize(("text", "refusal"), [
+    ("-- depends: 0003.movement-provenance 0042.nowhere\nSELECT 1;\n",
+     r"0099\.x depends on 0042\.nowhere, which .*migrations does not hold"),
+    ("-- transactional: maybe\nSELECT 1;\n", r"0099\.x says `-- transactional: maybe`"),
+])
+def test_a_migration_yoyo_would_not_load_is_one_clear_refusal(
+        migrated_db: Target, tmp_path: Path, text: str, refusal: str) -> None:
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    (folder / "0099.x.sql").write_text(text)
+    with pytest.raises(MigrationError, match=refusal):
+        migrate(migrated_db, folder)
+
+
 def test_a_stale_yoyo_lock_row_does_not_block(migrated_db: Target) -> None:
     with psycopg.connect(migrated_db.conninfo) as conn:
         conn.execute("INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, now(), 999999)")

@@ -1,13 +1,15 @@
 """Migrations in yoyo's format and bookkeeping, applied in the run's own transaction.
 
-yoyo reads the migration files (ids, ``-- depends:``, ``-- transactional:``), and its tables
-record what is applied, so the ``yoyo`` command still reads and rolls back what movelib applied.
-movelib applies them itself, on the run's connection, inside the transaction that holds the
-target's lock (:func:`movelib.database.db.locked`): yoyo's backend would open a second connection with a
-session of its own and a lock row a killed process leaves behind, and behind a transaction pooler
-its transactions and our lock would land on different server connections. So migrations, the
-records yoyo keeps of them (``_yoyo_migration``, ``_yoyo_log``) and the run's other work commit
-together or not at all: a crash or a failed migration leaves no table without its record.
+The files are yoyo's (ids from their names, ``-- depends:`` and ``-- transactional:`` read by
+yoyo's own directive parser: :func:`read_headers`), and yoyo's tables record what is applied,
+so the ``yoyo`` command still reads and rolls back what movelib applied. movelib applies them
+itself, on the run's connection, inside the transaction that holds the target's lock
+(:func:`movelib.database.db.locked`): yoyo's backend would open a second connection with a
+session of its own and a lock row a killed process leaves behind, and behind a transaction
+pooler its transactions and our lock would land on different server connections. So
+migrations, the records yoyo keeps of them (``_yoyo_migration``, ``_yoyo_log``) and the run's
+other work commit together or not at all: a crash or a failed migration leaves no table without
+its record.
 """
 
 from __future__ import annotations
@@ -132,17 +134,14 @@ def _applied(conn: psycopg.Connection) -> set[str]:
 def _pending_sql(migrations_dir: Path, ids: list[str],
                  pending: list[str]) -> list[tuple[str, bytes]]:
     """The SQL of the ``pending`` migrations, each checked to be one movelib can apply."""
-    from yoyo import read_migrations
-
-    for migration in read_migrations(str(migrations_dir)):
-        if migration.id in pending:
-            migration.load()
-            if not migration.use_transactions:
+    try:
+        headers = read_headers(migrations_dir)
+        for migration_id in pending:
+            if not headers[migration_id].transactional:
                 raise MigrationError(
-                    f"migration {migration.id} says `-- transactional: false`; movelib applies "
+                    f"migration {migration_id} says `-- transactional: false`; movelib applies "
                     "migrations inside the run's transaction (its lock lives there). Apply it "
                     "with yoyo by hand, then run again")
-    try:
         everything = checkout_migrations(migrations_dir, ids)  # each after what it depends on
     except ArtifactError as exc:
         raise MigrationError(str(exc).replace("the dump", "the migrations")) from None
@@ -190,15 +189,52 @@ def pending_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[s
     return [i for i in migration_ids(migrations_dir) if i not in applied]
 
 
+@dataclass(frozen=True)
+class Header:
+    """A migration file's yoyo directives."""
+
+    path: Path
+    depends: frozenset[str]  # ``-- depends: A B``
+    transactional: bool  # ``-- transactional: false`` makes it False
+
+
+def read_headers(migrations_dir: Path) -> dict[str, Header]:
+    """The directives of each migration of ``migrations_dir``, by id: read from the file's
+    leading comments with yoyo's own parser, where yoyo's ``read_migrations`` finds them, but
+    without splitting every statement of every file with sqlparse first (which took most of an
+    everyday task's own time). A dependency on a migration the folder lacks, or a
+    ``transactional`` yoyo would not read, is refused as yoyo refuses it."""
+    from yoyo.migrations import parse_metadata_from_sql_comments
+
+    headers: dict[str, Header] = {}
+    for migration_id in migration_ids(migrations_dir):
+        path = migrations_dir / f"{migration_id}.sql"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"cannot read migration {shown_path(path)}: {exc}") from None
+        directives, _, _ = parse_metadata_from_sql_comments(text)
+        transactional = directives.get("transactional", "true").lower()
+        if transactional not in ("true", "false"):
+            raise ArtifactError(f"migration {migration_id} says `-- transactional: "
+                                f"{transactional}`, which yoyo does not read (true or false)")
+        headers[migration_id] = Header(path, frozenset(directives.get("depends", "").split()),
+                                       transactional == "true")
+    for migration_id, header in headers.items():
+        unknown = sorted(header.depends - set(headers))
+        if unknown:
+            raise ArtifactError(f"migration {migration_id} depends on {', '.join(unknown)}, "
+                                f"which {shown_path(migrations_dir)} does not hold")
+    return headers
+
+
 def checkout_migrations(migrations_dir: Path, ids: Sequence[str],
                         written_by: str | None = None) -> list[tuple[str, bytes]]:
     """This checkout's SQL for the migrations ``ids`` (in that order), each after the ones it
     depends on; a migration this checkout lacks is refused (the dump is newer than movelib)."""
-    from yoyo import read_migrations
-
     if not migrations_dir.is_dir():
         raise ArtifactError(f"no migrations directory at {shown_path(migrations_dir)}")
-    known = {m.id: m for m in read_migrations(str(migrations_dir))}
+    known = read_headers(migrations_dir)
     missing = [m for m in ids if m not in known]
     if missing:
         by = f" (it was written by movelib {written_by})" if written_by else ""
@@ -208,13 +244,9 @@ def checkout_migrations(migrations_dir: Path, ids: Sequence[str],
     out: list[tuple[str, bytes]] = []
     for migration_id in ids:
         before = {m for m, _ in out}
-        needs = sorted(d.id for d in known[migration_id].depends if d.id not in before)
+        needs = sorted(known[migration_id].depends - before)
         if needs:
             raise ArtifactError(f"migration {migration_id} depends on {', '.join(needs)}, "
                                 "which the dump does not list before it; refusing the dump")
-        path = Path(known[migration_id].path)
-        if path.suffix != ".sql":
-            raise ArtifactError(f"migration {migration_id} is not SQL ({path.name}); a dump "
-                                "carries SQL migrations only")
-        out.append((migration_id, path.read_bytes()))
+        out.append((migration_id, known[migration_id].path.read_bytes()))
     return out

@@ -34,7 +34,7 @@ from ..base.files import (
 )
 from ..base.text import shown_path
 from ..database import db
-from ..database.migrations import checkout_migrations
+from ..database.migrations import checkout_migrations, migration_ids
 from ..database.psql import has_tls
 from ..database.tables import (
     environment_label,
@@ -76,9 +76,7 @@ class DumpResult:
 
 
 def _applied_migrations(conn: psycopg.Connection, migrations_dir: Path) -> list[str]:
-    from yoyo import read_migrations
-
-    known = [m.id for m in read_migrations(str(migrations_dir))]
+    known = migration_ids(migrations_dir)
     applied = applied_ids(conn)
     unknown = [m for m in applied if m not in known]
     if unknown:
