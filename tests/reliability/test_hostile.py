@@ -164,6 +164,29 @@ def test_ctrl_c_during_a_two_process_validation_is_one_line_and_130(cli_override
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
 
 
+@pytest.mark.slow  # a process killed; a 60k file
+@pytest.mark.posix  # SIGKILL
+def test_a_killed_validation_leaves_no_reader_behind(cli_overrides: dict[str, str], tmp_path: Path) -> None:
+    """The forked reader of a large file's second half ends when the task is killed (the OOM
+    killer, `kill -9`): its result then has no reader, and it must not wait for one for ever,
+    holding the terminal's output open."""
+    path = tmp_path / "large.json"
+    write_synthetic(60_000, path)  # over 16 MB: read by two processes; the child's result
+    run = subprocess.Popen([sys.executable, "-m", "invoke", "validate", "--file", str(path)],  # is
+                           cwd=ROOT, env=process_env(cli_overrides), stdout=subprocess.DEVNULL,  # far
+                           stderr=subprocess.DEVNULL, start_new_session=True)  # over a pipe's 64 KiB
+    deadline = time.monotonic() + 60
+    while not (children := psutil.Process(run.pid).children()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert children and run.poll() is None, "the validation ended before it could be killed"
+    run.kill()
+    run.wait()
+    _, alive = psutil.wait_procs(children, timeout=30)
+    for child in alive:
+        child.kill()
+    assert not alive, "the reader outlived the killed task, waiting to hand over its result"
+
+
 @pytest.mark.posix  # a shell pipe
 def test_a_reader_that_goes_away_is_no_traceback(cli_overrides: dict[str, str], migrated_db: Target) -> None:
     """`inv seed | head -1`: the seed still finishes; its output after the first line is dropped."""

@@ -40,9 +40,15 @@ def two_process_pass(path: Path, validator: Any, hashes: bool,
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_scan_in_child, daemon=True,
-                            args=(sender, path, resume, validator, hashes))
-    child.start()
-    sender.close()
+                            args=(sender, receiver, path, resume, validator, hashes))
+    # Ctrl-C held while the child is forked: one landing inside start() would leave a child
+    # that nobody stops, still holding the terminal's output (and this process's exit waiting)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        child.start()
+        sender.close()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a Ctrl-C held lands in the try below
     try:
         digest = hashlib.sha256()
         head = scan(Batches(blocks(path, digest, 0, cut, after=b"]")), validator, hashes,
@@ -71,12 +77,17 @@ def two_process_pass(path: Path, validator: Any, hashes: bool,
     return digest.hexdigest(), entries
 
 
-def _scan_in_child(sender: Any, path: Path, resume: int, validator: Any, hashes: bool) -> None:
+def _scan_in_child(sender: Any, receiver: Any, path: Path, resume: int, validator: Any,
+                   hashes: bool) -> None:
     """The forked half: its slugs and raw hashes; ``None`` when it needs the precise report (the
     parent reads the file again, and says what is wrong); the traceback of anything else.
     Ctrl-C reaches the whole process group: the parent says what was interrupted and stops
-    this child, which must not print a traceback of its own."""
+    this child, which must not print a traceback of its own. The parent's end of the pipe,
+    which the fork copied, is closed here: a parent gone (killed) is then a broken pipe, and
+    this child ends instead of waiting for ever for a reader of its result."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked across the fork
+    receiver.close()
     gc.disable()
     result: tuple[Slugs, bytes] | str | None
     try:
@@ -86,5 +97,8 @@ def _scan_in_child(sender: Any, path: Path, resume: int, validator: Any, hashes:
         result = None
     except Exception:  # a bug, not the data: the parent raises it rather than redo the work
         result = traceback.format_exc()
-    sender.send(result)
-    sender.close()
+    try:
+        sender.send(result)
+        sender.close()
+    except OSError:  # the parent is gone: nobody wants the result
+        pass
