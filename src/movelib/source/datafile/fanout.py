@@ -86,7 +86,8 @@ def _scan_in_child(sender: Any, receiver: Any, path: Path, resume: int, validato
     which the fork copied, is closed here: a parent gone (killed) is then a broken pipe, and
     this child ends instead of waiting for ever for a reader of its result."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked across the fork
+    if sys.platform != "win32":  # (never forked there)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked across the fork
     receiver.close()
     gc.disable()
     result: tuple[Slugs, bytes] | str | None
