@@ -296,7 +296,7 @@ class _Writer:
             "AS d ({cols}, n){join}{guard} ORDER BY d.n").format(
             table=sql.Identifier(table), cols=sql.SQL(", ").join(map(sql.Identifier, names)),
             exprs=sql.SQL(", ").join(exprs),
-            arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in names),
+            arrays=sql.SQL(", ").join(sql.SQL("%b::text[]") for _ in names),
             join=join, guard=guard)
         self.conn.execute(query, [[values[columns.index[c]] for values in batch] for c in names])
 
@@ -316,7 +316,7 @@ class _Writer:
             part = slugs[start:start + BATCH_ROWS * 5]
             params = (part, [versions[s] for s in part],
                       [self.current.get(s, (0, None))[1] for s in part])
-            source = ("unnest(%s::text[], %s::integer[], %s::timestamptz[]) AS d (slug, version, "
+            source = ("unnest(%b::text[], %b::integer[], %b::text[]::timestamptz[]) AS d (slug, version, "
                       "since) JOIN movement_library l ON l.slug = d.slug AND l.version = d.version")
             if how == "UPDATE":
                 self.conn.execute(
