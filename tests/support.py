@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ def require_docker(image: str | None = None) -> Any:
     except BackendUnavailable as exc:
         require("docker", False, str(exc))
     if image is not None:
+        _wait_for_image_build()
         try:
             client.images.get(image)
         except Exception as exc:  # ImageNotFound, or the engine went away
@@ -99,6 +101,24 @@ def require_docker(image: str | None = None) -> Any:
                                      f"({str(exc).splitlines()[0][:120]}); run "
                                      "compose/local-image/build.sh")
     return client
+
+
+def _wait_for_image_build() -> None:
+    """`.ci/run` builds the test image beside the run and writes the build's exit status to the
+    file ``MOVELIB_TEST_DOCKER_IMAGE_BUILD`` names when it ends: wait for it (a failed build is
+    this test's failure, with the build's log)."""
+    status = os.environ.get("MOVELIB_TEST_DOCKER_IMAGE_BUILD")
+    if not status:
+        return
+    path = Path(status)
+    deadline = time.monotonic() + 900
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    code = path.read_text().strip() if path.exists() else "still building after 15 minutes"
+    if code != "0":
+        log = Path(f"{status}.log")
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        require("docker", False, f"building the test image failed ({code}):\n{tail}")
 
 
 def require_posix() -> None:
