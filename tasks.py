@@ -263,11 +263,12 @@ def verify(c: Context, dsn: str | None = None, profile: str | None = None,
 @task(help=DIFF_HELP)
 def diff(c: Context, from_: str = "", to: str = "", json: bool = False) -> None:
     """Compare two libraries movement by movement, read only (exit 1: they differ)."""
-    from movelib.seed import drift
+    from movelib.seed.diff import diff as compare_libraries
+    from movelib.seed.diff import side
 
     with user_errors("inv diff"):
         settings = _settings(c)
-        report = drift.diff(drift.side(settings, from_, "--from"), drift.side(settings, to, "--to"))
+        report = compare_libraries(side(settings, from_, "--from"), side(settings, to, "--to"))
         for block in (json_blocks(report.document()) if json else report.lines()):
             say(block)  # the JSON a block of lines at a time: its differences are not held
         report.raise_if_drift()
@@ -318,15 +319,16 @@ def promote(c: Context, version: str, from_: str = "", to: str = "", yes: bool =
             dry_run: bool = False) -> None:
     """Restore release VERSION into --to once --from holds exactly it (content and provenance)."""
     from movelib.base.prompt import confirm as ask
-    from movelib.seed import drift
+    from movelib.seed.diff import side
     from movelib.ship.promote import promote as run_promote
+    from movelib.ship.promote import release_dump
 
     with user_errors("inv promote"):
         settings = _settings(c)
-        options = restore_options(settings, "", yes, lock_timeout, allow_protected, confirm,
-                                   allow_downgrade, dry_run)
-        run_promote(settings, version, drift.side(settings, from_, "--from"),
-                    drift.side(settings, to, "--to"), options, echo=say,
+        options = restore_options(settings, release_dump(settings.root, version), yes,
+                                  lock_timeout, allow_protected, confirm, allow_downgrade, dry_run)
+        run_promote(settings, version, side(settings, from_, "--from"),
+                    side(settings, to, "--to"), options, echo=say,
                     ask=lambda question: ask(question, assume_yes=False))
 
 

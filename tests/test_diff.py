@@ -148,11 +148,11 @@ def test_the_comparison_scales_as_one_pass_over_hashes() -> None:
 def test_each_side_is_read_in_a_read_only_transaction(canonical: Target, monkeypatch: pytest.MonkeyPatch) -> None:
     """Were the diff's query to write, the server would refuse it: the read is READ ONLY."""
     from movelib.base.errors import DatabaseError
-    from movelib.seed import drift
+    from movelib.seed import diff, drift
 
     monkeypatch.setattr(drift, "_LIBRARY", "SELECT 'x', 1, 'h', nextval(pg_get_serial_sequence("
                                            "'movement_library', 'id'))")
     with pytest.raises(DatabaseError, match=r"cannot execute nextval\(\) in a read-only transaction"), \
-            drift.read_side(canonical) as found:
+            diff.read_side(canonical) as found:
         list(found)
     assert table_hashes(canonical)["movement_library"].startswith("8:")

@@ -21,7 +21,7 @@ from movelib.base.errors import PromotionRefused
 from movelib.database.guard import Permission
 from movelib.database.settings import Settings
 from movelib.database.target import Target
-from movelib.ship.promote import promote
+from movelib.ship.promote import promote, release_dump
 from movelib.ship.restore import RestoreOptions
 
 WORKFLOW = ROOT / ".github" / "workflows" / "promote.yml"
@@ -55,7 +55,7 @@ def into_staging(cli: Cli, staging: Target, dump_file: Path, trusted: Path) -> N
 
 def run_promote(settings: Settings, version: str, staging: Target, production: Target) -> list[str]:
     lines: list[str] = []
-    options = RestoreOptions(Path(), assume_yes=True,
+    options = RestoreOptions(release_dump(settings.root, version).absolute(), assume_yes=True,
                              permission=Permission(allow_protected=True, confirm=production.dbname))
     promote(settings, version, staging, production, options, lines.append, lambda _q: None)
     return lines

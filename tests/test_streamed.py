@@ -31,8 +31,9 @@ from movelib.base.text import as_json, json_blocks, json_chunks
 from movelib.database import db
 from movelib.database.tables import NOT_ITS_DOCUMENT
 from movelib.database.target import Target, target_from_dsn
-from movelib.seed import drift
-from movelib.seed.drift import Difference, DriftReport, Movement, merge
+from movelib.seed import diff
+from movelib.seed.diff import DriftReport
+from movelib.seed.drift import Difference, Movement, merge
 from movelib.seed.plan import make_plan
 from movelib.seed.workflow import SeedOptions, run_seed
 from movelib.ship.preview import DumpLibrary
@@ -173,8 +174,8 @@ def test_the_diff_asks_both_sides_for_their_first_movement_at_once() -> None:
         for slug in slugs:
             yield Movement(slug, {1: "h"}, 1)
 
-    one, other = drift._started_together(drift.StreamedSide(side(["a", "c"]), lambda: None),
-                                         drift.StreamedSide(side(["b", "c"]), lambda: None))
+    one, other = diff._started_together(diff.StreamedSide(side(["a", "c"]), lambda: None),
+                                        diff.StreamedSide(side(["b", "c"]), lambda: None))
     assert [(h and h.slug, t and t.slug) for h, t in merge(one, other)] == [
         ("a", None), (None, "b"), ("c", "c")]
 
@@ -193,8 +194,8 @@ def test_a_side_that_fails_first_cancels_the_other_sides_query() -> None:
         yield
 
     with pytest.raises(DatabaseError, match="connection was lost"):
-        drift._started_together(drift.StreamedSide(gone(), lambda: None),
-                                drift.StreamedSide(sorting(), cancelled.set))
+        diff._started_together(diff.StreamedSide(gone(), lambda: None),
+                               diff.StreamedSide(sorting(), cancelled.set))
     assert cancelled.is_set()
 
 

@@ -8,7 +8,7 @@ in the same words and a test compares) take plain values and ``echo`` / ``ask`` 
 ENTRY_POINTS = (
     "seed.workflow.run_seed",
     "seed.verify.verify",
-    "seed.drift.diff",
+    "seed.diff.diff",
     "database.migrations.migrate",
     "source.datafile.load_movements",
     "ship.dump.dump",

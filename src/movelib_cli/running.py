@@ -145,10 +145,11 @@ def writing(settings: Settings, lock_timeout: float | None, allow_protected: boo
     return seconds(lock_timeout, settings.lock_timeout), Permission(allow_protected, confirm)
 
 
-def restore_options(settings: Settings, dump_file: str, yes: bool, lock_timeout: float | None,
+def restore_options(settings: Settings, dump_file: str | Path, yes: bool, lock_timeout: float | None,
                     allow_protected: bool, confirm: str | None, allow_downgrade: bool,
                     dry_run: bool, require_signature: bool = False) -> RestoreOptions:
-    """``inv restore``'s (and ``inv promote``'s) options as the package takes them."""
+    """``inv restore``'s (and ``inv promote``'s: the release's dump) options as the package
+    takes them."""
     from pathlib import Path
 
     from movelib.base.prompt import has_terminal

@@ -49,10 +49,19 @@ LIST_FIELDS = ("equipment", "primary_muscles", "secondary_muscles", "instruction
                "coaching_cues")
 TEXT_FIELDS = ("name", "classification", "level", "laterality", "force", "mechanic")
 OPTIONAL_LISTS = ("aliases", "coaching_cues")
-CHAIN = ("CREATED", "REVIEW_SUBMITTED", "APPROVED", "APPROVED", "PUBLISHED")
+# The audit chain of a published version, in order: its actions (the audit log's ``action``).
+CREATED, REVIEW_SUBMITTED, APPROVED, PUBLISHED = "CREATED", "REVIEW_SUBMITTED", "APPROVED", "PUBLISHED"
+CHAIN = (CREATED, REVIEW_SUBMITTED, APPROVED, APPROVED, PUBLISHED)
 RETIRED = "RETIRED"  # added to a version's chain when a seed retires it
 # How many rows of each action one published version has: {"CREATED": 1, ..., "APPROVED": 2, ...}
 PER_VERSION = {action: CHAIN.count(action) for action in CHAIN}
+APPROVERS = PER_VERSION[APPROVED]  # distinct reviewers a version needs
+
+
+def action_literal(action: str) -> str:
+    """An audit action as an SQL literal (the actions are upper-case words: nothing to escape)."""
+    assert action.isidentifier() and action.isupper(), action
+    return f"'{action}'"
 # Every library version with its row count, lowest version first.
 ROWS_PER_VERSION = ("SELECT version, count(*) AS n FROM movement_library GROUP BY version "
                     "ORDER BY version")

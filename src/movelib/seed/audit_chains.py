@@ -10,7 +10,17 @@ from typing import Any
 import psycopg
 
 from ..database.db import rows
-from ..database.tables import CHAIN, PER_VERSION, RETIRED
+from ..database.tables import (
+    APPROVED,
+    APPROVERS,
+    CHAIN,
+    CREATED,
+    PER_VERSION,
+    PUBLISHED,
+    RETIRED,
+    REVIEW_SUBMITTED,
+    action_literal,
+)
 
 
 @dataclass
@@ -21,6 +31,13 @@ class Trails:
     orphans: list[tuple[Any, ...]]  # (slug, version) said PUBLISHED without a library row
 
 
+_NAMED = {"created": CREATED, "submitted": REVIEW_SUBMITTED, "approved": APPROVED,
+          "published": PUBLISHED, "retired": RETIRED}
+
+
+# two approvals by distinct reviewers is what min(actor) <> max(actor) below checks
+assert APPROVERS == 2, "the chains' query checks two distinct approvers"
+
 # Per (slug, version), in one pass: a chain is right when its non-RETIRED rows are exactly one
 # CREATED, one REVIEW_SUBMITTED, two APPROVED (by two reviewers) and one PUBLISHED naming the
 # library row's content, in that order by id. That is the chain CHAIN spells, without sorting
@@ -28,20 +45,20 @@ class Trails:
 _TRAILS = """
 WITH trail AS (
     SELECT slug, version, count(*) AS rows,
-           count(*) FILTER (WHERE action = 'CREATED') AS created,
-           count(*) FILTER (WHERE action = 'REVIEW_SUBMITTED') AS submitted,
-           count(*) FILTER (WHERE action = 'APPROVED') AS approved,
-           count(*) FILTER (WHERE action = 'PUBLISHED') AS published,
-           count(*) FILTER (WHERE action = 'RETIRED') AS retired,
-           max(id) FILTER (WHERE action = 'CREATED') AS created_last,
-           min(id) FILTER (WHERE action = 'REVIEW_SUBMITTED') AS submitted_first,
-           max(id) FILTER (WHERE action = 'REVIEW_SUBMITTED') AS submitted_last,
-           min(id) FILTER (WHERE action = 'APPROVED') AS approved_first,
-           max(id) FILTER (WHERE action = 'APPROVED') AS approved_last,
-           min(id) FILTER (WHERE action = 'PUBLISHED') AS published_first,
-           min(actor) FILTER (WHERE action = 'APPROVED') AS first_approver,
-           max(actor) FILTER (WHERE action = 'APPROVED') AS last_approver,
-           max(details->>'content_hash') FILTER (WHERE action = 'PUBLISHED') AS published_hash
+           count(*) FILTER (WHERE action = {q_created}) AS created,
+           count(*) FILTER (WHERE action = {q_submitted}) AS submitted,
+           count(*) FILTER (WHERE action = {q_approved}) AS approved,
+           count(*) FILTER (WHERE action = {q_published}) AS published,
+           count(*) FILTER (WHERE action = {q_retired}) AS retired,
+           max(id) FILTER (WHERE action = {q_created}) AS created_last,
+           min(id) FILTER (WHERE action = {q_submitted}) AS submitted_first,
+           max(id) FILTER (WHERE action = {q_submitted}) AS submitted_last,
+           min(id) FILTER (WHERE action = {q_approved}) AS approved_first,
+           max(id) FILTER (WHERE action = {q_approved}) AS approved_last,
+           min(id) FILTER (WHERE action = {q_published}) AS published_first,
+           min(actor) FILTER (WHERE action = {q_approved}) AS first_approver,
+           max(actor) FILTER (WHERE action = {q_approved}) AS last_approver,
+           max(details->>'content_hash') FILTER (WHERE action = {q_published}) AS published_hash
       FROM movement_audit_log
      GROUP BY slug, version
 )
@@ -64,7 +81,7 @@ SELECT CASE WHEN l.id IS NULL THEN 'orphan' ELSE 'broken' END,
              OR t.first_approver = t.last_approver
              OR t.published_hash IS DISTINCT FROM l.content_hash))
  ORDER BY kind DESC, slug, version  -- 'totals' > 'orphan' > 'broken': the totals first
-""".format(rows=len(CHAIN), **PER_VERSION)
+""".format(rows=len(CHAIN), **PER_VERSION, **{f"q_{k}": action_literal(v) for k, v in _NAMED.items()})
 _ACTIONS = (*PER_VERSION, RETIRED)  # the order of the totals' sums
 
 
@@ -86,12 +103,13 @@ def describe_chains(conn: psycopg.Connection, keys: list[tuple[Any, ...]]) -> li
     """(slug, version, chain, distinct approvers, PUBLISHED names the content) of ``keys``."""
     if not keys:
         return []
-    return rows(conn, """
+    return rows(conn, f"""
         SELECT l.slug, l.version,
                coalesce(array_agg(a.action ORDER BY a.id)
-                        FILTER (WHERE a.action IS NOT NULL AND a.action <> 'RETIRED'), '{}'),
-               count(DISTINCT a.actor) FILTER (WHERE a.action = 'APPROVED'),
-               coalesce(bool_or(a.action = 'PUBLISHED'
+                        FILTER (WHERE a.action IS NOT NULL
+                                  AND a.action <> {action_literal(RETIRED)}), '{{}}'),
+               count(DISTINCT a.actor) FILTER (WHERE a.action = {action_literal(APPROVED)}),
+               coalesce(bool_or(a.action = {action_literal(PUBLISHED)}
                                 AND a.details->>'content_hash' = l.content_hash), false)
           FROM movement_library l
           LEFT JOIN movement_audit_log a ON a.slug = l.slug AND a.version = l.version

@@ -28,7 +28,15 @@ import psycopg
 from .. import __version__
 from ..base.errors import PublishedEditError
 from ..database.provenance import record_seed, run_by
-from ..database.tables import CHAIN, LIST_FIELDS, OPTIONAL_LISTS, TEXT_FIELDS, by_slug
+from ..database.tables import (
+    CHAIN,
+    LIST_FIELDS,
+    OPTIONAL_LISTS,
+    RETIRED,
+    TEXT_FIELDS,
+    action_literal,
+    by_slug,
+)
 from ..source.datafile import Dataset, Progress
 from .plan import BLOCKED, PUBLISH, RETIRE, Plan
 
@@ -37,7 +45,7 @@ INTEGRITY_REVIEWER = "movelib/integrity-check"
 
 
 # The audit chain's steps as SQL VALUES: (1, 'CREATED'), (2, 'REVIEW_SUBMITTED'), ...
-_CHAIN_STEPS = ", ".join(f"({n}, '{action}')" for n, action in enumerate(CHAIN, 1))
+_CHAIN_STEPS = ", ".join(f"({n}, {action_literal(action)})" for n, action in enumerate(CHAIN, 1))
 
 @dataclass
 class PublishResult:
@@ -172,7 +180,7 @@ def _workflow(cur: psycopg.Cursor, params: dict[str, object], schema_sha256: str
         # Per draft, in order: CREATED and REVIEW_SUBMITTED by the runner, APPROVED by the
         # schema check, APPROVED by the integrity check (only for a draft whose document names
         # its own slug: a draft it does not approve cannot be published), PUBLISHED.
-        ("audit trail", """
+        ("audit trail", f"""
         INSERT INTO movement_audit_log (action, slug, version, actor, seed_run_id, details)
         SELECT step.action, s.slug, s.version,
                CASE step.n WHEN 3 THEN %(schema_reviewer)s
@@ -194,11 +202,11 @@ def _workflow(cur: psycopg.Cursor, params: dict[str, object], schema_sha256: str
                END
           FROM movement_staging s
           LEFT JOIN movement_current c ON c.slug = s.slug
-         CROSS JOIN (VALUES CHAIN_STEPS) AS step (n, action)
+         CROSS JOIN (VALUES {_CHAIN_STEPS}) AS step (n, action)
          WHERE s.seed_run_id = %(run)s
            AND (step.n <> 4 OR s.document->>'slug' = s.slug)
          ORDER BY s.id, step.n
-        """.replace("CHAIN_STEPS", _CHAIN_STEPS)),
+        """),
         ("library", f"""
         INSERT INTO movement_library (slug, version, {", ".join(columns)},
                                       content_hash, published_by, staging_id, seed_run_id)
@@ -239,7 +247,7 @@ def _retire_audit(these: str) -> str:
     names, in the byte order of the slugs."""
     return f"""
     INSERT INTO movement_audit_log (action, slug, version, actor, seed_run_id, details)
-    SELECT 'RETIRED', c.slug, c.version, %(actor)s, %(run)s,
+    SELECT {action_literal(RETIRED)}, c.slug, c.version, %(actor)s, %(run)s,
            jsonb_build_object('reason', 'not in the data file', 'data_file', %(file)s::text)
       FROM movement_current c WHERE {these}
      ORDER BY {by_slug("c.slug")}

@@ -17,20 +17,20 @@ from .verify import CURRENT_DIGEST, VerifyReport, file_digest
 # An unchanged reseed's summary of the library, in one statement: the counts verify prints, the
 # latest seed run that wrote something, and the current movements as a count and a sha256 over
 # their "slug<TAB>content_hash" lines in byte order.
-_SUMMARY = """
+_SUMMARY = f"""
 SELECT (SELECT count(*) FROM movement_library),
        (SELECT count(*) FROM movement_current),
        (SELECT count(*) FROM movement_staging),
        (SELECT count(*) FROM movement_staging WHERE status = 'published'),
-       (SELECT coalesce(json_object_agg(action, n), '{}')::text
+       (SELECT coalesce(json_object_agg(action, n), '{{}}')::text
           FROM (SELECT action, count(*) AS n FROM movement_audit_log GROUP BY action) a),
-       (SELECT coalesce(json_object_agg(version, n ORDER BY version), '{}')::text
-          FROM (ROWS_PER_VERSION) v),
+       (SELECT coalesce(json_object_agg(version, n ORDER BY version), '{{}}')::text
+          FROM ({ROWS_PER_VERSION}) v),
        (SELECT array[id::text, data_sha256] FROM movement_seed_run
          WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1),
        c.n, c.digest
-  FROM (SELECT count(*) AS n, CURRENT_DIGEST AS digest FROM movement_library_current) c
-""".replace("CURRENT_DIGEST", CURRENT_DIGEST).replace("ROWS_PER_VERSION", ROWS_PER_VERSION)
+  FROM (SELECT count(*) AS n, {CURRENT_DIGEST} AS digest FROM movement_library_current) c
+"""
 QUICK_SCOPE = ("same file as seed run {run} (sha256); the current movements and their content "
                "hashes, the drafts and the audit rows by action match it. Each audit chain's "
                "order and approvers were not re-read (`inv verify` reads everything)")

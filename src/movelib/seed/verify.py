@@ -18,9 +18,12 @@ from ..database import db
 from ..database.db import rows
 from ..database.provenance import Provenance, latest
 from ..database.tables import (
+    APPROVERS,
     CHAIN,
     COUNTED_TABLES,
     NOT_ITS_DOCUMENT,
+    RETIRED,
+    action_literal,
     by_slug,
     lines_sha256,
     require_content_checks,
@@ -187,9 +190,10 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
 
     add("broken audit chains", describe_chains(conn, trail.broken[:SHOWN_PER_CHECK])
         + trail.broken[SHOWN_PER_CHECK:],
-        lambda slug, v, chain=None, approvers=2, matches=True: (
+        lambda slug, v, chain=None, approvers=APPROVERS, matches=True: (
             f"{slug} v{v}: audit chain is {' > '.join(chain or ()) or 'empty'}, expected "
-            f"{' > '.join(CHAIN)}" + (f"; {approvers} distinct approver(s)" if approvers < 2 else "")
+            f"{' > '.join(CHAIN)}"
+            + (f"; {approvers} distinct approver(s)" if approvers < APPROVERS else "")
             + ("" if matches else "; PUBLISHED row does not name the library content")))
 
     add("published audit trails without a library row", trail.orphans,
@@ -204,13 +208,13 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
          ORDER BY c.slug"""),
         lambda slug, v, latest: f"{slug}: current version is v{v} but v{latest} is published")
 
-    add("movements with no current version that were never retired", rows(conn, """
+    add("movements with no current version that were never retired", rows(conn, f"""
         SELECT l.slug, max(l.version) FROM movement_library l
          WHERE NOT EXISTS (SELECT 1 FROM movement_current c WHERE c.slug = l.slug)
          GROUP BY l.slug
         HAVING NOT EXISTS (SELECT 1 FROM movement_audit_log a
                             WHERE a.slug = l.slug AND a.version = max(l.version)
-                              AND a.action = 'RETIRED')
+                              AND a.action = {action_literal(RETIRED)})
          ORDER BY l.slug"""),
         lambda slug, v: f"{slug} v{v}: has no current version and no RETIRED audit row")
 

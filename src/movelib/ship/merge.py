@@ -289,8 +289,9 @@ class _Writer:
         guard: sql.Composable = sql.SQL("")
         if table == "movement_audit_log":  # a RETIRED row the target already has is not repeated
             guard = sql.SQL(
-                " WHERE NOT (d.action = 'RETIRED' AND EXISTS (SELECT FROM movement_audit_log a "
-                "WHERE a.slug = d.slug AND a.version = d.version::integer AND a.action = 'RETIRED'))")
+                " WHERE NOT (d.action = {retired} AND EXISTS (SELECT FROM movement_audit_log a "
+                "WHERE a.slug = d.slug AND a.version = d.version::integer AND a.action = {retired}))"
+            ).format(retired=sql.Literal(RETIRED))
         query = sql.SQL(
             "INSERT INTO {table} ({cols}) SELECT {exprs} FROM unnest({arrays}) WITH ORDINALITY "
             "AS d ({cols}, n){join}{guard} ORDER BY d.n").format(

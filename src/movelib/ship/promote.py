@@ -13,7 +13,7 @@ trust, the threshold, no silent rollback, the preview, the protected-target conf
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 
 import psycopg
 
@@ -64,13 +64,18 @@ def check_source(source: Target, version: str, manifest: Manifest,
     return same
 
 
+def release_dump(root: Path, version: str) -> Path:
+    """The dump of release ``version`` (``releases/<version>/``), the file a promotion restores."""
+    return dump_for(release_manifest_path(root, version))
+
+
 def promote(settings: Settings, version: str, source: Target, destination: Target,
             options: RestoreOptions, echo: Echo, ask: Ask) -> RestoreResult | None:
-    """Restore release ``version`` into ``destination`` once ``source`` holds exactly it.
-    ``options.dump_file`` is replaced by the release's dump."""
+    """Restore release ``version`` into ``destination`` once ``source`` holds exactly it;
+    ``options.dump_file`` is that release's dump (:func:`release_dump`)."""
     manifest_file = release_manifest_path(settings.root, version)
-    dump_file = dump_for(manifest_file)
-    options = dataclasses.replace(options, dump_file=dump_file)
+    if options.dump_file != dump_for(manifest_file).absolute():
+        raise ValueError(f"promote restores {dump_for(manifest_file)}, not {options.dump_file}")
     prepared = prepare(settings, destination, options, echo)  # no connection yet
     manifest = prepared.dump.manifest
     if manifest.release != version:
