@@ -247,46 +247,46 @@ def test_a_forged_dump_is_refused_before_any_connection(cli: Cli, copy: Path, ta
     assert not MARKER.exists(), "a meta-command of the dump ran"
 
 
-@pytest.mark.parametrize(
-    ("change", "says"),
-    [
-        pytest.param(lambda m: m["migrations"].append("0003.from-the-future"),
-                     "the dump needs migration(s) 0003.from-the-future, which this movelib does not have (it was written by movelib 0.1.0): upgrade movelib",
-                     id="a-migration-this-checkout-lacks"),
-        pytest.param(lambda m: m["row_counts"].update(bystander=1), "row_counts: 'bystander' is not one of",
-                     id="an-unknown-table-in-row-counts"),
-        pytest.param(lambda m: m["row_counts"].update({"public.movement_library": m["row_counts"].pop("movement_library")}),
-                     "row_counts: 'public.movement_library' is not one of", id="a-schema-qualified-table"),
-        pytest.param(lambda m: m["row_counts"].pop("movement_current"),
-                     "row_counts names _yoyo_log, _yoyo_migration, _yoyo_version, movement_audit_log, movement_library, movement_seed_run, movement_staging, but a dump of migrations",
-                     id="a-dumped-table-missing-from-row-counts"),
-        pytest.param(lambda m: m.update(size=str(m["size"])), "size: '", id="size-as-a-string"),
-        pytest.param(lambda m: m.update(size=float(m["size"])), "is not of type 'integer'", id="size-as-a-float"),
-        pytest.param(lambda m: m["row_counts"].update(movement_library=-1), "row_counts/movement_library: -1 is less than the minimum of 0",
-                     id="a-negative-row-count"),
-        pytest.param(lambda m: m["row_counts"].update(movement_library="8"), "row_counts/movement_library: '8' is not of type 'integer'",
-                     id="a-row-count-as-a-string"),
-        pytest.param(lambda m: m.update(signature_hint="trust me"), "Additional properties are not allowed ('signature_hint' was unexpected)",
-                     id="an-extra-key"),
-        pytest.param(lambda m: m.update(sha256=m["sha256"].upper()), "sha256: '", id="a-sha256-that-is-not-lowercase-hex"),
-        pytest.param(lambda m: m.update(migrations="0001.movement-library"), "migrations: '0001.movement-library' is not of type 'array'",
-                     id="migrations-as-a-string"),
-    ],
-)
+MANIFEST_FORGERIES: list[Any] = [
+    pytest.param(lambda m: m["migrations"].append("0003.from-the-future"),
+                 "the dump needs migration(s) 0003.from-the-future, which this movelib does not have (it was written by movelib 0.1.0): upgrade movelib",
+                 id="a-migration-this-checkout-lacks"),
+    pytest.param(lambda m: m["row_counts"].update(bystander=1), "row_counts: 'bystander' is not one of",
+                 id="an-unknown-table-in-row-counts"),
+    pytest.param(lambda m: m["row_counts"].update({"public.movement_library": m["row_counts"].pop("movement_library")}),
+                 "row_counts: 'public.movement_library' is not one of", id="a-schema-qualified-table"),
+    pytest.param(lambda m: m["row_counts"].pop("movement_current"),
+                 "row_counts names _yoyo_log, _yoyo_migration, _yoyo_version, movement_audit_log, movement_library, movement_seed_run, movement_staging, but a dump of migrations",
+                 id="a-dumped-table-missing-from-row-counts"),
+    pytest.param(lambda m: m.update(size=str(m["size"])), "size: '", id="size-as-a-string"),
+    pytest.param(lambda m: m.update(size=float(m["size"])), "is not of type 'integer'", id="size-as-a-float"),
+    pytest.param(lambda m: m["row_counts"].update(movement_library=-1), "row_counts/movement_library: -1 is less than the minimum of 0",
+                 id="a-negative-row-count"),
+    pytest.param(lambda m: m["row_counts"].update(movement_library="8"), "row_counts/movement_library: '8' is not of type 'integer'",
+                 id="a-row-count-as-a-string"),
+    pytest.param(lambda m: m.update(signature_hint="trust me"), "Additional properties are not allowed ('signature_hint' was unexpected)",
+                 id="an-extra-key"),
+    pytest.param(lambda m: m.update(sha256=m["sha256"].upper()), "sha256: '", id="a-sha256-that-is-not-lowercase-hex"),
+    pytest.param(lambda m: m.update(migrations="0001.movement-library"), "migrations: '0001.movement-library' is not of type 'array'",
+                 id="migrations-as-a-string"),
+]
+
+
+@pytest.mark.parametrize(("change", "says"), MANIFEST_FORGERIES)
 def test_a_manifest_breaking_its_schema_is_refused_before_any_connection(cli: Cli, copy: Path, target: Target, change: Callable[[dict[str, Any]], None], says: str) -> None:
     edit_manifest(copy, change)
     message = refused(cli, copy, target, says)
     assert "refusing the dump" in message
 
 
-@pytest.mark.parametrize(
-    ("version", "says"),
-    [
-        pytest.param("0.1.0\nDROP TABLE bystander;", "tool_version: '0.1.0\\nDROP TABLE bystander;' does not match", id="a-statement"),
-        # Python's `$` matches before a final line break, where the schema's ECMA-262 `$` does not
-        pytest.param("0.1.0\n", "tool_version: '0.1.0\\n' holds a control character", id="a-trailing-line-break"),
-    ],
-)
+SMUGGLED_VERSIONS = [
+    pytest.param("0.1.0\nDROP TABLE bystander;", "tool_version: '0.1.0\\nDROP TABLE bystander;' does not match", id="a-statement"),
+    # Python's `$` matches before a final line break, where the schema's ECMA-262 `$` does not
+    pytest.param("0.1.0\n", "tool_version: '0.1.0\\n' holds a control character", id="a-trailing-line-break"),
+]
+
+
+@pytest.mark.parametrize(("version", "says"), SMUGGLED_VERSIONS)
 def test_a_line_break_smuggled_through_the_manifest_into_the_header_is_refused(cli: Cli, copy: Path, target: Target, version: str, says: str) -> None:
     """The header's tool version comes from the manifest: it must not carry a line of SQL into
     movelib's own rendering (the forger edits the dump's header to match)."""

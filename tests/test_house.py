@@ -210,3 +210,24 @@ def test_the_entry_points_exist_and_readme_lists_them_as_the_package_does() -> N
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     listed = ", ".join(f"`{e}`" for e in movelib.ENTRY_POINTS[:-1]) + f" and `{movelib.ENTRY_POINTS[-1]}`"
     assert listed in readme
+
+
+def test_the_counts_the_docs_quote_are_the_suites() -> None:
+    """A number SECURITY.md quotes for what a test file covers is that file's own count."""
+    import test_forged_dumps
+    import test_live_restore
+    from reliability import test_bad_input, test_crash
+
+    text = " ".join((ROOT / "SECURITY.md").read_text(encoding="utf-8").split())
+
+    def quoted(pattern: str) -> int:
+        found = re.findall(pattern, text)
+        assert len(found) == 1, f"SECURITY.md says {pattern!r} {len(found)} times"
+        return int(found[0])
+
+    assert quoted(r"(\d+) forged dumps") == len(test_forged_dumps.FORGERIES)
+    assert quoted(r"(\d+) forged manifests") == (len(test_forged_dumps.MANIFEST_FORGERIES)
+                                                 + len(test_forged_dumps.SMUGGLED_VERSIONS))
+    assert quoted(r"catalog snapshot of (\d+) parts") == len(test_live_restore.SNAPSHOT)
+    assert quoted(r"\((\d+)\+ malformed files") <= len(test_bad_input.CASES)
+    assert quoted(r"\((\d+)\+ trials each") <= test_crash.TRIALS
