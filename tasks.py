@@ -7,7 +7,6 @@ This file only composes tasks: each body parses its options and calls a plain fu
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,21 +95,13 @@ def up(c: Context, profile: str | None = None, backend: str | None = None,
 def down(c: Context, profile: str | None = None, purge: bool = False,
          backend: str | None = None) -> None:
     """Stop a profile's emulator; --purge also deletes its data."""
-    from movelib.database.emulator import other_backend
-    from movelib.database.emulator.record import forget
+    from movelib.database.emulator import stop
 
     with user_errors("inv db.down"):
         settings = _settings(c)
-        emulator = settings.emulator_for(profile, backend)
-        was_running = emulator.down(purge=purge)
-        if not was_running and (backend or settings.backend) == "auto":
-            other = other_backend(emulator, settings.emulator)  # data on both: stop what runs
-            if other is not None and other.status().running:
-                emulator, was_running = other, other.down(purge=purge)
-        if purge:
-            forget(settings.emulator.base_dir, emulator.profile.name, emulator.backend)
-        name = emulator.profile.name
-        say(f"{name} emulator {'stopped' if was_running else 'was not running'} "
+        emulator, was_running = stop(settings.emulator_for(profile, backend), settings.emulator,
+                                     auto=(backend or settings.backend) == "auto", purge=purge)
+        say(f"{emulator.profile.name} emulator {'stopped' if was_running else 'was not running'} "
             f"({emulator.backend})" + ("; data deleted" if purge else ""))
 
 
@@ -118,21 +109,13 @@ def down(c: Context, profile: str | None = None, purge: bool = False,
 def status(c: Context, backend: str | None = None) -> None:
     """Show every profile's emulator (backend, port, running, version, DSN) and what it holds."""
     from movelib.database.dbstatus import status_lines as held
-    from movelib.database.emulator import other_backend
+    from movelib.database.emulator import status_of
     from movelib.database.emulator.base import status_lines
 
     with user_errors("inv db.status"):
         settings = _settings(c)
-        statuses = []
-        for name in settings.profiles:
-            emulator = settings.emulator_for(name, backend)
-            found = emulator.status()
-            other = other_backend(emulator, settings.emulator)
-            if other is not None:  # say it: db.down stops whichever of the two runs
-                both = f"{other.backend} data too ({other.status().detail or 'stopped'})"
-                found = dataclasses.replace(found, detail="; ".join(
-                    n for n in (found.detail, both) if n))
-            statuses.append(found)
+        statuses = [status_of(settings.emulator_for(name, backend), settings.emulator)
+                    for name in settings.profiles]
         say(*status_lines(statuses), *held(settings, statuses))
 
 

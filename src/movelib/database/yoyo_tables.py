@@ -24,17 +24,27 @@ YOYO_MIGRATION_TABLE = "_yoyo_migration"  # one row per applied migration
 YOYO_TABLES = ("_yoyo_version", YOYO_MIGRATION_TABLE, "_yoyo_log")
 YOYO_LOCK_TABLE = "yoyo_lock"
 
-# yoyo's own tables as yoyo 9 creates them (internal schema version 2).
-YOYO_DDL = """\
-CREATE TABLE _yoyo_version (version integer NOT NULL PRIMARY KEY, installed_at_utc timestamp);
-CREATE TABLE _yoyo_migration (migration_hash varchar(64) NOT NULL PRIMARY KEY,
-    migration_id varchar(255), applied_at_utc timestamp);
-CREATE TABLE _yoyo_log (id varchar(36) NOT NULL PRIMARY KEY, migration_hash varchar(64),
-    migration_id varchar(255), operation varchar(10), username varchar(255),
-    hostname varchar(255), comment varchar(255), created_at_utc timestamp);
-CREATE TABLE yoyo_lock (locked integer DEFAULT 1 NOT NULL PRIMARY KEY, ctime timestamp,
-    pid integer NOT NULL);
-"""
+# yoyo's own tables as yoyo 9 creates them (internal schema version 2); a dump carries this text
+# byte for byte (line breaks included), so it never changes.
+_YOYO_DEFINITIONS = (
+    ("_yoyo_version", "(version integer NOT NULL PRIMARY KEY, installed_at_utc timestamp)"),
+    ("_yoyo_migration", "(migration_hash varchar(64) NOT NULL PRIMARY KEY,\n"
+                        "    migration_id varchar(255), applied_at_utc timestamp)"),
+    ("_yoyo_log", "(id varchar(36) NOT NULL PRIMARY KEY, migration_hash varchar(64),\n"
+                  "    migration_id varchar(255), operation varchar(10), username varchar(255),\n"
+                  "    hostname varchar(255), comment varchar(255), created_at_utc timestamp)"),
+    ("yoyo_lock", "(locked integer DEFAULT 1 NOT NULL PRIMARY KEY, ctime timestamp,\n"
+                  "    pid integer NOT NULL)"),
+)
+
+
+def yoyo_ddl(*, if_not_exists: bool = False) -> str:
+    """yoyo's tables' DDL; ``if_not_exists`` for a database that may hold some of them."""
+    create = "CREATE TABLE IF NOT EXISTS" if if_not_exists else "CREATE TABLE"
+    return "".join(f"{create} {name} {columns};\n" for name, columns in _YOYO_DEFINITIONS)
+
+
+YOYO_DDL = yoyo_ddl()
 YOYO_COLUMNS: dict[str, tuple[str, ...]] = {
     "_yoyo_version": ("version", "installed_at_utc"),
     "_yoyo_migration": ("migration_hash", "migration_id", "applied_at_utc"),
@@ -85,7 +95,7 @@ def ensure_bookkeeping(conn: psycopg.Connection, target: Target) -> None:
                 f"yoyo's bookkeeping on {target.describe()} is at version "
                 f"{row[0] if row else None}, not {YOYO_SCHEMA_VERSION}: upgrade it with "
                 "yoyo 9 (`yoyo list`), then run again")
-    conn.execute(YOYO_DDL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
+    conn.execute(yoyo_ddl(if_not_exists=True))
     conn.execute("INSERT INTO _yoyo_version (version, installed_at_utc) SELECT %s, "
                  "now() AT TIME ZONE 'UTC' WHERE NOT EXISTS (SELECT FROM _yoyo_version)",
                  (YOYO_SCHEMA_VERSION,))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,6 +29,8 @@ __all__ = [
     "choose_backend",
     "get_emulator",
     "start_if_stopped",
+    "status_of",
+    "stop",
 ]
 
 
@@ -79,6 +81,35 @@ def get_emulator(profile: Profile, backend: str, settings: EmulatorSettings) -> 
     emulator.reason = reason
     emulator.record_dir = settings.base_dir
     return emulator
+
+
+def stop(emulator: Emulator, settings: EmulatorSettings, *, auto: bool,
+         purge: bool = False) -> tuple[Emulator, bool]:
+    """``inv db.down``: stop ``emulator`` (``purge``: and delete its data). With ``auto`` (the
+    backend was not chosen), a profile whose emulator on this backend was not running while
+    the other backend's is: that one is stopped. The emulator stopped, and whether it ran; a
+    purge forgets the backend recorded for the profile."""
+    from .record import forget
+
+    was_running = emulator.down(purge=purge)
+    if not was_running and auto:
+        other = other_backend(emulator, settings)  # data on both: stop what runs
+        if other is not None and other.status().running:
+            emulator, was_running = other, other.down(purge=purge)
+    if purge:
+        forget(settings.base_dir, emulator.profile.name, emulator.backend)
+    return emulator, was_running
+
+
+def status_of(emulator: Emulator, settings: EmulatorSettings) -> EmulatorStatus:
+    """``inv db.status``'s line for ``emulator``; it names the other backend when that one
+    holds data for the profile too (``db.down`` stops whichever of the two runs)."""
+    found = emulator.status()
+    other = other_backend(emulator, settings)
+    if other is None:
+        return found
+    both = f"{other.backend} data too ({other.status().detail or 'stopped'})"
+    return replace(found, detail="; ".join(n for n in (found.detail, both) if n))
 
 
 def other_backend(emulator: Emulator, settings: EmulatorSettings) -> Emulator | None:
