@@ -215,6 +215,41 @@ def test_ids_stay_the_targets_and_application_rows_keep_their_movement(pg18: Ser
         assert library_state(target) == releases.b_library
 
 
+def test_migrated_tables_without_rows_are_loaded_whole_and_keep_what_the_application_built(
+        cli: Cli, server: Server, releases: Releases, tmp_path: Path) -> None:
+    """`inv migrate`, the application's objects, then `inv restore`: tables that exist but hold
+    nothing are loaded as a load into an empty database loads them (the dump's rows and ids,
+    COPYed), never dropped; their sequences then follow the rows (a later seed adds versions)."""
+    with database(server) as name:
+        target = target_from_dsn(server.dsn(name), "--dsn")
+        migrate(target, MIGRATIONS)
+        execute(target, "SELECT setval(pg_get_serial_sequence('movement_library', 'id'), 5000);"
+                        "CREATE TABLE app_plan (movement_id bigint REFERENCES movement_library (id));"
+                        "CREATE VIEW app_names AS SELECT slug, name FROM movement_library_current;"
+                        "COMMENT ON TABLE movement_library IS 'the application reads this';")
+        result = cli("restore", "--dump-file", str(releases.b), "--dsn", target.conninfo, "--yes")
+        assert result.code == 0, result.output
+        assert f"merged: {MOVEMENTS + CHANGED} version(s) added, 0 removed" in result.stdout
+        assert library_state(target) == releases.b_library
+        source = target_from_dsn(server.dsn(releases.source), "--dsn") if server.major == 18 else None
+        if source is not None:  # the dump's ids, not the target's sequence (which stood at 5000)
+            assert ids_by_version(target) == ids_by_version(source)
+        assert rows(target, "SELECT count(*) FROM app_names") == [(MOVEMENTS,)]
+        assert rows(target, "SELECT obj_description('movement_library'::regclass, 'pg_class'), "
+                            "(SELECT count(*) FROM pg_constraint WHERE conname = "
+                            "'app_plan_movement_id_fkey')") == [("the application reads this", 1)]
+        data = json.loads(releases.a_file.read_text())  # B's content, and one movement more revised
+        for m in data:
+            m["name"] += " (revised)" if m["slug"] in releases.changed else ""
+        assert data[1]["slug"] not in releases.changed
+        data[1]["name"] += " (revised too)"
+        (tmp_path / "c.json").write_text(json.dumps(data))
+        result = cli("seed", "--dsn", target.conninfo, "--file", str(tmp_path / "c.json"),
+                     "--new-versions")
+        assert result.code == 0, result.output  # new ids after the loaded ones: no collision
+        assert rows(target, "SELECT count(*) FROM movement_library") == [(MOVEMENTS + CHANGED + 1,)]
+
+
 def test_a_version_the_application_references_is_not_removed(cli: Cli, holds_a: Target, releases: Releases) -> None:
     """Restoring A over B removes B's ten version 2s: refused while a row references one."""
     target = holds_a

@@ -35,9 +35,9 @@ from psycopg import sql
 from ..base.errors import ArtifactError
 from ..base.spill import SortedSpill
 from ..base.text import shown_path
-from ..database.tables import RETIRED
+from ..database.tables import MOVEMENT_TABLES, RETIRED
 from ..seed.drift import Movement, merge
-from .dumpformat import Layout, Table, copy_field
+from .dumpformat import NOT_DUMPED, Layout, Table, copy_field
 from .dumpreader import Rows, read_dump
 from .manifest import Manifest
 from .preview import DumpLibrary, target_movements
@@ -53,6 +53,7 @@ class Changes:
     """What a merging restore writes, decided under the restore's lock."""
 
     everything: bool = False  # the target's library is empty: every version of the dump is added
+    bulk: bool = False  # and every movement table is empty: the rows are COPYed with their ids
     added: set[Key] = field(default_factory=set)
     removed: list[Key] = field(default_factory=list)  # the target's versions that go
     moved: dict[str, int] = field(default_factory=dict)  # pointers moved forward: slug -> version
@@ -85,14 +86,32 @@ def _library_empty(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def everything(conn: psycopg.Connection, versions: int) -> Changes:
+    """What a merge into a target whose library is empty writes: all ``versions`` of the dump.
+    When every dumped movement table is empty too (``inv migrate``, then ``inv restore``), there
+    is no id or history of the target's to keep: the rows are COPYed as the dump holds them, ids
+    included, as a load into an empty database does (the tables, and all the application built
+    on them, stay), provided the role may then move the tables' sequences past those ids
+    (UPDATE on each sequence; a least-privilege restore role may only use them, and gets the
+    rows inserted under new ids instead)."""
+    tables = [t for t in MOVEMENT_TABLES if t not in NOT_DUMPED]  # the label stays the target's
+    empty = sql.SQL(" AND ").join(
+        sql.SQL("NOT EXISTS (SELECT FROM {})").format(sql.Identifier(t)) for t in tables)
+    row = conn.execute(sql.SQL(
+        "SELECT {empty} AND (SELECT coalesce(bool_and(has_sequence_privilege(s, 'UPDATE')), true) "
+        "FROM (SELECT CASE WHEN EXISTS (SELECT FROM pg_attribute WHERE attrelid = t::regclass "
+        "AND attname = 'id' AND NOT attisdropped) THEN pg_get_serial_sequence(t, 'id') END "
+        "FROM unnest(%s::text[]) AS t) AS q (s) WHERE s IS NOT NULL)").format(empty=empty),
+        (tables,)).fetchone()
+    return Changes(everything=True, bulk=bool(row and row[0]), added_count=versions)
+
+
 def changes(conn: psycopg.Connection, library: DumpLibrary) -> Changes:
     """Compare the target on ``conn`` (in the caller's transaction) with the dump's ``library``,
     both streamed slug by slug: what the merge must write."""
     found = Changes()
     if _library_empty(conn):
-        found.everything = True
-        found.added_count = library.versions.count
-        return found
+        return everything(conn, library.versions.count)
     with target_movements(conn) as here:
         for ours, theirs in merge(here, library.movements()):
             compare(found, ours, theirs)
@@ -160,6 +179,7 @@ class _Writer:
         self.added_raw = {(s.encode(), str(v).encode()) for s, v in found.added}
         self.retired_raw = {s.encode() for s in found.retired}
         self.idle = not (found.everything or found.added or found.retired)
+        self.copied: list[Table] = []  # a bulk merge's tables, COPYed with the dump's ids
 
     def _wanted(self, key: Key) -> bool:
         return self.found.everything or key in self.found.added
@@ -170,6 +190,12 @@ class _Writer:
         if columns is None:  # yoyo's rows: the target keeps its own bookkeeping
             for _ in part.blocks:
                 pass
+            return
+        if self.found.bulk:  # tables without a row: the dump's rows as they are, as a load
+            with self.conn.cursor().copy(f"COPY {table.spec} FROM STDIN") as copy:
+                for block in part.blocks:
+                    copy.write(block)
+            self.copied.append(table)
             return
         if table.name == "movement_seed_run":
             self.run_columns = columns
@@ -305,6 +331,14 @@ class _Writer:
         """The current pointers the dump sets, once its library rows are in: moved forward
         (UPDATE), else inserted, each with the dump's ``since``."""
         found = self.found
+        if found.bulk:  # COPYed with the rows (ids as the dump's); the sequences follow them
+            for table in self.copied:
+                if "id" in table.columns:
+                    self.conn.execute(sql.SQL(
+                        "SELECT setval(pg_get_serial_sequence({name}, 'id'), max(id)) FROM {table} "
+                        "HAVING max(id) IS NOT NULL").format(name=sql.Literal(table.name),
+                                                             table=sql.Identifier(table.name)))
+            return
         if found.everything:
             self._point("INSERT", {s: v for s, (v, _) in self.current.items()})
             return
@@ -370,7 +404,8 @@ def apply_merge(conn: psycopg.Connection, path: Path, layout: Layout, manifest: 
     _remove(conn, found)
     writer = _Writer(conn, found)
     try:
-        for part in read_dump(path, layout, manifest, recheck=False):  # its sha256 is compared
+        # its sha256 is compared at the end; a bulk merge checks each line again as a load does
+        for part in read_dump(path, layout, manifest, recheck=found.bulk):
             if isinstance(part, Rows):
                 writer.rows(part)
     except (IndexError, ValueError):  # a row not as the first read checked it

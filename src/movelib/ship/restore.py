@@ -47,7 +47,7 @@ from ..database.target import Target
 from ..database.yoyo_tables import YOYO_LOCK_TABLE, YOYO_TABLES
 from .dumpreader import CheckedDump, Rows, layout_for, read_dump
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
-from .merge import Changes, changes, compare
+from .merge import Changes, changes, compare, everything
 from .preview import DumpLibrary, Preview, preview
 from .quorum import (
     Presented,
@@ -224,7 +224,7 @@ def _look(conn: psycopg.Connection, target: Target, dump: CheckedDump, presented
             merged = planned
             merged.added_count = len(merged.added)
         else:
-            merged = Changes(everything=True, added_count=dump.library.versions.count)
+            merged = everything(conn, dump.library.versions.count)
         found = dependents(conn, checkout_own(CHECKOUT_MIGRATIONS))
         try:
             refuse_references(target, references(conn, merged.removed, merged.cleared))
