@@ -1,6 +1,6 @@
 """Two movement libraries compared movement by movement: the comparison ``inv diff`` reports
 (:mod:`movelib.seed.diff`) and a restore's preview and merge plan are made of
-(:mod:`movelib.ship.preview`, :mod:`movelib.ship.merge`).
+(:mod:`movelib.ship.preview`, :mod:`movelib.ship.merge_plan`).
 
 Each side is a stream of its library versions (slug, version, content hash recomputed from the
 document) and current pointers, in the byte order of the slugs (:func:`library_movements`); two

@@ -47,7 +47,7 @@ from ..database.target import Target
 from ..database.yoyo_tables import YOYO_LOCK_TABLE, YOYO_TABLES
 from .dumpreader import CheckedDump, Rows, layout_for, read_dump
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
-from .merge import Changes, changes, compare, everything
+from .merge_plan import Changes, changes, compare, everything
 from .preview import DumpLibrary, Preview, preview
 from .quorum import (
     Presented,

@@ -28,7 +28,8 @@ from ..seed.verify import VerifyReport, check
 from .dumpformat import transaction_scoped
 from .dumpreader import CheckedDump, Sql, read_dump
 from .manifest import Manifest
-from .merge import Changes, apply_merge
+from .merge import apply_merge
+from .merge_plan import Changes
 from .restore_record import Signer, record_restore
 
 # What a merge must leave equal to the manifest's counts: the library and its pointers. Drafts,
