@@ -187,9 +187,9 @@ def _start_server(base: Path, name: str, bin_dir: Path, major: int,
     except MovelibError as exc:
         pytest.exit(f"cannot start the PostgreSQL {major} test server: {exc}", returncode=3)
     server = Server(emulator, major)
-    if major >= 16:  # one SCRAM iteration instead of 4096 for the suite's own role (below)
-        _cheap_logins(server)
     try:
+        if major >= 16:  # one SCRAM iteration instead of 4096 for the suite's own role (below)
+            _cheap_logins(server)
         migrate(target_from_dsn(server.dsn("movelib_template"), "test"), ROOT / "migrations")
         yield server
     finally:
