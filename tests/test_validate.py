@@ -186,6 +186,25 @@ def test_the_batched_reader_agrees_with_the_reference(
         assert got == expected
 
 
+def test_a_record_of_many_batches_is_searched_for_a_cut_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # a record longer than a batch is read on block by block; searching the whole of it again
+    # after each block made a 50 MB value take minutes (quadratic): each byte is searched once
+    real = batches.BOUNDARY
+    scanned = []
+
+    class Counting:
+        def finditer(self, text: bytes, pos: int = 0) -> Any:
+            scanned.append(len(text) - pos)
+            return real.finditer(text, pos)
+
+    monkeypatch.setattr(batches, "BOUNDARY", Counting())
+    long = {**CANONICAL[0], "name": "} , " * (1 << 20)}  # 4 MiB, 32 batches, braces throughout
+    path = write(tmp_path, [long, CANONICAL[1]])
+    parsed = [record for batch in batches.Batches.of_file(path) for record in batch]
+    assert parsed == [long, CANONICAL[1]]
+    assert len(scanned) > 32 and sum(scanned) < 2 * path.stat().st_size
+
+
 def test_escaped_quotes_and_duplicates_behind_unicode_escapes(tmp_path: Path) -> None:
     record = json.dumps({**CANONICAL[0], "name": 'Say "hi" \\ there'})
     # \u0022 is a quote written as an escape; a duplicate key hides behind it

@@ -87,29 +87,36 @@ class Batches:
     def _read(self) -> bytes:
         return next(self.blocks, b"")
 
-    def _more(self, buf: bytes) -> tuple[bytes, bool]:
-        """``buf`` and the next block; whether the text has ended."""
+    def _more(self, buf: bytearray) -> tuple[bytearray, bool]:
+        """``buf`` and the next block (appended in place: a record of many blocks costs no
+        copy per block); whether the text has ended."""
         block = self._read()
-        return buf + block, not block
+        buf += block
+        return buf, not block
 
     def __iter__(self) -> Iterator[list[Any]]:
-        buf = self._read().lstrip(_WHITESPACE)
-        if not buf.startswith(b"["):
+        first = self._read().lstrip(_WHITESPACE)
+        if not first.startswith(b"["):
             raise NeedsReport("not an array")
-        buf, eof, final, failures = buf[1:], False, False, 0
+        buf, eof, final, failures = bytearray(first[1:]), False, False, 0
+        searched = 0  # where the search for a cut starts: a long record is searched once
         while True:
             while not eof and len(buf) < BATCH_BYTES:
                 buf, eof = self._more(buf)
             last = None
             if not final:
-                for last in BOUNDARY.finditer(buf):  # noqa: B007 (the last one)
+                for last in BOUNDARY.finditer(buf, searched):  # noqa: B007 (the last one)
                     pass
             if last is None and not eof:  # one record longer than a batch: read on
+                # a cut that spans what is read next begins at the last '}' read so far
+                brace = buf.rfind(b"}", searched)
+                searched = len(buf) if brace < 0 else brace
                 buf, eof = self._more(buf)
                 continue
+            searched = 0
             if last is None:
                 final = True
-                text, rest = buf.rstrip(_WHITESPACE), b""
+                text, rest = buf.rstrip(_WHITESPACE), bytearray()
                 if not text.endswith(b"]"):
                     raise NeedsReport("the file ends before the closing ']' of the array of movements")
                 text = text[:-1]
