@@ -8,7 +8,9 @@ import random
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -70,16 +72,29 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"new": new, "old": old}
 
 
-def calibrate(env: dict[str, str], server: Server, args: list[str]) -> float:
-    """How long one uninterrupted run takes, into a scratch database: kills fall inside it."""
+def calibrate(env: dict[str, str], server: Server, args: list[str]) -> tuple[float, list[tuple[Any, ...]]]:
+    """How long one uninterrupted run takes, into a scratch database (kills fall inside it), and
+    the library it leaves (what a run that completes must leave, as content)."""
     scratch = server.create_database()
     started = time.monotonic()
     run = start_inv(env, *args, "--dsn", server.dsn(scratch))
     run.communicate()
     window = time.monotonic() - started
     assert run.returncode == 0
+    finished = library_state(target_from_dsn(server.dsn(scratch), "--dsn"))
     server.drop_database(scratch)
-    return window
+    return window, finished
+
+
+@contextmanager
+def older_library(cli: Cli, server: Server, old: Path) -> Iterator[str]:
+    """A database holding the older library, seeded once: each trial's target is a copy."""
+    name = server.create_database()
+    try:
+        assert cli("seed", "--dsn", server.dsn(name), "--file", str(old), "--quiet").code == 0
+        yield name
+    finally:
+        server.drop_database(name)
 
 
 def _kill_at_random(run: subprocess.Popen[str], rng: random.Random, window: float) -> bool:
@@ -96,26 +111,26 @@ def _kill_at_random(run: subprocess.Popen[str], rng: random.Random, window: floa
 def test_seed_killed_at_random_is_old_or_new_never_a_mix(cli: Cli, cli_env: dict[str, str], pg18: Server, files: dict[str, Path], start: str) -> None:
     rng = random.Random(f"seed-{start}")
     killed = trial = 0
-    window = calibrate(cli_env, pg18, ["seed", "--file", str(files["new"]), "--quiet"])
-    while killed < TRIALS and trial < 3 * TRIALS:
-        trial += 1
-        db = pg18.create_database()
-        target = target_from_dsn(pg18.dsn(db), "--dsn")
-        if start == "older-library":
-            assert cli("seed", "--dsn", target.conninfo, "--file", str(files["old"]), "--quiet").code == 0
-        before = content(target)
-        run = start_inv(cli_env, "seed", "--dsn", target.conninfo, "--file", str(files["new"]), "--quiet")
-        killed += _kill_at_random(run, rng, window)
-        settle(pg18, db)
-        after = content(target)
-        if after != before:  # then it must be exactly the new library
-            report = verify(target, data_file=files["new"], schema_file=SETTINGS.schema_file)
-            assert report.ok, (trial, report.problems)
-            assert report.counts["library"] == 3000
-        rerun = cli("seed", "--dsn", target.conninfo, "--file", str(files["new"]), "--quiet")
-        assert rerun.code == 0, (trial, rerun.output)
-        assert verify(target, data_file=files["new"], schema_file=SETTINGS.schema_file).ok
-        pg18.drop_database(db)
+    window, newest = calibrate(cli_env, pg18, ["seed", "--file", str(files["new"]), "--quiet"])
+    with older_library(cli, pg18, files["old"]) as older:
+        while killed < TRIALS and trial < 3 * TRIALS:
+            trial += 1
+            db = pg18.create_database(older if start == "older-library" else "template0")
+            target = target_from_dsn(pg18.dsn(db), "--dsn")
+            before = content(target)
+            run = start_inv(cli_env, "seed", "--dsn", target.conninfo, "--file", str(files["new"]), "--quiet")
+            killed += _kill_at_random(run, rng, window)
+            settle(pg18, db)
+            after = content(target)
+            if after != before:  # then it must be exactly the new library
+                report = verify(target, data_file=files["new"], schema_file=SETTINGS.schema_file)
+                assert report.ok, (trial, report.problems)
+                assert report.counts["library"] == 3000
+            # a retry works (the seed verifies inside its transaction) and leaves the new library
+            rerun = cli("seed", "--dsn", target.conninfo, "--file", str(files["new"]), "--quiet")
+            assert rerun.code == 0, (trial, rerun.output)
+            assert library_state(target) == newest, trial
+            pg18.drop_database(db)
     print(f"seed/{start}: {killed} of {trial} runs killed mid-way")
     assert killed >= TRIALS, f"only {killed} of {trial} runs were killed mid-way"
 
@@ -127,24 +142,25 @@ def test_restore_killed_at_random_is_old_or_new_never_a_mix(cli: Cli, cli_env: d
     dump_file = tmp_path / "movements_seed_latest.sql"
     rng = random.Random("restore")
     killed = trial = 0
-    window = calibrate(cli_env, pg18, ["restore", "--dump-file", str(dump_file), "--yes"])
-    while killed < TRIALS and trial < 3 * TRIALS:
-        trial += 1
-        db = pg18.create_database()
-        target = target_from_dsn(pg18.dsn(db), "--dsn")
-        if trial % 2:  # half into an older library, half into an empty database
-            assert cli("seed", "--dsn", target.conninfo, "--file", str(files["old"]), "--quiet").code == 0
-        before = table_hashes(target)
-        run = start_inv(cli_env, "restore", "--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes")
-        killed += _kill_at_random(run, rng, window)
-        settle(pg18, db)
-        # as it was, or holding the source's library (a merge keeps the target's ids and history)
-        after = table_hashes(target)
-        assert after == before or library_state(target) == library_state(source), trial
-        rerun = cli("restore", "--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes")
-        assert rerun.code == 0, (trial, rerun.output)
-        assert library_state(target) == library_state(source)
-        pg18.drop_database(db)
+    window, _ = calibrate(cli_env, pg18, ["restore", "--dump-file", str(dump_file), "--yes"])
+    released = library_state(source)
+    with older_library(cli, pg18, files["old"]) as older:
+        while killed < TRIALS and trial < 3 * TRIALS:
+            trial += 1
+            # half into an older library, half into an empty database
+            db = pg18.create_database(older if trial % 2 else "template0")
+            target = target_from_dsn(pg18.dsn(db), "--dsn")
+            before = table_hashes(target)
+            run = start_inv(cli_env, "restore", "--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes")
+            killed += _kill_at_random(run, rng, window)
+            settle(pg18, db)
+            # as it was, or holding the source's library (a merge keeps the target's ids and history)
+            after = table_hashes(target)
+            assert after == before or library_state(target) == released, trial
+            rerun = cli("restore", "--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes")
+            assert rerun.code == 0, (trial, rerun.output)
+            assert library_state(target) == released
+            pg18.drop_database(db)
     print(f"restore: {killed} of {trial} runs killed mid-way")
     assert killed >= TRIALS, f"only {killed} of {trial} runs were killed mid-way"
 
