@@ -111,12 +111,27 @@ def test_no_spelling_of_any_password_is_ever_printed(cli: Cli, pg18: Server, pas
 # -- naming a target without a password in argv (docs/servers.md) ----------------------------------
 
 
-def _argv_holding(secret: str, since: set[int]) -> list[str]:
-    """The command lines of this machine's processes started since ``since`` that hold
-    ``secret`` (what `ps` shows any user)."""
+def _parent(pid: int) -> int:
+    """The parent of process ``pid`` (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat[stat.rindex(")") + 2:].split()[1])  # after "(name) state"
+
+
+def _argv_holding(secret: str, root: int) -> list[str]:
+    """The command lines of process ``root`` and its descendants (the task and what it starts;
+    not the other tests' processes running beside it) that hold ``secret``, as `ps` shows any
+    user."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in since:
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        while pid > 1 and pid != root:
+            pid = _parent(pid)
+        if pid != root:
             continue
         try:
             argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -127,17 +142,16 @@ def _argv_holding(secret: str, since: set[int]) -> list[str]:
     return found
 
 
-def _watch(env: dict[str, str], *args: str) -> tuple[int, str, list[str]]:
-    """Run `inv ARGS` in a new process, reading every process's argv while it runs."""
+def _watch(env: dict[str, str], *args: str, secret: str = SENTINEL_PASSWORD) -> tuple[int, str, list[str]]:
+    """Run `inv ARGS` in a new process, reading the argv of it and its children while it runs."""
     import time
 
     from support import start_inv
 
-    before = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()}
     proc = start_inv(env, *args)
     seen: list[str] = []
     while proc.poll() is None:
-        seen += _argv_holding(SENTINEL_PASSWORD, before)
+        seen += _argv_holding(secret, proc.pid)
         time.sleep(0.02)
     out, err = proc.communicate()
     return proc.returncode, out + err, seen
@@ -170,3 +184,7 @@ def test_following_the_docs_no_password_is_in_any_process_argv(
     assert f"127.0.0.1:{pg18.port}/{db}?service=movelib_test (from --dsn)" in said
     # the same run given the password in argv is seen: the watch is real
     assert _watch(base, "db.psql", "--dsn", pg18.dsn(db), "-c", "SELECT pg_sleep(0.5)")[2]
+    # and what the task starts is watched too: psql, a child of the task's process
+    children = _watch(base, "db.psql", "--dsn", "env:PRODUCTION_URL", "-c", "SELECT pg_sleep(0.5)",
+                      secret="SELECT pg_sleep(0.5)")[2]
+    assert any(argv.split(" ", 1)[0].endswith("psql") for argv in children), children
