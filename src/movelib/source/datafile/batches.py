@@ -29,7 +29,7 @@ class NeedsReport(Exception):
     """
 
 
-def delimiters(text: bytes) -> int:
+def delimiters(text: bytes | bytearray) -> int:
     """How many string delimiters (unescaped double quotes) ``text`` holds: twice its strings."""
     quotes = text.count(b'"')
     if b"\\" in text:
