@@ -198,19 +198,17 @@ def check_document(document: Any, name: str, schema_path: Path) -> list[Problem]
     """Every problem of a parsed data file, in file order."""
     problems: list[Problem] = []
     for pointer, node in _walk(document):
-        index, slug = _record_of(pointer, document)
+        found: list[str] = []
         if isinstance(node, _Marked):
-            for key in node.duplicate_keys:
-                problems.append(Problem(name, f"duplicate key {key!r} in one object",
-                                        index, slug, pointer))
+            found += [f"duplicate key {key!r} in one object" for key in node.duplicate_keys]
         if isinstance(node, dict):
-            for key in node:
-                if _SURROGATE.search(key):
-                    problems.append(Problem(name, f"the key {key!r} holds a lone surrogate, "
-                                            "which is not Unicode text; rename it",
-                                            index, slug, pointer))
+            found += [f"the key {key!r} holds a lone surrogate, which is not Unicode text; "
+                      "rename it" for key in node if _SURROGATE.search(key)]
         elif (why := _unreadable(node)) is not None:
-            problems.append(Problem(name, why, index, slug, pointer))
+            found.append(why)
+        if found:  # which record it is in, only for a value that has a problem
+            index, slug = _record_of(pointer, document)
+            problems += [Problem(name, text, index, slug, pointer) for text in found]
     if problems:
         return sorted(problems, key=_order)
 
