@@ -67,8 +67,8 @@ def settle(server: Server, dbname: str) -> None:
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("crash")
     new, old = base / "new.json", base / "old.json"
-    write_synthetic(3000, new)
-    old.write_text(json.dumps(json.loads(new.read_text())[:1000]))
+    write_synthetic(2000, new)
+    old.write_text(json.dumps(json.loads(new.read_text())[:700]))
     return {"new": new, "old": old}
 
 
@@ -125,7 +125,7 @@ def test_seed_killed_at_random_is_old_or_new_never_a_mix(cli: Cli, cli_env: dict
             if after != before:  # then it must be exactly the new library
                 report = verify(target, data_file=files["new"], schema_file=SETTINGS.schema_file)
                 assert report.ok, (trial, report.problems)
-                assert report.counts["library"] == 3000
+                assert report.counts["library"] == 2000
             # a retry works (the seed verifies inside its transaction) and leaves the new library
             rerun = cli("seed", "--dsn", target.conninfo, "--file", str(files["new"]), "--quiet")
             assert rerun.code == 0, (trial, rerun.output)
@@ -203,7 +203,7 @@ def _stop_immediately(server: EmbeddedEmulator) -> None:
 def test_the_server_dying_under_a_run_is_a_clean_error_and_a_retry_works(cli: Cli, cli_env: dict[str, str], fragile_server: EmbeddedEmulator, files: dict[str, Path], tmp_path: Path, task: str) -> None:
     dsn = fragile_server.profile.url()
     big = tmp_path / "big.json"
-    write_synthetic(20_000, big)
+    write_synthetic(10_000, big)
     args = ["seed", "--dsn", dsn, "--file", str(big), "--quiet"]
     if task == "restore":
         assert cli(*args).code == 0
