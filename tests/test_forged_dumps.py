@@ -160,6 +160,16 @@ def yoyo_rehashed(data: bytes) -> bytes:
 
 
 ROW = b"\tback-squat\t1\tBack Squat\t"  # the start of back-squat's movement_library row
+
+
+def field_moved_to_the_next_row(data: bytes) -> bytes:
+    """back-squat's library row one field longer, the next row one shorter: as many tabs in all
+    as the rows should hold, each row wrong."""
+    start = data.index(ROW)
+    end = data.index(b"\n", start)
+    last_tab = data.rindex(b"\t", end + 1, data.index(b"\n", end + 1))
+    data = data[:last_tab] + data[last_tab + 1:]
+    return data[:start + len(ROW)] + b"EXTRA\t" + data[start + len(ROW):]
 SETVAL = b"SELECT setval("
 
 # (id, forgery, the text that starts the refused line, what the message says)
@@ -203,6 +213,9 @@ FORGERIES: list[Any] = [
     pytest.param(replace(ROW, ROW + b"EXTRA\t"), ROW,
                  "a row of movement_library has 21 field(s) where movement_library has 20 columns",
                  id="extra-column-in-a-copy-row"),
+    pytest.param(field_moved_to_the_next_row, ROW,
+                 "a row of movement_library has 21 field(s) where movement_library has 20 columns",
+                 id="a-field-moved-from-one-row-to-the-next"),
     pytest.param(replace(ROW, ROW.replace(b"Back Squat", b"Back\rSquat")), ROW.replace(b"Back Squat", b"Back\rSquat"),
                  "a row of movement_library holds a raw carriage return", id="raw-carriage-return-in-a-row"),
     pytest.param(insert_before(b'\\.\n\nCOPY "movement_library"', b"\\.x" + b"\t" * 7 + b"\n"), b"\\.x",
