@@ -198,11 +198,14 @@ def test_a_record_of_many_batches_is_searched_for_a_cut_once(monkeypatch: pytest
             return real.finditer(text, pos)
 
     monkeypatch.setattr(batches, "BOUNDARY", Counting())
-    long = {**CANONICAL[0], "name": "} , " * (1 << 20)}  # 4 MiB, 32 batches, braces throughout
-    path = write(tmp_path, [long, CANONICAL[1]])
-    parsed = [record for batch in batches.Batches.of_file(path) for record in batch]
-    assert parsed == [long, CANONICAL[1]]
-    assert len(scanned) > 32 and sum(scanned) < 2 * path.stat().st_size
+    braces = {**CANONICAL[0], "name": "} , " * (1 << 20)}  # 4 MiB, 32 batches, braces throughout
+    nested = {"first": {}, "name": "x" * (4 << 20)}  # a '}' early, then none for 4 MiB
+    for long in (braces, nested):
+        scanned.clear()
+        path = write(tmp_path, [long, CANONICAL[1]])
+        parsed = [record for batch in batches.Batches.of_file(path) for record in batch]
+        assert parsed == [long, CANONICAL[1]]
+        assert len(scanned) > 32 and sum(scanned) < 2 * path.stat().st_size
 
 
 def test_escaped_quotes_and_duplicates_behind_unicode_escapes(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import orjson
 
 BATCH_BYTES = 1 << 17  # 128 KiB: faster than larger batches (they fit the caches) and lighter
 BOUNDARY = re.compile(rb"\}[ \t\r\n]*,[ \t\r\n]*\{")  # between two records, or two nested objects
+_CUT_BEGUN = re.compile(rb"[ \t\r\n]*(?:,[ \t\r\n]*)?")  # what may follow a '}' where a cut is under way
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _WHITESPACE = b" \t\r\n"
 MAX_RETRIES = 4
@@ -108,9 +109,10 @@ class Batches:
                 for last in BOUNDARY.finditer(buf, searched):  # noqa: B007 (the last one)
                     pass
             if last is None and not eof:  # one record longer than a batch: read on
-                # a cut that spans what is read next begins at the last '}' read so far
+                # a cut that spans what is read next begins at the last '}' read so far, if
+                # nothing but blanks and a comma follow it; else the search resumes at the end
                 brace = buf.rfind(b"}", searched)
-                searched = len(buf) if brace < 0 else brace
+                searched = brace if brace >= 0 and _CUT_BEGUN.fullmatch(buf, brace + 1) else len(buf)
                 buf, eof = self._more(buf)
                 continue
             searched = 0
