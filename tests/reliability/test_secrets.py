@@ -111,13 +111,25 @@ def test_no_spelling_of_any_password_is_ever_printed(cli: Cli, pg18: Server, pas
 # -- naming a target without a password in argv (docs/servers.md) ----------------------------------
 
 
-def _parent(pid: int) -> int:
-    """The parent of process ``pid`` (0 once it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    return int(stat[stat.rindex(")") + 2:].split()[1])  # after "(name) state"
+def _descendants(root: int) -> set[int]:
+    """Process ``root`` and every process below it, from each process's parent in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        parent = int(stat[stat.rindex(")") + 2:].split()[1])  # after "(name) state"
+        children.setdefault(parent, []).append(int(entry.name))
+    found, todo = {root}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
 def _argv_holding(secret: str, root: int) -> list[str]:
@@ -125,16 +137,9 @@ def _argv_holding(secret: str, root: int) -> list[str]:
     not the other tests' processes running beside it) that hold ``secret``, as `ps` shows any
     user."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        while pid > 1 and pid != root:
-            pid = _parent(pid)
-        if pid != root:
-            continue
+    for pid in _descendants(root):
         try:
-            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         if secret in argv or quote(secret, safe="") in argv:
