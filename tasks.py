@@ -283,6 +283,7 @@ def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | N
             require_signature: bool = False, allow_downgrade: bool = False,
             dry_run: bool = False) -> None:
     """Merge a checked dump into the target's movement tables, writing only what differs, all-or-nothing."""
+    from movelib.base.progress import ProgressReporter
     from movelib.base.prompt import confirm as ask
     from movelib.ship.restore import run_restore
 
@@ -292,7 +293,8 @@ def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | N
                                    confirm, allow_downgrade, dry_run, require_signature)
         # run_restore prints the target, checks the dump, then starts a stopped profile emulator
         run_restore(settings, settings.target(dsn=dsn, profile=profile), options, echo=say,
-                    ask=lambda question: ask(question, assume_yes=False))
+                    ask=lambda question: ask(question, assume_yes=False),
+                    progress=ProgressReporter())
 
 
 @task(help=PROMOTE_HELP)
@@ -301,6 +303,7 @@ def promote(c: Context, version: str, from_: str = "", to: str = "", yes: bool =
             confirm: str | None = None, allow_downgrade: bool = False,
             dry_run: bool = False) -> None:
     """Restore release VERSION into --to once --from holds exactly it (content and provenance)."""
+    from movelib.base.progress import ProgressReporter
     from movelib.base.prompt import confirm as ask
     from movelib.seed.diff import side
     from movelib.ship.promote import promote as run_promote
@@ -312,7 +315,8 @@ def promote(c: Context, version: str, from_: str = "", to: str = "", yes: bool =
                                   lock_timeout, allow_protected, confirm, allow_downgrade, dry_run)
         run_promote(settings, version, side(settings, from_, "--from"),
                     side(settings, to, "--to"), options, echo=say,
-                    ask=lambda question: ask(question, assume_yes=False))
+                    ask=lambda question: ask(question, assume_yes=False),
+                    progress=ProgressReporter())
 
 
 @task(help=RELEASE_HELP)

@@ -559,3 +559,32 @@ def test_a_movement_the_release_retired_is_retired_with_its_audit_row(pg18: Serv
         assert ids_by_version(target) == ids
         assert rows(target, "SELECT count(*) FROM movement_audit_log WHERE action = 'RETIRED'") == [(3,)]
         assert verify(target, data_file=five, schema_file=settings().schema_file).ok
+
+
+def test_a_restore_says_how_far_it_has_come(pg18: Server, holds_a_on_pg18: Target, releases: Releases) -> None:
+    """The steps that take long on a large dump report to the progress a task shows (a live
+    line after a second): the check of the file and the writing in MB of the dump read, to its
+    size; a merge also counts the movements it compared (every thousandth)."""
+    from support import settings
+
+    from movelib.ship.dumpreader import CHECKING, WRITING
+    from movelib.ship.restore import COMPARING, RestoreOptions, run_restore
+
+    size = releases.b.stat().st_size >> 20
+    assert size >= 1  # enough for a step of 1 MB to show
+    with database(pg18) as empty:
+        for target, merges in ((holds_a_on_pg18, True), (target_from_dsn(pg18.dsn(empty), "--dsn"), False)):
+            said: list[tuple[str, int, int | None]] = []
+            result = run_restore(settings(), target, RestoreOptions(releases.b, assume_yes=True),
+                                 lambda _: None, lambda _: None,
+                                 progress=lambda *step, said=said: said.append(step))
+            assert result is not None and (result.merged is not None) is merges
+            assert library_state(target) == releases.b_library
+            for stage in (CHECKING, WRITING):
+                steps = [(done, total) for s, done, total in said if s == stage]
+                assert steps[-1] == (size, size), stage
+                assert [done for done, _ in steps] == sorted(done for done, _ in steps), stage
+            compared = [done for s, done, _ in said if s == COMPARING]
+            assert compared == ([1000] if merges else []), compared
+            assert [s for s, _, _ in said] == sorted((s for s, _, _ in said),
+                                                     key=[CHECKING, COMPARING, WRITING].index)

@@ -23,6 +23,7 @@ from ..base.errors import ArtifactError
 from ..base.text import shown_path
 from ..database.migrations import checkout_migrations
 from ..database.yoyo_tables import YOYO_SCHEMA_VERSION, yoyo_hash
+from ..source.datafile import Progress
 from .compress import opened
 from .dumpformat import (
     END_OF_DATA,
@@ -69,6 +70,32 @@ class Sql:
 class Rows:
     table: Table
     blocks: Iterator[bytes]
+
+
+# A restore's two reads of a dump's rows, as its progress names them.
+CHECKING = "checking the dump (MB)"
+WRITING = "writing (MB of the dump read)"
+
+
+class RowsRead:
+    """Progress through a dump's rows, in MB of the file, said to ``progress`` (``stage``) as
+    each part's blocks (:meth:`counted`) are consumed."""
+
+    def __init__(self, progress: Progress | None, stage: str, size: int) -> None:
+        self.progress, self.stage, self.size, self.done = progress, stage, size, 0
+
+    def counted(self, blocks: Iterator[bytes]) -> Iterator[bytes]:
+        if self.progress is None:
+            yield from blocks
+            return
+        for block in blocks:
+            self.done += len(block)
+            self.progress(self.stage, self.done >> 20, self.size >> 20)
+            yield block
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress(self.stage, self.size >> 20, self.size >> 20)
 
 
 def layout_for(manifest: Manifest, migrations_dir: Path, where: str) -> Layout:

@@ -22,8 +22,9 @@ from ..base.errors import ArtifactError
 from ..base.spill import SortedSpill
 from ..base.text import shown_path
 from ..database.tables import RETIRED
+from ..source.datafile import Progress
 from .dumpformat import Layout, Table, copy_field
-from .dumpreader import Rows, read_dump
+from .dumpreader import WRITING, Rows, RowsRead, read_dump
 from .manifest import Manifest
 from .merge_plan import Changes, Key
 
@@ -283,19 +284,21 @@ def _remove(conn: psycopg.Connection, found: Changes) -> None:
 
 
 def apply_merge(conn: psycopg.Connection, path: Path, layout: Layout, manifest: Manifest,
-                found: Changes) -> None:
+                found: Changes, progress: Progress | None = None) -> None:
     """Write ``found`` on ``conn`` (the restore's transaction): removals, then the dump's rows
     that differ, read from the file once more (each line checked again, and the file's sha256
-    before the last part), then the pointers."""
+    before the last part, the reading said to ``progress``), then the pointers."""
     _remove(conn, found)
     writer = _Writer(conn, found)
+    read = RowsRead(progress, WRITING, manifest.size)
     try:
         # its sha256 is compared at the end; a bulk merge checks each line again as a load does
         for part in read_dump(path, layout, manifest, recheck=found.bulk):
             if isinstance(part, Rows):
-                writer.rows(part)
+                writer.rows(Rows(part.table, read.counted(part.blocks)))
     except (IndexError, ValueError):  # a row not as the first read checked it
         raise ArtifactError(f"{shown_path(path)} changed while it was read (a row is not as its "
                             "check found it); refusing it, nothing was written") from None
+    read.finish()
     writer.pointers()
 

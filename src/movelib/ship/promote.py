@@ -24,6 +24,7 @@ from ..database.provenance import Provenance, latest
 from ..database.settings import Settings
 from ..database.tables import require_content_checks, require_schema
 from ..database.target import Target
+from ..source.datafile import Progress
 from .manifest import Manifest, dump_for
 from .release import release_manifest_path
 from .release_check import compare_release
@@ -70,13 +71,14 @@ def release_dump(root: Path, version: str) -> Path:
 
 
 def promote(settings: Settings, version: str, source: Target, destination: Target,
-            options: RestoreOptions, echo: Echo, ask: Ask) -> RestoreResult | None:
+            options: RestoreOptions, echo: Echo, ask: Ask,
+            progress: Progress | None = None) -> RestoreResult | None:
     """Restore release ``version`` into ``destination`` once ``source`` holds exactly it;
     ``options.dump_file`` is that release's dump (:func:`release_dump`)."""
     manifest_file = release_manifest_path(settings.root, version)
     if options.dump_file != dump_for(manifest_file).absolute():
         raise ValueError(f"promote restores {dump_for(manifest_file)}, not {options.dump_file}")
-    prepared = prepare(settings, destination, options, echo)  # no connection yet
+    prepared = prepare(settings, destination, options, echo, progress)  # no connection yet
     manifest = prepared.dump.manifest
     if manifest.release != version:
         raise PromotionRefused(f"{shown_path(manifest_file)} is the manifest of release "
@@ -87,4 +89,4 @@ def promote(settings: Settings, version: str, source: Target, destination: Targe
     start_if_stopped(source, settings.emulator_for, echo)
     for line in check_source(source, version, manifest, prepared.dump.manifest_sha256):
         echo(f"from: {line}")
-    return finish(settings, destination, prepared, options, echo, ask)
+    return finish(settings, destination, prepared, options, echo, ask, progress)

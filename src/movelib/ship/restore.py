@@ -21,6 +21,7 @@ that exist, or a load into an empty database), checks and records is
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -45,7 +46,9 @@ from ..database.settings import Settings
 from ..database.tables import MOVEMENT_TABLES, current_counts, environment_label
 from ..database.target import Target
 from ..database.yoyo_tables import YOYO_LOCK_TABLE, YOYO_TABLES
-from .dumpreader import CheckedDump, Rows, layout_for, read_dump
+from ..seed.drift import Movement
+from ..source.datafile import Progress
+from .dumpreader import CHECKING, CheckedDump, Rows, RowsRead, layout_for, read_dump
 from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
 from .merge_plan import Changes, changes, compare, everything
 from .preview import DumpLibrary, Preview, preview
@@ -65,6 +68,7 @@ from .trust import read_trust
 
 Echo = Callable[[str], None]
 Ask = Callable[[str], None]  # returns when the person confirms; raises ConfirmationRequired
+COMPARING = "comparing with the target (movements)"  # the look's step, as progress names it
 
 
 @dataclass(frozen=True)
@@ -145,19 +149,26 @@ def _checkpoint(step: str) -> None:
     prove that what was checked is what is trusted and loaded."""
 
 
-def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS) -> CheckedDump:
+def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS,
+                    progress: Progress | None = None) -> CheckedDump:
     """Everything that is checked without a connection: the manifest (read once; its schema,
     migrations this checkout has), the size and sha256, and every line of the file (the pass
-    that also gathers the dump's library for the preview)."""
+    that also gathers the dump's library for the preview), said to ``progress`` as it goes."""
     raw, manifest = read_manifest(dump_file)
     _checkpoint("manifest read")
     check_size_and_sha256(dump_file, manifest)
     layout = layout_for(manifest, migrations_dir, str(manifest_path(dump_file)))
     library = DumpLibrary(derive_current=not any(t.name == "movement_current"
                                                   for t in layout.tables))
+    read = RowsRead(progress, CHECKING, manifest.size)
     for part in read_dump(dump_file, layout, manifest):
-        if isinstance(part, Rows) and library.wants(part.table):
-            library.feed(part.table, part.blocks)
+        if isinstance(part, Rows):
+            blocks = read.counted(part.blocks)
+            if library.wants(part.table):
+                library.feed(part.table, blocks)
+            else:
+                deque(blocks, maxlen=0)
+    read.finish()
     _checkpoint("dump checked")
     return CheckedDump(dump_file, manifest, layout, raw, library)
 
@@ -183,20 +194,37 @@ def _permitted(conn: psycopg.Connection, target: Target, permission: Permission)
     check_protected(conn, target, permission, "restore")
 
 
+def _counting(each: Callable[[Movement | None, Movement | None], None],
+              progress: Progress | None) -> Callable[[Movement | None, Movement | None], None]:
+    """``each``, and every thousandth movement compared said to ``progress``."""
+    if progress is None:
+        return each
+    compared = 0
+
+    def counted(ours: Movement | None, theirs: Movement | None) -> None:
+        nonlocal compared
+        each(ours, theirs)
+        compared += 1
+        if compared % 1000 == 0:
+            progress(COMPARING, compared, None)
+
+    return counted
+
+
 def _plan(target: Target, dump: CheckedDump, presented: Presented,
-          options: RestoreOptions) -> RestorePlan:
+          options: RestoreOptions, progress: Progress | None = None) -> RestorePlan:
     """A read-only look at the target (:func:`_look`), in a transaction of its own."""
     with db.connect(target, task="restore", autocommit=True) as conn:
         try:
             with db.work(conn, read_only=True):
-                return _look(conn, target, dump, presented, options)
+                return _look(conn, target, dump, presented, options, progress)
         except psycopg.Error as exc:
             db.raise_sql_error(target, exc, "the restore's look at the target")
             raise
 
 
 def _look(conn: psycopg.Connection, target: Target, dump: CheckedDump, presented: Presented,
-          options: RestoreOptions) -> RestorePlan:
+          options: RestoreOptions, progress: Progress | None = None) -> RestorePlan:
     """A look at the target in the caller's transaction: its label, whom it trusts and whether
     the signatures are enough, what it holds (a downgrade?), the preview, what a merge would
     write (made in the preview's one pass over the target's library) and whom it would break,
@@ -217,7 +245,7 @@ def _look(conn: psycopg.Connection, target: Target, dump: CheckedDump, presented
     except MovelibError as exc:
         refusal = exc
     planned = Changes()
-    shown_preview = preview(conn, dump.library, partial(compare, planned))
+    shown_preview = preview(conn, dump.library, _counting(partial(compare, planned), progress))
     counts = current_counts(conn, list(dump.manifest.row_counts))
     if holds_tables(conn):
         if counts.get("movement_library") and shown_preview.movements[0]:
@@ -237,7 +265,7 @@ def _look(conn: psycopg.Connection, target: Target, dump: CheckedDump, presented
 def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
             permission: Permission | None = None, presented: Presented | None = None,
             allow_downgrade: bool = False, migrations_dir: Path = CHECKOUT_MIGRATIONS,
-            tag: str | None = None) -> RestoreResult:
+            tag: str | None = None, progress: Progress | None = None) -> RestoreResult:
     """Apply ``plan`` all-or-nothing. Under the target's lock, before anything is written, the
     protected check, whose signatures count (``presented``, by the target's trust source) and
     the rollback check are made again: what the plan read may have changed since. Its lines are
@@ -274,7 +302,8 @@ def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
                                                     lock_timeout=lock_timeout).applied)
                     merged = changes(conn, plan.dump.library)
                 result = write(conn, target, plan.dump, label, merged, verdict.signers,
-                               lock_timeout=lock_timeout, migrations_dir=migrations_dir, tag=tag)
+                               lock_timeout=lock_timeout, migrations_dir=migrations_dir, tag=tag,
+                               progress=progress)
         except psycopg.Error as exc:
             _failed(target, exc)
     return replace(result, migrated=migrated + result.migrated)
@@ -289,7 +318,8 @@ class Prepared:
     presented: Presented
 
 
-def prepare(settings: Settings, target: Target, options: RestoreOptions, echo: Echo) -> Prepared:
+def prepare(settings: Settings, target: Target, options: RestoreOptions, echo: Echo,
+            progress: Progress | None = None) -> Prepared:
     """Everything before a connection: print the target, refuse at once when nobody can be
     asked and ``--yes`` is not given (before an emulator starts), check the dump, read and check
     its signatures."""
@@ -301,7 +331,7 @@ def prepare(settings: Settings, target: Target, options: RestoreOptions, echo: E
         raise ConfirmationRequired(
             "refusing: there is no terminal to ask for confirmation on; pass --yes to confirm, "
             f"or --dry-run to see what the restore would do (nothing was touched){mintty_hint()}")
-    dump = check_dump_file(path, settings.migrations_dir)
+    dump = check_dump_file(path, settings.migrations_dir, progress)
     manifest = dump.manifest
     echo(f"dump: {path.name} (sha256 {manifest.sha256[:12]}..., {manifest.size} bytes, "
          f"from PostgreSQL {manifest.source_server_version}, created {manifest.created_at})")
@@ -314,7 +344,7 @@ def prepare(settings: Settings, target: Target, options: RestoreOptions, echo: E
 
 
 def finish(settings: Settings, target: Target, prepared: Prepared, options: RestoreOptions,
-           echo: Echo, ask: Ask) -> RestoreResult | None:
+           echo: Echo, ask: Ask, progress: Progress | None = None) -> RestoreResult | None:
     """After :func:`prepare`: start the target profile's emulator if it is stopped, look at the
     target (trust, rollback, preview, what a merge writes, counts), say it, refuse or (a dry
     run) stop, ask unless ``options.assume_yes``, apply, report. None after a dry run that would
@@ -331,7 +361,7 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
         refuse_before_starting(target, prepared.presented)
     start_if_stopped(target, settings.emulator_for, echo)
     if options.dry_run:
-        plan = _plan(target, prepared.dump, prepared.presented, options)
+        plan = _plan(target, prepared.dump, prepared.presented, options, progress)
         _checkpoint("target planned")
         for line in plan.lines():
             echo(line)
@@ -347,7 +377,7 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
     with db.connect(target, task="restore", autocommit=True) as conn:
         try:
             with db.locked(conn, target, task="restore", timeout=options.lock_timeout):
-                plan = _look(conn, target, prepared.dump, prepared.presented, options)
+                plan = _look(conn, target, prepared.dump, prepared.presented, options, progress)
                 _checkpoint("target planned")
                 for line in plan.lines():
                     echo(line)
@@ -362,13 +392,14 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
                     check_protected(conn, target, options.permission, "restore")
                     result = write(conn, target, plan.dump, plan.label, plan.merge,
                                    plan.verdict.signers, lock_timeout=options.lock_timeout,
-                                   migrations_dir=settings.migrations_dir, tag=tag)
+                                   migrations_dir=settings.migrations_dir, tag=tag,
+                                   progress=progress)
         except psycopg.Error as exc:
             _failed(target, exc)
     if result is None:  # migrations first, in their own transaction; the merge looks again
         result = restore(plan, lock_timeout=options.lock_timeout, permission=options.permission,
                          presented=prepared.presented, allow_downgrade=options.allow_downgrade,
-                         migrations_dir=settings.migrations_dir, tag=tag)
+                         migrations_dir=settings.migrations_dir, tag=tag, progress=progress)
     for line in result.lines():  # the plan was said before the question; then the result
         echo(line)
     return result
@@ -391,10 +422,11 @@ def _failed(target: Target, exc: psycopg.Error) -> NoReturn:
 
 
 def run_restore(settings: Settings, target: Target, options: RestoreOptions, echo: Echo,
-                ask: Ask) -> RestoreResult | None:
+                ask: Ask, progress: Progress | None = None) -> RestoreResult | None:
     """The whole ``inv restore``: print the target, check the dump and its signatures before
     any connection (then start the target profile's emulator if it is stopped), show whom the
     target trusts, what the restore replaces and the counts, ask (unless
     ``options.assume_yes``), apply, report. Raises a :class:`~movelib.base.errors.MovelibError` on
     any failure or refusal; the target is then as it was. A dry run returns None."""
-    return finish(settings, target, prepare(settings, target, options, echo), options, echo, ask)
+    return finish(settings, target, prepare(settings, target, options, echo, progress), options,
+                  echo, ask, progress)

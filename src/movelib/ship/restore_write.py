@@ -25,8 +25,9 @@ from ..database.target import Target
 from ..database.yoyo_tables import record_applied
 from ..seed.audit_chains import audit_trails
 from ..seed.verify import VerifyReport, check
+from ..source.datafile import Progress
 from .dumpformat import transaction_scoped
-from .dumpreader import CheckedDump, Sql, read_dump
+from .dumpreader import WRITING, CheckedDump, RowsRead, Sql, read_dump
 from .manifest import Manifest
 from .merge import apply_merge
 from .merge_plan import Changes
@@ -75,11 +76,13 @@ class RestoreResult:
 
 
 def _apply(conn: psycopg.Connection, dump: CheckedDump, target: Target,
-           lock_timeout: float) -> None:
+           lock_timeout: float, progress: Progress | None = None) -> None:
     """Load ``dump`` into a database without the movement tables, on ``conn`` (inside the
     caller's transaction): movelib's own SQL (its schema changes in short lock tries), and the
-    rows of each known table through COPY, checked again line by line as they stream."""
+    rows of each known table through COPY, checked again line by line as they stream (said to
+    ``progress``)."""
     cursor = conn.cursor()
+    read = RowsRead(progress, WRITING, dump.manifest.size)
     for part in read_dump(dump.path, dump.layout, dump.manifest):
         if isinstance(part, Sql):
             text = transaction_scoped(part.text)
@@ -87,8 +90,9 @@ def _apply(conn: psycopg.Connection, dump: CheckedDump, target: Target,
                                doing="the restore's schema", target=target)
             continue
         with cursor.copy(f"COPY {part.table.spec} FROM STDIN") as copy:
-            for block in part.blocks:
+            for block in read.counted(part.blocks):
                 copy.write(block)
+    read.finish()
 
 
 def migrate_after(conn: psycopg.Connection, dump: CheckedDump,
@@ -106,7 +110,7 @@ def migrate_after(conn: psycopg.Connection, dump: CheckedDump,
 
 def write(conn: psycopg.Connection, target: Target, dump: CheckedDump, label: str | None,
           merged: Changes | None, signers: Sequence[Signer], *, lock_timeout: float,
-          migrations_dir: Path, tag: str | None) -> RestoreResult:
+          migrations_dir: Path, tag: str | None, progress: Progress | None = None) -> RestoreResult:
     """Write ``dump`` into ``target`` on ``conn`` (the caller's locked transaction, every check
     made; ``label`` is the target's, kept by a load): merged
     into the tables that exist (``merged``, decided in this transaction), else loaded into an
@@ -115,14 +119,14 @@ def write(conn: psycopg.Connection, target: Target, dump: CheckedDump, label: st
     manifest = dump.manifest
     actor = run_by()
     if merged is not None:
-        counts, report = _merged(conn, target, dump, merged)
+        counts, report = _merged(conn, target, dump, merged, progress)
         record_restore(conn, manifest, run_by=actor, signers=signers, tag=tag,
                        merged=merged.as_dict(), manifest_sha256=dump.manifest_sha256)
         recorded = latest(conn)
         return RestoreResult(counts, report,
                              recorded if isinstance(recorded, Provenance) else None, (), merged)
     # a load into a database without the movement tables
-    _apply(conn, dump, target, lock_timeout)
+    _apply(conn, dump, target, lock_timeout, progress)
     if label is not None:  # the label belongs to the database, not to the dump
         conn.execute("INSERT INTO movement_environment (singleton, label) VALUES (true, %s)",
                      (label,))
@@ -152,8 +156,8 @@ class _Heal(Exception):
         self.keys = keys
 
 
-def _merged(conn: psycopg.Connection, target: Target, dump: CheckedDump,
-            merged: Changes) -> tuple[dict[str, int], VerifyReport]:
+def _merged(conn: psycopg.Connection, target: Target, dump: CheckedDump, merged: Changes,
+            progress: Progress | None = None) -> tuple[dict[str, int], VerifyReport]:
     """Merge ``dump`` on ``conn`` and check the result: the library's counts and digest
     equal to the manifest's, the library verified. A version the merge kept as the target has
     it, whose audit chain in the target is broken (rows deleted or reordered behind the
@@ -164,7 +168,7 @@ def _merged(conn: psycopg.Connection, target: Target, dump: CheckedDump,
         refuse_references(target, references(conn, merged.removed, merged.cleared))
         try:
             with conn.transaction():  # a savepoint: a merge made again is undone first
-                apply_merge(conn, dump.path, dump.layout, manifest, merged)
+                apply_merge(conn, dump.path, dump.layout, manifest, merged, progress)
                 counts = {k: v for k, v in current_counts(conn, list(MERGE_COUNTED)).items()
                           if v is not None}
                 _compare_counts(target, manifest, counts, MERGE_COUNTED)
