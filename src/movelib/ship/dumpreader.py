@@ -75,14 +75,17 @@ class Rows:
 # A restore's two reads of a dump's rows, as its progress names them.
 CHECKING = "checking the dump (MB)"
 WRITING = "writing (MB of the dump read)"
+MB = 1_000_000
 
 
 class RowsRead:
     """Progress through a dump's rows, in MB of the file, said to ``progress`` (``stage``) as
-    each part's blocks (:meth:`counted`) are consumed."""
+    each part's blocks (:meth:`counted`) are consumed, and once more at the end (:meth:`finish`)
+    unless the last block already said it."""
 
     def __init__(self, progress: Progress | None, stage: str, size: int) -> None:
-        self.progress, self.stage, self.size, self.done = progress, stage, size, 0
+        self.progress, self.stage, self.size = progress, stage, size
+        self.done = self.said = 0
 
     def counted(self, blocks: Iterator[bytes]) -> Iterator[bytes]:
         if self.progress is None:
@@ -90,12 +93,14 @@ class RowsRead:
             return
         for block in blocks:
             self.done += len(block)
-            self.progress(self.stage, self.done >> 20, self.size >> 20)
+            if self.done // MB != self.said:  # said once per MB
+                self.said = self.done // MB
+                self.progress(self.stage, self.said, self.size // MB)
             yield block
 
     def finish(self) -> None:
-        if self.progress is not None:
-            self.progress(self.stage, self.size >> 20, self.size >> 20)
+        if self.progress is not None and self.said != self.size // MB:
+            self.progress(self.stage, self.size // MB, self.size // MB)
 
 
 def layout_for(manifest: Manifest, migrations_dir: Path, where: str) -> Layout:

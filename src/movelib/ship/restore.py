@@ -194,21 +194,23 @@ def _permitted(conn: psycopg.Connection, target: Target, permission: Permission)
     check_protected(conn, target, permission, "restore")
 
 
-def _counting(each: Callable[[Movement | None, Movement | None], None],
-              progress: Progress | None) -> Callable[[Movement | None, Movement | None], None]:
-    """``each``, and every thousandth movement compared said to ``progress``."""
-    if progress is None:
-        return each
-    compared = 0
+class _Compared:
+    """``each`` for every pair the preview compares, every thousandth said to ``progress``, and
+    the count once more at the end (:meth:`finish`)."""
 
-    def counted(ours: Movement | None, theirs: Movement | None) -> None:
-        nonlocal compared
-        each(ours, theirs)
-        compared += 1
-        if compared % 1000 == 0:
-            progress(COMPARING, compared, None)
+    def __init__(self, each: Callable[[Movement | None, Movement | None], None],
+                 progress: Progress | None) -> None:
+        self.each, self.progress, self.count = each, progress, 0
 
-    return counted
+    def __call__(self, ours: Movement | None, theirs: Movement | None) -> None:
+        self.each(ours, theirs)
+        self.count += 1
+        if self.progress is not None and self.count % 1000 == 0:
+            self.progress(COMPARING, self.count, None)
+
+    def finish(self) -> None:
+        if self.progress is not None and self.count:
+            self.progress(COMPARING, self.count, self.count)
 
 
 def _plan(target: Target, dump: CheckedDump, presented: Presented,
@@ -245,7 +247,9 @@ def _look(conn: psycopg.Connection, target: Target, dump: CheckedDump, presented
     except MovelibError as exc:
         refusal = exc
     planned = Changes()
-    shown_preview = preview(conn, dump.library, _counting(partial(compare, planned), progress))
+    compared = _Compared(partial(compare, planned), progress)
+    shown_preview = preview(conn, dump.library, compared)
+    compared.finish()
     counts = current_counts(conn, list(dump.manifest.row_counts))
     if holds_tables(conn):
         if counts.get("movement_library") and shown_preview.movements[0]:
