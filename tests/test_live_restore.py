@@ -568,7 +568,8 @@ def test_a_restore_says_how_far_it_has_come(pg18: Server, holds_a_on_pg18: Targe
     from support import settings
 
     from movelib.ship.dumpreader import CHECKING, WRITING
-    from movelib.ship.restore import COMPARING, RestoreOptions, run_restore
+    from movelib.ship.restore import RestoreOptions, run_restore
+    from movelib.ship.restore_plan import COMPARING
 
     size = releases.b.stat().st_size // 1_000_000
     assert size >= 1  # enough for a step of 1 MB to show

@@ -10,21 +10,20 @@ one psycopg transaction; the row counts are compared with the manifest and the a
 verified inside that same transaction, so any failure (a changed file, a bad row, a count
 mismatch, a lost connection) leaves the target exactly as it was.
 
-Before it asks and before it writes, a read-only look at the target says whom it trusts and
-which signatures count (:mod:`movelib.ship.quorum`: signers pinned in a production database, else
-the allowed_signers file), whether the restore would be a rollback (:mod:`movelib.ship.rollback`)
-and what it would replace (:mod:`movelib.ship.preview`); under the lock, in the transaction that
-writes, the same checks are made again. What the restore then writes (a merge into the tables
-that exist, or a load into an empty database), checks and records is
-:mod:`movelib.ship.restore_write`.
+Before it asks and before it writes, a read-only look at the target
+(:mod:`movelib.ship.restore_plan`) says whom it trusts and which signatures count
+(:mod:`movelib.ship.quorum`: signers pinned in a production database, else the allowed_signers
+file), whether the restore would be a rollback (:mod:`movelib.ship.rollback`) and what it would
+replace (:mod:`movelib.ship.preview`); under the lock, in the transaction that writes, the same
+checks are made again. What the restore then writes (a merge into the tables that exist, or a
+load into an empty database), checks and records is :mod:`movelib.ship.restore_write`.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -33,9 +32,8 @@ import psycopg
 from ..base import secrets
 from ..base.console import mintty_hint
 from ..base.defaults import LOCK_TIMEOUT
-from ..base.errors import ConfirmationRequired, MovelibError, RestoreCouldNotRun, RestoreFailed
+from ..base.errors import ConfirmationRequired, RestoreCouldNotRun, RestoreFailed
 from ..database import db
-from ..database.dependents import Dependent, checkout_own, dependents, references, summary
 from ..database.guard import PROTECTED, Permission, check_protected
 from ..database.migrations import (
     CHECKOUT_MIGRATIONS,
@@ -43,104 +41,29 @@ from ..database.migrations import (
     pending_migrations,
 )
 from ..database.settings import Settings
-from ..database.tables import MOVEMENT_TABLES, current_counts, environment_label
+from ..database.tables import environment_label
 from ..database.target import Target
-from ..database.yoyo_tables import YOYO_LOCK_TABLE, YOYO_TABLES
-from ..seed.drift import Movement
 from ..source.datafile import Progress
 from .dumpreader import CHECKING, CheckedDump, Rows, RowsRead, layout_for, read_dump
-from .manifest import Manifest, check_size_and_sha256, manifest_path, read_manifest
-from .merge_plan import Changes, changes, compare, everything
-from .preview import DumpLibrary, Preview, preview
+from .manifest import check_size_and_sha256, manifest_path, read_manifest
+from .merge_plan import Changes, changes
+from .preview import DumpLibrary
 from .quorum import (
     Presented,
     Verdict,
     decide,
     read_presented,
     refuse_before_starting,
-    trust_source,
     unsigned,
 )
 from .release import proven_tag
-from .restore_write import MERGE_COUNTED, RestoreResult, refuse_references, write
+from .restore_plan import RestoreOptions, RestorePlan, holds_tables, look, look_read_only
+from .restore_write import RestoreResult, write
 from .rollback import check_rollback
 from .trust import read_trust
 
 Echo = Callable[[str], None]
 Ask = Callable[[str], None]  # returns when the person confirms; raises ConfirmationRequired
-COMPARING = "comparing with the target (movements)"  # the look's step, as progress names it
-
-
-@dataclass(frozen=True)
-class RestoreOptions:
-    dump_file: Path
-    assume_yes: bool = False  # --yes: do not ask
-    lock_timeout: float = LOCK_TIMEOUT
-    permission: Permission = field(default_factory=Permission)  # for a production target
-    require_signature: bool = False  # --require-signature (a production target always does)
-    allow_downgrade: bool = False  # --allow-downgrade: replace a newer release on purpose
-    dry_run: bool = False  # --dry-run: the checks and the preview, then exit; nothing written
-    terminal: bool = True  # whether a person can be asked (the task says; False refuses early)
-
-
-@dataclass(frozen=True)
-class RestorePlan:
-    target: Target
-    dump: CheckedDump
-    current_counts: dict[str, int | None]
-    label: str | None = None
-    trust: str = ""  # whom the target trusts (quorum.trust_source)
-    verdict: Verdict | None = None  # whose signatures count (None when refused)
-    preview: Preview | None = None
-    refusal: MovelibError | None = None  # why the restore would be refused, found read only
-    downgrade: str | None = None  # an allowed downgrade, said
-    merge: Changes | None = None  # what a merge writes (None: a load into an empty database)
-    dependents: tuple[Dependent, ...] = ()  # what others built on the movement tables: kept
-
-    @property
-    def dump_file(self) -> Path:
-        return self.dump.path
-
-    @property
-    def manifest(self) -> Manifest:
-        return self.dump.manifest
-
-    def lines(self) -> list[str]:
-        lines = [f"trust: {self.trust}"] if self.trust else []
-        lines += self.verdict.lines() if self.verdict else []
-        if self.downgrade:
-            lines.append(f"downgrade: allowed (--allow-downgrade): {self.downgrade}")
-        lines += self.preview.lines() if self.preview else []
-        if self.merge is None:
-            lines.append("load: the target holds no movement tables: they are created and the "
-                         "dump's rows loaded")
-        else:
-            lines.append(f"merge: into the tables that exist: {self.merge.summary()}")
-            if self.dependents:
-                lines.append(f"kept: what others built on the movement tables "
-                             f"({summary(self.dependents)}):")
-                lines += [f"  {d.line()}" for d in self.dependents]
-        for table, want in self.manifest.row_counts.items():
-            if self.merge is not None and table not in MERGE_COUNTED:
-                continue  # a merge keeps the target's history: only the library must match
-            have = self.current_counts.get(table)
-            lines.append(f"  {table:<22} now {'absent' if have is None else have:>8}  ->  {want:>8}")
-        return lines
-
-    @property
-    def question(self) -> str:
-        if self.merge is None:
-            return f"This loads the movement tables into {self.target.describe()}."
-        return (f"This merges the dump into the movement tables of {self.target.describe()} "
-                f"({self.merge.added_count} version(s) added, {len(self.merge.removed)} removed).")
-
-
-def holds_tables(conn: psycopg.Connection) -> bool:
-    """Whether the target holds any table a dump carries (movelib's or yoyo's): then a restore
-    merges into them; otherwise it creates them and loads the dump (nothing to keep)."""
-    row = conn.execute("SELECT bool_or(to_regclass(t) IS NOT NULL) FROM unnest(%s::text[]) AS t",
-                       ([*MOVEMENT_TABLES, *YOYO_TABLES, YOYO_LOCK_TABLE],)).fetchone()
-    return bool(row and row[0])
 
 
 def _checkpoint(step: str) -> None:
@@ -177,7 +100,8 @@ def plan_restore(target: Target, dump_file: Path, *,
                  migrations_dir: Path = CHECKOUT_MIGRATIONS) -> RestorePlan:
     """Check the dump (no connection), then read the target's current counts and preview."""
     dump = check_dump_file(dump_file, migrations_dir)
-    return _plan(target, dump, unsigned(manifest_path(dump_file).name), RestoreOptions(dump_file))
+    return look_read_only(target, dump, unsigned(manifest_path(dump_file).name),
+                          RestoreOptions(dump_file))
 
 
 def _judge(conn: psycopg.Connection, target: Target, label: str | None,
@@ -185,85 +109,6 @@ def _judge(conn: psycopg.Connection, target: Target, label: str | None,
     """Whose signatures count, by the target's trust source (read in the caller's transaction)."""
     pinned = read_trust(conn, target.dbname) if label in PROTECTED else None
     return decide(presented, label, pinned, target)
-
-
-def _permitted(conn: psycopg.Connection, target: Target, permission: Permission) -> None:
-    """The protected check, without asking: a typed name is asked for by the restore itself."""
-    if permission.allow_protected and permission.confirm is None:
-        return
-    check_protected(conn, target, permission, "restore")
-
-
-class _Compared:
-    """``each`` for every pair the preview compares, every thousandth said to ``progress``, and
-    the count once more at the end (:meth:`finish`)."""
-
-    def __init__(self, each: Callable[[Movement | None, Movement | None], None],
-                 progress: Progress | None) -> None:
-        self.each, self.progress, self.count = each, progress, 0
-
-    def __call__(self, ours: Movement | None, theirs: Movement | None) -> None:
-        self.each(ours, theirs)
-        self.count += 1
-        if self.progress is not None and self.count % 1000 == 0:
-            self.progress(COMPARING, self.count, None)
-
-    def finish(self) -> None:
-        if self.progress is not None and self.count:
-            self.progress(COMPARING, self.count, self.count)
-
-
-def _plan(target: Target, dump: CheckedDump, presented: Presented,
-          options: RestoreOptions, progress: Progress | None = None) -> RestorePlan:
-    """A read-only look at the target (:func:`_look`), in a transaction of its own."""
-    with db.connect(target, task="restore", autocommit=True) as conn:
-        try:
-            with db.work(conn, read_only=True):
-                return _look(conn, target, dump, presented, options, progress)
-        except psycopg.Error as exc:
-            db.raise_sql_error(target, exc, "the restore's look at the target")
-            raise
-
-
-def _look(conn: psycopg.Connection, target: Target, dump: CheckedDump, presented: Presented,
-          options: RestoreOptions, progress: Progress | None = None) -> RestorePlan:
-    """A look at the target in the caller's transaction: its label, whom it trusts and whether
-    the signatures are enough, what it holds (a downgrade?), the preview, what a merge would
-    write (made in the preview's one pass over the target's library) and whom it would break,
-    the row counts. Every refusal found is kept, not raised, so that the preview is shown
-    first."""
-    refusal: MovelibError | None = None
-    verdict, downgrade = None, None
-    merged: Changes | None = None
-    found: list[Dependent] = []
-    label = environment_label(conn)
-    pinned = read_trust(conn, target.dbname) if label in PROTECTED else None
-    source = trust_source(presented, label, pinned)
-    try:
-        _permitted(conn, target, options.permission)
-        verdict = decide(presented, label, pinned, target)
-        downgrade = check_rollback(conn, target, dump.manifest,
-                                   signed=verdict.signed, allow=options.allow_downgrade)
-    except MovelibError as exc:
-        refusal = exc
-    planned = Changes()
-    compared = _Compared(partial(compare, planned), progress)
-    shown_preview = preview(conn, dump.library, compared)
-    compared.finish()
-    counts = current_counts(conn, list(dump.manifest.row_counts))
-    if holds_tables(conn):
-        if counts.get("movement_library") and shown_preview.movements[0]:
-            merged = planned
-            merged.added_count = len(merged.added)
-        else:
-            merged = everything(conn, dump.library.versions.count)
-        found = dependents(conn, checkout_own(CHECKOUT_MIGRATIONS))
-        try:
-            refuse_references(target, references(conn, merged.removed, merged.cleared))
-        except MovelibError as exc:
-            refusal = refusal or exc
-    return RestorePlan(target, dump, counts, label, source, verdict, shown_preview, refusal,
-                       downgrade, merged, tuple(found))
 
 
 def restore(plan: RestorePlan, *, lock_timeout: float = LOCK_TIMEOUT,
@@ -365,7 +210,7 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
         refuse_before_starting(target, prepared.presented)
     start_if_stopped(target, settings.emulator_for, echo)
     if options.dry_run:
-        plan = _plan(target, prepared.dump, prepared.presented, options, progress)
+        plan = look_read_only(target, prepared.dump, prepared.presented, options, progress)
         _checkpoint("target planned")
         for line in plan.lines():
             echo(line)
@@ -381,7 +226,7 @@ def finish(settings: Settings, target: Target, prepared: Prepared, options: Rest
     with db.connect(target, task="restore", autocommit=True) as conn:
         try:
             with db.locked(conn, target, task="restore", timeout=options.lock_timeout):
-                plan = _look(conn, target, prepared.dump, prepared.presented, options, progress)
+                plan = look(conn, target, prepared.dump, prepared.presented, options, progress)
                 _checkpoint("target planned")
                 for line in plan.lines():
                     echo(line)
