@@ -44,7 +44,8 @@ from movelib.database.target import Target, target_from_dsn
 from movelib.ship.dump import dump
 from movelib.ship.dumpformat import columns_for, dumped_tables
 from movelib.ship.manifest import check_artifact, file_sha256, manifest_path
-from movelib.ship.restore import RestoreOptions, check_dump_file, run_restore
+from movelib.ship.restore import check_dump_file, run_restore
+from movelib.ship.restore_plan import RestoreOptions
 
 MIGRATIONS = ROOT / "migrations"
 # where a forged `\!` would leave its mark

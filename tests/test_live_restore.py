@@ -495,7 +495,8 @@ def test_a_dump_changed_between_the_look_and_the_write_is_refused(
     import movelib.ship.restore
     from movelib.base.errors import ArtifactError
     from movelib.ship.manifest import manifest_path
-    from movelib.ship.restore import RestoreOptions, run_restore
+    from movelib.ship.restore import run_restore
+    from movelib.ship.restore_plan import RestoreOptions
 
     copy = tmp_path / releases.b.name
     shutil.copyfile(releases.b, copy)
@@ -568,8 +569,8 @@ def test_a_restore_says_how_far_it_has_come(pg18: Server, holds_a_on_pg18: Targe
     from support import settings
 
     from movelib.ship.dumpreader import CHECKING, WRITING
-    from movelib.ship.restore import RestoreOptions, run_restore
-    from movelib.ship.restore_plan import COMPARING
+    from movelib.ship.restore import run_restore
+    from movelib.ship.restore_plan import COMPARING, RestoreOptions
 
     size = releases.b.stat().st_size // 1_000_000
     assert size >= 1  # enough for a step of 1 MB to show

@@ -22,7 +22,7 @@ from movelib.database.guard import Permission
 from movelib.database.settings import Settings
 from movelib.database.target import Target
 from movelib.ship.promote import promote, release_dump
-from movelib.ship.restore import RestoreOptions
+from movelib.ship.restore_plan import RestoreOptions
 
 WORKFLOW = ROOT / ".github" / "workflows" / "promote.yml"
 

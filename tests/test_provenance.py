@@ -262,7 +262,8 @@ def test_the_library_hash_is_the_same_on_postgresql_15(released: Path, pg15: Ser
 def _restore_release(repo: Path, target: Target, manifest: Path, allowed: Path) -> str:
     """`inv restore` of a release under ``repo``, trusting ``allowed``: what provenance says."""
     from movelib.database.settings import Settings
-    from movelib.ship.restore import RestoreOptions, run_restore
+    from movelib.ship.restore import run_restore
+    from movelib.ship.restore_plan import RestoreOptions
 
     settings = Settings.from_mapping({"paths": {"allowed_signers": str(allowed)}}, repo)
     settings = dataclasses.replace(settings, migrations_dir=MIGRATIONS, schema_file=SETTINGS_SCHEMA)

@@ -39,7 +39,8 @@ from movelib.database.migrations import migrate
 from movelib.database.target import Target, target_from_dsn
 from movelib.ship.dump import dump
 from movelib.ship.manifest import manifest_path
-from movelib.ship.restore import RestoreOptions, run_restore
+from movelib.ship.restore import run_restore
+from movelib.ship.restore_plan import RestoreOptions
 from movelib.ship.signing import sign_file, signature_path
 
 MIGRATIONS = ROOT / "migrations"

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from movelib.database.guard import Permission
     from movelib.database.settings import Settings
     from movelib.database.target import Target
-    from movelib.ship.restore import RestoreOptions
+    from movelib.ship.restore_plan import RestoreOptions
 
 
 class FlagTask(Task[Any]):
@@ -153,7 +153,7 @@ def restore_options(settings: Settings, dump_file: str | Path, yes: bool, lock_t
     from pathlib import Path
 
     from movelib.base.prompt import has_terminal
-    from movelib.ship.restore import RestoreOptions
+    from movelib.ship.restore_plan import RestoreOptions
 
     timeout, permission = writing(settings, lock_timeout, allow_protected, confirm)
     return RestoreOptions(Path(dump_file).absolute(), assume_yes=yes, lock_timeout=timeout,

@@ -28,7 +28,8 @@ from ..source.datafile import Progress
 from .manifest import Manifest, dump_for
 from .release import release_manifest_path
 from .release_check import compare_release
-from .restore import Ask, Echo, RestoreOptions, finish, prepare
+from .restore import Ask, Echo, finish, prepare
+from .restore_plan import RestoreOptions
 from .restore_write import RestoreResult
 from .rollback import held_release
 
