@@ -97,21 +97,33 @@ def older_library(cli: Cli, server: Server, old: Path) -> Iterator[str]:
         server.drop_database(name)
 
 
-def _kill_at_random(run: subprocess.Popen[str], rng: random.Random, window: float) -> bool:
-    time.sleep(rng.uniform(0.05 * window, 0.95 * window))
-    if run.poll() is None:
-        run.kill()
+class Kills:
+    """SIGKILL at a random moment of a run, drawn within how long a run takes: ``window``, from
+    one uninterrupted run, shortened to any run that ended before its kill (a run measured on a
+    slow moment would put later kills after their runs' end, and those trials do not count)."""
+
+    def __init__(self, rng: random.Random, window: float) -> None:
+        self.rng, self.window = rng, window
+
+    def __call__(self, run: subprocess.Popen[str]) -> bool:
+        started = time.monotonic()
+        deadline = started + self.rng.uniform(0.05 * self.window, 0.95 * self.window)
+        while run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+            return True
+        self.window = min(self.window, time.monotonic() - started)
         run.communicate()
-        return True
-    run.communicate()
-    return False
+        return False
 
 
 @pytest.mark.parametrize("start", ["empty", "older-library"])
 def test_seed_killed_at_random_is_old_or_new_never_a_mix(cli: Cli, cli_env: dict[str, str], pg18: Server, files: dict[str, Path], start: str) -> None:
-    rng = random.Random(f"seed-{start}")
     killed = trial = 0
     window, newest = calibrate(cli_env, pg18, ["seed", "--file", str(files["new"]), "--quiet"])
+    kill = Kills(random.Random(f"seed-{start}"), window)
     with (older_library(cli, pg18, files["old"]) if start == "older-library"
           else nullcontext("template0")) as template:
         while killed < TRIALS and trial < 3 * TRIALS:
@@ -119,8 +131,7 @@ def test_seed_killed_at_random_is_old_or_new_never_a_mix(cli: Cli, cli_env: dict
             db = pg18.create_database(template)
             target = target_from_dsn(pg18.dsn(db), "--dsn")
             before = content(target)
-            run = start_inv(cli_env, "seed", "--dsn", target.conninfo, "--file", str(files["new"]), "--quiet")
-            killed += _kill_at_random(run, rng, window)
+            killed += kill(start_inv(cli_env, "seed", "--dsn", target.conninfo, "--file", str(files["new"]), "--quiet"))
             settle(pg18, db)
             after = content(target)
             if after != before:  # then it must be exactly the new library
@@ -141,9 +152,9 @@ def test_restore_killed_at_random_is_old_or_new_never_a_mix(cli: Cli, cli_env: d
     assert cli("seed", "--dsn", source.conninfo, "--file", str(files["new"]), "--quiet").code == 0
     assert cli("dump", "--dsn", source.conninfo, "--output-dir", str(tmp_path)).code == 0
     dump_file = tmp_path / "movements_seed_latest.sql"
-    rng = random.Random("restore")
     killed = trial = 0
     window, _ = calibrate(cli_env, pg18, ["restore", "--dump-file", str(dump_file), "--yes"])
+    kill = Kills(random.Random("restore"), window)
     released = library_state(source)
     with older_library(cli, pg18, files["old"]) as older:
         while killed < TRIALS and trial < 3 * TRIALS:
@@ -152,8 +163,7 @@ def test_restore_killed_at_random_is_old_or_new_never_a_mix(cli: Cli, cli_env: d
             db = pg18.create_database(older if trial % 2 else "template0")
             target = target_from_dsn(pg18.dsn(db), "--dsn")
             before = table_hashes(target)
-            run = start_inv(cli_env, "restore", "--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes")
-            killed += _kill_at_random(run, rng, window)
+            killed += kill(start_inv(cli_env, "restore", "--dump-file", str(dump_file), "--dsn", target.conninfo, "--yes"))
             settle(pg18, db)
             # as it was, or holding the source's library (a merge keeps the target's ids and history)
             after = table_hashes(target)
