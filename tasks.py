@@ -14,6 +14,7 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from movelib.base.progress import ProgressReporter  # how a task shows long steps
 from movelib.base.text import as_json, json_blocks, shown_path  # how a task prints values and --json
 from movelib_cli.options import (  # help texts and option parsing: nothing heavy
     BACKEND_HELP,
@@ -187,7 +188,6 @@ def migrate(c: Context, dsn: str | None = None, profile: str | None = None,
 @task(help=VALIDATE_HELP)
 def validate(c: Context, file: str | None = None, quiet: bool = False) -> None:
     """Check the data file against schemas/movement.schema.json; lists every error."""
-    from movelib.base.progress import ProgressReporter
     from movelib.source.datafile import load_movements
 
     with user_errors("inv validate"):
@@ -206,7 +206,6 @@ def seed(c: Context, dsn: str | None = None, profile: str | None = None,
          format: str | None = None, json: bool = False, quiet: bool = False,
          allow_protected: bool = False, confirm: str | None = None) -> None:
     """Migrate, validate, publish every movement through the audited workflow, verify."""
-    from movelib.base.progress import ProgressReporter
     from movelib.database.migrations import check_environment
     from movelib.seed.workflow import SeedOptions, run_seed
 
@@ -283,7 +282,6 @@ def restore(c: Context, dump_file: str, dsn: str | None = None, profile: str | N
             require_signature: bool = False, allow_downgrade: bool = False,
             dry_run: bool = False) -> None:
     """Merge a checked dump into the target's movement tables, writing only what differs, all-or-nothing."""
-    from movelib.base.progress import ProgressReporter
     from movelib.base.prompt import confirm as ask
     from movelib.ship.restore import run_restore
 
@@ -303,7 +301,6 @@ def promote(c: Context, version: str, from_: str = "", to: str = "", yes: bool =
             confirm: str | None = None, allow_downgrade: bool = False,
             dry_run: bool = False) -> None:
     """Restore release VERSION into --to once --from holds exactly it (content and provenance)."""
-    from movelib.base.progress import ProgressReporter
     from movelib.base.prompt import confirm as ask
     from movelib.seed.diff import side
     from movelib.ship.promote import promote as run_promote
