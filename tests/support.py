@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import CodeType
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -282,12 +283,21 @@ def process_env(overrides: Mapping[str, str]) -> dict[str, str]:
 
 def namespace(root: Path = ROOT) -> Any:
     """The project's invoke namespace, freshly loaded from ``root``'s tasks.py (invoke consumes
-    a task's help texts while it parses, so no two runs may share one)."""
-    spec = importlib.util.spec_from_file_location("movelib_project_tasks", root / "tasks.py")
-    assert spec and spec.loader
+    a task's help texts while it parses, so no two runs may share one): a new module each time,
+    run from the file's code compiled once (per content: a test may write its own tasks.py)."""
+    path = root / "tasks.py"
+    source = path.read_bytes()
+    code = _TASKS_CODE.get((path, source))
+    if code is None:
+        code = _TASKS_CODE[(path, source)] = compile(source, str(path), "exec")
+    spec = importlib.util.spec_from_file_location("movelib_project_tasks", path)
+    assert spec
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    exec(code, module.__dict__)
     return module.ns
+
+
+_TASKS_CODE: dict[tuple[Path, bytes], CodeType] = {}  # each tasks.py's code, by path and content
 
 
 class InProcessCli:
