@@ -126,6 +126,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for fixture, marker in FIXTURE_MARKERS.items():
             if fixture in names:
                 item.add_marker(marker)
+    # The long trials first (in their order): a worker that finishes its share takes tests from
+    # the other's queue (--dist worksteal), and a long one started late could only be waited for.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
