@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support import (
     MIGRATION_NAMES,
     ROOT,
@@ -35,6 +37,7 @@ from support import (
 from movelib.base.errors import LockTimeout, RestoreFailed
 from movelib.database.migrations import migrate
 from movelib.database.target import Target, target_from_dsn
+from movelib.ship import merge as merge_module
 from movelib.ship.dump import dump
 from movelib.ship.restore import plan_restore, restore
 from movelib.source.synth import write_synthetic
@@ -590,3 +593,26 @@ def test_a_restore_says_how_far_it_has_come(pg18: Server, holds_a_on_pg18: Targe
             assert compared == ([(1000, None), (1000, 1000)] if merges else []), compared
             assert [s for s, _, _ in said] == sorted((s for s, _, _ in said),
                                                      key=[CHECKING, COMPARING, WRITING].index)
+
+
+SLUGS = st.sampled_from(["a", "ab", "b-1", "squat", "squat-2", "x"])
+LINES = st.lists(st.tuples(st.sampled_from(["1", "22"]), SLUGS, st.sampled_from(["1", "2", "10"]),
+                           st.sampled_from(["", "squat\t1", "tail"])), max_size=12)
+
+
+@given(lines=LINES, wanted=st.lists(st.tuples(SLUGS, st.sampled_from(["1", "2"]), st.booleans()),
+                                    min_size=1, max_size=8))
+def test_the_lines_a_merge_reads_are_the_same_found_one_needle_at_a_time_or_all_at_once(
+        lines: list[tuple[str, str, str, str]], wanted: list[tuple[str, str, bool]]) -> None:
+    """The writing pass finds the lines of the versions it adds by their bytes: a few needles
+    one scan each, more in one scan (a regular expression); both give the lines that hold a
+    needle, in order, each once (needles may overlap, share a line, or match a line's start)."""
+    block = b"".join(("\t".join(line) + "\n").encode() for line in lines)
+    needles = [(b"\n%s\t" % s.encode()) if first else b"\t%s\t%s\t" % (s.encode(), v.encode())
+               for s, v, first in wanted]
+    expected = [line for line in block.split(b"\n")[:-1]
+                if any(needle in b"\n" + line + b"\n" for needle in needles)]
+    assert merge_module._lines_with(block, needles) == expected
+    for needle in needles:  # each alone: the one-scan-per-needle way
+        alone = [line for line in block.split(b"\n")[:-1] if needle in b"\n" + line + b"\n"]
+        assert merge_module._lines_with(block, [needle]) == alone
