@@ -422,3 +422,38 @@ def test_the_report_gives_the_reference_validator_only_the_records_the_fast_one_
     assert lines[1].startswith("synth.json: record 2999 ") and "duplicate slug" in lines[1]
     assert lines[2] == "synth.json: 2 problem(s)"
     assert seen == [[data[1500]]]
+
+
+@pytest.mark.parametrize("depth", [255, 256, 900])
+def test_a_field_nested_deeper_than_jsonschema_rs_reads_gets_the_reference_report(
+        tmp_path: Path, depth: int) -> None:
+    """jsonschema-rs stops at 256 levels (ValueError): the report then asks the reference
+    validator about the whole file, as it did before it asked about refused records only."""
+    record = json.loads(json.dumps(CANONICAL[0]))
+    text = json.dumps([record]).replace(json.dumps(record["name"]),
+                                        "[" * depth + '"Back Squat"' + "]" * depth, 1)
+    lines = problems(write(tmp_path, text))
+    assert lines[0].startswith("movements.json: record 0 (back-squat) at /0/name: expected string")
+
+
+def test_a_schema_refusing_every_record_as_the_array_gets_the_reference_report(tmp_path: Path) -> None:
+    """A schema jsonschema-rs judges record by record whose reference error is the array's (an
+    `items` of false): the reference validator reads the whole file."""
+    schema = write(tmp_path, {"type": "array", "items": False}, "none.schema.json")
+    path = write(tmp_path, CANONICAL[:2])
+    with pytest.raises(DataFileError) as info:
+        load_movements(path, schema, display_name=path.name)
+    lines = str(info.value).splitlines()
+    assert lines[-1] == "movements.json: 1 problem(s)" and "Traceback" not in str(info.value), lines
+
+
+def test_a_record_is_judged_by_ecma_262_whatever_else_is_wrong_in_the_file(tmp_path: Path) -> None:
+    """The schema's patterns are ECMA-262's, whose \\S takes "\\x1c" (Python's re does not): a
+    name of it is valid to the fast pass, and the precise report, asked because of a duplicate
+    slug elsewhere, judges that record the same way."""
+    data = json.loads(json.dumps(CANONICAL))
+    data[2]["name"] = "\x1c"
+    load_movements(write(tmp_path, data), SCHEMA)  # valid alone
+    data[5]["slug"] = data[0]["slug"]
+    lines = problems(write(tmp_path, data))
+    assert len(lines) == 2 and "duplicate slug" in lines[0] and lines[1].endswith("1 problem(s)"), lines

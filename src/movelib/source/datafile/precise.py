@@ -219,8 +219,10 @@ def check_document(document: Any, name: str, schema_path: Path) -> list[Problem]
         problems.append(Problem(name, _explain(error), index, slug, pointer))
     if not problems:
         # The schema's patterns are ECMA-262 regular expressions; the reference validator runs
-        # them with Python's re, where "$" also matches before a final newline ("squat\n").
-        # jsonschema-rs follows ECMA-262: where the two disagree, the stricter verdict stands.
+        # them with Python's re, where "$" also matches before a final newline ("squat\n") and
+        # "\S" refuses "\x1c". jsonschema-rs follows ECMA-262, and its verdict on each record is
+        # the fast pass's: a record it refuses that the reference accepts is reported with its
+        # message, one it accepts is not given to the reference at all (_reference_errors).
         problems += _ecma_problems(document, name, schema_path)
     if not problems:
         problems += _shape_problems(document, name)
@@ -239,30 +241,46 @@ def check_document(document: Any, name: str, schema_path: Path) -> list[Problem]
     return sorted(problems, key=_order)
 
 
-def _reference_errors(document: Any, schema_path: Path) -> Iterator[Any]:
+def _reference_errors(document: Any, schema_path: Path) -> list[Any]:
     """The reference validator's errors, each with its path in ``document``.
 
     Where the schema judges each record alone (the fast pass's jsonschema-rs can, per batch), only
     the records jsonschema-rs refuses are given to the reference validator, each on its own: that
     validator takes ~0.7 ms a record, over a minute for a 100k-record file whose one fault is a
     duplicate slug. A record jsonschema-rs accepts is accepted by the fast pass too, so the
-    report judges each record as the fast pass does, whatever else is wrong in the file."""
+    report judges each record as the fast pass does (ECMA-262's patterns, where Python's differ),
+    whatever else is wrong in the file."""
     mtime = schema_mtime(schema_path)
     validator = reference_validator(schema_path, mtime)
     fast = fast_validator(schema_path, mtime)
-    if fast is None or not isinstance(document, list):
-        yield from validator.iter_errors(document)
-        return
+    if fast is not None and isinstance(document, list):
+        found = _record_by_record(validator, fast, document)
+        if found is not None:
+            return found
+    return list(validator.iter_errors(document))
+
+
+def _record_by_record(validator: Any, fast: Any, document: list[Any]) -> list[Any] | None:
+    """The reference validator's errors for the records jsonschema-rs refuses; None where the
+    records cannot be judged one by one: jsonschema-rs refuses the array itself, or stops at a
+    value nested deeper than it reads (256 levels: ValueError), or the reference validator finds
+    the one-record array wrong as an array."""
     refused: set[int] = set()
-    for error in fast.iter_errors(document):
-        if not error.instance_path:  # the array itself, not a record: the reference on it all
-            yield from validator.iter_errors(document)
-            return
-        refused.add(int(error.instance_path[0]))
+    try:
+        for error in fast.iter_errors(document):
+            if not error.instance_path:
+                return None
+            refused.add(int(error.instance_path[0]))
+    except (ValueError, RecursionError):
+        return None
+    found = []
     for index in sorted(refused):
         for error in validator.iter_errors([document[index]]):
+            if not error.path:
+                return None
             error.path[0] = index  # its path in the one-record array, made the file's
-            yield error
+            found.append(error)
+    return found
 
 
 def _ecma_problems(document: Any, name: str, schema_path: Path) -> list[Problem]:
