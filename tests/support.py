@@ -289,7 +289,7 @@ def namespace(root: Path = ROOT) -> Any:
     source = path.read_bytes()
     code = _TASKS_CODE.get((path, source))
     if code is None:
-        code = _TASKS_CODE[(path, source)] = compile(source, str(path), "exec")
+        code = _TASKS_CODE[(path, source)] = compile(source, str(path), "exec", dont_inherit=True)
     spec = importlib.util.spec_from_file_location("movelib_project_tasks", path)
     assert spec
     module = importlib.util.module_from_spec(spec)

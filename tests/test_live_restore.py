@@ -596,20 +596,23 @@ def test_a_restore_says_how_far_it_has_come(pg18: Server, holds_a_on_pg18: Targe
 
 
 SLUGS = st.sampled_from(["a", "ab", "b-1", "squat", "squat-2", "x"])
-LINES = st.lists(st.tuples(st.sampled_from(["1", "22"]), SLUGS, st.sampled_from(["1", "2", "10"]),
-                           st.sampled_from(["", "squat\t1", "tail"])), max_size=12)
+LINES = st.lists(st.tuples(SLUGS | st.sampled_from(["1", "22"]), SLUGS | st.sampled_from(["1", "2"]),
+                           st.sampled_from(["1", "2", "10"]),
+                           st.sampled_from(["", "squat\t1", "a\t", "tail"])), max_size=12)
+NEEDLE_KINDS = ["version", "slug", "first column"]  # added; retired (audit); movement_current
 
 
-@given(lines=LINES, wanted=st.lists(st.tuples(SLUGS, st.sampled_from(["1", "2"]), st.booleans()),
-                                    min_size=1, max_size=8))
+@given(lines=LINES, wanted=st.lists(st.tuples(SLUGS, st.sampled_from(["1", "2"]),
+                                              st.sampled_from(NEEDLE_KINDS)), min_size=1, max_size=8))
 def test_the_lines_a_merge_reads_are_the_same_found_one_needle_at_a_time_or_all_at_once(
-        lines: list[tuple[str, str, str, str]], wanted: list[tuple[str, str, bool]]) -> None:
+        lines: list[tuple[str, str, str, str]], wanted: list[tuple[str, str, str]]) -> None:
     """The writing pass finds the lines of the versions it adds by their bytes: a few needles
     one scan each, more in one scan (a regular expression); both give the lines that hold a
     needle, in order, each once (needles may overlap, share a line, or match a line's start)."""
     block = b"".join(("\t".join(line) + "\n").encode() for line in lines)
-    needles = [(b"\n%s\t" % s.encode()) if first else b"\t%s\t%s\t" % (s.encode(), v.encode())
-               for s, v, first in wanted]
+    spelled = {"version": b"\t%s\t%s\t", "slug": b"\t%s\t", "first column": b"\n%s\t"}
+    needles = [spelled[kind] % ((s.encode(), v.encode()) if kind == "version" else (s.encode(),))
+               for s, v, kind in wanted]
     expected = [line for line in block.split(b"\n")[:-1]
                 if any(needle in b"\n" + line + b"\n" for needle in needles)]
     assert merge_module._lines_with(block, needles) == expected
