@@ -99,10 +99,11 @@ def older_library(cli: Cli, server: Server, old: Path) -> Iterator[str]:
 
 class Kills:
     """SIGKILL at a random moment of a run once it has connected to its database (before, it is
-    still starting the interpreter and importing: about 40% of a run, where a kill tests nothing
-    of the database), drawn within how long a run takes: ``window``, from one uninterrupted run,
-    shortened to any run that ended before its kill (a run measured on a slow moment would put
-    later kills after their runs' end, and those trials do not count)."""
+    still starting the interpreter and importing: drawn from the process's start, 34 of 60 kills
+    landed there, testing nothing of the database), drawn within how long a run takes:
+    ``window``, from one uninterrupted run, shortened to any run that ended before its kill (a
+    run measured on a slow moment would put later kills after their runs' end, and those trials
+    do not count)."""
 
     def __init__(self, rng: random.Random, window: float, server: Server) -> None:
         self.rng, self.window, self.server = rng, window, server
