@@ -382,7 +382,10 @@ def test_the_manifest_schema_names_every_dumped_table() -> None:
 
 
 def test_the_check_reads_a_large_dump_in_flat_memory(copy: Path) -> None:
-    """A 64 MB dump is checked a block at a time: memory does not grow with the file."""
+    """A 64 MB dump is checked a block at a time: memory does not grow with the file. What it
+    holds is the reading thread's two reads (the one in hand, the one ahead) and a block's lines."""
+    from movelib.ship.compress import AHEAD
+
     data = copy.read_bytes()
     audit = block(data, "movement_audit_log")
     row = audit.split(b"\n")[2] + b"\n"
@@ -397,4 +400,4 @@ def test_the_check_reads_a_large_dump_in_flat_memory(copy: Path) -> None:
     finally:
         tracemalloc.stop()
     assert copy.stat().st_size > 64 << 20
-    assert peak < 16 << 20, f"peak {peak >> 20} MiB"
+    assert peak < 2 * AHEAD + (8 << 20) < 32 << 20, f"peak {peak >> 20} MiB"

@@ -6,7 +6,8 @@ no time in the header), so the same dump compresses to the same bytes. The manif
 forms: ``size``/``sha256`` of the SQL (what is loaded, checked line by line as before) and
 ``compressed`` (file, format, size, sha256 of what ships). A restore (and a promotion) reads
 either form; a compressed one is hashed as it is read and decompressed in the same pass, a block
-ahead on a second thread, and never past the SQL size its manifest gives.
+ahead on a second thread, and never past the SQL size its manifest gives. Either form's SQL is
+read (and hashed) a block ahead on that thread.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from ..base.errors import ArtifactError
 from ..base.files import HashingWriter, atomic_file
@@ -29,6 +31,7 @@ FORMAT = "gzip"
 LEVEL = 6  # zlib's default level
 # A file in git above this is a problem: GitHub warns at 50 MB and refuses 100 MB.
 GIT_FILE_LIMIT = 50 * 1024 * 1024
+AHEAD = 8 << 20  # bytes read (and hashed) at a time by the reading thread
 
 
 def is_compressed(path: Path) -> bool:
@@ -67,23 +70,45 @@ class _Hashing(io.RawIOBase):
         return len(data)
 
 
+class Blocks(Protocol):
+    """What a dump's SQL is read from, a block at a time."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _ReadAhead:
-    """The decompressed stream read one block ahead on a second thread (zlib lets go of the
-    GIL): the reader checks a block's lines while the next one is inflated. Blocks come in order;
-    an error of the inflating thread is raised by the ``read`` that would have returned it."""
+    """The SQL read (or inflated) and hashed on a second thread, :data:`AHEAD` bytes at a time
+    and one such read ahead (file reads, zlib and sha256 let go of the GIL), given out in
+    ``block``-sized pieces: the reader checks a block's lines while the next ones are read and
+    hashed. The thread needs the GIL back after each of its reads, and waits for it while the
+    reader holds it: at 8 MB rather than 1 MB it waits 32 times over a 256 MB dump, not 256 (the
+    check of a 100k dump 1.5 s against 1.9 s; at 1 MB no faster than hashing in line). Blocks
+    come in order; an error of the thread is raised by the ``read`` that would have returned
+    it. ``digest`` is the sha256 of every piece given out, once the last (empty) one was."""
 
     def __init__(self, inner: IO[bytes], block: int) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.inner, self.block = inner, block
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="movelib-inflate")
-        self._next = self._pool.submit(inner.read, block)
+        self.digest = hashlib.sha256()
+        self._chunk, self._at = b"", 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="movelib-read")
+        self._next = self._pool.submit(self._read)
+
+    def _read(self) -> bytes:
+        data = self.inner.read(max(AHEAD, self.block))
+        self.digest.update(data)
+        return data
 
     def read(self, size: int = -1) -> bytes:
-        data = self._next.result()
-        if data:  # nothing is read ahead past the end: check() then reads the raw file alone
-            self._next = self._pool.submit(self.inner.read, self.block)
-        return data
+        if self._at >= len(self._chunk):
+            self._chunk, self._at = self._next.result(), 0
+            if not self._chunk:  # nothing is read past the end: check() reads the raw file alone
+                return b""
+            self._next = self._pool.submit(self._read)
+        piece = self._chunk[self._at:self._at + self.block]
+        self._at += len(piece)
+        return piece
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -91,13 +116,17 @@ class _ReadAhead:
 
 @dataclass
 class Shipped:
-    """A dump opened for reading: ``handle`` gives the SQL; ``check()`` (once the SQL is read
-    to its end) compares what was read of a compressed file with the manifest."""
+    """A dump opened for reading: ``handle`` gives the SQL; ``sql_sha256()`` is the sha256 of
+    what it gave, and ``check()`` compares what was read of a compressed file with the manifest
+    (both once the SQL is read to its end)."""
 
-    handle: IO[bytes]
+    handle: _ReadAhead
     path: Path
     expected: dict[str, object] | None = None
     hashing: _Hashing | None = None
+
+    def sql_sha256(self) -> str:
+        return self.handle.digest.hexdigest()
 
     def check(self) -> None:
         if self.hashing is None or self.expected is None:
@@ -118,7 +147,11 @@ def opened(path: Path, compressed: dict[str, object] | None,
     compressed form, ``compressed``."""
     if not is_compressed(path):
         with path.open("rb") as handle:
-            yield Shipped(handle, path)
+            ahead = _ReadAhead(handle, block)
+            try:
+                yield Shipped(ahead, path)
+            finally:
+                ahead.close()
         return
     if compressed is None:
         raise ArtifactError(f"{shown_path(path)} is compressed, and its manifest records no "
@@ -129,10 +162,10 @@ def opened(path: Path, compressed: dict[str, object] | None,
             with gzip.GzipFile(fileobj=hashing, mode="rb") as packed:
                 ahead = _ReadAhead(packed, block)  # type: ignore[arg-type]
                 try:
-                    yield Shipped(ahead, path, compressed, hashing)  # type: ignore[arg-type]
+                    yield Shipped(ahead, path, compressed, hashing)
                 finally:
                     ahead.close()
-        except (gzip.BadGzipFile, EOFError, OSError) as exc:
+        except (gzip.BadGzipFile, EOFError, OSError, zlib.error) as exc:
             if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) \
                     and exc.errno is not None:
                 raise

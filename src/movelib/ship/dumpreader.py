@@ -16,15 +16,15 @@ import hashlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
-from typing import IO
 
 from ..base.errors import ArtifactError
 from ..base.text import shown_path
 from ..database.migrations import checkout_migrations
 from ..database.yoyo_tables import YOYO_SCHEMA_VERSION, yoyo_hash
 from ..source.datafile import Progress
-from .compress import opened
+from .compress import Blocks, opened
 from .dumpformat import (
     END_OF_DATA,
     Layout,
@@ -143,7 +143,7 @@ def read_dump(path: Path, layout: Layout, manifest: Manifest, *,
             deque(blocks, maxlen=0)
         reader.expect(layout.tail)
         reader.expect_end()
-        if (reader.size, reader.digest.hexdigest()) != (manifest.size, manifest.sha256):
+        if (reader.size, shipped.sql_sha256()) != (manifest.size, manifest.sha256):
             raise ArtifactError(f"{shown_path(path)} changed while it was read (its sha256 no longer "
                                 "matches the manifest); refusing it")
         shipped.check()
@@ -167,14 +167,13 @@ def _show(line: bytes, at: int = 0) -> str:
 class _Reader:
     """The file in blocks: ``buf`` is the unread rest, starting at line number ``line``."""
 
-    def __init__(self, handle: IO[bytes], name: str, migrations: tuple[str, ...]) -> None:
+    def __init__(self, handle: Blocks, name: str, migrations: tuple[str, ...]) -> None:
         self.handle = handle
         self.name = name
         self.migrations = {m: yoyo_hash(m).encode() for m in migrations}
         self.recorded: set[str] = set()  # migrations _yoyo_migration records
         self.buf = b""
         self.line = 1
-        self.digest = hashlib.sha256()
         self.size = 0
         self.limit: int | None = None  # bytes the file may hold at most
         # each row checked (the first read); a second read of a file whose every line was checked
@@ -183,7 +182,6 @@ class _Reader:
 
     def _more(self) -> bool:
         block = self.handle.read(BLOCK)
-        self.digest.update(block)
         self.size += len(block)
         if self.limit is not None and self.size > self.limit:
             raise self.refuse(self.line, f"the file holds more than the {self.limit} bytes its "
@@ -234,18 +232,25 @@ class _Reader:
         """``table``'s COPY data up to its end-of-data line (consumed), in blocks of whole
         lines, every line checked."""
         while True:
+            clean = True  # no line but the first of the data starts with \.
             if self.buf.startswith(END_OF_DATA):
                 end = 0
             else:
                 cut = self.buf.rfind(b"\n") + 1
-                found = self.buf.find(b"\n" + END_OF_DATA, 0, cut)
-                end = found + 1 if found >= 0 else cut
+                found = self.buf.find(b"\n\\.", 0, cut)  # one scan for the end and a mimic
+                if found < 0:
+                    end = cut
+                elif self.buf.startswith(END_OF_DATA, found + 1):
+                    end = found + 1
+                else:  # a row starting with \. before the end of data: the check refuses it
+                    clean = False
+                    found = self.buf.find(b"\n" + END_OF_DATA, found, cut)
+                    end = found + 1 if found >= 0 else cut
             if end:
                 data = self.buf[:end]
-                if self.recheck:
-                    self._check(table, data)
+                lines = self._check(table, data, clean) if self.recheck else data.count(b"\n")
                 yield data
-                self.line += data.count(b"\n")
+                self.line += lines
                 self.buf = self.buf[end:]
             if self.buf.startswith(END_OF_DATA):
                 self.buf = self.buf[len(END_OF_DATA):]
@@ -263,11 +268,12 @@ class _Reader:
                 raise self.refuse(self.line, f"the dump ends inside the COPY block of "
                                              f"{table.name}, before its end-of-data line")
 
-    def _check(self, table: Table, data: bytes) -> None:
+    def _check(self, table: Table, data: bytes, clean: bool) -> int:
+        """Check ``data``'s lines (``clean``: no line but its first starts with \\.); how many."""
         lines = data.split(b"\n")
         lines.pop()  # data ends with a line break
         tabs = len(table.columns) - 1
-        counts = [line.count(b"\t") for line in lines]
+        counts = list(map(bytes.count, lines, repeat(b"\t", len(lines))))
         if counts.count(tabs) != len(counts):
             at = next(i for i, n in enumerate(counts) if n != tabs)
             raise self.refuse(self.line + at, f"a row of {table.name} has {counts[at] + 1} "
@@ -276,13 +282,14 @@ class _Reader:
             at = next(i for i, line in enumerate(lines) if b"\r" in line)
             raise self.refuse(self.line + at, f"a row of {table.name} holds a raw carriage "
                                               "return (COPY writes it as \\r)")
-        if data.startswith(b"\\.") or b"\n\\." in data:
+        if data.startswith(b"\\.") or (not clean and b"\n\\." in data):
             at = next(i for i, line in enumerate(lines) if line.startswith(b"\\."))
             raise self.refuse(self.line + at, f"a row of {table.name} starts with \\. but is "
                                               "not the end-of-data line")
         if table.name.startswith("_yoyo_"):
             for at, line in enumerate(lines):
                 self._bookkeeping(table.name, line.split(b"\t"), self.line + at)
+        return len(lines)
 
     def _bookkeeping(self, table: str, fields: list[bytes], line: int) -> None:
         """yoyo's rows may record only the manifest's migrations (each once, with yoyo's hash)."""

@@ -32,7 +32,7 @@ import psycopg
 from ..base import secrets
 from ..base.console import mintty_hint
 from ..base.defaults import LOCK_TIMEOUT
-from ..base.errors import ConfirmationRequired, RestoreCouldNotRun, RestoreFailed
+from ..base.errors import ArtifactError, ConfirmationRequired, RestoreCouldNotRun, RestoreFailed
 from ..database import db
 from ..database.guard import PROTECTED, Permission, check_protected
 from ..database.migrations import (
@@ -79,18 +79,25 @@ def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS,
     that also gathers the dump's library for the preview), said to ``progress`` as it goes."""
     raw, manifest = read_manifest(dump_file)
     _checkpoint("manifest read")
-    check_size_and_sha256(dump_file, manifest)
-    layout = layout_for(manifest, migrations_dir, str(manifest_path(dump_file)))
-    library = DumpLibrary(derive_current=not any(t.name == "movement_current"
-                                                  for t in layout.tables))
-    read = RowsRead(progress, CHECKING, manifest.size)
-    for part in read_dump(dump_file, layout, manifest):
-        if isinstance(part, Rows):
-            blocks = read.counted(part.blocks)
-            if library.wants(part.table):
-                library.feed(part.table, blocks)
-            else:
-                deque(blocks, maxlen=0)
+    try:
+        layout = layout_for(manifest, migrations_dir, str(manifest_path(dump_file)))
+        library = DumpLibrary(derive_current=not any(t.name == "movement_current"
+                                                      for t in layout.tables))
+        read = RowsRead(progress, CHECKING, manifest.size)
+        # one read: the lines are checked as the file is hashed (a block ahead, on a second
+        # thread), and its size and sha256 compared with the manifest's at the end
+        for part in read_dump(dump_file, layout, manifest):
+            if isinstance(part, Rows):
+                blocks = read.counted(part.blocks)
+                if library.wants(part.table):
+                    library.feed(part.table, blocks)
+                else:
+                    deque(blocks, maxlen=0)
+    except ArtifactError:
+        # a file that is not its manifest's says so first (and why: CRLF line endings, a
+        # truncation), whichever line or part of it the reading stopped at
+        check_size_and_sha256(dump_file, manifest)
+        raise
     read.finish()
     _checkpoint("dump checked")
     return CheckedDump(dump_file, manifest, layout, raw, library)
