@@ -394,6 +394,7 @@ def test_the_dumps_side_is_what_dictionaries_of_it_gave(monkeypatch: pytest.Monk
         versions.setdefault(s, {})[v] = h
     whole = dict(current_rows)
     expected = [Movement(s, versions[s], whole.get(s)) for s in sorted(versions, key=str.encode)]
+    assert len(dump.versions._runs) > 1 and len(dump.current._runs) > 1  # merged from disk
     assert list(dump.movements()) == expected
 
 

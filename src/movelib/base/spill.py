@@ -15,7 +15,10 @@ import weakref
 from collections.abc import Iterator
 from typing import IO, Any
 
-RUN_RECORDS = 50_000  # records sorted in memory at a time
+# Records sorted in memory at a time: a dump's library record (slug, version, hash) takes about
+# 240 bytes, so a run is ~36 MB, and a 100k library is sorted without a disk (its iteration 0.3 s
+# against 0.55 s through runs of 50k, measured)
+RUN_RECORDS = 150_000
 BLOCK_RECORDS = 1_000  # records written (and read back) per marshal block
 
 Record = tuple[Any, ...]  # of bytes, str and int: what marshal writes
@@ -24,10 +27,10 @@ Record = tuple[Any, ...]  # of bytes, str and int: what marshal writes
 class SortedSpill:
     """``add`` records (tuples of bytes, str and int) in any order, then iterate them sorted."""
 
-    def __init__(self, run_records: int = RUN_RECORDS) -> None:
+    def __init__(self, run_records: int | None = None) -> None:
         self._run: list[Record] = []
         self._runs: list[IO[bytes]] = []
-        self._run_records = run_records
+        self._run_records = run_records or RUN_RECORDS  # read now: a test may set it
         self.count = 0
 
     def add(self, record: Record) -> None:
