@@ -542,6 +542,66 @@ def test_a_kept_version_whose_audit_chain_was_broken_behind_its_back_is_replaced
     assert verify(target, schema_file=settings().schema_file).ok  # content recomputed too
 
 
+def _edited_behind_the_triggers(target: Target) -> tuple[str, list[tuple[Any, ...]]]:
+    """A kept version's library row edited by a superuser with the triggers off: no longer its
+    approved document's projection. Its slug, and the table's rows as they then are."""
+    victim = rows(target, "SELECT slug FROM movement_current ORDER BY slug LIMIT 1")[0][0]
+    with psycopg.connect(target.conninfo, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("UPDATE movement_library SET name = name || ' (PWNED)' WHERE slug = %s", (victim,))
+    return victim, rows(target, "SELECT * FROM movement_library ORDER BY id")
+
+
+def test_a_kept_version_whose_content_was_edited_behind_its_back_is_replaced(
+        holds_a_on_pg18: Target, releases: Releases) -> None:
+    """The merge compares each version's hash recomputed from its document, never the stored
+    one alone: an edited row is not the release's content, and is replaced by it."""
+    target = holds_a_on_pg18
+    victim, _ = _edited_behind_the_triggers(target)
+    old_id = ids_by_version(target)[(victim, 1)]
+    result = restore(plan_restore(target, releases.b))
+    assert result.merged is not None and result.merged.as_dict()["removed"] == 1
+    assert ids_by_version(target)[(victim, 1)] != old_id  # the release's row, not the edited one
+    assert library_state(target) == releases.b_library
+    assert rows(target, "SELECT count(*) FROM movement_library WHERE name LIKE '%%(PWNED)'") == [(0,)]
+
+
+def test_a_dump_whose_hash_is_the_comparisons_marker_keeps_no_edited_row(
+        holds_a_on_pg18: Target, releases: Releases, tmp_path: Path) -> None:
+    """The comparison names a row that is not its document's projection by a text, not a hash;
+    a forged dump giving that very text as the version's content_hash (and no library digest
+    in its manifest) must not make the edited row "the same content": the version is replaced,
+    the database refuses the dump's row, and the target stays as it was."""
+    target = holds_a_on_pg18
+    victim, before = _edited_behind_the_triggers(target)
+    forged = tmp_path / releases.a.name
+    shutil.copy(releases.a, forged)
+    shutil.copy(releases.a.with_name(releases.a.name.removesuffix(".sql") + ".manifest.json"),
+                tmp_path)
+    lines = forged.read_bytes().split(b"\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(b'COPY "movement_library"'))
+    columns = lines[start].split(b"(", 1)[1].split(b")", 1)[0].replace(b'"', b"").split(b", ")
+    at, slug_at = columns.index(b"content_hash"), columns.index(b"slug")
+    for i in range(start + 1, len(lines)):
+        fields = lines[i].split(b"\t")
+        if fields[slug_at] == victim.encode():
+            fields[at] = b"not its approved document"
+            lines[i] = b"\t".join(fields)
+            break
+    else:
+        raise AssertionError(f"{victim} has no library row in the dump")
+    forged.write_bytes(b"\n".join(lines))
+    manifest_file = tmp_path / (forged.name.removesuffix(".sql") + ".manifest.json")
+    manifest = json.loads(manifest_file.read_text())
+    manifest.pop("library_sha256")
+    from movelib.ship.manifest import file_sha256
+    manifest["size"], manifest["sha256"] = file_sha256(forged)
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.raises(RestoreFailed, match="content_hash"):
+        restore(plan_restore(target, forged))
+    assert rows(target, "SELECT * FROM movement_library ORDER BY id") == before
+
+
 def test_a_movement_the_release_retired_is_retired_with_its_audit_row(pg18: Server, tmp_path: Path) -> None:
     from support import CANONICAL, settings
 
