@@ -369,6 +369,15 @@ def test_an_external_sort_gives_every_record_back_sorted_holding_one_run() -> No
     assert largest <= 500  # never more than a run in memory
     assert list(spill) == sorted(records)
     assert list(SortedSpill()) == []
+    # a block's records at a time: runs cut where they fill, whatever the blocks' sizes
+    spill, largest, at = SortedSpill(run_records=500), 0, 0
+    while at < len(records):
+        size = rng.choice([0, 1, 499, 500, 501, 1234])
+        spill.extend(records[at:at + size])
+        at += size
+        largest = max(largest, len(spill._run))
+    assert largest < 500 and spill.count == len(records) and len(spill._runs) == len(records) // 500
+    assert list(spill) == sorted(records)
 
 
 def test_the_dumps_side_is_what_dictionaries_of_it_gave(monkeypatch: pytest.MonkeyPatch) -> None:

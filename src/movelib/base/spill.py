@@ -39,6 +39,20 @@ class SortedSpill:
         if len(self._run) >= self._run_records:
             self._spill()
 
+    def extend(self, records: list[Record]) -> None:
+        """``add`` each of ``records``, in one call (a block's worth at a time)."""
+        room = self._run_records - len(self._run)
+        while len(records) > room:
+            self._run += records[:room]
+            self.count += room
+            records = records[room:]
+            self._spill()
+            room = self._run_records
+        self._run += records
+        self.count += len(records)
+        if len(self._run) >= self._run_records:
+            self._spill()
+
     def _spill(self) -> None:
         self._run.sort()
         handle = tempfile.TemporaryFile(prefix="movelib-sort-")  # noqa: SIM115 - read later

@@ -69,15 +69,17 @@ class DumpLibrary:
         digest = columns.index("content_hash") if table.name == "movement_library" else -1
         into = self.versions if digest >= 0 else self.current
         for block in blocks:
+            records: list[tuple[bytes, int] | tuple[bytes, int, str]] = []
             for line in block.split(b"\n")[:-1]:
                 fields = line.split(b"\t")
                 key = fields[slug]
                 if b"\\" in key or not key.isascii():  # as the merge keys it: UTF-8, unescaped
                     key = copy_text(key).encode("utf-8")
                 if digest >= 0:
-                    into.add((key, int(fields[version]), copy_text(fields[digest])))
+                    records.append((key, int(fields[version]), copy_text(fields[digest])))
                 else:
-                    into.add((key, int(fields[version])))
+                    records.append((key, int(fields[version])))
+            into.extend(records)
 
     def movements(self) -> Iterator[Movement]:
         """The dump's library, slug by slug in byte order (the order of the merge)."""
