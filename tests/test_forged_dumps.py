@@ -261,6 +261,24 @@ def test_a_forged_dump_is_refused_before_any_connection(cli: Cli, copy: Path, ta
     assert not MARKER.exists(), "a meta-command of the dump ran"
 
 
+@pytest.mark.parametrize(("table", "version"), [("movement_library", b"x1"), ("movement_library", b" 1"),
+                                              ("movement_current", b"1_0"), ("movement_current", b"+1")])
+def test_a_version_that_is_not_a_number_is_refused_before_any_connection(
+        cli: Cli, copy: Path, target: Target, table: str, version: bytes) -> None:
+    """A version movelib never writes, which Python's int() would take (" 1", "+1", "1_0") or
+    not ("x1"), is refused by the check, never a traceback."""
+    data = copy.read_bytes()
+    start = data.index(b"\n", data.index(f'\nCOPY "{table}" '.encode()) + 1) + 1
+    end = data.index(b"\n", start)
+    fields = data[start:end].split(b"\t")
+    at = 2 if table == "movement_library" else 1  # (id, slug, version, ...), (slug, version, ...)
+    fields[at] = version
+    copy.write_bytes(data[:start] + b"\t".join(fields) + data[end:])
+    recompute(copy)
+    refused(cli, copy, target, f"a row of {table} (slug '{fields[at - 1].decode()}') has the version "
+                               f"'{version.decode()}', where movelib writes a number; refusing the dump")
+
+
 MANIFEST_FORGERIES: list[Any] = [
     pytest.param(lambda m: m["migrations"].append("0003.from-the-future"),
                  "the dump needs migration(s) 0003.from-the-future, which this movelib does not have (it was written by movelib 0.1.0): upgrade movelib",

@@ -47,6 +47,14 @@ SELECT slug, version, content_hash, NULL::int FROM movement_library
 """
 
 
+class NotANumber(ValueError):
+    """A dump's row whose version is not a number as movelib writes it."""
+
+    def __init__(self, table: str, slug: str, version: str) -> None:
+        super().__init__(f"a row of {table} (slug '{shown(slug, 60)}') has the version "
+                         f"'{shown(version, 20)}', where movelib writes a number")
+
+
 @dataclass
 class DumpLibrary:
     """The dump's library versions and current pointers, gathered as its rows are checked and
@@ -63,7 +71,8 @@ class DumpLibrary:
         return table.name in ("movement_library", "movement_current")
 
     def feed(self, table: Table, blocks: Iterator[bytes]) -> None:
-        """Consume ``blocks`` (whole lines of ``table``'s COPY data)."""
+        """Consume ``blocks`` (whole lines of ``table``'s COPY data). A version that is not
+        a number as movelib writes it (ASCII digits) raises :class:`NotANumber`."""
         columns = table.columns
         slug, version = columns.index("slug"), columns.index("version")
         digest = columns.index("content_hash") if table.name == "movement_library" else -1
@@ -75,10 +84,13 @@ class DumpLibrary:
                 key = fields[slug]
                 if b"\\" in key or not key.isascii():  # as the merge keys it: UTF-8, unescaped
                     key = copy_text(key).encode("utf-8")
+                number = fields[version]
+                if not number.isdigit():  # int() would take " 1", "+1" and "1_0"
+                    raise NotANumber(table.name, copy_text(key), copy_text(number))
                 if digest >= 0:
-                    records.append((key, int(fields[version]), copy_text(fields[digest])))
+                    records.append((key, int(number), copy_text(fields[digest])))
                 else:
-                    records.append((key, int(fields[version])))
+                    records.append((key, int(number)))
             into.extend(records)
 
     def movements(self) -> Iterator[Movement]:

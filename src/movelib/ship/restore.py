@@ -33,6 +33,7 @@ from ..base import secrets
 from ..base.console import mintty_hint
 from ..base.defaults import LOCK_TIMEOUT
 from ..base.errors import ArtifactError, ConfirmationRequired, RestoreCouldNotRun, RestoreFailed
+from ..base.text import shown_path
 from ..database import db
 from ..database.guard import PROTECTED, Permission, check_protected
 from ..database.migrations import (
@@ -47,7 +48,7 @@ from ..source.datafile import Progress
 from .dumpreader import CHECKING, CheckedDump, Rows, RowsRead, layout_for, read_dump
 from .manifest import check_size_and_sha256, manifest_path, read_manifest
 from .merge_plan import Changes, changes
-from .preview import DumpLibrary
+from .preview import DumpLibrary, NotANumber
 from .quorum import (
     Presented,
     Verdict,
@@ -93,10 +94,13 @@ def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS,
                     library.feed(part.table, blocks)
                 else:
                     deque(blocks, maxlen=0)
-    except ArtifactError:
+    except (ArtifactError, NotANumber) as exc:
         # a file that is not its manifest's says so first (and why: CRLF line endings, a
         # truncation), whichever line or part of it the reading stopped at
         check_size_and_sha256(dump_file, manifest)
+        if isinstance(exc, NotANumber):
+            raise ArtifactError(f"{shown_path(dump_file)}: {exc}; refusing the dump, nothing was "
+                                "touched") from None
         raise
     read.finish()
     _checkpoint("dump checked")
