@@ -34,7 +34,7 @@ from support import (
     seed,
 )
 
-from movelib.base.errors import LockTimeout, RestoreFailed
+from movelib.base.errors import ArtifactError, LockTimeout, RestoreFailed
 from movelib.database.migrations import migrate
 from movelib.database.target import Target, target_from_dsn
 from movelib.ship import merge as merge_module
@@ -623,6 +623,40 @@ def test_a_movement_the_release_retired_is_retired_with_its_audit_row(pg18: Serv
         assert ids_by_version(target) == ids
         assert rows(target, "SELECT count(*) FROM movement_audit_log WHERE action = 'RETIRED'") == [(3,)]
         assert verify(target, data_file=five, schema_file=settings().schema_file).ok
+
+
+def test_a_row_the_check_does_not_parse_is_refused_by_the_merge_naming_it(pg18: Server, tmp_path: Path) -> None:
+    """The check before any connection counts every row's fields; the merge parses the rows it
+    writes (here the audit rows of a movement the release retires): a version no number, which
+    a forger could write with the manifest recomputed, is refused there by name, not taken for
+    a file changed while it was read, and nothing is written."""
+    from support import CANONICAL
+
+    from movelib.ship.manifest import file_sha256
+
+    five = tmp_path / "five.json"
+    five.write_text(json.dumps(json.loads(CANONICAL.read_text())[:5]))
+    with database(pg18, "movelib_template") as source_db, database(pg18, "movelib_template") as target_db:
+        source = target_from_dsn(pg18.dsn(source_db), "--dsn")
+        target = target_from_dsn(pg18.dsn(target_db), "--dsn")
+        seed(source)
+        seed(target)
+        seed(source, five, retire=True)
+        forged = dump(source, MIGRATIONS, tmp_path, update_latest=False).path
+        retired = rows(source, "SELECT slug FROM movement_audit_log WHERE action = 'RETIRED' ORDER BY slug")[0][0]
+        data = forged.read_bytes()
+        start = data.index(b'\nCOPY "movement_audit_log" ')
+        at = data.index(b"\t%s\t1\t" % retired.encode(), start)
+        forged.write_bytes(data[:at] + b"\t%s\tx1\t" % retired.encode() + data[at + len(retired) + 4:])
+        manifest_file = forged.with_name(forged.name.removesuffix(".sql") + ".manifest.json")
+        manifest = json.loads(manifest_file.read_text())
+        manifest["size"], manifest["sha256"] = file_sha256(forged)
+        manifest_file.write_text(json.dumps(manifest))
+        before = library_state(target), rows(target, "SELECT count(*) FROM movement_audit_log")
+        with pytest.raises(ArtifactError, match=f"a row of movement_audit_log \\(slug '{retired}'\\) "
+                                                "has the version 'x1', where movelib writes a number"):
+            restore(plan_restore(target, forged))
+        assert (library_state(target), rows(target, "SELECT count(*) FROM movement_audit_log")) == before
 
 
 def test_a_restore_says_how_far_it_has_come(pg18: Server, holds_a_on_pg18: Target, releases: Releases) -> None:

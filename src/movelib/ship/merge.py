@@ -28,6 +28,7 @@ from .dumpformat import Layout, Table, copy_field
 from .dumpreader import WRITING, Rows, RowsRead, read_dump
 from .manifest import Manifest
 from .merge_plan import Changes, Key
+from .preview import NotANumber
 
 BATCH_ROWS = 2_000  # rows per INSERT
 MAX_NEEDLES = 64  # versions a merge finds in the dump by searching its blocks
@@ -46,6 +47,13 @@ class _Columns:
         self.names = [c for c in table.columns if c != "id"]
         self.types = {c: str(types[c]) for c in self.names}
         self.index = {c: i for i, c in enumerate(table.columns)}
+
+
+def _number(raw: bytes, table: Table, slug: str, what: str = "version") -> int:
+    """A version or id as movelib writes it (ASCII digits); else :class:`NotANumber`."""
+    if not raw.isdigit():
+        raise NotANumber(table.name, slug, copy_field(raw) or "", what)
+    return int(raw)
 
 
 def _fields(line: bytes) -> list[str | None]:
@@ -116,9 +124,10 @@ class _Writer:
                 slug = copy_field(raw[slug_at]) or ""
                 if table.name == "movement_current":
                     if self.found.everything or slug in self.found.pointed or slug in self.found.moved:
-                        self.current[slug] = (int(raw[version_at]), copy_field(raw[since_at]))
+                        self.current[slug] = (_number(raw[version_at], table, slug),
+                                              copy_field(raw[since_at]))
                     continue
-                key = (slug, int(raw[version_at]))
+                key = (slug, _number(raw[version_at], table, slug))
                 retire = (action_at is not None and slug in self.found.retired
                           and raw[action_at] == RETIRED.encode())
                 if not (self._wanted(key) or retire):
@@ -127,7 +136,7 @@ class _Writer:
                 if len(values) != len(table.columns):
                     raise IndexError(table.name)
                 if ordered is not None:
-                    ordered.add((int(raw[0]), *values))
+                    ordered.add((_number(raw[0], table, slug, "id"), *values))
                     continue
                 batch.append(values)
                 if len(batch) >= BATCH_ROWS:
@@ -314,6 +323,8 @@ def apply_merge(conn: psycopg.Connection, path: Path, layout: Layout, manifest: 
         for part in read_dump(path, layout, manifest, recheck=found.bulk):
             if isinstance(part, Rows):
                 writer.rows(Rows(part.table, read.counted(part.blocks)))
+    except NotANumber as exc:  # a field the first read does not look at
+        raise ArtifactError(f"{shown_path(path)}: {exc}; refusing it, nothing was written") from None
     except (IndexError, ValueError):  # a row not as the first read checked it
         raise ArtifactError(f"{shown_path(path)} changed while it was read (a row is not as its "
                             "check found it); refusing it, nothing was written") from None

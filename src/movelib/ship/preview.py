@@ -48,11 +48,11 @@ SELECT slug, version, content_hash, NULL::int FROM movement_library
 
 
 class NotANumber(ValueError):
-    """A dump's row whose version is not a number as movelib writes it."""
+    """A dump's row whose version (or id) is not a number as movelib writes it."""
 
-    def __init__(self, table: str, slug: str, version: str) -> None:
-        super().__init__(f"a row of {table} (slug '{shown(slug, 60)}') has the version "
-                         f"'{shown(version, 20)}', where movelib writes a number")
+    def __init__(self, table: str, slug: str, value: str, what: str = "version") -> None:
+        super().__init__(f"a row of {table} (slug '{shown(slug, 60)}') has the {what} "
+                         f"'{shown(value, 20)}', where movelib writes a number")
 
 
 @dataclass
