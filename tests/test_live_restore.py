@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -591,32 +592,48 @@ def test_a_dump_whose_hash_is_the_comparisons_marker_keeps_no_edited_row(
     else:
         raise AssertionError(f"{victim} has no library row in the dump")
     forged.write_bytes(b"\n".join(lines))
-    manifest_file = tmp_path / (forged.name.removesuffix(".sql") + ".manifest.json")
-    manifest = json.loads(manifest_file.read_text())
-    manifest.pop("library_sha256")
-    from movelib.ship.manifest import file_sha256
-    manifest["size"], manifest["sha256"] = file_sha256(forged)
-    manifest_file.write_text(json.dumps(manifest))
+    forge_manifest(forged, drop=("library_sha256",))
     with pytest.raises(RestoreFailed, match="content_hash"):
         restore(plan_restore(target, forged))
     assert rows(target, "SELECT * FROM movement_library ORDER BY id") == before
 
 
-def test_a_movement_the_release_retired_is_retired_with_its_audit_row(pg18: Server, tmp_path: Path) -> None:
-    from support import CANONICAL, settings
-
-    from movelib.seed.verify import verify
+@contextmanager
+def retiring(server: Server, tmp_path: Path) -> Iterator[tuple[Target, Target, Path, Path]]:
+    """Two databases holding the repository's 8 movements, the source then seeded with the first
+    five and --retire (three movements retired): source, target, that file, a dump of the source."""
+    from support import CANONICAL
 
     five = tmp_path / "five.json"
     five.write_text(json.dumps(json.loads(CANONICAL.read_text())[:5]))
-    with database(pg18, "movelib_template") as source_db, database(pg18, "movelib_template") as target_db:
-        source = target_from_dsn(pg18.dsn(source_db), "--dsn")
-        target = target_from_dsn(pg18.dsn(target_db), "--dsn")
+    with database(server, "movelib_template") as source_db, database(server, "movelib_template") as target_db:
+        source = target_from_dsn(server.dsn(source_db), "--dsn")
+        target = target_from_dsn(server.dsn(target_db), "--dsn")
         seed(source)
         seed(target)
-        seed(source, five, retire=True)  # three movements retired in the release
+        seed(source, five, retire=True)
+        yield source, target, five, dump(source, MIGRATIONS, tmp_path, update_latest=False).path
+
+
+def forge_manifest(dump_file: Path, *, drop: tuple[str, ...] = ()) -> None:
+    """As a forger would: the manifest's size and sha256 made the edited dump's (keys dropped)."""
+    from movelib.ship.manifest import file_sha256, manifest_path
+
+    manifest = json.loads(manifest_path(dump_file).read_text())
+    for key in drop:
+        manifest.pop(key)
+    manifest["size"], manifest["sha256"] = file_sha256(dump_file)
+    manifest_path(dump_file).write_text(json.dumps(manifest))
+
+
+def test_a_movement_the_release_retired_is_retired_with_its_audit_row(pg18: Server, tmp_path: Path) -> None:
+    from support import settings
+
+    from movelib.seed.verify import verify
+
+    with retiring(pg18, tmp_path) as (source, target, five, release):
         ids = ids_by_version(target)
-        result = restore(plan_restore(target, dump(source, MIGRATIONS, tmp_path, update_latest=False).path))
+        result = restore(plan_restore(target, release))
         assert result.merged is not None and result.merged.as_dict() == {
             "added": 0, "removed": 0, "kept": 8, "pointers": 0, "retired": 3}
         assert library_state(target) == library_state(source)
@@ -630,28 +647,13 @@ def test_a_row_the_check_does_not_parse_is_refused_by_the_merge_naming_it(pg18: 
     writes (here the audit rows of a movement the release retires): a version no number, which
     a forger could write with the manifest recomputed, is refused there by name, not taken for
     a file changed while it was read, and nothing is written."""
-    from support import CANONICAL
-
-    from movelib.ship.manifest import file_sha256
-
-    five = tmp_path / "five.json"
-    five.write_text(json.dumps(json.loads(CANONICAL.read_text())[:5]))
-    with database(pg18, "movelib_template") as source_db, database(pg18, "movelib_template") as target_db:
-        source = target_from_dsn(pg18.dsn(source_db), "--dsn")
-        target = target_from_dsn(pg18.dsn(target_db), "--dsn")
-        seed(source)
-        seed(target)
-        seed(source, five, retire=True)
-        forged = dump(source, MIGRATIONS, tmp_path, update_latest=False).path
+    with retiring(pg18, tmp_path) as (source, target, _, forged):
         retired = rows(source, "SELECT slug FROM movement_audit_log WHERE action = 'RETIRED' ORDER BY slug")[0][0]
         data = forged.read_bytes()
         start = data.index(b'\nCOPY "movement_audit_log" ')
         at = data.index(b"\t%s\t1\t" % retired.encode(), start)
         forged.write_bytes(data[:at] + b"\t%s\tx1\t" % retired.encode() + data[at + len(retired) + 4:])
-        manifest_file = forged.with_name(forged.name.removesuffix(".sql") + ".manifest.json")
-        manifest = json.loads(manifest_file.read_text())
-        manifest["size"], manifest["sha256"] = file_sha256(forged)
-        manifest_file.write_text(json.dumps(manifest))
+        forge_manifest(forged)
         before = library_state(target), rows(target, "SELECT count(*) FROM movement_audit_log")
         with pytest.raises(ArtifactError, match=f"a row of movement_audit_log \\(slug '{retired}'\\) "
                                                 "has the version 'x1', where movelib writes a number"):
