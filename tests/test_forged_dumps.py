@@ -261,12 +261,13 @@ def test_a_forged_dump_is_refused_before_any_connection(cli: Cli, copy: Path, ta
     assert not MARKER.exists(), "a meta-command of the dump ran"
 
 
-@pytest.mark.parametrize(("table", "version"), [("movement_library", b"x1"), ("movement_library", b" 1"),
-                                              ("movement_current", b"1_0"), ("movement_current", b"+1")])
+@pytest.mark.parametrize(("table", "version", "shown"), [
+    ("movement_library", b"x1", "'x1'"), ("movement_library", b" 1", "' 1'"), ("movement_library", b"01", "'01'"),
+    ("movement_library", b"\\N", "NULL"), ("movement_current", b"1_0", "'1_0'"), ("movement_current", b"+1", "'+1'")])
 def test_a_version_that_is_not_a_number_is_refused_before_any_connection(
-        cli: Cli, copy: Path, target: Target, table: str, version: bytes) -> None:
-    """A version movelib never writes, which Python's int() would take (" 1", "+1", "1_0") or
-    not ("x1"), is refused by the check, never a traceback."""
+        cli: Cli, copy: Path, target: Target, table: str, version: bytes, shown: str) -> None:
+    """A version movelib never writes, which Python's int() would take (" 1", "+1", "1_0",
+    "01") or not ("x1", NULL), is refused by the check with its line, never a traceback."""
     data = copy.read_bytes()
     start = data.index(b"\n", data.index(f'\nCOPY "{table}" '.encode()) + 1) + 1
     end = data.index(b"\n", start)
@@ -275,8 +276,10 @@ def test_a_version_that_is_not_a_number_is_refused_before_any_connection(
     fields[at] = version
     copy.write_bytes(data[:start] + b"\t".join(fields) + data[end:])
     recompute(copy)
-    refused(cli, copy, target, f"a row of {table} (slug '{fields[at - 1].decode()}') has the version "
-                               f"'{version.decode()}', where movelib writes a number; refusing the dump")
+    message = refused(cli, copy, target, f"a row of {table} (slug '{fields[at - 1].decode()}') has the version "
+                                         f"{shown}, where movelib writes a whole number from 1 up; refusing the dump")
+    line = line_of(data, data[start:end])
+    assert f"{copy}: line {line}: a row of {table}" in message, message
 
 
 MANIFEST_FORGERIES: list[Any] = [

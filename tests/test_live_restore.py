@@ -656,7 +656,7 @@ def test_a_row_the_check_does_not_parse_is_refused_by_the_merge_naming_it(pg18: 
         forge_manifest(forged)
         before = library_state(target), rows(target, "SELECT count(*) FROM movement_audit_log")
         with pytest.raises(ArtifactError, match=f"a row of movement_audit_log \\(slug '{retired}'\\) "
-                                                "has the version 'x1', where movelib writes a number"):
+                                                "has the version 'x1', where movelib writes a whole number from 1 up"):
             restore(plan_restore(target, forged))
         assert (library_state(target), rows(target, "SELECT count(*) FROM movement_audit_log")) == before
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -70,6 +70,8 @@ class Sql:
 class Rows:
     table: Table
     blocks: Iterator[bytes]
+    # the line number of the first line of the block last given out (for a message)
+    line: Callable[[], int] = field(default=lambda: 0)
 
 
 # A restore's two reads of a dump's rows, as its progress names them.
@@ -139,7 +141,7 @@ def read_dump(path: Path, layout: Layout, manifest: Manifest, *,
         for table in layout.tables:
             reader.expect(table.opening)
             blocks = reader.rows(table)
-            yield Rows(table, blocks)
+            yield Rows(table, blocks, lambda: reader.line)
             deque(blocks, maxlen=0)
         reader.expect(layout.tail)
         reader.expect_end()

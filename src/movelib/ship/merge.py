@@ -28,7 +28,7 @@ from .dumpformat import Layout, Table, copy_field
 from .dumpreader import WRITING, Rows, RowsRead, read_dump
 from .manifest import Manifest
 from .merge_plan import Changes, Key
-from .preview import NotANumber
+from .preview import NotANumber, plain_number
 
 BATCH_ROWS = 2_000  # rows per INSERT
 MAX_NEEDLES = 64  # versions a merge finds in the dump by searching its blocks
@@ -50,10 +50,14 @@ class _Columns:
 
 
 def _number(raw: bytes, table: Table, slug: str, what: str = "version") -> int:
-    """A version or id as movelib writes it (ASCII digits); else :class:`NotANumber`."""
-    if not raw.isdigit():
-        raise NotANumber(table.name, slug, copy_field(raw) or "", what)
-    return int(raw)
+    """A version or id as movelib writes it (:func:`plain_number`); else :class:`NotANumber`
+    for a field the check before any connection does not parse, or ``ValueError`` (the file
+    changed since) for one it does: the library's and the pointers' versions."""
+    if plain_number(raw):
+        return int(raw)
+    if what == "version" and table.name in ("movement_library", "movement_current"):
+        raise ValueError(table.name)
+    raise NotANumber(table.name, slug, raw, what)
 
 
 def _fields(line: bytes) -> list[str | None]:

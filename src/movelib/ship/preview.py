@@ -30,7 +30,7 @@ from ..database.provenance import NOTHING, Provenance, latest
 from ..database.tables import by_slug, table_exists
 from ..seed.drift import KINDS as DRIFT_KINDS
 from ..seed.drift import Difference, Movement, differ, library_movements, merge, movements
-from .dumpformat import Table, copy_text
+from .dumpformat import Table, copy_field, copy_text
 
 SHOWN = 5  # slugs listed per kind
 KINDS = ("added", "removed", "changed", "new version", "conflict")
@@ -47,12 +47,22 @@ SELECT slug, version, content_hash, NULL::int FROM movement_library
 """
 
 
+def plain_number(raw: bytes) -> bool:
+    """``raw`` is a whole number from 1 up as movelib (and COPY) writes it: ASCII digits, no
+    leading zero. ``int()`` would also take " 1", "+1", "1_0" and "01"."""
+    return raw.isdigit() and not raw.startswith(b"0")
+
+
 class NotANumber(ValueError):
     """A dump's row whose version (or id) is not a number as movelib writes it."""
 
-    def __init__(self, table: str, slug: str, value: str, what: str = "version") -> None:
-        super().__init__(f"a row of {table} (slug '{shown(slug, 60)}') has the {what} "
-                         f"'{shown(value, 20)}', where movelib writes a number")
+    def __init__(self, table: str, slug: str, raw: bytes, what: str = "version",
+                 line: int = 0) -> None:
+        value = copy_field(raw)
+        shown_value = "NULL" if value is None else f"'{shown(value, 20)}'"
+        super().__init__(f"{f'line {line}: ' if line else ''}a row of {table} (slug "
+                         f"'{shown(slug, 60)}') has the {what} {shown_value}, where movelib "
+                         "writes a whole number from 1 up")
 
 
 @dataclass
@@ -70,23 +80,26 @@ class DumpLibrary:
     def wants(self, table: Table) -> bool:
         return table.name in ("movement_library", "movement_current")
 
-    def feed(self, table: Table, blocks: Iterator[bytes]) -> None:
-        """Consume ``blocks`` (whole lines of ``table``'s COPY data). A version that is not
-        a number as movelib writes it (ASCII digits) raises :class:`NotANumber`."""
+    def feed(self, table: Table, blocks: Iterator[bytes],
+             line: Callable[[], int] = lambda: 0) -> None:
+        """Consume ``blocks`` (whole lines of ``table``'s COPY data; ``line()`` the number of
+        the block's first line). A version that is not a number as movelib writes it
+        (:func:`plain_number`) raises :class:`NotANumber`."""
         columns = table.columns
         slug, version = columns.index("slug"), columns.index("version")
         digest = columns.index("content_hash") if table.name == "movement_library" else -1
         into = self.versions if digest >= 0 else self.current
         for block in blocks:
             records: list[tuple[bytes, int] | tuple[bytes, int, str]] = []
-            for line in block.split(b"\n")[:-1]:
-                fields = line.split(b"\t")
+            for at, row in enumerate(block.split(b"\n")[:-1]):
+                fields = row.split(b"\t")
                 key = fields[slug]
                 if b"\\" in key or not key.isascii():  # as the merge keys it: UTF-8, unescaped
                     key = copy_text(key).encode("utf-8")
                 number = fields[version]
-                if not number.isdigit():  # int() would take " 1", "+1" and "1_0"
-                    raise NotANumber(table.name, copy_text(key), copy_text(number))
+                if not plain_number(number):
+                    raise NotANumber(table.name, key.decode("utf-8", "replace"), number,
+                                     line=line() + at)
                 if digest >= 0:
                     records.append((key, int(number), copy_text(fields[digest])))
                 else:

@@ -91,7 +91,7 @@ def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS,
             if isinstance(part, Rows):
                 blocks = read.counted(part.blocks)
                 if library.wants(part.table):
-                    library.feed(part.table, blocks)
+                    library.feed(part.table, blocks, part.line)
                 else:
                     deque(blocks, maxlen=0)
     except (ArtifactError, NotANumber) as exc:
