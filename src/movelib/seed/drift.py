@@ -150,12 +150,19 @@ def _keyed(found: Iterable[Movement]) -> Iterator[tuple[bytes, Movement | None]]
         yield key, movement
 
 
+def same(here: Movement | None, there: Movement | None) -> bool:
+    """One movement the same on both sides: its versions' contents and its current version (a
+    row that is not its document's projection is never the same, even as itself). The common
+    case, decided without the details."""
+    return (here is not None and there is not None and here.current == there.current
+            and here.versions == there.versions
+            and NOT_ITS_DOCUMENT not in here.versions.values())
+
+
 def differ(here: Movement | None, there: Movement | None) -> list[Difference]:
     """The differences of one movement between the two sides (a conflict first)."""
-    if (here is not None and there is not None and here.current == there.current
-            and here.versions == there.versions
-            and NOT_ITS_DOCUMENT not in here.versions.values()):
-        return []  # the same on both sides: the common case, decided without the details
+    if same(here, there):
+        return []
     a, b = state(here), state(there)
     if here is None or there is None:
         slug = (here or there).slug  # type: ignore[union-attr]  # one of them is there

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ..base.defaults import CLIENT_ENCODING
 from ..base.errors import ArtifactError
+from ..base.text import shown
 from ..database.tables import MOVEMENT_TABLES
 from ..database.yoyo_tables import YOYO_COLUMNS, YOYO_DDL, YOYO_LOCK_TABLE, YOYO_TABLES
 
@@ -87,6 +88,26 @@ def copy_text(raw: bytes) -> str:
 def copy_field(raw: bytes) -> str | None:
     """A field of COPY's text format: None for NULL."""
     return None if raw == NULL else copy_text(raw)
+
+
+def plain_number(raw: bytes) -> bool:
+    """``raw`` is a whole number from 1 up as movelib (and COPY) writes it: ASCII digits, no
+    leading zero. ``int()`` would also take " 1", "+1", "1_0" and "01"."""
+    return raw.isdigit() and not raw.startswith(b"0")
+
+
+class NotANumber(ValueError):
+    """A dump's row whose version (or id) is not a number as movelib writes it."""
+
+    def __init__(self, table: str, slug: str, raw: bytes, what: str = "version",
+                 line: int = 0) -> None:
+        value = copy_field(raw)
+        shown_value = "NULL" if value is None else f"'{shown(value, 20)}'"
+        super().__init__(f"{f'line {line}: ' if line else ''}a row of {table} (slug "
+                         f"'{shown(slug, 60)}') has the {what} {shown_value}, where movelib "
+                         "writes a whole number from 1 up")
+
+
 # What a dump's head sets before its DDL, as ``psql -f`` applies it (for its session).
 HEAD_SETTINGS = (f"SET client_encoding = '{CLIENT_ENCODING}';", "SET standard_conforming_strings = on;",
                  "SET check_function_bodies = false;", "SET client_min_messages = warning;")

@@ -24,11 +24,10 @@ from ..base.spill import SortedSpill
 from ..base.text import shown_path
 from ..database.tables import RETIRED
 from ..source.datafile import Progress
-from .dumpformat import Layout, Table, copy_field
+from .dumpformat import Layout, NotANumber, Table, copy_field, plain_number
 from .dumpreader import WRITING, Rows, RowsRead, read_dump
 from .manifest import Manifest
 from .merge_plan import Changes, Key
-from .preview import NotANumber, plain_number
 
 BATCH_ROWS = 2_000  # rows per INSERT
 MAX_NEEDLES = 64  # versions a merge finds in the dump by searching its blocks

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from ..database.tables import MOVEMENT_TABLES, NOT_ITS_DOCUMENT
-from ..seed.drift import Movement, merge
+from ..seed.drift import Movement, merge, same
 from .dumpformat import NOT_DUMPED
 from .preview import DumpLibrary, target_movements
 
@@ -103,9 +103,7 @@ def changes(conn: psycopg.Connection, library: DumpLibrary) -> Changes:
 def compare(found: Changes, ours: Movement | None, theirs: Movement | None) -> None:
     """Add to ``found`` what one slug needs: the target's movement ``ours``, the dump's
     ``theirs`` (either may be None). ``found.added_count`` is left to the caller."""
-    if (ours is not None and theirs is not None and ours.current == theirs.current
-            and ours.versions == theirs.versions
-            and NOT_ITS_DOCUMENT not in ours.versions.values()):
+    if ours is not None and same(ours, theirs):
         found.kept += len(ours.versions)  # the same on both sides: the common case
         return
     slug = (ours or theirs).slug  # type: ignore[union-attr]  # one of them is there

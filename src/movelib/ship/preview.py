@@ -30,7 +30,7 @@ from ..database.provenance import NOTHING, Provenance, latest
 from ..database.tables import by_slug, table_exists
 from ..seed.drift import KINDS as DRIFT_KINDS
 from ..seed.drift import Difference, Movement, differ, library_movements, merge, movements
-from .dumpformat import Table, copy_field, copy_text
+from .dumpformat import NotANumber, Table, copy_text, plain_number
 
 SHOWN = 5  # slugs listed per kind
 KINDS = ("added", "removed", "changed", "new version", "conflict")
@@ -45,24 +45,6 @@ _STORED_BEFORE_VERSIONS = f"""
 SELECT slug, version, content_hash, NULL::int FROM movement_library
  ORDER BY {by_slug()}, version
 """
-
-
-def plain_number(raw: bytes) -> bool:
-    """``raw`` is a whole number from 1 up as movelib (and COPY) writes it: ASCII digits, no
-    leading zero. ``int()`` would also take " 1", "+1", "1_0" and "01"."""
-    return raw.isdigit() and not raw.startswith(b"0")
-
-
-class NotANumber(ValueError):
-    """A dump's row whose version (or id) is not a number as movelib writes it."""
-
-    def __init__(self, table: str, slug: str, raw: bytes, what: str = "version",
-                 line: int = 0) -> None:
-        value = copy_field(raw)
-        shown_value = "NULL" if value is None else f"'{shown(value, 20)}'"
-        super().__init__(f"{f'line {line}: ' if line else ''}a row of {table} (slug "
-                         f"'{shown(slug, 60)}') has the {what} {shown_value}, where movelib "
-                         "writes a whole number from 1 up")
 
 
 @dataclass

@@ -45,10 +45,11 @@ from ..database.settings import Settings
 from ..database.tables import environment_label
 from ..database.target import Target
 from ..source.datafile import Progress
+from .dumpformat import NotANumber
 from .dumpreader import CHECKING, CheckedDump, Rows, RowsRead, layout_for, read_dump
 from .manifest import check_size_and_sha256, manifest_path, read_manifest
 from .merge_plan import Changes, changes
-from .preview import DumpLibrary, NotANumber
+from .preview import DumpLibrary
 from .quorum import (
     Presented,
     Verdict,
