@@ -489,7 +489,7 @@ def test_an_unchanged_release_writes_only_its_record(holds_a_on_pg18: Target, re
         restore(plan_restore(holds_a_on_pg18, copy))
 
 
-@pytest.mark.parametrize("swap", ["row-with-a-field-more", "row-content-edited"])
+@pytest.mark.parametrize("swap", ["row-with-a-field-more", "row-content-edited", "line-removed", "line-added"])
 def test_a_dump_changed_between_the_look_and_the_write_is_refused(
         holds_a_on_pg18: Target, releases: Releases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: str) -> None:
     """The merge reads the dump a second time for the rows it adds: a file changed after its
@@ -507,15 +507,24 @@ def test_a_dump_changed_between_the_look_and_the_write_is_refused(
     shutil.copyfile(manifest_path(releases.b), manifest_path(copy))
     edit = b" (revised)\t" if swap == "row-with-a-field-more" else b" (REVISED)"
 
+    def changed(text: bytes) -> bytes:
+        """The file as changed after its check: rows edited, or a line of the drafts (the
+        second read reads each table where the first found it) taken out or doubled."""
+        if swap in ("line-removed", "line-added"):
+            start = text.index(b"\n", text.index(b'COPY "movement_staging"')) + 1
+            end = text.index(b"\n", start) + 1
+            return text[:start] + (text[start:end] * 2 if swap == "line-added" else b"") + text[end:]
+        return text.replace(b" (revised)", edit, 1)
+
     def checkpoint(step: str) -> None:
         if step == "target planned":
-            copy.write_bytes(copy.read_bytes().replace(b" (revised)", edit, 1))
+            copy.write_bytes(changed(copy.read_bytes()))
 
     monkeypatch.setattr(movelib.ship.restore, "_checkpoint", checkpoint)
     from support import settings
 
     before = library_state(holds_a_on_pg18)
-    said = "changed while it was read" if swap == "row-with-a-field-more" else "is not the sha256 of its document"
+    said = "is not the sha256 of its document" if swap == "row-content-edited" else "changed while it was read"
     with pytest.raises((ArtifactError, RestoreFailed), match=said):
         run_restore(settings(), holds_a_on_pg18, RestoreOptions(copy, assume_yes=True), lambda _: None,
                     lambda _: None)

@@ -36,7 +36,7 @@ from movelib.seed.diff import DriftReport
 from movelib.seed.drift import Difference, Movement, merge
 from movelib.seed.plan import make_plan
 from movelib.seed.workflow import SeedOptions, run_seed
-from movelib.ship.preview import DumpLibrary
+from movelib.ship.comparison import DumpLibrary
 from movelib.source.datafile import load_movements
 from movelib.source.synth import write_synthetic
 

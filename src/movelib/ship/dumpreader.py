@@ -24,6 +24,7 @@ from ..base.text import shown_path
 from ..database.migrations import checkout_migrations
 from ..database.yoyo_tables import YOYO_SCHEMA_VERSION, yoyo_hash
 from ..source.datafile import Progress
+from .comparison import DumpLibrary
 from .compress import Blocks, opened
 from .dumpformat import (
     END_OF_DATA,
@@ -32,9 +33,9 @@ from .dumpformat import (
     render,
 )
 from .manifest import Manifest
-from .preview import DumpLibrary
 
 BLOCK = 1 << 20
+Extents = dict[str, tuple[int, int]]  # a table's COPY data in the file: its bytes and lines
 # Rows are bounded by the movement schema (kilobytes); a longer line is not movelib's.
 MAX_LINE = 16 << 20
 SHOWN = 60  # characters of a line quoted in a message
@@ -54,6 +55,7 @@ class CheckedDump:
     layout: Layout
     manifest_bytes: bytes = b""
     library: DumpLibrary = field(default_factory=DumpLibrary)
+    extents: Extents = field(default_factory=dict)  # each table's data: bytes, lines
 
     @property
     def manifest_sha256(self) -> str:
@@ -127,15 +129,19 @@ def check_dump(path: Path, layout: Layout, manifest: Manifest) -> None:
             deque(part.blocks, maxlen=0)
 
 
-def read_dump(path: Path, layout: Layout, manifest: Manifest, *,
-              recheck: bool = True) -> Iterator[Sql | Rows]:
+def read_dump(path: Path, layout: Layout, manifest: Manifest, *, recheck: bool = True,
+              extents: Extents | None = None) -> Iterator[Sql | Rows]:
     """The dump's parts in order. A :class:`Rows` must be consumed before the next part (what
     is left of it is checked and skipped). The file's size and sha256 are compared with the
-    manifest's before the last part: a file changed since its check is never committed."""
+    manifest's before the last part: a file changed since its check is never committed.
+    ``extents``: filled with each table's data size and lines by a read that checks every
+    line; a read that does not (``recheck`` False) reads the tables it names by them."""
     with opened(path, manifest.compressed, BLOCK) as shipped:
         reader = _Reader(shipped.handle, shown_path(path), layout.migrations)
         reader.limit = manifest.size  # a compressed file never inflates past the SQL's size
         reader.recheck = recheck
+        if extents is not None:
+            reader.extents = extents
         reader.expect(layout.head)
         yield Sql(layout.head)
         for table in layout.tables:
@@ -181,6 +187,7 @@ class _Reader:
         # each row checked (the first read); a second read of a file whose every line was checked
         # may rely on the sha256 compared before its last part instead: equal bytes, equal lines
         self.recheck = True
+        self.extents: Extents = {}  # per table: its COPY data's bytes and lines
 
     def _more(self) -> bool:
         block = self.handle.read(BLOCK)
@@ -232,7 +239,13 @@ class _Reader:
 
     def rows(self, table: Table) -> Iterator[bytes]:
         """``table``'s COPY data up to its end-of-data line (consumed), in blocks of whole
-        lines, every line checked."""
+        lines, every line checked; its size and lines kept in ``extents``. A second read (no
+        ``recheck``) takes what the first found there (:meth:`_extent`)."""
+        known = None if self.recheck else self.extents.get(table.name)
+        if known is not None:
+            yield from self._extent(table, *known)
+            return
+        first, size = self.line, 0
         while True:
             clean = True  # no line but the first of the data starts with \.
             if self.buf.startswith(END_OF_DATA):
@@ -253,9 +266,11 @@ class _Reader:
                 lines = self._check(table, data, clean) if self.recheck else data.count(b"\n")
                 yield data
                 self.line += lines
+                size += len(data)
                 self.buf = self.buf[end:]
             if self.buf.startswith(END_OF_DATA):
                 self.buf = self.buf[len(END_OF_DATA):]
+                self.extents[table.name] = (size, self.line - first)
                 self.line += 1
                 if (self.recheck and table.name == "_yoyo_migration"
                         and self.recorded != set(self.migrations)):
@@ -269,6 +284,29 @@ class _Reader:
             if not self._more() and b"\n" not in self.buf:
                 raise self.refuse(self.line, f"the dump ends inside the COPY block of "
                                              f"{table.name}, before its end-of-data line")
+
+    def _extent(self, table: Table, size: int, lines: int) -> Iterator[bytes]:
+        """``table``'s ``size`` bytes of COPY data (``lines`` lines), as the first read found
+        them, in blocks of whole lines, then its end-of-data line: no line is looked for or
+        counted again. A file changed since is refused where its rows are not where they were
+        (and by its sha256 at the end wherever they are)."""
+        changed = ArtifactError(f"{self.name} changed while it was read ({table.name}'s rows are "
+                                "not where its check found them); refusing it")
+        left = size
+        while left:
+            cut = self.buf.rfind(b"\n", 0, left) + 1  # the last whole line of the table's
+            if cut:
+                data, self.buf = self.buf[:cut], self.buf[cut:]
+                left -= cut
+                yield data
+            elif len(self.buf) >= min(left, MAX_LINE) or not self._more():
+                raise changed
+        while len(self.buf) < len(END_OF_DATA) and self._more():
+            pass
+        if not self.buf.startswith(END_OF_DATA):
+            raise changed
+        self.buf = self.buf[len(END_OF_DATA):]
+        self.line += lines + 1
 
     def _check(self, table: Table, data: bytes, clean: bool) -> int:
         """Check ``data``'s lines (``clean``: no line but its first starts with \\.); how many."""

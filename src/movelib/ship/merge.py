@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -24,9 +23,8 @@ from ..base.spill import SortedSpill
 from ..base.text import shown_path
 from ..database.tables import RETIRED
 from ..source.datafile import Progress
-from .dumpformat import Layout, NotANumber, Table, copy_field, plain_number
-from .dumpreader import WRITING, Rows, RowsRead, read_dump
-from .manifest import Manifest
+from .dumpformat import NotANumber, Table, copy_field, plain_number
+from .dumpreader import WRITING, CheckedDump, Rows, RowsRead, read_dump
 from .merge_plan import Changes, Key
 
 BATCH_ROWS = 2_000  # rows per INSERT
@@ -313,17 +311,19 @@ def _remove(conn: psycopg.Connection, found: Changes) -> None:
     conn.execute("SELECT set_config('movelib.restore_removes', '', true)")
 
 
-def apply_merge(conn: psycopg.Connection, path: Path, layout: Layout, manifest: Manifest,
-                found: Changes, progress: Progress | None = None) -> None:
+def apply_merge(conn: psycopg.Connection, dump: CheckedDump, found: Changes,
+                progress: Progress | None = None) -> None:
     """Write ``found`` on ``conn`` (the restore's transaction): removals, then the dump's rows
-    that differ, read from the file once more (each line checked again, and the file's sha256
-    before the last part, the reading said to ``progress``), then the pointers."""
+    that differ, read from the file once more (the file's sha256 compared before the last
+    part; a bulk merge checks each line again as a load does; the reading said to
+    ``progress``), then the pointers."""
+    path, layout, manifest = dump.path, dump.layout, dump.manifest
     _remove(conn, found)
     writer = _Writer(conn, found)
     read = RowsRead(progress, WRITING, manifest.size)
     try:
         # its sha256 is compared at the end; a bulk merge checks each line again as a load does
-        for part in read_dump(path, layout, manifest, recheck=found.bulk):
+        for part in read_dump(path, layout, manifest, recheck=found.bulk, extents=dump.extents):
             if isinstance(part, Rows):
                 writer.rows(Rows(part.table, read.counted(part.blocks)))
     except NotANumber as exc:  # a field the first read does not look at

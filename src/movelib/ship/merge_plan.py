@@ -22,9 +22,9 @@ import psycopg
 from psycopg import sql
 
 from ..database.tables import MOVEMENT_TABLES, NOT_ITS_DOCUMENT
-from ..seed.drift import Movement, merge, same
+from ..seed.drift import Movement, same
+from .comparison import DumpLibrary, side_by_side
 from .dumpformat import NOT_DUMPED
-from .preview import DumpLibrary, target_movements
 
 Key = tuple[str, int]  # (slug, version)
 
@@ -93,8 +93,8 @@ def changes(conn: psycopg.Connection, library: DumpLibrary) -> Changes:
     found = Changes()
     if _library_empty(conn):
         return everything(conn, library.versions.count)
-    with target_movements(conn) as here:
-        for ours, theirs in merge(here, library.movements()):
+    with side_by_side(conn, library) as pairs:
+        for ours, theirs in pairs:
             compare(found, ours, theirs)
     found.added_count = len(found.added)
     return found

@@ -1,13 +1,12 @@
 """What a restore would replace, shown before it asks and before it writes anything.
 
-Computed as ``inv diff`` computes drift (:func:`movelib.seed.drift.merge` and
-:func:`movelib.seed.drift.differ`), the target's library against the dump's, slug by slug: the
-target's side streamed in the restore's read-only look at it, each version's hash recomputed
-from its document; the dump's side collected from its ``movement_library`` and
-``movement_current`` rows in the pass that checks every line before any connection (no extra
-read of the file), sorted by slug on disk (:mod:`movelib.base.spill`), so memory stays flat however
-large the dump. The dump's stored hashes stand for its content because the database refuses,
-as they load, rows whose hash is not their document's (migration 0004). Movements are counted
+Computed as ``inv diff`` computes drift (:func:`movelib.seed.drift.differ`), the target's library
+against the dump's, movement by movement (:func:`movelib.ship.comparison.side_by_side`: the
+target's side streamed in the restore's look at it, each version's hash as its recomputation from
+the document gives it; the dump's side collected in the pass that checks every line before any
+connection), so memory stays flat however large the dump. The dump's stored hashes stand for its
+content because the database refuses, as they load, rows whose hash is not their document's
+(migration 0004). Movements are counted
 as the restore changes them: added, removed, changed (retired, un-retired, or an older current
 version), new versions and conflicts (one version with two contents), the first few of each by
 slug, and the release the target holds is named.
@@ -15,109 +14,22 @@ slug, and the release the target holds is named.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby, islice
 from operator import itemgetter
 
 import psycopg
 
-from ..base.spill import SortedSpill
 from ..base.text import shown
-from ..database import db
 from ..database.provenance import NOTHING, Provenance, latest
-from ..database.tables import by_slug, table_exists
+from ..database.tables import table_exists
 from ..seed.drift import KINDS as DRIFT_KINDS
-from ..seed.drift import Difference, Movement, differ, library_movements, merge, movements
-from .dumpformat import NotANumber, Table, copy_text, plain_number
+from ..seed.drift import Difference, Movement, differ
+from .comparison import DumpLibrary, side_by_side
 
 SHOWN = 5  # slugs listed per kind
 KINDS = ("added", "removed", "changed", "new version", "conflict")
-# Before migration 0004 the stored hashes are all there is; before the versions migration (no
-# movement_current) no movement is current.
-_STORED = f"""
-SELECT l.slug, l.version, l.content_hash, c.version
-  FROM movement_library l LEFT JOIN movement_current c ON c.slug = l.slug
- ORDER BY {by_slug("l.slug")}, l.version
-"""
-_STORED_BEFORE_VERSIONS = f"""
-SELECT slug, version, content_hash, NULL::int FROM movement_library
- ORDER BY {by_slug()}, version
-"""
-
-
-@dataclass
-class DumpLibrary:
-    """The dump's library versions and current pointers, gathered as its rows are checked and
-    kept sorted by slug on disk: (slug's UTF-8, version, stored hash) and (slug's UTF-8,
-    version)."""
-
-    versions: SortedSpill = field(default_factory=SortedSpill)
-    current: SortedSpill = field(default_factory=SortedSpill)
-    # a dump from before migration 0002 has no pointers: each movement's latest version is
-    # current (as 0002 sets them)
-    derive_current: bool = False
-
-    def wants(self, table: Table) -> bool:
-        return table.name in ("movement_library", "movement_current")
-
-    def feed(self, table: Table, blocks: Iterator[bytes],
-             line: Callable[[], int] = lambda: 0) -> None:
-        """Consume ``blocks`` (whole lines of ``table``'s COPY data; ``line()`` the number of
-        the block's first line). A version that is not a number as movelib writes it
-        (:func:`plain_number`) raises :class:`NotANumber`."""
-        columns = table.columns
-        slug, version = columns.index("slug"), columns.index("version")
-        digest = columns.index("content_hash") if table.name == "movement_library" else -1
-        into = self.versions if digest >= 0 else self.current
-        for block in blocks:
-            records: list[tuple[bytes, int] | tuple[bytes, int, str]] = []
-            for at, row in enumerate(block.split(b"\n")[:-1]):
-                fields = row.split(b"\t")
-                key = fields[slug]
-                if b"\\" in key or not key.isascii():  # as the merge keys it: UTF-8, unescaped
-                    key = copy_text(key).encode("utf-8")
-                number = fields[version]
-                if not plain_number(number):
-                    raise NotANumber(table.name, key.decode("utf-8", "replace"), number,
-                                     line=line() + at)
-                if digest >= 0:
-                    records.append((key, int(number), copy_text(fields[digest])))
-                else:
-                    records.append((key, int(number)))
-            into.extend(records)
-
-    def movements(self) -> Iterator[Movement]:
-        """The dump's library, slug by slug in byte order (the order of the merge)."""
-        current = iter(self.current)
-        pointer = next(current, None)
-        for key, rows in groupby(self.versions, key=lambda r: r[0]):
-            versions = {version: content_hash for _, version, content_hash in rows}
-            while pointer is not None and pointer[0] < key:
-                pointer = next(current, None)
-            now = None
-            while pointer is not None and pointer[0] == key:  # the last one, as a dict kept it
-                now, pointer = pointer[1], next(current, None)
-            if self.derive_current:
-                now = max(versions)
-            yield Movement(key.decode("utf-8"), versions, now)
-
-
-@contextmanager
-def target_movements(conn: psycopg.Connection) -> Iterator[Iterator[Movement]]:
-    """The target's library (in the caller's transaction), slug by slug in byte order; nothing
-    when it has none."""
-    if not table_exists(conn, "movement_library"):
-        yield iter(())
-    elif table_exists(conn, "movement_library_content"):
-        with library_movements(conn) as found:
-            yield found
-    else:  # a database before 0004: the stored hashes are all there is
-        query = (_STORED if table_exists(conn, "movement_current")
-                 else _STORED_BEFORE_VERSIONS)
-        with db.stream(conn, query) as rows:
-            yield movements(rows)
 
 
 def _holds_no_library(conn: psycopg.Connection) -> bool:
@@ -193,8 +105,8 @@ def preview(conn: psycopg.Connection, dump: DumpLibrary,
         if sides[1]:
             counts["added"] = sides[1]
     else:
-        with target_movements(conn) as here:
-            for ours, theirs in merge(here, dump.movements()):
+        with side_by_side(conn, dump) as pairs:
+            for ours, theirs in pairs:
                 if each is not None:
                     each(ours, theirs)
                 sides[0] += ours is not None

@@ -45,11 +45,11 @@ from ..database.settings import Settings
 from ..database.tables import environment_label
 from ..database.target import Target
 from ..source.datafile import Progress
+from .comparison import DumpLibrary
 from .dumpformat import NotANumber
-from .dumpreader import CHECKING, CheckedDump, Rows, RowsRead, layout_for, read_dump
+from .dumpreader import CHECKING, CheckedDump, Extents, Rows, RowsRead, layout_for, read_dump
 from .manifest import check_size_and_sha256, manifest_path, read_manifest
 from .merge_plan import Changes, changes
-from .preview import DumpLibrary
 from .quorum import (
     Presented,
     Verdict,
@@ -86,9 +86,10 @@ def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS,
         library = DumpLibrary(derive_current=not any(t.name == "movement_current"
                                                       for t in layout.tables))
         read = RowsRead(progress, CHECKING, manifest.size)
+        extents: Extents = {}
         # one read: the lines are checked as the file is hashed (a block ahead, on a second
         # thread), and its size and sha256 compared with the manifest's at the end
-        for part in read_dump(dump_file, layout, manifest):
+        for part in read_dump(dump_file, layout, manifest, extents=extents):
             if isinstance(part, Rows):
                 blocks = read.counted(part.blocks)
                 if library.wants(part.table):
@@ -105,7 +106,7 @@ def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS,
         raise
     read.finish()
     _checkpoint("dump checked")
-    return CheckedDump(dump_file, manifest, layout, raw, library)
+    return CheckedDump(dump_file, manifest, layout, raw, library, extents)
 
 
 def plan_restore(target: Target, dump_file: Path, *,

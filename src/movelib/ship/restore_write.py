@@ -168,7 +168,7 @@ def _merged(conn: psycopg.Connection, target: Target, dump: CheckedDump, merged:
         refuse_references(target, references(conn, merged.removed, merged.cleared))
         try:
             with conn.transaction():  # a savepoint: a merge made again is undone first
-                apply_merge(conn, dump.path, dump.layout, manifest, merged, progress)
+                apply_merge(conn, dump, merged, progress)
                 counts = {k: v for k, v in current_counts(conn, list(MERGE_COUNTED)).items()
                           if v is not None}
                 _compare_counts(target, manifest, counts, MERGE_COUNTED)

@@ -1,0 +1,228 @@
+"""A restore's comparison of the target's library with the dump's (movelib.ship.comparison).
+
+It decides most versions from the sha256 of each draft's document as COPY writes it, and
+recomputes the hash of the rest. These tests hold it to the recomputation of every hash (the
+comparison it replaced, still used for a target before migration 0004): the pairs are the same
+for an honest target and dump, for a target edited behind its triggers' back in each way that
+matters, and for a forged dump, on a library whose documents hold what COPY and jsonb escape.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from support import CANONICAL, ROOT, database, rows, seed
+from test_live_restore import forge_manifest
+
+from movelib.database.target import Target, target_from_dsn
+from movelib.seed.drift import Movement, merge
+from movelib.ship import comparison
+from movelib.ship.comparison import side_by_side, target_movements
+from movelib.ship.dump import dump
+from movelib.ship.restore import check_dump_file, plan_restore, restore
+
+Pair = tuple[Movement | None, Movement | None]
+
+# What jsonb's text and COPY's escape: a quote, a backslash, a line break, a tab, a control
+# character, and text beyond ASCII
+TRICKY = {
+    "back-squat": {"name": 'Back "High-Bar" Squat \\ rack'},
+    "deadlift": {"instructions": ["Hinge,\tthen pull.", "Lock out;\nstand tall.", "Reset \u0007 and repeat."]},
+    "bench-press": {"name": "Développé couché 🏋️", "aliases": ["Bankdrücken", "卧推"]},
+}
+
+
+@pytest.fixture(scope="module")
+def tricky_release(pg18: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("tricky")
+    movements = json.loads(CANONICAL.read_text())
+    for movement in movements:
+        movement.update(TRICKY.get(movement["slug"], {}))
+    data = folder / "tricky.json"
+    data.write_text(json.dumps(movements, ensure_ascii=False), encoding="utf-8")
+    with database(pg18, "movelib_template") as name:
+        source = target_from_dsn(pg18.dsn(name), "--dsn")
+        seed(source, data)
+        yield dump(source, ROOT / "migrations", folder / "dump", update_latest=False).path
+
+
+@pytest.fixture
+def target(pg18: Any, tricky_release: Path) -> Iterator[Target]:
+    with database(pg18) as name:
+        held = target_from_dsn(pg18.dsn(name), "--dsn")
+        restore(plan_restore(held, tricky_release))
+        yield held
+
+
+def both_ways(target: Target, dump_file: Path, monkeypatch: pytest.MonkeyPatch,
+              ) -> tuple[list[Pair], list[Pair], list[tuple[str, int]]]:
+    """The pairs side_by_side gives, the pairs of every hash recomputed, and the versions
+    side_by_side recomputed."""
+    library = check_dump_file(dump_file).library
+    recomputed: list[tuple[str, int]] = []
+    real = comparison.recompute
+
+    def counting(conn: psycopg.Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        recomputed.extend(keys)
+        return real(conn, keys)
+
+    monkeypatch.setattr(comparison, "recompute", counting)
+    with psycopg.connect(target.conninfo) as conn:
+        with side_by_side(conn, library) as pairs:
+            fast = sorted(pairs, key=_slug)
+        with target_movements(conn) as here:
+            every = list(merge(here, library.movements()))
+    return fast, every, recomputed
+
+
+def _slug(pair: Pair) -> str:
+    return (pair[0] or pair[1]).slug  # type: ignore[union-attr]
+
+
+def behind_the_triggers(target: Target, statement: str) -> None:
+    with psycopg.connect(target.conninfo, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(statement)
+
+
+def test_an_honest_library_is_decided_without_a_recomputation(
+        target: Target, tricky_release: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every escape of jsonb and COPY: the server's digest of each document is the dump's."""
+    fast, every, recomputed = both_ways(target, tricky_release, monkeypatch)
+    assert fast == every
+    assert len(fast) == 8 and all(ours == theirs for ours, theirs in fast)
+    assert recomputed == []
+
+
+# Edits a superuser (or an owner who disables a trigger) can make to the target's rows: each
+# changes what the recomputation says of one version, or must not change it
+EDITS = {  # the edit, and how many versions the comparison then recomputes
+    "a key added to the document": (
+        "UPDATE movement_staging SET document = document || '{\"x\": \"y\"}' WHERE slug = 'back-squat'", 1),
+    "the document and its projection edited together": (
+        "UPDATE movement_staging SET document = jsonb_set(document, '{name}', '\"Edited\"') "
+        "WHERE slug = 'deadlift'; UPDATE movement_library SET name = 'Edited' WHERE slug = 'deadlift'", 1),
+    "the projection edited": ("UPDATE movement_library SET level = 'expert' WHERE slug = 'bench-press'", 1),
+    "the stored hash edited": (
+        "UPDATE movement_library SET content_hash = repeat('0', 64) WHERE slug = 'back-squat'", 1),
+    # neither comparison reads a draft's stored hash (the verification compares it with its row's)
+    "the draft's stored hash edited": (
+        "UPDATE movement_staging SET content_hash = repeat('0', 64) WHERE slug = 'back-squat'", 0),
+    "the document emptied": ("UPDATE movement_staging SET document = '{}' WHERE slug = 'deadlift'", 1),
+    "two rows' drafts swapped": (
+        "UPDATE movement_library SET staging_id = -staging_id WHERE slug IN ('back-squat', 'deadlift'); "
+        "UPDATE movement_library l SET staging_id = s.id FROM movement_staging s "
+        "WHERE s.slug = CASE l.slug WHEN 'back-squat' THEN 'deadlift' ELSE 'back-squat' END "
+        "AND l.slug IN ('back-squat', 'deadlift')", 2),
+    "a draft's document set to another's": (
+        "UPDATE movement_staging s SET document = o.document FROM movement_staging o "
+        "WHERE s.slug = 'back-squat' AND o.slug = 'deadlift'", 1),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_target_edited_behind_its_triggers_compares_as_the_recomputation_says(
+        target: Target, tricky_release: Path, monkeypatch: pytest.MonkeyPatch, edit: str) -> None:
+    statement, versions = EDITS[edit]
+    behind_the_triggers(target, statement)
+    fast, every, recomputed = both_ways(target, tricky_release, monkeypatch)
+    assert fast == every
+    assert len(recomputed) == versions  # the edited versions only
+
+
+def _forged(release: Path, folder: Path, table: str, edit: Callable[[list[bytes], list[bytes]], None],
+            ) -> Path:
+    """A copy of ``release`` whose ``table`` rows ``edit(columns, fields)`` changed, its
+    manifest made the copy's as a forger would (no library digest)."""
+    forged = folder / release.name
+    shutil.copy(release, forged)
+    shutil.copy(release.with_name(release.name.removesuffix(".sql") + ".manifest.json"), folder)
+    lines = forged.read_bytes().split(b"\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(f'COPY "{table}"'.encode()))
+    columns = lines[start].split(b"(", 1)[1].split(b")", 1)[0].replace(b'"', b"").split(b", ")
+    end = lines.index(b"\\.", start)
+    out = lines[:start + 1]
+    for line in lines[start + 1:end]:
+        fields = line.split(b"\t")
+        edit(columns, fields)
+        out.append(b"\t".join(fields))
+    forged.write_bytes(b"\n".join(out + lines[end:]))
+    forge_manifest(forged, drop=("library_sha256",))
+    return forged
+
+
+def _on(slug: bytes, column: bytes, change: Callable[[bytes], bytes]) -> Callable[[list[bytes], list[bytes]], None]:
+    def edit(columns: list[bytes], fields: list[bytes]) -> None:
+        if fields[columns.index(b"slug")] == slug:
+            at = columns.index(column)
+            fields[at] = change(fields[at])
+    return edit
+
+
+# A forged dump: what its drafts or library rows say, changed
+FORGERIES = {
+    # the same document, spelt with an escape jsonb never prints: not its bytes, the same content
+    "a document escaped otherwise": ("movement_staging", _on(b"bench-press", b"document",
+                                     lambda d: d.replace("é".encode(), b"\\\\u00e9"))),
+    "a key added to a draft's document": ("movement_staging", _on(b"back-squat", b"document",
+                                          lambda d: d[:-1] + b', "x": "y"}')),
+    "a library row's hash": ("movement_library", _on(b"deadlift", b"content_hash", lambda h: b"0" * 64)),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+def test_a_forged_dump_compares_as_the_recomputation_says(
+        target: Target, tricky_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        forgery: str) -> None:
+    table, edit = FORGERIES[forgery]
+    forged = _forged(tricky_release, tmp_path, table, edit)
+    fast, every, recomputed = both_ways(target, forged, monkeypatch)
+    assert fast == every
+    assert len(recomputed) == 1
+
+
+def test_a_version_with_two_drafts_in_the_dump_is_recomputed(
+        target: Target, tricky_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    forged = tmp_path / tricky_release.name
+    shutil.copy(tricky_release, forged)
+    shutil.copy(tricky_release.with_name(tricky_release.name.removesuffix(".sql") + ".manifest.json"),
+                tmp_path)
+    lines = forged.read_bytes().split(b"\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(b'COPY "movement_staging"'))
+    twice = next(i for i in range(start + 1, len(lines)) if b"\tback-squat\t" in lines[i])
+    lines.insert(twice + 1, lines[twice])
+    forged.write_bytes(b"\n".join(lines))
+    manifest = json.loads(forged.with_name(forged.name.removesuffix(".sql") + ".manifest.json").read_text())
+    manifest["row_counts"]["movement_staging"] += 1
+    forged.with_name(forged.name.removesuffix(".sql") + ".manifest.json").write_text(json.dumps(manifest))
+    forge_manifest(forged, drop=("library_sha256",))
+    fast, every, recomputed = both_ways(target, forged, monkeypatch)
+    assert fast == every
+    assert recomputed == [("back-squat", 1)]
+
+
+def test_a_restore_over_an_edited_document_replaces_the_version(
+        target: Target, tricky_release: Path) -> None:
+    """End to end: a document given a key behind the triggers' back (the projection still
+    holds, every stored hash unchanged) is not the release's content; the restore replaces it."""
+    behind_the_triggers(target, EDITS["a key added to the document"][0])
+    result = restore(plan_restore(target, tricky_release))
+    assert result.merged is not None and result.merged.as_dict()["removed"] == 1
+    assert rows(target, "SELECT count(*) FROM movement_staging WHERE document ? 'x'") == [(0,)]
+
+
+def test_versions_recomputed_a_few_queries_at_a_time_compare_the_same(
+        target: Target, tricky_release: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many movements that differ (a release far from the target) are recomputed in queries of
+    RECOMPUTED_PER_QUERY versions; one version a query here."""
+    monkeypatch.setattr(comparison, "RECOMPUTED_PER_QUERY", 1)
+    behind_the_triggers(target, "UPDATE movement_library SET content_hash = repeat('0', 64)")
+    fast, every, recomputed = both_ways(target, tricky_release, monkeypatch)
+    assert fast == every
+    assert sorted(recomputed) == sorted((ours.slug, 1) for ours, _ in every if ours)
