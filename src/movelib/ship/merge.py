@@ -274,18 +274,20 @@ def _lines_with(block: bytes, needles: list[bytes]) -> list[bytes]:
     A few needles are found by ``bytes.find``, one scan of the block each; more by one scan for
     them all (a regular expression of the needles, alternated): over a 256 MB dump, 10 needles
     0.39 s against 0.74 s, 64 needles 0.94 s against 4.5 s, 1 needle 0.22 s against 0.05 s."""
-    text = b"\n" + block
-    starts: set[int] = set()
+    # a needle that begins with a line break finds the block's first line by its start (the
+    # block is searched as it is: no copy of it with a line break in front)
+    starts: set[int] = {0} if any(n.startswith(b"\n") and block.startswith(n[1:])
+                                  for n in needles) else set()
     if len(needles) <= FEW_NEEDLES:
         for needle in needles:
-            at = text.find(needle)
+            at = block.find(needle)
             while at >= 0:
-                starts.add(text.rfind(b"\n", 0, at + 1) + 1)
-                at = text.find(needle, at + 1)
+                starts.add(block.rfind(b"\n", 0, at + 1) + 1)
+                at = block.find(needle, at + 1)
     else:  # no match can hide another's line: a needle ends with a tab, never takes a line break
-        for match in _alternation(tuple(needles)).finditer(text):
-            starts.add(text.rfind(b"\n", 0, match.start() + 1) + 1)
-    return [text[start:text.index(b"\n", start)] for start in sorted(starts)]
+        for match in _alternation(tuple(needles)).finditer(block):
+            starts.add(block.rfind(b"\n", 0, match.start() + 1) + 1)
+    return [block[start:block.index(b"\n", start)] for start in sorted(starts)]
 
 
 @lru_cache(maxsize=8)
