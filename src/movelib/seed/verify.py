@@ -52,6 +52,48 @@ GUIDE_QUERIES = {
 }
 
 
+# The library's invariants beside the audit chains, each the query of the rows that break it.
+# ``{scope}`` restricts a query to some slugs (the merge's two halves,
+# :mod:`movelib.ship.merge_check`); ``{strict}`` adds what publishing guarantees, that a library
+# row's draft is its own version's, where a rule would otherwise reach from one slug to another.
+DRAFTLESS = """
+    SELECT l.slug, l.version FROM movement_library l
+      LEFT JOIN movement_staging s ON s.id = l.staging_id
+     WHERE (s.id IS NULL OR s.status <> 'published' OR s.content_hash <> l.content_hash{strict})
+           {scope_l}
+     ORDER BY l.slug, l.version"""
+DRAFTLESS_STRICT = " OR s.slug <> l.slug OR s.version <> l.version"
+UNPUBLISHED = """
+    SELECT s.slug, s.version FROM movement_staging s
+     WHERE s.status = 'published'
+       AND NOT EXISTS (SELECT 1 FROM movement_library l WHERE l.staging_id = s.id{strict}){scope_s}
+     ORDER BY s.slug, s.version"""
+UNPUBLISHED_STRICT = " AND l.slug = s.slug AND l.version = s.version"
+BEHIND = """
+    SELECT c.slug, c.version, l.latest
+      FROM movement_current c
+      JOIN (SELECT slug, max(version) AS latest FROM movement_library l WHERE true{scope_l}
+             GROUP BY slug) l
+        ON l.slug = c.slug
+     WHERE c.version <> l.latest
+     ORDER BY c.slug"""
+UNRETIRED = f"""
+    SELECT l.slug, max(l.version) FROM movement_library l
+     WHERE NOT EXISTS (SELECT 1 FROM movement_current c WHERE c.slug = l.slug){{scope_l}}
+     GROUP BY l.slug
+    HAVING NOT EXISTS (SELECT 1 FROM movement_audit_log a
+                        WHERE a.slug = l.slug AND a.version = max(l.version)
+                          AND a.action = {action_literal(RETIRED)})
+     ORDER BY l.slug"""
+
+
+def invariant(query: str, scope: str = "", strict: str = "") -> str:
+    """``query`` (one of the invariants above) for the whole library, or restricted by
+    ``scope`` (a condition on a slug column named ``{slug}``), with ``strict``'s addition."""
+    return query.format(strict=strict, scope_l=scope.format(slug="l.slug"),
+                        scope_s=scope.format(slug="s.slug"))
+
+
 @dataclass
 class VerifyReport:
     target: str
@@ -174,18 +216,10 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
         if len(rows) > SHOWN_PER_CHECK:
             report.problems.append(f"... and {len(rows) - SHOWN_PER_CHECK} more {kind}")
 
-    add("library rows without their published draft", rows(conn, """
-        SELECT l.slug, l.version FROM movement_library l
-          LEFT JOIN movement_staging s ON s.id = l.staging_id
-         WHERE s.id IS NULL OR s.status <> 'published' OR s.content_hash <> l.content_hash
-         ORDER BY l.slug, l.version"""),
+    add("library rows without their published draft", rows(conn, invariant(DRAFTLESS)),
         lambda slug, v: f"{slug} v{v}: library row has no matching published draft in movement_staging")
 
-    add("published drafts without a library row", rows(conn, """
-        SELECT s.slug, s.version FROM movement_staging s
-         WHERE s.status = 'published'
-           AND NOT EXISTS (SELECT 1 FROM movement_library l WHERE l.staging_id = s.id)
-         ORDER BY s.slug, s.version"""),
+    add("published drafts without a library row", rows(conn, invariant(UNPUBLISHED)),
         lambda slug, v: f"{slug} v{v}: draft is marked published but movement_library has no row for it")
 
     add("broken audit chains", describe_chains(conn, trail.broken[:SHOWN_PER_CHECK])
@@ -199,23 +233,12 @@ def check(conn: psycopg.Connection, target: Target, dataset: Dataset | None = No
     add("published audit trails without a library row", trail.orphans,
         lambda slug, v: f"{slug} v{v}: audit log says PUBLISHED but movement_library has no row")
 
-    add("movements whose current pointer is not their latest version", rows(conn, """
-        SELECT c.slug, c.version, l.latest
-          FROM movement_current c
-          JOIN (SELECT slug, max(version) AS latest FROM movement_library GROUP BY slug) l
-            ON l.slug = c.slug
-         WHERE c.version <> l.latest
-         ORDER BY c.slug"""),
+    add("movements whose current pointer is not their latest version",
+        rows(conn, invariant(BEHIND)),
         lambda slug, v, latest: f"{slug}: current version is v{v} but v{latest} is published")
 
-    add("movements with no current version that were never retired", rows(conn, f"""
-        SELECT l.slug, max(l.version) FROM movement_library l
-         WHERE NOT EXISTS (SELECT 1 FROM movement_current c WHERE c.slug = l.slug)
-         GROUP BY l.slug
-        HAVING NOT EXISTS (SELECT 1 FROM movement_audit_log a
-                            WHERE a.slug = l.slug AND a.version = max(l.version)
-                              AND a.action = {action_literal(RETIRED)})
-         ORDER BY l.slug"""),
+    add("movements with no current version that were never retired",
+        rows(conn, invariant(UNRETIRED)),
         lambda slug, v: f"{slug} v{v}: has no current version and no RETIRED audit row")
 
     if content:

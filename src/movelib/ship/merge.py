@@ -13,7 +13,11 @@ natural key; into tables without a row, COPYed as a load does (:func:`merge_plan
 from __future__ import annotations
 
 import re
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
@@ -27,6 +31,7 @@ from .dumpformat import NotANumber, Table, copy_field, plain_number
 from .dumpreader import WRITING, CheckedDump, Rows, RowsRead, read_dump
 from .merge_plan import Changes, Key
 
+Checked = TypeVar("Checked")
 BATCH_ROWS = 2_000  # rows per INSERT
 MAX_NEEDLES = 64  # versions a merge finds in the dump by searching its blocks
 _PLAIN = re.compile(r"[a-z0-9][a-z0-9-]*")  # a slug COPY writes as it is
@@ -156,10 +161,7 @@ class _Writer:
         of each block (a few versions among a million lines: bytes.find, not a loop over
         lines); None when every line must be looked at: many wanted, or a slug COPY escapes."""
         found = self.found
-        if found.everything or len(found.added) + len(found.retired) > MAX_NEEDLES:
-            return None
-        slugs = {s for s, _ in found.added} | found.retired | set(found.moved) | set(found.pointed)
-        if not all(_PLAIN.fullmatch(s) for s in slugs):
+        if not gathers(found):
             return None
         if table == "movement_current":
             return [b"\n" + s.encode() + b"\t" for s in {*found.moved, *found.pointed}]
@@ -167,6 +169,18 @@ class _Writer:
         if table == "movement_audit_log":
             needles += [b"\t" + s.encode() + b"\t" for s in sorted(found.retired)]
         return needles
+
+    def gather(self, table: Table, blocks: Iterator[bytes]) -> list[bytes]:
+        """What :meth:`rows` needs of ``table`` (when the merge :func:`gathers`): its lines
+        this merge writes, kept to be written once the whole file is read."""
+        needles = self._needles(table.name)
+        if (needles is None or not table.name.startswith("movement_")
+                or (self.idle and table.name != "movement_current")):
+            deque(blocks, maxlen=0)
+            return []
+        if table.name == "movement_seed_run":  # a run or two: every one, as rows() reads them
+            return list(blocks)
+        return [b"".join(line + b"\n" for block in blocks for line in _lines_with(block, needles))]
 
     def _seed_run(self, dump_id: str) -> str:
         """The target's id of the dump's seed run ``dump_id``: the same run where the target
@@ -263,6 +277,14 @@ class _Writer:
                     params)
 
 
+def gathers(found: Changes) -> bool:
+    """The merge adds and retires a few versions, of slugs COPY writes as they are: their rows
+    are found by searching the dump's blocks, gathered from the whole file, then written."""
+    slugs = {s for s, _ in found.added} | found.retired | set(found.moved) | set(found.pointed)
+    return (not found.everything and len(found.added) + len(found.retired) <= MAX_NEEDLES
+            and all(_PLAIN.fullmatch(s) for s in slugs))
+
+
 FEW_NEEDLES = 3  # searched one by one; more, as one regular expression
 
 
@@ -314,20 +336,38 @@ def _remove(conn: psycopg.Connection, found: Changes) -> None:
 
 
 def apply_merge(conn: psycopg.Connection, dump: CheckedDump, found: Changes,
-                progress: Progress | None = None) -> None:
+                progress: Progress | None = None,
+                beside: Callable[[], Checked] | None = None) -> Checked | None:
     """Write ``found`` on ``conn`` (the restore's transaction): removals, then the dump's rows
     that differ, read from the file once more (the file's sha256 compared before the last
     part; a bulk merge checks each line again as a load does; the reading said to
-    ``progress``), then the pointers."""
+    ``progress``), then the pointers.
+
+    A merge that :func:`gathers` reads the whole file before it writes, and runs ``beside``
+    meanwhile on a second thread (a check of the target on ``conn``, which this thread does not
+    use until it returns): the server checks while this process reads. Its result is returned
+    (None when nothing ran beside)."""
     path, layout, manifest = dump.path, dump.layout, dump.manifest
-    _remove(conn, found)
     writer = _Writer(conn, found)
     read = RowsRead(progress, WRITING, manifest.size)
+    checked: Checked | None = None
+    # its sha256 is compared at the end; a bulk merge checks each line again as a load does
+    parts = read_dump(path, layout, manifest, recheck=found.bulk, extents=dump.extents)
     try:
-        # its sha256 is compared at the end; a bulk merge checks each line again as a load does
-        for part in read_dump(path, layout, manifest, recheck=found.bulk, extents=dump.extents):
-            if isinstance(part, Rows):
-                writer.rows(Rows(part.table, read.counted(part.blocks)))
+        if beside is not None and gathers(found):
+            with ThreadPoolExecutor(1, thread_name_prefix="movelib-check") as pool:
+                checking = pool.submit(beside)  # waited for, whatever the reading raises
+                gathered = [(part.table, writer.gather(part.table, read.counted(part.blocks)))
+                            for part in parts if isinstance(part, Rows)]
+                checked = checking.result()
+            _remove(conn, found)
+            for table, data in gathered:
+                writer.rows(Rows(table, iter(data)))
+        else:
+            _remove(conn, found)
+            for part in parts:
+                if isinstance(part, Rows):
+                    writer.rows(Rows(part.table, read.counted(part.blocks)))
     except NotANumber as exc:  # a field the first read does not look at
         raise ArtifactError(f"{shown_path(path)}: {exc}; refusing it, nothing was written") from None
     except (IndexError, ValueError):  # a row not as the first read checked it
@@ -335,4 +375,4 @@ def apply_merge(conn: psycopg.Connection, dump: CheckedDump, found: Changes,
                             "check found it); refusing it, nothing was written") from None
     read.finish()
     writer.pointers()
-
+    return checked

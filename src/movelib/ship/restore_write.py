@@ -30,6 +30,7 @@ from .dumpformat import transaction_scoped
 from .dumpreader import WRITING, CheckedDump, RowsRead, Sql, read_dump
 from .manifest import Manifest
 from .merge import apply_merge
+from .merge_check import MOST_TOUCHED, before, half, touched, whole
 from .merge_plan import Changes
 from .restore_record import Signer, record_restore
 
@@ -167,8 +168,12 @@ def _merged(conn: psycopg.Connection, target: Target, dump: CheckedDump, merged:
     for attempt in (1, 2):
         refuse_references(target, references(conn, merged.removed, merged.cleared))
         try:
+            slugs = touched(merged)
+            # the library checked while the merge reads the dump (before it writes), the slugs
+            # it writes after the writes; the whole check when either finds anything
+            first = partial(before, conn, slugs) if len(slugs) <= MOST_TOUCHED else None
             with conn.transaction():  # a savepoint: a merge made again is undone first
-                apply_merge(conn, dump, merged, progress)
+                checked = apply_merge(conn, dump, merged, progress, beside=first)
                 counts = {k: v for k, v in current_counts(conn, list(MERGE_COUNTED)).items()
                           if v is not None}
                 _compare_counts(target, manifest, counts, MERGE_COUNTED)
@@ -178,7 +183,8 @@ def _merged(conn: psycopg.Connection, target: Target, dump: CheckedDump, merged:
                         f"restore into {target.describe()} rolled back: the merged library's "
                         "digest differs from the manifest's library_sha256 (versions, content "
                         "hashes or current pointers differ from the dump's)")
-                report = check(conn, target, content=False)
+                report = (whole(conn, target, checked, half(conn, slugs)) if checked
+                          else None) or check(conn, target, content=False)
                 if not report.ok:
                     broken = {(s, v) for s, v in audit_trails(conn).broken} - merged.added
                     if broken and attempt == 1:
