@@ -144,6 +144,11 @@ class DumpLibrary:
                 version = document[1]
                 digests[version] = NO_DRAFT if version in digests else document[2]
                 document = next(documents, None)
+            if len(rows) == 1:  # most movements have one version: no loop to build
+                _, version, digest = rows[0]
+                yield key, Movement(key.decode("utf-8"), {version: digest}, now), \
+                    ((version, digest, digests.get(version, NO_DRAFT)),)
+                continue
             yield key, Movement(key.decode("utf-8"), {v: digest for _, v, digest in rows}, now), \
                 tuple((v, digest, digests.get(v, NO_DRAFT)) for _, v, digest in rows)
 
@@ -254,6 +259,11 @@ def _held(found: Iterable[tuple[Any, ...]]) -> Iterator[tuple[bytes, Held]]:
     """The target's rows, slug by slug (the slug's UTF-8 with it)."""
     for slug, group in groupby(found, key=itemgetter(0)):
         rows = list(group)
+        if len(rows) == 1:  # most movements have one version: no loop to build
+            _, version, stored, digest, current = rows[0]
+            yield slug.encode("utf-8", "surrogatepass"), (
+                slug, ((version, stored, digest or NOT_A_PROJECTION),), current)
+            continue
         yield slug.encode("utf-8", "surrogatepass"), (slug, tuple(
             (version, stored, digest or NOT_A_PROJECTION) for _, version, stored, digest, _ in rows
         ), rows[-1][4])  # the slug's current version, on each of its rows
