@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from itertools import groupby
 from operator import itemgetter
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import psycopg
 
@@ -185,6 +185,17 @@ def target_movements(conn: psycopg.Connection) -> Iterator[Iterator[Movement]]:
 
 
 Pair = tuple[Movement | None, Movement | None]
+
+
+class Same(NamedTuple):
+    """Movements the same on both sides, counted: what the comparison gives for them instead of
+    their pairs (nothing of them is written or shown)."""
+
+    movements: int
+    versions: int
+
+
+SAME_PER_COUNT = 1_000  # movements a Same counts at most (progress moves at least as often)
 RECOMPUTED_PER_QUERY = 5_000  # versions whose hash one query recomputes
 
 # The row's projection test is movement_library_content's (migration 0004), the digest is of
@@ -230,10 +241,12 @@ Dumped = tuple[Movement, Versions]
 
 
 @contextmanager
-def side_by_side(conn: psycopg.Connection, dump: DumpLibrary) -> Iterator[Iterator[Pair]]:
+def side_by_side(conn: psycopg.Connection, dump: DumpLibrary,
+                 ) -> Iterator[Iterator[Pair | Same]]:
     """``with side_by_side(conn, dump) as pairs:`` the target's movements on ``conn`` (in the
     caller's transaction) beside the dump's, each side None where it lacks the slug, every
-    version's hash as the recomputation gives it."""
+    version's hash as the recomputation gives it; movements decided the same at once are
+    counted (:class:`Same`) instead of paired."""
     if dump.documents.count == 0 or not table_exists(conn, "movement_library_content"):
         with target_movements(conn) as here:
             yield merge(here, dump.movements())
@@ -242,15 +255,23 @@ def side_by_side(conn: psycopg.Connection, dump: DumpLibrary) -> Iterator[Iterat
         yield _pairs(conn, dump, differing)
 
 
-def _pairs(conn: psycopg.Connection, dump: DumpLibrary, differing: IO[bytes]) -> Iterator[Pair]:
+def _pairs(conn: psycopg.Connection, dump: DumpLibrary, differing: IO[bytes],
+           ) -> Iterator[Pair | Same]:
+    movements = versions = 0
     with db.stream(conn, _DOCUMENTS) as found:
         for held, dumped in _merge(_held(found), dump.documented()):
             if (held is not None and dumped is not None and held[1] == dumped[1]
                     and held[2] == dumped[0].current):  # the same: the common case
-                yield dumped[0], dumped[0]
+                movements += 1
+                versions += len(held[1])
+                if movements == SAME_PER_COUNT:
+                    yield Same(movements, versions)
+                    movements = versions = 0
             else:
                 marshal.dump((held, None if dumped is None else (tuple(dumped[0]), dumped[1])),
                              differing)
+    if movements:
+        yield Same(movements, versions)
     differing.seek(0)
     yield from _recomputed(conn, _read(differing))
 

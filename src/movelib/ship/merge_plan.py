@@ -22,8 +22,8 @@ import psycopg
 from psycopg import sql
 
 from ..database.tables import MOVEMENT_TABLES, NOT_ITS_DOCUMENT
-from ..seed.drift import Movement, same
-from .comparison import DumpLibrary, side_by_side
+from ..seed.drift import same
+from .comparison import DumpLibrary, Pair, Same, side_by_side
 from .dumpformat import NOT_DUMPED
 
 Key = tuple[str, int]  # (slug, version)
@@ -94,15 +94,20 @@ def changes(conn: psycopg.Connection, library: DumpLibrary) -> Changes:
     if _library_empty(conn):
         return everything(conn, library.versions.count)
     with side_by_side(conn, library) as pairs:
-        for ours, theirs in pairs:
-            compare(found, ours, theirs)
+        for pair in pairs:
+            compare(found, pair)
     found.added_count = len(found.added)
     return found
 
 
-def compare(found: Changes, ours: Movement | None, theirs: Movement | None) -> None:
-    """Add to ``found`` what one slug needs: the target's movement ``ours``, the dump's
-    ``theirs`` (either may be None). ``found.added_count`` is left to the caller."""
+def compare(found: Changes, pair: Pair | Same) -> None:
+    """Add to ``found`` what one slug needs: the target's movement and the dump's (either may
+    be None), or movements the same on both sides, counted. ``found.added_count`` is left to
+    the caller."""
+    if isinstance(pair, Same):
+        found.kept += pair.versions
+        return
+    ours, theirs = pair
     if ours is not None and same(ours, theirs):
         found.kept += len(ours.versions)  # the same on both sides: the common case
         return

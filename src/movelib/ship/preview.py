@@ -25,8 +25,8 @@ from ..base.text import shown
 from ..database.provenance import NOTHING, Provenance, latest
 from ..database.tables import table_exists
 from ..seed.drift import KINDS as DRIFT_KINDS
-from ..seed.drift import Difference, Movement, differ
-from .comparison import DumpLibrary, side_by_side
+from ..seed.drift import Difference, differ
+from .comparison import DumpLibrary, Pair, Same, side_by_side
 
 SHOWN = 5  # slugs listed per kind
 KINDS = ("added", "removed", "changed", "new version", "conflict")
@@ -89,7 +89,7 @@ class Preview:
 
 
 def preview(conn: psycopg.Connection, dump: DumpLibrary,
-            each: Callable[[Movement | None, Movement | None], None] | None = None) -> Preview:
+            each: Callable[[Pair | Same], None] | None = None) -> Preview:
     """Compare the target on ``conn`` (in the caller's read-only transaction) with ``dump``,
     both streamed slug by slug: the counts of every kind and the first few of each. ``each``
     sees every pair of the comparison too (a restore's merge plan is made in the same pass);
@@ -106,9 +106,14 @@ def preview(conn: psycopg.Connection, dump: DumpLibrary,
             counts["added"] = sides[1]
     else:
         with side_by_side(conn, dump) as pairs:
-            for ours, theirs in pairs:
+            for pair in pairs:
                 if each is not None:
-                    each(ours, theirs)
+                    each(pair)
+                if isinstance(pair, Same):  # no difference to count or show
+                    sides[0] += pair.movements
+                    sides[1] += pair.movements
+                    continue
+                ours, theirs = pair
                 sides[0] += ours is not None
                 sides[1] += theirs is not None
                 for difference in differ(ours, theirs):

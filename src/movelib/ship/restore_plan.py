@@ -24,8 +24,8 @@ from ..database.migrations import CHECKOUT_MIGRATIONS
 from ..database.tables import MOVEMENT_TABLES, current_counts, environment_label
 from ..database.target import Target
 from ..database.yoyo_tables import YOYO_LOCK_TABLE, YOYO_TABLES
-from ..seed.drift import Movement
 from ..source.datafile import Progress
+from .comparison import Pair, Same
 from .dumpreader import CheckedDump
 from .manifest import Manifest
 from .merge_plan import Changes, compare, everything
@@ -121,14 +121,14 @@ class _Compared:
     """``each`` for every pair the preview compares, every thousandth said to ``progress``, and
     the count once more at the end (:meth:`finish`)."""
 
-    def __init__(self, each: Callable[[Movement | None, Movement | None], None],
-                 progress: Progress | None) -> None:
+    def __init__(self, each: Callable[[Pair | Same], None], progress: Progress | None) -> None:
         self.each, self.progress, self.count = each, progress, 0
 
-    def __call__(self, ours: Movement | None, theirs: Movement | None) -> None:
-        self.each(ours, theirs)
-        self.count += 1
-        if self.progress is not None and self.count % 1000 == 0:
+    def __call__(self, pair: Pair | Same) -> None:
+        self.each(pair)
+        said = self.count // 1000
+        self.count += pair.movements if isinstance(pair, Same) else 1
+        if self.progress is not None and self.count // 1000 != said:
             self.progress(COMPARING, self.count, None)
 
     def finish(self) -> None:
