@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 
@@ -124,8 +124,18 @@ def merge(source: Iterable[Movement], destination: Iterable[Movement],
           ) -> Iterator[tuple[Movement | None, Movement | None]]:
     """The two libraries side by side, slug by slug in byte order (a merge join: each side
     must come in that order, else ``RuntimeError``); ``None`` where a side lacks the slug."""
-    a, b = _keyed(source), _keyed(destination)
-    end: tuple[bytes, Movement | None] = (b"", None)
+    return merge_keyed(_keyed(source), _keyed(destination))
+
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def merge_keyed(a: Iterator[tuple[bytes, A]], b: Iterator[tuple[bytes, B]],
+                ) -> Iterator[tuple[A | None, B | None]]:
+    """Two streams of (key, item), each in key order, side by side by key; ``None`` where a
+    side lacks the key."""
+    end: tuple[bytes, Any] = (b"", None)
     (key_a, here), (key_b, there) = next(a, end), next(b, end)
     while here is not None or there is not None:
         if there is None or (here is not None and key_a < key_b):

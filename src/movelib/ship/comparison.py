@@ -44,7 +44,7 @@ import psycopg
 from ..base.spill import SortedSpill
 from ..database import db
 from ..database.tables import NOT_ITS_DOCUMENT, by_slug, table_exists
-from ..seed.drift import Movement, library_movements, merge, movements
+from ..seed.drift import Movement, library_movements, merge, merge_keyed, movements
 from .dumpformat import NotANumber, Table, copy_text, plain_number
 
 _NUMBERS = re.compile(rb"[1-9][0-9]*(?:\n[1-9][0-9]*)*")  # plain_number's, one a line
@@ -292,20 +292,8 @@ def _held(found: Iterable[tuple[Any, ...]]) -> Iterator[tuple[bytes, Held]]:
 
 def _merge(here: Iterator[tuple[bytes, Held]], there: Iterator[tuple[bytes, Movement, Versions]],
            ) -> Iterator[tuple[Held | None, Dumped | None]]:
-    """The two sides by slug, both in byte order (as :func:`movelib.seed.drift.merge`)."""
-    b = ((key, (movement, versions)) for key, movement, versions in there)
-    end: tuple[bytes, Any] = (b"", None)
-    (key_a, ours), (key_b, theirs) = next(here, end), next(b, end)
-    while ours is not None or theirs is not None:
-        if theirs is None or (ours is not None and key_a < key_b):
-            yield ours, None
-            key_a, ours = next(here, end)
-        elif ours is None or key_b < key_a:
-            yield None, theirs
-            key_b, theirs = next(b, end)
-        else:
-            yield ours, theirs
-            (key_a, ours), (key_b, theirs) = next(here, end), next(b, end)
+    """The two sides by slug, both in byte order."""
+    return merge_keyed(here, ((key, (movement, versions)) for key, movement, versions in there))
 
 
 def _read(handle: IO[bytes]) -> Iterator[tuple[Held | None, Dumped | None]]:
