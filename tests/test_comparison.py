@@ -20,6 +20,7 @@ import pytest
 from support import CANONICAL, ROOT, database, rows, seed
 from test_live_restore import forge_manifest
 
+from movelib.base.errors import RestoreFailed
 from movelib.database.target import Target, target_from_dsn
 from movelib.seed.drift import Movement, merge, same
 from movelib.ship import comparison
@@ -242,3 +243,20 @@ def test_versions_recomputed_a_few_queries_at_a_time_compare_the_same(
     fast, every, recomputed = both_ways(target, tricky_release, monkeypatch)
     assert fast == every
     assert sorted(recomputed) == sorted((slug, 1) for slug, in rows(target, "SELECT slug FROM movement_library"))
+
+
+def test_a_dump_of_an_edited_database_restored_into_it_compares_as_the_recomputation_says(
+        target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A draft and its row edited together behind the triggers (the stored hashes kept), then
+    the database dumped: the dump holds the edited document under the reviewed hash, and the
+    target holds it too. Recomputed, the version is not the dump's hash; the document digests
+    alone would call it the same. The dump's draft is held to its row's hash first."""
+    statement, _ = EDITS["the document and its projection edited together"]
+    behind_the_triggers(target, statement)
+    edited = dump(target, ROOT / "migrations", tmp_path, update_latest=False).path
+    fast, every, recomputed = both_ways(target, edited, monkeypatch)
+    assert fast == every
+    assert [ours.slug for ours, _ in fast[0]] == ["deadlift"]  # type: ignore[union-attr]
+    assert recomputed == [("deadlift", 1)]
+    with pytest.raises(RestoreFailed):  # the dump's draft is refused by the database
+        restore(plan_restore(target, edited))

@@ -135,6 +135,7 @@ def merge_keyed(a: Iterator[tuple[bytes, A]], b: Iterator[tuple[bytes, B]],
                 ) -> Iterator[tuple[A | None, B | None]]:
     """Two streams of (key, item), each in key order, side by side by key; ``None`` where a
     side lacks the key."""
+    a, b = _ordered(a), _ordered(b)
     end: tuple[bytes, Any] = (b"", None)
     (key_a, here), (key_b, there) = next(a, end), next(b, end)
     while here is not None or there is not None:
@@ -149,15 +150,20 @@ def merge_keyed(a: Iterator[tuple[bytes, A]], b: Iterator[tuple[bytes, B]],
             (key_a, here), (key_b, there) = next(a, end), next(b, end)
 
 
-def _keyed(found: Iterable[Movement]) -> Iterator[tuple[bytes, Movement | None]]:
-    """Each movement with its slug's UTF-8 (the merge's key), checked to come in order."""
-    previous = None
+def _keyed(found: Iterable[Movement]) -> Iterator[tuple[bytes, Movement]]:
+    """Each movement with its slug's UTF-8 (the merge's key)."""
     for movement in found:
-        key = _key(movement.slug)
+        yield _key(movement.slug), movement
+
+
+def _ordered(keyed: Iterator[tuple[bytes, A]]) -> Iterator[tuple[bytes, A]]:
+    """``keyed``, checked to come in key order, each key once (else ``RuntimeError``)."""
+    previous = None
+    for key, item in keyed:
         if previous is not None and key <= previous:
-            raise RuntimeError(f"movements out of slug order: {movement.slug!r}")
+            raise RuntimeError(f"out of slug order: {key.decode('utf-8', 'replace')!r}")
         previous = key
-        yield key, movement
+        yield key, item
 
 
 def same(here: Movement | None, there: Movement | None) -> bool:

@@ -1,5 +1,6 @@
-"""The target's library beside the dump's, slug by slug: the pairs of movements a restore's
-preview and merge plan are made of (:mod:`movelib.ship.preview`, :mod:`movelib.ship.merge_plan`).
+"""The target's library beside the dump's, slug by slug: what a restore's preview and merge
+plan are made of (:mod:`movelib.ship.preview`, :mod:`movelib.ship.merge_plan`): the pairs of
+movements that differ, and counts of those that do not (:class:`Same`).
 
 What the pairs must say (SECURITY.md): a version of the target is the dump's when its content
 hash, recomputed from the document the target holds, is the dump's, and its library row is that
@@ -12,16 +13,16 @@ in the check before any connection (:class:`DumpLibrary`).
 
 A version is decided "the same" at once when its row is its document's projection, the
 document's text is byte for byte the dump's draft's (so the same document, and the same
-recomputed hash) and its stored hash is the dump's. That is the recomputation's verdict unless
-the dump's draft does not hash to the dump's own library row *and* the target's stored hash is
-not its document's: a forged dump and a database edited behind its triggers at once. (A forged
-dump alone: the target's stored hash is its document's, so it equals the dump's only when the
-recomputation would. An edited database alone: the dump's draft hashes to its row, so the same
-document has the dump's hash.)
+recomputed hash), its stored hash is the dump's, and the dump's draft hashes to the dump's
+hash (computed here, in the check before any connection, by movelib's own canonical form, for
+documents of a movement's shape, whose SQL form is held to it). The recomputation would then
+give the dump's hash too, whatever was edited on either side: a dump of a database edited
+behind its triggers, restored into that database, is not taken for the same.
 
-Every other version (a movement that differs in any way) has its hash recomputed, after the
-stream, for those versions only, and its pair is given after the pairs decided at once: the
-pairs are not in slug order, the movements that differ are, among themselves. Where the target
+A movement is decided at once when every version is, and its current version is the dump's.
+Every other movement has the hashes of its undecided versions recomputed, after the stream, for
+those versions only, and its pair is given after the counts of the rest (in slug order among
+themselves). Where the target
 predates the recomputation (migration 0004) or the dump holds no drafts' documents, every hash
 is recomputed in the one stream (:func:`target_movements`).
 """
@@ -39,12 +40,14 @@ from itertools import groupby
 from operator import itemgetter
 from typing import IO, Any, NamedTuple
 
+import orjson
 import psycopg
 
 from ..base.spill import SortedSpill
 from ..database import db
 from ..database.tables import NOT_ITS_DOCUMENT, by_slug, table_exists
 from ..seed.drift import Movement, library_movements, merge, merge_keyed, movements
+from ..source.datafile.canonical import canonical_bytes
 from .dumpformat import NotANumber, Table, copy_text, plain_number
 
 _NUMBERS = re.compile(rb"[1-9][0-9]*(?:\n[1-9][0-9]*)*")  # plain_number's, one a line
@@ -66,8 +69,8 @@ SELECT slug, version, content_hash, NULL::int FROM movement_library
 class DumpLibrary:
     """The dump's library versions, current pointers and drafts' documents, gathered as its
     rows are checked and kept sorted by slug on disk: (slug's UTF-8, version, stored hash),
-    (slug's UTF-8, version) and (slug's UTF-8, version, sha256 of the document's COPY text:
-    :func:`side_by_side` compares it with the target's)."""
+    (slug's UTF-8, version) and (slug's UTF-8, version, sha256 of the document's COPY text,
+    the document's content hash: :func:`side_by_side` compares them with the target's)."""
 
     versions: SortedSpill = field(default_factory=SortedSpill)
     current: SortedSpill = field(default_factory=SortedSpill)
@@ -119,8 +122,11 @@ class DumpLibrary:
                 joined = b"\n".join(hashes)
                 extra = (joined.decode().split("\n") if joined.isascii() and b"\\" not in joined
                          else list(map(copy_text, hashes)))
-            elif document >= 0:  # the field's bytes as they are (no COPY text unescaped)
-                extra = [sha256(field).digest() for field in map(documents_of, heads)]
+            elif document >= 0:
+                fields = list(map(documents_of, heads))
+                into.extend(list(zip(keys, versions, [sha256(f).digest() for f in fields],
+                                     map(_content_hash, fields), strict=True)))
+                continue
             into.extend(list(zip(keys, versions, extra, strict=True)) if extra is not None
                         else list(zip(keys, versions, strict=True)))
 
@@ -138,19 +144,21 @@ class DumpLibrary:
         document = next(documents, None)
         for key, rows, now in self._slugs():
             digests: dict[int, bytes] = {}
+            hashes: dict[int, str] = {}
             while document is not None and document[0] < key:
                 document = next(documents, None)
             while document is not None and document[0] == key:
                 version = document[1]
                 digests[version] = NO_DRAFT if version in digests else document[2]
+                hashes[version] = document[3]
                 document = next(documents, None)
             if len(rows) == 1:  # most movements have one version: no loop to build
                 _, version, digest = rows[0]
                 yield key, Movement(key.decode("utf-8"), {version: digest}, now), \
-                    ((version, digest, digests.get(version, NO_DRAFT)),)
+                    ((version, digest, _drafted(digests, hashes, version, digest)),)
                 continue
             yield key, Movement(key.decode("utf-8"), {v: digest for _, v, digest in rows}, now), \
-                tuple((v, digest, digests.get(v, NO_DRAFT)) for _, v, digest in rows)
+                tuple((v, digest, _drafted(digests, hashes, v, digest)) for _, v, digest in rows)
 
     def _slugs(self) -> Iterator[tuple[bytes, list[Any], int | None]]:
         """Each slug's UTF-8, its library records and its current version."""
@@ -166,6 +174,30 @@ class DumpLibrary:
             if self.derive_current:
                 now = max(row[1] for row in rows)
             yield key, rows, now
+
+
+def _content_hash(field: bytes) -> str:
+    """The content hash of a draft's document field as movelib computes it (sha256 of the
+    canonical form), when the document is a movement's shape (an object of strings and lists of
+    strings, where the SQL canonical form is held to Python's); "" otherwise or when it does
+    not parse."""
+    try:
+        document = orjson.loads(field if b"\\" not in field else copy_text(field).encode("utf-8"))
+    except (orjson.JSONDecodeError, UnicodeError):
+        return ""
+    if not isinstance(document, dict) or not all(
+            isinstance(v, str) or (isinstance(v, list) and all(isinstance(i, str) for i in v))
+            for v in document.values()):
+        return ""
+    return sha256(canonical_bytes(document)).hexdigest()
+
+
+def _drafted(digests: dict[int, bytes], hashes: dict[int, str], version: int,
+             content_hash: str) -> bytes:
+    """The document digest a version is compared by: its one draft's, when that draft's
+    document hashes to the version's library hash; else :data:`NO_DRAFT` (recomputed)."""
+    digest = digests.get(version, NO_DRAFT)
+    return digest if hashes.get(version) == content_hash else NO_DRAFT
 
 
 @contextmanager

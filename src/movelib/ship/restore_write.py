@@ -183,8 +183,9 @@ def _merged(conn: psycopg.Connection, target: Target, dump: CheckedDump, merged:
                         f"restore into {target.describe()} rolled back: the merged library's "
                         "digest differs from the manifest's library_sha256 (versions, content "
                         "hashes or current pointers differ from the dump's)")
-                report = (whole(conn, target, checked, half(conn, slugs)) if checked
-                          else None) or check(conn, target, content=False)
+                report = (whole(conn, target, checked, half(conn, slugs))
+                          if checked and checked[0].clean else None) or check(conn, target,
+                                                                              content=False)
                 if not report.ok:
                     broken = {(s, v) for s, v in audit_trails(conn).broken} - merged.added
                     if broken and attempt == 1:
