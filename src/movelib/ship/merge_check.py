@@ -7,7 +7,8 @@ without recomputing content) only when neither finds anything, and then the rest
 whole check's "ok" with the counts it would give. A slug the merge leaves alone holds after it
 what it held before, and each invariant is one slug's rows, except where a library row's draft
 is another version's: the halves then find a problem (strictly: publishing never writes that),
-so that a row of a slug left alone cannot lean on a draft the merge removes. Whenever a half
+so that no published draft of a slug left alone hangs on a row the merge removes (a kept row
+cannot hang on a removed draft: the foreign key refuses the removal). Whenever a half
 finds anything, the restore runs the whole check after its writes, which words the problems
 and decides what a kept version whose chain is broken needs. (The first half checks every slug,
 not only those left alone: a filter costs more than it saves.)
