@@ -22,7 +22,7 @@ import psycopg
 
 from ..database.tables import COUNTED_TABLES, require_schema, row_count, rows_per_version
 from ..database.target import Target
-from ..seed.audit_chains import audit_trails
+from ..seed.audit_chains import Trails, audit_trails
 from ..seed.verify import (
     BEHIND,
     DRAFTLESS,
@@ -36,6 +36,7 @@ from ..seed.verify import (
 from .merge_plan import Changes
 
 MOST_TOUCHED = 1_000  # slugs a merge may write for the halves; more: the whole check after it
+_AMONG = " AND {slug} = ANY(%(slugs)s)"  # a query's rows restricted to some slugs
 
 
 def touched(found: Changes) -> list[str]:
@@ -56,7 +57,7 @@ class Half:
 def half(conn: psycopg.Connection, slugs: list[str] | None = None) -> Half:
     """Every invariant of the library (strictly), or of its slugs in ``slugs``, on ``conn`` in
     the caller's transaction."""
-    scope = "" if slugs is None else " AND {slug} = ANY(%(slugs)s)"
+    scope = "" if slugs is None else _AMONG
     params = None if slugs is None else {"slugs": slugs}
     trail = audit_trails(conn, scope, params)
     clean = not (trail.broken or trail.orphans)
@@ -66,13 +67,13 @@ def half(conn: psycopg.Connection, slugs: list[str] | None = None) -> Half:
     return Half(clean, trail.by_action, trail.total)
 
 
-def before(conn: psycopg.Connection, slugs: list[str]) -> tuple[Half, Half]:
-    """The first half, before the writes: the whole library, and the slugs the merge writes
-    (for the audit rows they hold before)."""
-    return half(conn), half(conn, slugs)
+def before(conn: psycopg.Connection, slugs: list[str]) -> tuple[Half, Trails]:
+    """The first half, before the writes: the whole library, and the audit trails of the slugs
+    the merge writes (the rows they hold before, for the counts)."""
+    return half(conn), audit_trails(conn, _AMONG, {"slugs": slugs})
 
 
-def whole(conn: psycopg.Connection, target: Target, first: tuple[Half, Half], after: Half,
+def whole(conn: psycopg.Connection, target: Target, first: tuple[Half, Trails], after: Half,
           ) -> VerifyReport | None:
     """The whole check's report, from the first half and ``after`` (the slugs written, checked
     after the writes), when neither found anything; None: run the whole check."""
@@ -85,7 +86,7 @@ def whole(conn: psycopg.Connection, target: Target, first: tuple[Half, Half], af
                  + after.by_action.get(a, 0)
                  for a in library.by_action.keys() | after.by_action.keys()}
     for table in COUNTED_TABLES:
-        count = (library.audit_rows - written.audit_rows + after.audit_rows
+        count = (library.audit_rows - written.total + after.audit_rows
                  if table == "movement_audit_log" else row_count(conn, table))
         report.counts[table.removeprefix("movement_")] = count
     report.audit_by_action = {a: n for a, n in sorted(by_action.items()) if n}
