@@ -4,12 +4,17 @@ another (by slug, the order of a merge join), holding a bounded number of them i
 Records are added to a run of :data:`RUN_RECORDS`; a full run is sorted and written to a
 temporary file, and iterating merges the sorted runs (``heapq.merge``), reading each back a
 block at a time. A few runs' blocks are in memory at once, whatever the number of records.
+
+Each block is written as its length and its ``marshal.dumps`` (:func:`dump_block`), and read
+back whole into ``marshal.loads`` (:func:`load_blocks`): ``marshal.load`` on a file asks the
+file for every object's bytes, twenty times slower (a 1M library's runs took 13 s to read).
 """
 
 from __future__ import annotations
 
 import heapq
 import marshal
+import struct
 import tempfile
 import weakref
 from collections.abc import Iterator
@@ -58,7 +63,7 @@ class SortedSpill:
         handle = tempfile.TemporaryFile(prefix="movelib-sort-")  # noqa: SIM115 - read later
         weakref.finalize(self, handle.close)  # closed (and gone) with this object
         for start in range(0, len(self._run), BLOCK_RECORDS):
-            marshal.dump(self._run[start:start + BLOCK_RECORDS], handle)
+            dump_block(self._run[start:start + BLOCK_RECORDS], handle)
         handle.flush()
         self._runs.append(handle)
         self._run = []
@@ -76,9 +81,25 @@ class SortedSpill:
 
 def _read(handle: IO[bytes]) -> Iterator[Record]:
     handle.seek(0)
-    while True:
-        try:
-            block = marshal.load(handle)
-        except EOFError:
-            return
+    for block in load_blocks(handle):
         yield from block
+
+
+_LENGTH = struct.Struct("<Q")
+
+
+def dump_block(value: Any, handle: IO[bytes]) -> None:
+    """Write ``value`` (what marshal writes) to ``handle``, to be read by :func:`load_blocks`."""
+    data = marshal.dumps(value)
+    handle.write(_LENGTH.pack(len(data)))
+    handle.write(data)
+
+
+def load_blocks(handle: IO[bytes]) -> Iterator[Any]:
+    """Each value :func:`dump_block` wrote to ``handle``, from where it stands, in order."""
+    while True:
+        head = handle.read(_LENGTH.size)
+        if not head:
+            return
+        (size,) = _LENGTH.unpack(head)
+        yield marshal.loads(handle.read(size))

@@ -29,7 +29,6 @@ is recomputed in the one stream (:func:`target_movements`).
 
 from __future__ import annotations
 
-import marshal
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -43,7 +42,7 @@ from typing import IO, Any, NamedTuple
 import orjson
 import psycopg
 
-from ..base.spill import SortedSpill
+from ..base.spill import SortedSpill, dump_block, load_blocks
 from ..database import db
 from ..database.tables import NOT_ITS_DOCUMENT, by_slug, table_exists
 from ..seed.drift import Movement, library_movements, merge, merge_keyed, movements
@@ -315,8 +314,8 @@ def _pairs(conn: psycopg.Connection, dump: DumpLibrary, differing: IO[bytes],
                     yield Same(movements, versions)
                     movements = versions = 0
             else:
-                marshal.dump((held, None if dumped is None else (tuple(dumped[0]), dumped[1])),
-                             differing)
+                dump_block((held, None if dumped is None else (tuple(dumped[0]), dumped[1])),
+                           differing)
     if movements:
         yield Same(movements, versions)
     differing.seek(0)
@@ -344,11 +343,7 @@ def _merge(here: Iterator[tuple[bytes, Held]], there: Iterator[tuple[bytes, Move
 
 
 def _read(handle: IO[bytes]) -> Iterator[tuple[Held | None, Dumped | None]]:
-    while True:
-        try:
-            held, dumped = marshal.load(handle)
-        except EOFError:
-            return
+    for held, dumped in load_blocks(handle):
         yield held, None if dumped is None else (Movement(*dumped[0]), dumped[1])
 
 
