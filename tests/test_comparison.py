@@ -287,3 +287,22 @@ def test_a_draft_hashed_by_pythons_canonical_form_only_is_recomputed(
     assert fast == every
     assert [ours.slug for ours, _ in fast[0]] == ["deadlift"]  # type: ignore[union-attr]
     assert recomputed == [("deadlift", 1)]
+
+
+def test_blocks_of_two_rows_compare_as_the_recomputation_says(
+        target: Target, tricky_release: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dump's rows taken two at a time: blocks equal to the target's next rows counted,
+    the others (a movement the target lacks a pointer for, one edited, one only the target
+    holds, one only the dump holds) compared slug by slug, the two kinds side by side."""
+    from movelib.ship import dumplibrary
+
+    monkeypatch.setattr(dumplibrary, "ROWS_PER_BLOCK", 2)
+    behind_the_triggers(target, "DELETE FROM movement_current WHERE slug = 'deadlift'; "
+                                "UPDATE movement_library SET level = 'expert' WHERE slug = 'bench-press'; "
+                                "UPDATE movement_library SET slug = 'aa-only-here' WHERE slug = 'back-squat'; "
+                                "UPDATE movement_current SET slug = 'aa-only-here' WHERE slug = 'back-squat'")
+    fast, every, recomputed = both_ways(target, tricky_release, monkeypatch)
+    assert fast == every
+    assert [_slug(pair) for pair in fast[0]] == ["aa-only-here", "back-squat", "bench-press", "deadlift"]
+    assert fast[1:] == (5, 5)  # the other five, counted
+    assert sorted(recomputed) == [("aa-only-here", 1), ("bench-press", 1)]  # deadlift's is decided

@@ -13,7 +13,7 @@ import threading
 import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
-from itertools import islice
+from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from movelib.seed.diff import DriftReport
 from movelib.seed.drift import Difference, Movement, merge
 from movelib.seed.plan import make_plan
 from movelib.seed.workflow import SeedOptions, run_seed
-from movelib.ship.comparison import DumpLibrary
+from movelib.ship.dumplibrary import DumpLibrary
 from movelib.source.datafile import load_movements
 from movelib.source.synth import write_synthetic
 
@@ -405,6 +405,61 @@ def test_the_dumps_side_is_what_dictionaries_of_it_gave(monkeypatch: pytest.Monk
     expected = [Movement(s, versions[s], whole.get(s)) for s in sorted(versions, key=str.encode)]
     assert len(dump.versions._runs) > 1 and len(dump.current._runs) > 1  # merged from disk
     assert list(dump.movements()) == expected
+
+
+@pytest.mark.parametrize("seed_", range(6))
+def test_the_dumps_rows_are_what_dictionaries_of_them_give(monkeypatch: pytest.MonkeyPatch,
+                                                           seed_: int) -> None:
+    """DumpLibrary.blocks() against rows built from dictionaries of the same tables, blocks of
+    a few rows and runs on disk: slugs of one and of several versions, slugs without a pointer
+    or with two, versions with no draft, two drafts or a draft that does not hash to the
+    row's hash, drafts of versions the library lacks, a dump before pointers."""
+    from hashlib import sha256
+
+    from movelib.base import spill as spill_module
+    from movelib.ship import dumplibrary
+    from movelib.ship.dumpformat import Table
+    from movelib.source.datafile.canonical import canonical_bytes
+
+    monkeypatch.setattr(spill_module, "RUN_RECORDS", 7)
+    monkeypatch.setattr(dumplibrary, "ROWS_PER_BLOCK", 4)
+    rng = random.Random(seed_)
+    slugs = [*SLUGS[:12], *(f"m-{i}" for i in range(40))]
+    documents = {(s, v): {"name": f"{s} {v}", "aliases": [s] * rng.randrange(3)}
+                 for s in slugs for v in range(1, 4)}
+    hashed = {k: sha256(canonical_bytes(d)).hexdigest() for k, d in documents.items()}
+    library_rows = [(s, v, hashed[(s, v)] if rng.random() < 0.8 else f"{rng.randrange(16**8):08x}")
+                    for s in slugs for v in range(1, 1 + (1 if rng.random() < 0.7 else rng.randrange(2, 4)))]
+    drafts = [(s, v) for s, v, _ in library_rows if rng.random() < 0.9]
+    drafts += [(s, v) for s, v in drafts if rng.random() < 0.05]  # a second draft
+    drafts += [(s, 3) for s in slugs if rng.random() < 0.1]  # a draft the library lacks (or a third)
+    current_rows = [(s, max(v for t, v, _ in library_rows if t == s)) for s in slugs if rng.random() < 0.85]
+    current_rows += [(s, v + 1) for s, v in current_rows if rng.random() < 0.2]  # a second pointer
+    for table in (library_rows, drafts, current_rows):
+        rng.shuffle(table)
+    derive = seed_ == 5
+    dump = DumpLibrary(derive_current=derive)
+    library = Table("movement_library", ("id", "slug", "version", "content_hash"))
+    staging = Table("movement_staging", ("id", "slug", "version", "document"))
+    current = Table("movement_current", ("slug", "version"))
+    field = {k: orjson.dumps(d).replace(b":", b": ").replace(b",", b", ") for k, d in documents.items()}
+    dump.feed(library, iter([b"".join(b"1\t%s\t%d\t%s\n" % (s.encode(), v, h.encode())
+                                      for s, v, h in library_rows)]))
+    dump.feed(staging, iter([b"".join(b"1\t%s\t%d\t%s\n" % (s.encode(), v, field[(s, v)])
+                                      for s, v in drafts)]))
+    if not derive:
+        dump.feed(current, iter([b"".join(b"%s\t%d\n" % (s.encode(), v) for s, v in current_rows)]))
+    pointer = dict(sorted(current_rows, key=lambda r: (r[0].encode(), r[1])))  # the last, as sorted
+    expected = []
+    for s, v, h in sorted(library_rows, key=lambda r: (r[0].encode(), r[1], r[2])):
+        now = max(w for t, w, _ in library_rows if t == s) if derive else pointer.get(s)
+        single = drafts.count((s, v)) == 1
+        drafted = (sha256(field[(s, v)]).digest() if single and hashed[(s, v)] == h
+                   else dumplibrary.NO_DRAFT)
+        expected.append((s, v, h, drafted, now))
+    blocks = list(dump.blocks())
+    assert [row for block in blocks for row in block] == expected
+    assert all(block[-1][0] != following[0][0] for block, following in pairwise(blocks))
 
 
 def test_the_restores_preview_is_what_the_whole_comparison_gave(

@@ -69,14 +69,15 @@ class SortedSpill:
         self._run = []
 
     def __iter__(self) -> Iterator[Record]:
-        """Every record, sorted; once the records are on disk, iterating again reads them again."""
+        """Every record, sorted; once the records are on disk, iterating again reads them again.
+        Records held in memory are given by the list's own iterator (no generator between:
+        ``islice`` takes a block of them in one C loop)."""
         if not self._runs:
             self._run.sort()
-            yield from self._run
-            return
+            return iter(self._run)
         if self._run:
             self._spill()
-        yield from heapq.merge(*map(_read, self._runs))
+        return heapq.merge(*map(_read, self._runs))
 
 
 def _read(handle: IO[bytes]) -> Iterator[Record]:

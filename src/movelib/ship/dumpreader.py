@@ -24,7 +24,6 @@ from ..base.text import shown_path
 from ..database.migrations import checkout_migrations
 from ..database.yoyo_tables import YOYO_SCHEMA_VERSION, yoyo_hash
 from ..source.datafile import Progress
-from .comparison import DumpLibrary
 from .compress import Blocks, opened
 from .dumpformat import (
     END_OF_DATA,
@@ -32,6 +31,7 @@ from .dumpformat import (
     Table,
     render,
 )
+from .dumplibrary import DumpLibrary
 from .manifest import Manifest
 
 BLOCK = 1 << 20

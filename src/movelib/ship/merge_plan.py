@@ -23,8 +23,9 @@ from psycopg import sql
 
 from ..database.tables import MOVEMENT_TABLES, NOT_ITS_DOCUMENT
 from ..seed.drift import same
-from .comparison import DumpLibrary, Pair, Same, side_by_side
+from .comparison import Pair, Same, side_by_side
 from .dumpformat import NOT_DUMPED
+from .dumplibrary import DumpLibrary
 
 Key = tuple[str, int]  # (slug, version)
 

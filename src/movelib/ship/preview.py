@@ -26,7 +26,8 @@ from ..database.provenance import NOTHING, Provenance, latest
 from ..database.tables import table_exists
 from ..seed.drift import KINDS as DRIFT_KINDS
 from ..seed.drift import Difference, differ
-from .comparison import DumpLibrary, Pair, Same, side_by_side
+from .comparison import Pair, Same, side_by_side
+from .dumplibrary import DumpLibrary
 
 SHOWN = 5  # slugs listed per kind
 KINDS = ("added", "removed", "changed", "new version", "conflict")
