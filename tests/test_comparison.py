@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,12 @@ from support import CANONICAL, ROOT, database, rows, seed
 from test_live_restore import forge_manifest
 
 from movelib.base.errors import RestoreFailed
+from movelib.database.tables import RETIRED, action_literal
 from movelib.database.target import Target, target_from_dsn
 from movelib.seed.drift import Movement, merge, same
+from movelib.seed.verify import BEHIND, DRAFTLESS, DRAFTLESS_STRICT, UNRETIRED, invariant
 from movelib.ship import comparison
-from movelib.ship.comparison import Same, side_by_side, target_movements
+from movelib.ship.comparison import Invariants, Same, side_by_side, target_movements
 from movelib.ship.dump import dump
 from movelib.ship.restore import check_dump_file, plan_restore, restore
 from movelib.source.datafile.canonical import canonical_bytes
@@ -306,3 +309,55 @@ def test_blocks_of_two_rows_compare_as_the_recomputation_says(
     assert [_slug(pair) for pair in fast[0]] == ["aa-only-here", "back-squat", "bench-press", "deadlift"]
     assert fast[1:] == (5, 5)  # the other five, counted
     assert sorted(recomputed) == [("aa-only-here", 1), ("bench-press", 1)]  # deadlift's is decided
+
+
+# Edits that break, or keep, the three invariants of the library the comparison checks for the
+# merge's first half (verify's DRAFTLESS strictly, BEHIND, UNRETIRED)
+INVARIANT_EDITS = {
+    "nothing": "",
+    "a draft not published": "UPDATE movement_staging SET status = 'approved' WHERE slug = 'deadlift'",
+    "two rows' drafts swapped": EDITS["two rows' drafts swapped"][0],
+    "a pointer behind": "UPDATE movement_current SET version = 7 WHERE slug = 'deadlift'",
+    "a pointer removed": "DELETE FROM movement_current WHERE slug = 'deadlift'",
+    "a pointer removed, its RETIRED row written": (
+        "DELETE FROM movement_current WHERE slug = 'deadlift'; "
+        "INSERT INTO movement_audit_log (action, slug, version, actor, details) "
+        f"VALUES ({action_literal(RETIRED)}, 'deadlift', 1, 'x', '{{}}')"),
+}
+
+
+@pytest.mark.parametrize("against", ["the release", "a dump of the edited target"])
+@pytest.mark.parametrize("rows_per_block", [2, 1000])
+@pytest.mark.parametrize("edit", INVARIANT_EDITS)
+def test_the_comparison_finds_what_the_librarys_check_finds(
+        target: Target, tricky_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        edit: str, rows_per_block: int, against: str) -> None:
+    """What the comparison says of three of the library's invariants is what verify's queries
+    say, the rows taken in blocks equal to the target's (against a dump of the edited target)
+    or compared slug by slug."""
+    from movelib.ship import dumplibrary
+
+    monkeypatch.setattr(dumplibrary, "ROWS_PER_BLOCK", rows_per_block)
+    if INVARIANT_EDITS[edit]:
+        behind_the_triggers(target, INVARIANT_EDITS[edit])
+    release = (tricky_release if against == "the release"
+               else dump(target, ROOT / "migrations", tmp_path, update_latest=False).path)
+    found = Invariants()
+    with psycopg.connect(target.conninfo) as conn:
+        with side_by_side(conn, check_dump_file(release).library, found) as pairs:
+            deque(pairs, maxlen=0)
+        expected = any(conn.execute(invariant(query, "", strict)).fetchone() for query, strict in (
+            (DRAFTLESS, DRAFTLESS_STRICT), (BEHIND, ""), (UNRETIRED, "")))
+    assert found.checked
+    assert found.broken == expected == (edit not in ("nothing", "a pointer removed, its RETIRED row written"))
+
+
+def test_the_first_half_checks_the_retired_slugs_the_comparison_left(target: Target) -> None:
+    """More slugs without a pointer than the comparison looks up: the first half of the
+    merge's check reads their RETIRED rows itself."""
+    from movelib.ship.merge_check import half
+
+    behind_the_triggers(target, INVARIANT_EDITS["a pointer removed"])
+    with psycopg.connect(target.conninfo) as conn:
+        assert not half(conn, None, Invariants(checked=True, unpointed=None)).clean
+        assert half(conn, None, Invariants(checked=True)).clean  # the comparison's word taken

@@ -456,7 +456,7 @@ def test_the_dumps_rows_are_what_dictionaries_of_them_give(monkeypatch: pytest.M
         single = drafts.count((s, v)) == 1
         drafted = (sha256(field[(s, v)]).digest() if single and hashed[(s, v)] == h
                    else dumplibrary.NO_DRAFT)
-        expected.append((s, v, h, drafted, now))
+        expected.append((s, v, h, drafted, now, False))
     blocks = list(dump.blocks())
     assert [row for block in blocks for row in block] == expected
     assert all(block[-1][0] != following[0][0] for block, following in pairwise(blocks))

@@ -35,15 +35,16 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import psycopg
 
 from ..base.spill import dump_block, load_blocks
 from ..database import db
-from ..database.tables import NOT_ITS_DOCUMENT, by_slug, table_exists
+from ..database.tables import NOT_ITS_DOCUMENT, RETIRED, action_literal, by_slug, table_exists
 from ..seed.drift import Movement, library_movements, merge, merge_keyed, movements
 from .dumplibrary import NO_DRAFT, DumpLibrary, Lookahead, Row
 
@@ -87,11 +88,66 @@ class Same(NamedTuple):
     versions: int
 
 
+@dataclass
+class Invariants:
+    """Three of the library's invariants (:mod:`movelib.seed.verify`: DRAFTLESS strictly,
+    BEHIND, UNRETIRED), checked on the target's rows as the comparison reads them, so that the
+    merge's first half of the library's check (:mod:`movelib.ship.merge_check`) need not read
+    the tables again: ``checked`` once every row was read, ``broken`` where one breaks. The
+    latest versions of slugs without a pointer are looked up in the audit log (their RETIRED
+    rows) after the rows; past :data:`MOST_UNPOINTED` of them, ``unpointed`` is None and
+    UNRETIRED is left to the first half."""
+
+    checked: bool = False
+    broken: bool = False
+    unpointed: list[tuple[str, int]] | None = field(default_factory=list)
+
+    def block(self, rows: list[Row]) -> None:
+        """Rows whose draft column is the dump's (no draftless row): a slug's pointer must be
+        at its latest version (its last row), or the slug retired."""
+        for row, following in zip(rows, [*rows[1:], None], strict=True):
+            if following is None or following[0] != row[0]:
+                self._latest(row)
+
+    def slug(self, rows: list[tuple[Any, ...]]) -> None:
+        """One slug's rows, every invariant."""
+        if any(row[5] for row in rows):
+            self.broken = True
+        self._latest(rows[-1])
+
+    def _latest(self, row: tuple[Any, ...]) -> None:
+        if row[4] is not None:
+            self.broken = self.broken or row[4] != row[1]
+        elif self.unpointed is not None:
+            self.unpointed.append((row[0], row[1]))
+            if len(self.unpointed) > MOST_UNPOINTED:
+                self.unpointed = None
+
+    def finish(self, conn: psycopg.Connection) -> None:
+        """After the rows: the slugs without a pointer have their RETIRED rows."""
+        if self.unpointed:
+            row = conn.execute(_UNRETIRED, ([s for s, _ in self.unpointed],
+                                            [v for _, v in self.unpointed])).fetchone()
+            self.broken = self.broken or bool(row and row[0])
+        self.checked = True
+
+
+MOST_UNPOINTED = 10_000  # retired slugs the comparison checks; more: the first half does
+_UNRETIRED = f"""
+SELECT EXISTS (SELECT FROM unnest(%s::text[], %s::integer[]) AS k (slug, version)
+                WHERE NOT EXISTS (SELECT FROM movement_audit_log a
+                                   WHERE a.slug = k.slug AND a.version = k.version
+                                     AND a.action = {action_literal(RETIRED)}))
+"""
+
+
 RECOMPUTED_PER_QUERY = 5_000  # versions whose hash one query recomputes
 
 # The row's projection test is movement_library_content's (migration 0004), the digest is of
 # jsonb's text as COPY writes it: without a control character (jsonb escapes them), a backslash
-# is all COPY escapes
+# is all COPY escapes. The last column is for the library's check (Invariants): whether the
+# row's draft is not its own published one (verify's DRAFTLESS, strictly). (No lookup of the
+# audit log here: a subquery among the columns keeps them from the parallel workers.)
 _DOCUMENTS = f"""
 SELECT l.slug, l.version, l.content_hash,
        CASE WHEN (l.slug, l.name, l.classification, l.equipment, l.primary_muscles,
@@ -102,7 +158,9 @@ SELECT l.slug, l.version, l.content_hash,
                   d.secondary_muscles, d.level, d.instructions, coalesce(d.aliases, '{{}}'),
                   d.laterality, d.force, d.mechanic, coalesce(d.coaching_cues, '{{}}'))
             THEN sha256(convert_to(replace(s.document::text, '\\', '\\\\'), 'UTF8')) END,
-       c.version
+       c.version,
+       coalesce(s.id IS NULL OR s.status <> 'published' OR s.content_hash <> l.content_hash
+                OR s.slug <> l.slug OR s.version <> l.version, false)
   FROM movement_library l
   LEFT JOIN movement_staging s ON s.id = l.staging_id
   LEFT JOIN LATERAL jsonb_to_record(s.document) AS d (slug text, name text, classification text,
@@ -133,7 +191,7 @@ Dumped = tuple[tuple[str, dict[int, str], int | None], Versions]
 
 @contextmanager
 def side_by_side(conn: psycopg.Connection, dump: DumpLibrary,
-                 ) -> Iterator[Iterator[Pair | Same]]:
+                 invariants: Invariants | None = None) -> Iterator[Iterator[Pair | Same]]:
     """``with side_by_side(conn, dump) as pairs:`` the target's movements on ``conn`` (in the
     caller's transaction) beside the dump's, each side None where it lacks the slug, every
     version's hash as the recomputation gives it; movements decided the same at once are
@@ -143,15 +201,15 @@ def side_by_side(conn: psycopg.Connection, dump: DumpLibrary,
             yield merge(here, dump.movements())
         return
     with tempfile.TemporaryFile(prefix="movelib-differ-") as differing:
-        yield _pairs(conn, dump, differing)
+        yield _pairs(conn, dump, differing, invariants or Invariants())
 
 
 def _pairs(conn: psycopg.Connection, dump: DumpLibrary, differing: IO[bytes],
-           ) -> Iterator[Pair | Same]:
+           invariants: Invariants) -> Iterator[Pair | Same]:
     """The dump's blocks of rows beside the target's: a block equal row for row to the
     target's next rows (and the target's next row of another slug) is counted at once; any
     other is compared slug by slug, each movement that differs kept in ``differing`` (then
-    recomputed)."""
+    recomputed). Every row of the target is held to ``invariants`` on the way."""
     with db.stream(conn, _DOCUMENTS) as found:
         target = Lookahead(iter(found))
         last = b""  # the slug (UTF-8) last compared: the target's next must come after it
@@ -159,15 +217,18 @@ def _pairs(conn: psycopg.Connection, dump: DumpLibrary, differing: IO[bytes],
             rows = target.take(len(block))
             following = target.peek()
             if rows == block and (following is None or following[0] != block[-1][0]):
+                invariants.block(block)
                 yield Same(len(dict.fromkeys(map(_SLUG, block))), len(block))
             else:
                 target.push(rows)
-                same = _by_slug(_held(target, _key(block[-1][0]), last), _dumped(block),
-                                differing)
+                same = _by_slug(_held(target, _key(block[-1][0]), last, invariants),
+                                _dumped(block), differing)
                 if same.movements:
                     yield same
             last = _key(block[-1][0])
-        _by_slug(_held(target, None, last), iter(()), differing)  # what only the target holds
+        # what only the target holds
+        _by_slug(_held(target, None, last, invariants), iter(()), differing)
+    invariants.finish(conn)
     differing.seek(0)
     yield from _recomputed(conn, _read(differing))
 
@@ -194,9 +255,11 @@ def _by_slug(here: Iterator[tuple[bytes, Held]], there: Iterator[tuple[bytes, Du
     return Same(movements, versions)
 
 
-def _held(target: Lookahead, end: bytes | None, last: bytes) -> Iterator[tuple[bytes, Held]]:
+def _held(target: Lookahead, end: bytes | None, last: bytes, invariants: Invariants,
+          ) -> Iterator[tuple[bytes, Held]]:
     """The target's next slugs up to ``end`` (its UTF-8; None: every one left), each after
-    ``last`` (a slug's rows come together, the slugs in order), with their UTF-8."""
+    ``last`` (a slug's rows come together, the slugs in order), with their UTF-8; each held
+    to ``invariants``."""
     while (row := target.peek()) is not None:
         key = _key(row[0])
         if end is not None and key > end:
@@ -207,8 +270,9 @@ def _held(target: Lookahead, end: bytes | None, last: bytes) -> Iterator[tuple[b
         target.take(1)
         while (row := target.peek()) is not None and row[0] == rows[0][0]:
             rows += target.take(1)
+        invariants.slug(rows)
         yield key, (rows[0][0], tuple((version, stored, digest or NOT_A_PROJECTION)
-                                      for _, version, stored, digest, _ in rows),
+                                      for _, version, stored, digest, *_ in rows),
                     rows[-1][4])  # the slug's current version, on each of its rows
         last = key
 
@@ -217,10 +281,10 @@ def _dumped(block: list[Row]) -> Iterator[tuple[bytes, Dumped]]:
     """``block``'s slugs as the slow path compares them, with their UTF-8."""
     for slug, group in groupby(block, key=_SLUG):
         rows = list(group)
-        yield _key(slug), ((slug, {version: digest for _, version, digest, _, _ in rows},
+        yield _key(slug), ((slug, {version: digest for _, version, digest, *_ in rows},
                             rows[0][4]),
                            tuple((version, digest, drafted or NO_DRAFT)
-                                 for _, version, digest, drafted, _ in rows))
+                                 for _, version, digest, drafted, *_ in rows))
 
 
 def _read(handle: IO[bytes]) -> Iterator[tuple[Held | None, Dumped | None]]:

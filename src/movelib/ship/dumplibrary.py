@@ -29,9 +29,10 @@ _NUMBERS = re.compile(rb"[1-9][0-9]*(?:\n[1-9][0-9]*)*")  # plain_number's, one 
 
 # One library version as the comparison reads it, on either side: slug, version, stored hash,
 # the sha256 of its draft's document as COPY writes it (or a marker no sha256 is: NO_DRAFT on
-# the dump's side, None on the target's where the row is not its document's projection), and
-# its slug's current version (None: retired)
-Row = tuple[str, int, str, bytes | None, int | None]
+# the dump's side, None on the target's where the row is not its document's projection), its
+# slug's current version (None: retired), and whether the row's draft is not its own (the
+# target's library check, comparison.Invariants; False here)
+Row = tuple[str, int, str, bytes | None, int | None, bool]
 NO_DRAFT = b"no single draft in the dump"
 ROWS_PER_BLOCK = 250  # library versions the comparison takes at a time
 
@@ -150,8 +151,9 @@ class DumpLibrary:
         else:
             now = dict(pointers)
             nows = [now[slug] for slug in slugs]
+        count = len(block)
         return list(zip(map(bytes.decode, slugs), map(_VERSION, block), hashes, drafted, nows,
-                        strict=True))
+                        [False] * count, strict=True))
 
     def _by_slug(self, block: list[Record], documents: Lookahead, current: Lookahead,
                  ) -> list[Row]:
@@ -176,8 +178,8 @@ class DumpLibrary:
             if self.derive_current:
                 now = max(version for _, version, _ in found)
             slug = key.decode("utf-8")
-            rows += [(slug, version, digest, _drafted(digests, hashes, version, digest), now)
-                     for _, version, digest in found]
+            rows += [(slug, version, digest, _drafted(digests, hashes, version, digest), now,
+                      False) for _, version, digest in found]
         return rows
 
     def _slugs(self) -> Iterator[tuple[bytes, list[Any], int | None]]:

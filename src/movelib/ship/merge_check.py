@@ -11,7 +11,11 @@ so that no published draft of a slug left alone hangs on a row the merge removes
 cannot hang on a removed draft: the foreign key refuses the removal). Whenever a half
 finds anything, the restore runs the whole check after its writes, which words the problems
 and decides what a kept version whose chain is broken needs. (The first half checks every slug,
-not only those left alone: a filter costs more than it saves.)
+not only those left alone: a filter costs more than it saves.) Three of the first half's
+invariants (a row's draft not its own, a pointer behind, a retired slug without its RETIRED
+row) are what the restore's comparison found (:class:`~movelib.ship.comparison.Invariants`): it
+reads every library row with its draft and pointer before the writes anyway, and the first half
+is then the audit trails and the drafts without their row, no longer than the dump's reading.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from ..seed.verify import (
     VerifyReport,
     invariant,
 )
+from .comparison import Invariants
 from .merge_plan import Changes
 
 MOST_TOUCHED = 1_000  # slugs a merge may write for the halves; more: the whole check after it
@@ -54,23 +59,33 @@ class Half:
     audit_rows: int
 
 
-def half(conn: psycopg.Connection, slugs: list[str] | None = None) -> Half:
+def half(conn: psycopg.Connection, slugs: list[str] | None = None,
+         compared: Invariants | None = None) -> Half:
     """Every invariant of the library (strictly), or of its slugs in ``slugs``, on ``conn`` in
-    the caller's transaction."""
+    the caller's transaction; those the comparison checked on every row (``compared``) taken
+    from it."""
     scope = "" if slugs is None else _AMONG
     params = None if slugs is None else {"slugs": slugs}
     trail = audit_trails(conn, scope, params)
     clean = not (trail.broken or trail.orphans)
-    for query, strict in ((DRAFTLESS, DRAFTLESS_STRICT), (UNPUBLISHED, UNPUBLISHED_STRICT),
-                          (BEHIND, ""), (UNRETIRED, "")):
+    queries = [(UNPUBLISHED, UNPUBLISHED_STRICT)]
+    if compared is not None and compared.checked:
+        clean = clean and not compared.broken
+        if compared.unpointed is None:  # too many retired slugs for the comparison
+            queries.append((UNRETIRED, ""))
+    else:
+        queries += [(DRAFTLESS, DRAFTLESS_STRICT), (BEHIND, ""), (UNRETIRED, "")]
+    for query, strict in queries:
         clean = clean and not conn.execute(invariant(query, scope, strict), params).fetchone()
     return Half(clean, trail.by_action, trail.total)
 
 
-def before(conn: psycopg.Connection, slugs: list[str]) -> tuple[Half, Trails]:
-    """The first half, before the writes: the whole library, and the audit trails of the slugs
-    the merge writes (the rows they hold before, for the counts)."""
-    return half(conn), audit_trails(conn, _AMONG, {"slugs": slugs})
+def before(conn: psycopg.Connection, slugs: list[str], compared: Invariants | None = None,
+           ) -> tuple[Half, Trails]:
+    """The first half, before the writes: the whole library (three of its invariants as the
+    comparison found them, ``compared``, when it checked them), and the audit trails of the
+    slugs the merge writes (the rows they hold before, for the counts)."""
+    return half(conn, None, compared), audit_trails(conn, _AMONG, {"slugs": slugs})
 
 
 def whole(conn: psycopg.Connection, target: Target, first: tuple[Half, Trails], after: Half,

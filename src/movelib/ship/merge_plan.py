@@ -23,7 +23,7 @@ from psycopg import sql
 
 from ..database.tables import MOVEMENT_TABLES, NOT_ITS_DOCUMENT
 from ..seed.drift import same
-from .comparison import Pair, Same, side_by_side
+from .comparison import Invariants, Pair, Same, side_by_side
 from .dumpformat import NOT_DUMPED
 from .dumplibrary import DumpLibrary
 
@@ -44,6 +44,8 @@ class Changes:
     retired: set[str] = field(default_factory=set)  # slugs the dump retired that the target had current
     kept: int = 0  # versions kept as the target has them
     added_count: int = 0  # versions added (every one when ``everything``)
+    # what the comparison found of the target's library (the merge's first check needs no more)
+    invariants: Invariants = field(default_factory=Invariants)
 
     @property
     def writes(self) -> bool:
@@ -94,7 +96,7 @@ def changes(conn: psycopg.Connection, library: DumpLibrary) -> Changes:
     found = Changes()
     if _library_empty(conn):
         return everything(conn, library.versions.count)
-    with side_by_side(conn, library) as pairs:
+    with side_by_side(conn, library, found.invariants) as pairs:
         for pair in pairs:
             compare(found, pair)
     found.added_count = len(found.added)

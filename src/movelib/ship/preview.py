@@ -26,7 +26,7 @@ from ..database.provenance import NOTHING, Provenance, latest
 from ..database.tables import table_exists
 from ..seed.drift import KINDS as DRIFT_KINDS
 from ..seed.drift import Difference, differ
-from .comparison import Pair, Same, side_by_side
+from .comparison import Invariants, Pair, Same, side_by_side
 from .dumplibrary import DumpLibrary
 
 SHOWN = 5  # slugs listed per kind
@@ -90,11 +90,13 @@ class Preview:
 
 
 def preview(conn: psycopg.Connection, dump: DumpLibrary,
-            each: Callable[[Pair | Same], None] | None = None) -> Preview:
+            each: Callable[[Pair | Same], None] | None = None,
+            invariants: Invariants | None = None) -> Preview:
     """Compare the target on ``conn`` (in the caller's read-only transaction) with ``dump``,
     both streamed slug by slug: the counts of every kind and the first few of each. ``each``
     sees every pair of the comparison too (a restore's merge plan is made in the same pass);
-    it is not called when the target holds no library."""
+    it is not called when the target holds no library; ``invariants`` is what the comparison
+    found of the target's library."""
     counts: dict[str, int] = {}
     # the first few per (kind, drift kind): listed as `inv diff` orders them, by its kind then slug
     first: dict[tuple[str, str], list[Difference]] = {}
@@ -106,7 +108,7 @@ def preview(conn: psycopg.Connection, dump: DumpLibrary,
         if sides[1]:
             counts["added"] = sides[1]
     else:
-        with side_by_side(conn, dump) as pairs:
+        with side_by_side(conn, dump, invariants) as pairs:
             for pair in pairs:
                 if each is not None:
                     each(pair)

@@ -171,7 +171,7 @@ def look(conn: psycopg.Connection, target: Target, dump: CheckedDump, presented:
         refusal = exc
     planned = Changes()
     compared = _Compared(partial(compare, planned), progress)
-    shown_preview = preview(conn, dump.library, compared)
+    shown_preview = preview(conn, dump.library, compared, planned.invariants)
     compared.finish()
     counts = current_counts(conn, list(dump.manifest.row_counts))
     if holds_tables(conn):

@@ -171,7 +171,8 @@ def _merged(conn: psycopg.Connection, target: Target, dump: CheckedDump, merged:
             slugs = touched(merged)
             # the library checked while the merge reads the dump (before it writes), the slugs
             # it writes after the writes; the whole check when either finds anything
-            first = partial(before, conn, slugs) if len(slugs) <= MOST_TOUCHED else None
+            first = (partial(before, conn, slugs, merged.invariants)
+                     if len(slugs) <= MOST_TOUCHED else None)
             with conn.transaction():  # a savepoint: a merge made again is undone first
                 checked = apply_merge(conn, dump, merged, progress, beside=first)
                 counts = {k: v for k, v in current_counts(conn, list(MERGE_COUNTED)).items()
