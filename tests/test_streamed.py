@@ -413,7 +413,7 @@ def test_the_dumps_rows_are_what_dictionaries_of_them_give(monkeypatch: pytest.M
     """DumpLibrary.blocks() against rows built from dictionaries of the same tables, blocks of
     a few rows and runs on disk: slugs of one and of several versions, slugs without a pointer
     or with two, versions with no draft, two drafts or a draft that does not hash to the
-    row's hash, drafts of versions the library lacks, a dump before pointers."""
+    row's hash, drafts of versions the library lacks, a version twice, a dump before pointers."""
     from hashlib import sha256
 
     from movelib.base import spill as spill_module
@@ -430,6 +430,7 @@ def test_the_dumps_rows_are_what_dictionaries_of_them_give(monkeypatch: pytest.M
     hashed = {k: sha256(canonical_bytes(d)).hexdigest() for k, d in documents.items()}
     library_rows = [(s, v, hashed[(s, v)] if rng.random() < 0.8 else f"{rng.randrange(16**8):08x}")
                     for s in slugs for v in range(1, 1 + (1 if rng.random() < 0.7 else rng.randrange(2, 4)))]
+    library_rows += [row for row in library_rows if rng.random() < 0.03]  # a version twice
     drafts = [(s, v) for s, v, _ in library_rows if rng.random() < 0.9]
     drafts += [(s, v) for s, v in drafts if rng.random() < 0.05]  # a second draft
     drafts += [(s, 3) for s in slugs if rng.random() < 0.1]  # a draft the library lacks (or a third)

@@ -133,6 +133,8 @@ class DumpLibrary:
         if self.derive_current:
             return None
         keys = list(map(_KEY_VERSION, block))
+        if len(dict.fromkeys(keys)) != len(keys):  # a version twice (a forged dump): slug by slug
+            return None
         slugs = list(map(_KEY, block))
         distinct = list(dict.fromkeys(slugs))
         drafts, pointers = documents.take(len(keys)), current.take(len(distinct))
