@@ -7,7 +7,8 @@ block at a time. A few runs' blocks are in memory at once, whatever the number o
 
 Each block is written as its length and its ``marshal.dumps`` (:func:`dump_block`), and read
 back whole into ``marshal.loads`` (:func:`load_blocks`): ``marshal.load`` on a file asks the
-file for every object's bytes, twenty times slower (a 1M library's runs took 13 s to read).
+file for every object's bytes, twenty times slower (the dump's side of a 1M comparison
+read 11.1 s so, 5.4 s this way).
 """
 
 from __future__ import annotations

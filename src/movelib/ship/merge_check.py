@@ -15,7 +15,7 @@ not only those left alone: a filter costs more than it saves.) Three of the firs
 invariants (a row's draft not its own, a pointer behind, a retired slug without its RETIRED
 row) are what the restore's comparison found (:class:`~movelib.ship.comparison.Invariants`): it
 reads every library row with its draft and pointer before the writes anyway, and the first half
-is then the audit trails and the drafts without their row, no longer than the dump's reading.
+is then the audit trails and the drafts without their row, about as long as the dump's reading.
 """
 
 from __future__ import annotations
