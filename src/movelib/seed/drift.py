@@ -89,11 +89,12 @@ class Side:
     current: dict[str, int]
 
     def movements(self) -> Iterator[Movement]:
-        for slug in sorted(self.versions, key=_key):
+        for slug in sorted(self.versions, key=slug_key):
             yield Movement(slug, self.versions[slug], self.current.get(slug))
 
 
-def _key(slug: str) -> bytes:
+def slug_key(slug: str) -> bytes:
+    """A slug's UTF-8: the order both sides of a merge join by (the server's by_slug)."""
     return slug.encode("utf-8", "surrogatepass")
 
 
@@ -153,7 +154,7 @@ def merge_keyed(a: Iterator[tuple[bytes, A]], b: Iterator[tuple[bytes, B]],
 def _keyed(found: Iterable[Movement]) -> Iterator[tuple[bytes, Movement]]:
     """Each movement with its slug's UTF-8 (the merge's key)."""
     for movement in found:
-        yield _key(movement.slug), movement
+        yield slug_key(movement.slug), movement
 
 
 def _ordered(keyed: Iterator[tuple[bytes, A]]) -> Iterator[tuple[bytes, A]]:
@@ -201,7 +202,7 @@ def compare(source: Side, destination: Side) -> list[Difference]:
     """Every difference between two libraries held whole, conflicts first, then by kind and
     slug (what :func:`diff` finds, from streams)."""
     found = [d for pair in merge(source.movements(), destination.movements()) for d in differ(*pair)]
-    found.sort(key=lambda d: (KINDS.index(d.kind), _key(d.slug)))
+    found.sort(key=lambda d: (KINDS.index(d.kind), slug_key(d.slug)))
     return found
 
 

@@ -45,7 +45,14 @@ import psycopg
 from ..base.spill import dump_block, load_blocks
 from ..database import db
 from ..database.tables import NOT_ITS_DOCUMENT, RETIRED, action_literal, by_slug, table_exists
-from ..seed.drift import Movement, library_movements, merge, merge_keyed, movements
+from ..seed.drift import (
+    Movement,
+    library_movements,
+    merge,
+    merge_keyed,
+    movements,
+    slug_key,
+)
 from .dumplibrary import NO_DRAFT, DumpLibrary, Lookahead, Row
 
 # Before migration 0004 the stored hashes are all there is; before the versions migration (no
@@ -221,11 +228,11 @@ def _pairs(conn: psycopg.Connection, dump: DumpLibrary, differing: IO[bytes],
                 yield Same(len(dict.fromkeys(map(_SLUG, block))), len(block))
             else:
                 target.push(rows)
-                same = _by_slug(_held(target, _key(block[-1][0]), last, invariants),
+                same = _by_slug(_held(target, slug_key(block[-1][0]), last, invariants),
                                 _dumped(block), differing)
                 if same.movements:
                     yield same
-            last = _key(block[-1][0])
+            last = slug_key(block[-1][0])
         # what only the target holds
         _by_slug(_held(target, None, last, invariants), iter(()), differing)
     invariants.finish(conn)
@@ -234,10 +241,6 @@ def _pairs(conn: psycopg.Connection, dump: DumpLibrary, differing: IO[bytes],
 
 
 _SLUG = itemgetter(0)
-
-
-def _key(slug: str) -> bytes:
-    return slug.encode("utf-8", "surrogatepass")
 
 
 def _by_slug(here: Iterator[tuple[bytes, Held]], there: Iterator[tuple[bytes, Dumped]],
@@ -261,7 +264,7 @@ def _held(target: Lookahead, end: bytes | None, last: bytes, invariants: Invaria
     ``last`` (a slug's rows come together, the slugs in order), with their UTF-8; each held
     to ``invariants``."""
     while (row := target.peek()) is not None:
-        key = _key(row[0])
+        key = slug_key(row[0])
         if end is not None and key > end:
             return
         if key <= last:
@@ -281,7 +284,7 @@ def _dumped(block: list[Row]) -> Iterator[tuple[bytes, Dumped]]:
     """``block``'s slugs as the slow path compares them, with their UTF-8."""
     for slug, group in groupby(block, key=_SLUG):
         rows = list(group)
-        yield _key(slug), ((slug, {version: digest for _, version, digest, *_ in rows},
+        yield slug_key(slug), ((slug, {version: digest for _, version, digest, *_ in rows},
                             rows[0][4]),
                            tuple((version, digest, drafted or NO_DRAFT)
                                  for _, version, digest, drafted, *_ in rows))
