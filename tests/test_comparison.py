@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +24,7 @@ import pytest
 from support import CANONICAL, ROOT, database, rows, seed
 from test_live_restore import forge_manifest
 
-from movelib.base.errors import RestoreFailed
+from movelib.base.errors import ArtifactError, RestoreFailed
 from movelib.database.tables import RETIRED, action_literal
 from movelib.database.target import Target, target_from_dsn
 from movelib.seed.drift import Movement, merge, same
@@ -361,3 +362,168 @@ def test_the_first_half_checks_the_retired_slugs_the_comparison_left(target: Tar
     with psycopg.connect(target.conninfo) as conn:
         assert not half(conn, None, Invariants(checked=True, unpointed=None)).clean
         assert half(conn, None, Invariants(checked=True)).clean  # the comparison's word taken
+
+
+# The drafts of a large dump hashed in a second process (movelib.ship.drafts)
+HOW = {
+    "a second process": None,
+    "no interpreter to start": "/nonexistent/python",  # Popen raises: this process hashes them
+    "a second process that fails": shutil.which("false"),  # exits 1: this process hashes them
+}
+
+
+def _hashed_by(monkeypatch: pytest.MonkeyPatch, executable: str | None) -> list[Any]:
+    """Every dump checked from here has its drafts hashed by a helper (started with
+    ``executable`` when given); the helpers' processes, as they ended, are listed."""
+    import sys
+
+    from movelib.ship import drafts
+    from movelib.ship import restore as restore_module
+
+    monkeypatch.setattr(restore_module, "HELPER_DRAFTS", 0)
+    if executable is not None:
+        monkeypatch.setattr(sys, "executable", executable)
+    ended: list[Any] = []
+    real = drafts.Helper.results
+
+    def results(self: drafts.Helper, size: int, digest: bytes) -> Iterator[list[Any]]:
+        yield from real(self, size, digest)
+        ended.append(self._process)
+
+    monkeypatch.setattr(drafts.Helper, "results", results)
+    return ended
+
+
+def _compressed(release: Path, folder: Path) -> Path:
+    """``release`` as ``inv release`` ships it: .sql.gz, its manifest recording both forms."""
+    import dataclasses
+
+    from movelib.ship.compress import compress
+    from movelib.ship.manifest import manifest_path, read_manifest
+
+    sql = folder / release.name
+    shutil.copy(release, sql)
+    _, manifest = read_manifest(release)
+    shipped = compress(sql)
+    manifest_path(sql).write_bytes(dataclasses.replace(manifest, compressed=shipped).to_json().encode())
+    sql.unlink()
+    return folder / str(shipped["file"])
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["sql", "sql.gz"])
+@pytest.mark.parametrize("how", HOW)
+def test_a_large_dumps_drafts_hashed_by_a_helper_are_this_processes(
+        tricky_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str,
+        compressed: bool) -> None:
+    """The drafts' digests and content hashes a helper gives (drafts whose documents hold what
+    COPY and jsonb escape, slugs beyond ASCII) are those this process computes as it reads the
+    table: from a second process, or, where none starts or it fails, from this process reading
+    the table again. A .sql.gz is inflated by the helper as the check inflates it."""
+    release = _compressed(tricky_release, tmp_path) if compressed else tricky_release
+    here = list(check_dump_file(release).library.documents)
+    ended = _hashed_by(monkeypatch, HOW[how])
+    helped = list(check_dump_file(release).library.documents)
+    assert helped == here and len(here) == json.loads(
+        tricky_release.with_name(tricky_release.name.removesuffix(".sql") + ".manifest.json")
+        .read_text())["row_counts"]["movement_staging"]
+    assert any(document != "" for *_, document in here)  # content hashes computed, not blank
+    [process] = ended
+    if how == "no interpreter to start":
+        assert process is None
+    else:
+        assert process is not None and process.returncode == (0 if how == "a second process" else 1)
+
+
+@pytest.mark.parametrize("how", ["a second process", "no interpreter to start"])
+def test_drafts_changed_while_the_helper_reads_them_are_refused(
+        tricky_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The dump changed in place (a document's bytes, its size as it was) only while the helper
+    reads its drafts' table, then put back: the file is its manifest's again when the check
+    ends, but the helper hashed other bytes than the check read, and the dump is refused,
+    whichever process hashed them."""
+    import contextlib
+
+    from movelib.ship import drafts
+
+    dump_file = tmp_path / tricky_release.name
+    shutil.copy(tricky_release, dump_file)
+    shutil.copy(tricky_release.with_name(tricky_release.name.removesuffix(".sql") + ".manifest.json"),
+                tmp_path)
+    original = dump_file.read_bytes()  # the check holds the whole (small) file before its drafts
+    edited = original.replace(b"High-Bar", b"Low--Bar", 1)  # the first: a draft's document
+    assert edited != original and len(edited) == len(original)
+
+    @contextlib.contextmanager
+    def swapped() -> Iterator[None]:
+        dump_file.write_bytes(edited)
+        try:
+            yield
+        finally:
+            dump_file.write_bytes(original)
+
+    _hashed_by(monkeypatch, HOW[how])
+    start, read_table = drafts.Helper.start, drafts.read_table
+
+    def started(self: drafts.Helper, at: int, columns: drafts.Columns) -> None:
+        with swapped():
+            start(self, at, columns)
+            if self._process is not None:
+                self._process.wait()
+
+    def read(*args: Any) -> None:
+        with swapped():
+            read_table(*args)
+
+    monkeypatch.setattr(drafts.Helper, "start", started)
+    monkeypatch.setattr(drafts, "read_table", read)
+    with pytest.raises(ArtifactError, match=re.escape("changed while it was read (its drafts are "
+                                                      "not the bytes its check read)")):
+        check_dump_file(dump_file)
+    assert dump_file.read_bytes() == original
+
+
+def test_the_helper_is_stopped_and_its_files_removed_when_the_check_refuses(
+        tricky_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dump refused after its drafts' table (a library row with a field too many): the
+    helper's process has ended and its folder is gone when the refusal reaches the caller."""
+    from movelib.ship import drafts
+
+    forged = _forged(tricky_release, tmp_path, "movement_library",
+                     _on(b"deadlift", b"content_hash", lambda h: h + b"\textra"))
+    _hashed_by(monkeypatch, None)
+    helpers: list[drafts.Helper] = []
+    real = drafts.Helper.start
+
+    def start(self: drafts.Helper, at: int, columns: drafts.Columns) -> None:
+        helpers.append(self)
+        real(self, at, columns)
+
+    monkeypatch.setattr(drafts.Helper, "start", start)
+    with pytest.raises(ArtifactError, match="field"):
+        check_dump_file(forged)
+    [helper] = helpers
+    assert helper._process is not None and helper._process.poll() is not None
+    assert not Path(helper._where.name).exists()
+
+
+@pytest.mark.parametrize("helped", [False, True], ids=["as the check reads", "by a helper"])
+def test_a_drafts_version_that_is_not_a_number_is_refused_with_its_line(
+        tricky_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helped: bool) -> None:
+    """The drafts' third row's version "01": refused with that row's line and slug, whether
+    this process hashed the drafts as it read them or a helper did."""
+    forged = tmp_path / tricky_release.name
+    shutil.copy(tricky_release, forged)
+    shutil.copy(tricky_release.with_name(tricky_release.name.removesuffix(".sql") + ".manifest.json"),
+                tmp_path)
+    lines = forged.read_bytes().split(b"\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(b'COPY "movement_staging"')) + 3
+    fields = lines[at].split(b"\t")
+    fields[2] = b"01"  # (id, slug, version, ...)
+    lines[at] = b"\t".join(fields)
+    forged.write_bytes(b"\n".join(lines))
+    forge_manifest(forged, drop=("library_sha256",))
+    if helped:
+        _hashed_by(monkeypatch, None)
+    with pytest.raises(ArtifactError, match=re.escape(f"line {at + 1}: a row of movement_staging (slug "
+                                                      f"'{fields[1].decode()}') has the version '01'")):
+        check_dump_file(forged)

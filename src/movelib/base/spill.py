@@ -69,6 +69,11 @@ class SortedSpill:
         self._runs.append(handle)
         self._run = []
 
+    def sort(self) -> None:
+        """Sort the records held in memory now (iterating sorts them otherwise, then in one
+        pass: the list is sorted already)."""
+        self._run.sort()
+
     def __iter__(self) -> Iterator[Record]:
         """Every record, sorted; once the records are on disk, iterating again reads them again.
         Records held in memory are given by the list's own iterator (no generator between:

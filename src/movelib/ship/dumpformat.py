@@ -85,6 +85,16 @@ def copy_text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
+def copy_keys(fields: list[bytes]) -> list[bytes]:
+    """Text fields (not NULL) as a merge keys them: their UTF-8, unescaped (one scan of them
+    all where none is escaped or beyond ASCII, the common case)."""
+    joined = b"".join(fields)
+    if b"\\" not in joined and joined.isascii():
+        return fields
+    return [copy_text(field).encode("utf-8") if b"\\" in field or not field.isascii() else field
+            for field in fields]
+
+
 def copy_field(raw: bytes) -> str | None:
     """A field of COPY's text format: None for NULL."""
     return None if raw == NULL else copy_text(raw)

@@ -5,7 +5,8 @@ by slug (on disk beyond a run), and given back as the comparison reads the targe
 Each draft is kept as the sha256 of its document's COPY text (what the server's digest of the
 target's draft is compared with) and the content hash movelib computes of the document (a
 version is decided "the same" without a recomputation only where its draft hashes to its
-library row's hash): both taken here, in the check, before any connection.
+library row's hash): both taken in the check, before any connection (:mod:`.drafts`: for a
+large dump, in a second process).
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
-from itertools import chain, groupby, islice
+from itertools import groupby, islice
 from operator import itemgetter
 from typing import Any
 
-import orjson
-
 from ..base.spill import Record, SortedSpill
 from ..seed.drift import Movement
-from ..source.datafile.canonical import canonical_bytes
-from .dumpformat import NotANumber, Table, copy_text, plain_number
+from .drafts import Columns, Draft, Helper, drafts
+from .dumpformat import NotANumber, Table, copy_keys, copy_text, plain_number
 
 _NUMBERS = re.compile(rb"[1-9][0-9]*(?:\n[1-9][0-9]*)*")  # plain_number's, one a line
 
@@ -37,6 +36,7 @@ NO_DRAFT = b"no single draft in the dump"
 ROWS_PER_BLOCK = 250  # library versions the comparison takes at a time
 
 _KEY, _VERSION, _HASH, _KEY_VERSION = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(0, 1)
+_CONTENT = itemgetter(3)
 
 
 @dataclass
@@ -52,57 +52,83 @@ class DumpLibrary:
     # a dump from before migration 0002 has no pointers: each movement's latest version is
     # current (as 0002 sets them)
     derive_current: bool = False
+    helper: Helper | None = None  # hashes the drafts of a large dump in a second process
+    # what the check read of the drafts' table a second process hashes (:meth:`finish`)
+    _hashed: tuple[Table, int, bytes, int] | None = field(default=None, init=False, repr=False)
 
     def wants(self, table: Table) -> bool:
         return (table.name in ("movement_library", "movement_current")
                 or (table.name == "movement_staging" and "document" in table.columns))
 
     def feed(self, table: Table, blocks: Iterator[bytes],
-             line: Callable[[], int] = lambda: 0) -> None:
-        """Consume ``blocks`` (whole lines of ``table``'s COPY data; ``line()`` the number of
-        the block's first line). A version that is not a number as movelib writes it
-        (:func:`plain_number`) raises :class:`NotANumber`."""
+             line: Callable[[], int] = lambda: 0, start: int | None = None) -> None:
+        """Consume ``blocks`` (whole lines of ``table``'s COPY data, which starts ``start``
+        bytes into the SQL; ``line()`` the number of the block's first line). A version that is
+        not a number as movelib writes it (:func:`plain_number`) raises :class:`NotANumber`
+        (for the drafts a second process hashes, in :meth:`finish`)."""
         columns = table.columns
         slug, version = columns.index("slug"), columns.index("version")
+        if table.name == "movement_staging":
+            self._drafts(table, (slug, version, columns.index("document")), blocks, line, start)
+            return
         digest = columns.index("content_hash") if table.name == "movement_library" else -1
-        document = columns.index("document") if table.name == "movement_staging" else -1
-        into = (self.versions if digest >= 0 else self.documents if document >= 0
-                else self.current)
+        into = self.versions if digest >= 0 else self.current
         # each block a column at a time (C loops): a row split up to the fields it needs, a
         # hash near its end split from the right (the check counted every row's fields)
-        split = max(slug, version, document) + 1
-        keys_of, numbers_of, documents_of = (itemgetter(slug), itemgetter(version),
-                                             itemgetter(document))
+        split = max(slug, version) + 1
+        keys_of, numbers_of = itemgetter(slug), itemgetter(version)
         for block in blocks:
             rows = block.split(b"\n")
             rows.pop()
             if not rows:
                 continue
             heads = [row.split(b"\t", split) for row in rows]
-            keys = list(map(keys_of, heads))
-            joined = b"".join(keys)
-            if b"\\" in joined or not joined.isascii():  # as the merge keys it: UTF-8, unescaped
-                keys = [copy_text(key).encode("utf-8") if b"\\" in key or not key.isascii()
-                        else key for key in keys]
-            numbers = list(map(numbers_of, heads))
-            if not _NUMBERS.fullmatch(b"\n".join(numbers)):
-                at = next(i for i, number in enumerate(numbers) if not plain_number(number))
-                raise NotANumber(table.name, keys[at].decode("utf-8", "replace"), numbers[at],
-                                 line=line() + at)
-            versions = list(map(int, numbers))
-            extra: list[str] | list[bytes] | None = None
+            keys = copy_keys(list(map(keys_of, heads)))
+            versions = _versions(table, keys, list(map(numbers_of, heads)), line())
             if digest >= 0:
                 hashes = [row.rsplit(b"\t", len(columns) - digest)[1] for row in rows]
                 joined = b"\n".join(hashes)
                 extra = (joined.decode().split("\n") if joined.isascii() and b"\\" not in joined
                          else list(map(copy_text, hashes)))
-            elif document >= 0:
-                fields = list(map(documents_of, heads))
-                into.extend(list(zip(keys, versions, [sha256(f).digest() for f in fields],
-                                     map(_content_hash, fields), strict=True)))
-                continue
-            into.extend(list(zip(keys, versions, extra, strict=True)) if extra is not None
-                        else list(zip(keys, versions, strict=True)))
+                into.extend(list(zip(keys, versions, extra, strict=True)))
+            else:
+                into.extend(list(zip(keys, versions, strict=True)))
+
+    def _drafts(self, table: Table, columns: Columns, blocks: Iterator[bytes],
+                line: Callable[[], int], start: int | None) -> None:
+        """The drafts' digests: here, block by block, or (a :attr:`helper`, and where the data
+        starts) in a second process, this one hashing the bytes it reads for :meth:`finish`."""
+        if self.helper is None or start is None:
+            for block in blocks:
+                self._absorb(table, drafts(block, columns), line())
+            return
+        self.helper.start(start, columns)
+        read, size, first = sha256(), 0, None
+        for block in blocks:
+            read.update(block)
+            size += len(block)
+            first = line() if first is None else first
+        self._hashed = (table, size, read.digest(), first or 0)
+
+    def finish(self) -> None:
+        """Once the whole file was checked: the drafts a second process hashed."""
+        if self.helper is None or self._hashed is None:
+            return
+        table, size, digest, first = self._hashed
+        # sorted while the second process may still be at work (the comparison would sort them)
+        self.versions.sort()
+        self.current.sort()
+        for found in self.helper.results(size, digest):
+            self._absorb(table, found, first)
+            first += len(found)
+
+    def _absorb(self, table: Table, found: list[Draft], line: int) -> None:
+        """``found`` drafts (whose first is on ``line``), their versions held to numbers."""
+        if found:
+            keys = list(map(_KEY, found))
+            versions = _versions(table, keys, list(map(_VERSION, found)), line)
+            self.documents.extend(list(zip(keys, versions, map(_HASH, found), map(_CONTENT, found),
+                                           strict=True)))
 
     def movements(self) -> Iterator[Movement]:
         """The dump's library, slug by slug in byte order (the order of the merge)."""
@@ -200,35 +226,14 @@ class DumpLibrary:
             yield key, rows, now
 
 
-def _content_hash(field: bytes) -> str:
-    """The content hash of a draft's document field as movelib computes it (sha256 of the
-    canonical form), when the document is a movement's shape (an object of strings and lists of
-    strings, where the SQL canonical form is held to Python's); "" otherwise or when it does
-    not parse."""
-    try:
-        document = orjson.loads(field if b"\\" not in field else copy_text(field).encode("utf-8"))
-    except (orjson.JSONDecodeError, UnicodeError):
-        return ""
-    if not _movement_shaped(document):
-        return ""
-    return sha256(canonical_bytes(document)).hexdigest()
-
-
-_TEXT, _TEXT_OR_LISTS = {str}, {str, list}
-
-
-def _movement_shaped(document: Any) -> bool:
-    """Whether ``document`` (as orjson parses it: exact types) is an object of strings and lists
-    of strings, its values' types gathered in C loops (a third of the time of ``isinstance``
-    value by value, measured on 100k drafts)."""
-    if type(document) is not dict:
-        return False
-    values = document.values()
-    kinds = set(map(type, values))
-    if kinds <= _TEXT:
-        return True
-    return kinds <= _TEXT_OR_LISTS and set(map(type, chain.from_iterable(
-        [value for value in values if type(value) is list]))) <= _TEXT
+def _versions(table: Table, keys: list[bytes], numbers: list[bytes], line: int) -> list[int]:
+    """``numbers`` (one a row, the first on ``line``) as ints, each a number as movelib writes
+    it (:func:`plain_number`), else :class:`NotANumber` for the first that is not."""
+    if not _NUMBERS.fullmatch(b"\n".join(numbers)):
+        at = next(i for i, number in enumerate(numbers) if not plain_number(number))
+        raise NotANumber(table.name, keys[at].decode("utf-8", "replace"), numbers[at],
+                         line=line + at)
+    return list(map(int, numbers))
 
 
 def _drafted(digests: dict[int, bytes], hashes: dict[int, str], version: int,

@@ -74,6 +74,7 @@ class Rows:
     blocks: Iterator[bytes]
     # the line number of the first line of the block last given out (for a message)
     line: Callable[[], int] = field(default=lambda: 0)
+    start: int | None = None  # bytes of the SQL before the table's data
 
 
 # A restore's two reads of a dump's rows, as its progress names them.
@@ -147,7 +148,7 @@ def read_dump(path: Path, layout: Layout, manifest: Manifest, *, recheck: bool =
         for table in layout.tables:
             reader.expect(table.opening)
             blocks = reader.rows(table)
-            yield Rows(table, blocks, lambda: reader.line)
+            yield Rows(table, blocks, lambda: reader.line, reader.size - len(reader.buf))
             deque(blocks, maxlen=0)
         reader.expect(layout.tail)
         reader.expect_end()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NoReturn
@@ -45,6 +46,7 @@ from ..database.settings import Settings
 from ..database.tables import environment_label
 from ..database.target import Target
 from ..source.datafile import Progress
+from .drafts import HELPER_DRAFTS, Helper
 from .dumpformat import NotANumber
 from .dumplibrary import DumpLibrary
 from .dumpreader import CHECKING, CheckedDump, Extents, Rows, RowsRead, layout_for, read_dump
@@ -81,29 +83,33 @@ def check_dump_file(dump_file: Path, migrations_dir: Path = CHECKOUT_MIGRATIONS,
     that also gathers the dump's library for the preview), said to ``progress`` as it goes."""
     raw, manifest = read_manifest(dump_file)
     _checkpoint("manifest read")
-    try:
-        layout = layout_for(manifest, migrations_dir, str(manifest_path(dump_file)))
-        library = DumpLibrary(derive_current=not any(t.name == "movement_current"
-                                                      for t in layout.tables))
-        read = RowsRead(progress, CHECKING, manifest.size)
-        extents: Extents = {}
-        # one read: the lines are checked as the file is hashed (a block ahead, on a second
-        # thread), and its size and sha256 compared with the manifest's at the end
-        for part in read_dump(dump_file, layout, manifest, extents=extents):
-            if isinstance(part, Rows):
-                blocks = read.counted(part.blocks)
-                if library.wants(part.table):
-                    library.feed(part.table, blocks, part.line)
-                else:
-                    deque(blocks, maxlen=0)
-    except (ArtifactError, NotANumber) as exc:
-        # a file that is not its manifest's says so first (and why: CRLF line endings, a
-        # truncation), whichever line or part of it the reading stopped at
-        check_size_and_sha256(dump_file, manifest)
-        if isinstance(exc, NotANumber):
-            raise ArtifactError(f"{shown_path(dump_file)}: {exc}; refusing the dump, nothing was "
-                                "touched") from None
-        raise
+    # a large dump's drafts hashed by a second process while this one checks the rest
+    large = manifest.row_counts.get("movement_staging", 0) >= HELPER_DRAFTS
+    with Helper(dump_file, manifest.compressed) if large else nullcontext() as helper:
+        try:
+            layout = layout_for(manifest, migrations_dir, str(manifest_path(dump_file)))
+            library = DumpLibrary(derive_current=not any(t.name == "movement_current"
+                                                          for t in layout.tables), helper=helper)
+            read = RowsRead(progress, CHECKING, manifest.size)
+            extents: Extents = {}
+            # one read: the lines are checked as the file is hashed (a block ahead, on a second
+            # thread), and its size and sha256 compared with the manifest's at the end
+            for part in read_dump(dump_file, layout, manifest, extents=extents):
+                if isinstance(part, Rows):
+                    blocks = read.counted(part.blocks)
+                    if library.wants(part.table):
+                        library.feed(part.table, blocks, part.line, part.start)
+                    else:
+                        deque(blocks, maxlen=0)
+            library.finish()
+        except (ArtifactError, NotANumber) as exc:
+            # a file that is not its manifest's says so first (and why: CRLF line endings, a
+            # truncation), whichever line or part of it the reading stopped at
+            check_size_and_sha256(dump_file, manifest)
+            if isinstance(exc, NotANumber):
+                raise ArtifactError(f"{shown_path(dump_file)}: {exc}; refusing the dump, nothing "
+                                    "was touched") from None
+            raise
     read.finish()
     _checkpoint("dump checked")
     return CheckedDump(dump_file, manifest, layout, raw, library, extents)
