@@ -34,7 +34,7 @@ from ..base.spill import dump_block, load_blocks
 from ..base.text import shown_path
 from ..source.datafile.canonical import canonical_bytes
 from .compress import opened
-from .dumpformat import END_OF_DATA, copy_keys, copy_text
+from .copytext import END_OF_DATA, copy_keys, copy_text
 
 # (slug, version, document): the drafts' table's columns a draft's record is made of
 Columns = tuple[int, int, int]

@@ -46,7 +46,8 @@ from ..database.tables import (
 )
 from ..database.target import Target
 from ..database.yoyo_tables import applied_ids
-from .dumpformat import END_OF_DATA, Layout, Table, render
+from .copytext import END_OF_DATA
+from .dumpformat import Layout, Table, render
 from .manifest import DUMP_PREFIX, Manifest, manifest_path
 
 Echo = Callable[[str], None]

@@ -21,8 +21,9 @@ from typing import Any
 
 from ..base.spill import Record, SortedSpill
 from ..seed.drift import Movement
+from .copytext import NotANumber, copy_keys, copy_text, plain_number
 from .drafts import Columns, Draft, Helper, drafts
-from .dumpformat import NotANumber, Table, copy_keys, copy_text, plain_number
+from .dumpformat import Table
 
 _NUMBERS = re.compile(rb"[1-9][0-9]*(?:\n[1-9][0-9]*)*")  # plain_number's, one a line
 

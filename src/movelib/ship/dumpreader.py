@@ -25,12 +25,8 @@ from ..database.migrations import checkout_migrations
 from ..database.yoyo_tables import YOYO_SCHEMA_VERSION, yoyo_hash
 from ..source.datafile import Progress
 from .compress import Blocks, opened
-from .dumpformat import (
-    END_OF_DATA,
-    Layout,
-    Table,
-    render,
-)
+from .copytext import END_OF_DATA
+from .dumpformat import Layout, Table, render
 from .dumplibrary import DumpLibrary
 from .manifest import Manifest
 

@@ -27,7 +27,8 @@ from ..base.spill import SortedSpill
 from ..base.text import shown_path
 from ..database.tables import RETIRED
 from ..source.datafile import Progress
-from .dumpformat import NotANumber, Table, copy_field, plain_number
+from .copytext import NotANumber, copy_field, plain_number
+from .dumpformat import Table
 from .dumpreader import WRITING, CheckedDump, Rows, RowsRead, read_dump
 from .merge_plan import Changes, Key
 

@@ -46,8 +46,8 @@ from ..database.settings import Settings
 from ..database.tables import environment_label
 from ..database.target import Target
 from ..source.datafile import Progress
+from .copytext import NotANumber
 from .drafts import HELPER_DRAFTS, Helper
-from .dumpformat import NotANumber
 from .dumplibrary import DumpLibrary
 from .dumpreader import CHECKING, CheckedDump, Extents, Rows, RowsRead, layout_for, read_dump
 from .manifest import check_size_and_sha256, manifest_path, read_manifest
