@@ -804,3 +804,15 @@ def test_the_merges_two_half_checks_say_what_the_whole_check_says(
         whole = outcome(target_from_dsn(pg18.dsn(copy), "--dsn"))
     assert halves == whole
     assert used_halves == (edit == "nothing")  # the halves alone decide only when both are clean
+
+
+def test_the_audit_trails_room_is_theirs_alone(migrated_db: Target) -> None:
+    """The audit trails' query runs with 64 MB of work_mem in a savepoint of the caller's
+    transaction (a restore's); the setting the transaction had is back after it, not 64 MB to
+    its end (a released savepoint keeps a SET LOCAL)."""
+    from movelib.seed.audit_chains import audit_trails
+
+    with psycopg.connect(migrated_db.conninfo) as conn:
+        conn.execute("SET LOCAL work_mem = '4MB'")
+        assert audit_trails(conn).total == 0
+        assert conn.execute("SHOW work_mem").fetchone() == ("4MB",)
