@@ -221,6 +221,19 @@ def work(conn: psycopg.Connection, *, read_only: bool = False) -> Iterator[None]
 
 
 @contextmanager
+def work_mem(conn: psycopg.Connection, size: str) -> Iterator[None]:
+    """The statements inside with ``size`` of ``work_mem`` (their sorts and hashes in memory
+    rather than through disk), in a savepoint of the caller's transaction, or a transaction of
+    their own on an autocommit connection. The setting before is put back after them: a
+    released savepoint keeps a ``SET LOCAL`` to the end of the transaction (a restore's)."""
+    with conn.transaction():
+        row = conn.execute("SELECT current_setting('work_mem'), set_config('work_mem', %s, true)",
+                           (size,)).fetchone()
+        yield
+        conn.execute("SELECT set_config('work_mem', %s, true)", (row[0] if row else None,))
+
+
+@contextmanager
 def locked(
     conn: psycopg.Connection, target: Target, *, task: str, timeout: float
 ) -> Iterator[None]:
