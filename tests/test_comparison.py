@@ -482,15 +482,22 @@ def test_drafts_changed_while_the_helper_reads_them_are_refused(
     assert dump_file.read_bytes() == original
 
 
+@pytest.mark.posix  # the stand-in interpreter is a shell script
 def test_the_helper_is_stopped_and_its_files_removed_when_the_check_refuses(
         tricky_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A dump refused after its drafts' table (a library row with a field too many): the
     helper's process has ended and its folder is gone when the refusal reaches the caller."""
+    import sys
+    import time
+
     from movelib.ship import drafts
 
     forged = _forged(tricky_release, tmp_path, "movement_library",
                      _on(b"deadlift", b"content_hash", lambda h: h + b"\textra"))
-    _hashed_by(monkeypatch, None)
+    slow = tmp_path / "slow-python"  # the helper still starting when the check refuses
+    slow.write_text(f"#!/bin/sh\nsleep 5\nexec {sys.executable} \"$@\"\n")
+    slow.chmod(0o755)
+    _hashed_by(monkeypatch, str(slow))
     helpers: list[drafts.Helper] = []
     real = drafts.Helper.start
 
@@ -499,31 +506,95 @@ def test_the_helper_is_stopped_and_its_files_removed_when_the_check_refuses(
         real(self, at, columns)
 
     monkeypatch.setattr(drafts.Helper, "start", start)
+    began = time.monotonic()
     with pytest.raises(ArtifactError, match="field"):
         check_dump_file(forged)
+    assert time.monotonic() - began < 4  # not waited for
     [helper] = helpers
-    assert helper._process is not None and helper._process.poll() is not None
+    assert helper._process is not None and helper._process.returncode == -9  # SIGKILL
     assert not Path(helper._where.name).exists()
 
 
-@pytest.mark.parametrize("helped", [False, True], ids=["as the check reads", "by a helper"])
+@pytest.mark.parametrize("how", ["as the check reads", "a second process",
+                                 "this process again, a block at a time"])
 def test_a_drafts_version_that_is_not_a_number_is_refused_with_its_line(
-        tricky_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helped: bool) -> None:
-    """The drafts' third row's version "01": refused with that row's line and slug, whether
-    this process hashed the drafts as it read them or a helper did."""
+        tricky_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The drafts' sixth row's version "01": refused with that row's line and slug, whether
+    this process hashed the drafts as it read them, a helper process did, or this process
+    read the table again in blocks of a few rows (the lines counted across blocks)."""
+    from movelib.ship import drafts
+
     forged = tmp_path / tricky_release.name
     shutil.copy(tricky_release, forged)
     shutil.copy(tricky_release.with_name(tricky_release.name.removesuffix(".sql") + ".manifest.json"),
                 tmp_path)
     lines = forged.read_bytes().split(b"\n")
-    at = next(i for i, line in enumerate(lines) if line.startswith(b'COPY "movement_staging"')) + 3
+    at = next(i for i, line in enumerate(lines) if line.startswith(b'COPY "movement_staging"')) + 6
     fields = lines[at].split(b"\t")
     fields[2] = b"01"  # (id, slug, version, ...)
     lines[at] = b"\t".join(fields)
     forged.write_bytes(b"\n".join(lines))
     forge_manifest(forged, drop=("library_sha256",))
-    if helped:
-        _hashed_by(monkeypatch, None)
+    if how != "as the check reads":
+        _hashed_by(monkeypatch, None if how == "a second process" else HOW["no interpreter to start"])
+        monkeypatch.setattr(drafts, "_READ", 2048)  # rows of about 1 KB: a few a block
     with pytest.raises(ArtifactError, match=re.escape(f"line {at + 1}: a row of movement_staging (slug "
                                                       f"'{fields[1].decode()}') has the version '01'")):
         check_dump_file(forged)
+
+
+def test_the_helper_imports_nothing_from_where_the_restore_is_run(
+        tricky_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A module planted in the current folder (an orjson.py in an unpacked release, say) is
+    not what the helper process imports: it imports from where this process does."""
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    marker = tmp_path / "imported"
+    (planted / "orjson.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit(3)\n")
+    monkeypatch.chdir(planted)
+    monkeypatch.syspath_prepend("")  # as `python -m pytest` and `python -c` have it
+    ended = _hashed_by(monkeypatch, None)
+    assert list(check_dump_file(tricky_release).library.documents)
+    [process] = ended
+    assert process is not None and process.returncode == 0
+    assert not marker.exists()
+
+
+def test_an_empty_drafts_table_read_by_a_helper(migrated_db: Target, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dump of a library without a draft: the helper (a second process, or this process
+    in small reads) finds the table's end-of-data line at once, and the check passes."""
+    from movelib.ship import drafts
+
+    empty = dump(migrated_db, ROOT / "migrations", tmp_path / "dump", update_latest=False).path
+    for how in ("a second process", "no interpreter to start"):
+        ended = _hashed_by(monkeypatch, HOW[how])
+        monkeypatch.setattr(drafts, "_READ", 7)
+        assert list(check_dump_file(empty).library.documents) == []
+        assert len(ended) == 1
+
+
+def test_drafts_without_the_size_and_sha256_of_what_was_read_are_refused(
+        tricky_release: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The helper's output must end with the size and sha256 of the bytes it read: drafts
+    that come without them vouch for nothing, and the dump is refused."""
+    import io
+
+    from movelib.base.spill import dump_block, load_blocks
+    from movelib.ship import drafts
+
+    _hashed_by(monkeypatch, HOW["no interpreter to start"])
+    read_table = drafts.read_table
+
+    def without_the_end(path: Path, compressed: Any, start: int, columns: drafts.Columns,
+                        out: Any) -> None:
+        whole = io.BytesIO()
+        read_table(path, compressed, start, columns, whole)
+        whole.seek(0)
+        for block in load_blocks(whole):
+            if isinstance(block, list):
+                dump_block(block, out)
+
+    monkeypatch.setattr(drafts, "read_table", without_the_end)
+    with pytest.raises(ArtifactError, match=re.escape("its drafts are not the bytes its check read")):
+        check_dump_file(tricky_release)

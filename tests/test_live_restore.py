@@ -813,6 +813,6 @@ def test_the_audit_trails_room_is_theirs_alone(migrated_db: Target) -> None:
     from movelib.seed.audit_chains import audit_trails
 
     with psycopg.connect(migrated_db.conninfo) as conn:
-        conn.execute("SET LOCAL work_mem = '4MB'")
+        conn.execute("SET LOCAL work_mem = '5MB'")  # not the default, which a RESET gives
         assert audit_trails(conn).total == 0
-        assert conn.execute("SHOW work_mem").fetchone() == ("4MB",)
+        assert conn.execute("SHOW work_mem").fetchone() == ("5MB",)

@@ -9,7 +9,7 @@ check reads the rest. What it read is bound to what the check read: the same byt
 size and sha256 (a file changed between the two reads is refused). Where no second process
 starts, or it fails, this process reads the table again and computes them itself.
 
-``python -m movelib.ship.drafts`` is that second process (its arguments: :func:`main`).
+:func:`main` is that second process's.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from hashlib import sha256
 from itertools import chain
@@ -33,7 +33,7 @@ from ..base.errors import ArtifactError
 from ..base.spill import dump_block, load_blocks
 from ..base.text import shown_path
 from ..source.datafile.canonical import canonical_bytes
-from .compress import opened
+from .compress import is_compressed, opened
 from .copytext import END_OF_DATA, copy_keys, copy_text
 
 # (slug, version, document): the drafts' table's columns a draft's record is made of
@@ -51,7 +51,7 @@ def drafts(block: bytes, columns: Columns) -> list[Draft]:
     slug, version, document = columns
     rows = block.split(b"\n")
     rows.pop()
-    heads = [row.split(b"\t", document + 1) for row in rows]
+    heads = [row.split(b"\t", max(columns) + 1) for row in rows]
     fields = [head[document] for head in heads]
     return list(zip(copy_keys([head[slug] for head in heads]), [head[version] for head in heads],
                     [sha256(field).digest() for field in fields], map(content_hash, fields),
@@ -118,7 +118,7 @@ def _sql_from(path: Path, compressed: dict[str, object] | None, start: int,
               ) -> Iterator[tuple[Callable[[int], bytes], bytes]]:
     """A reader of ``path``'s SQL from byte ``start`` on, and what it already read from there:
     a plain file from a seek, a .sql.gz inflated from its start."""
-    if compressed is None:
+    if not is_compressed(path):
         with path.open("rb") as handle:
             handle.seek(start)
             yield handle.read, b""
@@ -138,7 +138,9 @@ class Helper:
 
     def __init__(self, path: Path, compressed: dict[str, object] | None) -> None:
         self.path, self.compressed = path, compressed
-        self._where = tempfile.TemporaryDirectory(prefix="movelib-drafts-")
+        # its files may still be open where a refusal leaves (Windows cannot remove them then)
+        self._where = tempfile.TemporaryDirectory(prefix="movelib-drafts-",
+                                                  ignore_cleanup_errors=True)
         self._out = Path(self._where.name) / "drafts"
         self._started: tuple[int, Columns] | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -154,44 +156,58 @@ class Helper:
 
     def start(self, start: int, columns: Columns) -> None:
         """Hash the drafts of the table whose data starts ``start`` bytes into the SQL, in a
-        second process (this one does it in :meth:`results` where none starts)."""
+        second process (this one does it in :meth:`results` where none starts). The process
+        imports from where this one does: this process's ``sys.path``, its absolute entries (the
+        current folder, "", left out: a module planted where a restore is run from is not
+        imported), in isolated mode (``-I``: no environment variable or user folder adds one)."""
         self._started = (start, columns)
-        package = str(Path(__file__).resolve().parents[2])  # the movelib this process runs
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [package, *filter(None, [os.environ.get("PYTHONPATH")])])}
-        command = [sys.executable, "-m", __name__, str(self.path), str(start), *map(str, columns),
-                   str(self._out), json.dumps(self.compressed)]
+        paths = [entry for entry in sys.path if os.path.isabs(entry)]
+        command = [sys.executable or "", "-I", "-c", _MAIN, json.dumps(paths), str(self.path),
+                   str(start), *map(str, columns), str(self._out), json.dumps(self.compressed)]
         try:
             with (Path(self._where.name) / "errors").open("wb") as errors:
-                self._process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                                  stdout=subprocess.DEVNULL, stderr=errors)
         except (OSError, ValueError):  # no interpreter to start (an embedded Python): here
             self._process = None
 
-    def results(self, size: int, digest: bytes) -> Iterator[list[Draft]]:
+    def results(self, size: int, digest: bytes) -> Generator[list[Draft], None, None]:
         """The drafts, a block at a time, once the second process read the same ``size`` bytes
-        with the same sha256 (``digest``) as the check; else the file changed between the two
-        reads, and is refused."""
+        with the same sha256 (``digest``) as the check (its last record, which it must hold);
+        else the file changed between the two reads, and is refused. (Close the iterator when
+        leaving it early: it holds the file.)"""
         assert self._started is not None, "results() before start()"
         done = self._process is not None and self._process.wait() == 0
         if not done:  # no second process, or it failed: this one reads the table again
             start, columns = self._started
             with self._out.open("wb") as out:
                 read_table(self.path, self.compressed, start, columns, out)
+        bound = False
         with self._out.open("rb") as handle:
             for block in load_blocks(handle):
-                if isinstance(block, list):
+                if isinstance(block, list) and not bound:
                     yield block
-                elif tuple(block) != (size, digest):
-                    raise ArtifactError(
-                        f"{shown_path(self.path)} changed while it was read (its drafts are not "
-                        "the bytes its check read); refusing it")
+                elif bound or tuple(block) != (size, digest):
+                    break
+                else:
+                    bound = True
+            else:
+                if bound:
+                    return
+        raise ArtifactError(f"{shown_path(self.path)} changed while it was read (its drafts are "
+                            "not the bytes its check read); refusing it")
+
+
+# The second process: this process's sys.path, then main() with the rest of its arguments
+_MAIN = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+         "from movelib.ship.drafts import main; main(sys.argv[2:])")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m movelib.ship.drafts DUMP START SLUG VERSION DOCUMENT OUT COMPRESSED``:
-    :func:`read_table` into the file OUT (COMPRESSED: the manifest's record of a compressed
-    dump, as JSON). Ctrl-C is the parent's to handle: it stops this process."""
+    """The second process (:data:`_MAIN`; ``python -m movelib.ship.drafts`` too), its arguments
+    ``DUMP START SLUG VERSION DOCUMENT OUT COMPRESSED``: :func:`read_table` into the file OUT
+    (COMPRESSED: the manifest's record of a compressed dump, as JSON). Ctrl-C is the parent's
+    to handle: it stops this process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     path, start, slug, version, document, out, compressed = argv or sys.argv[1:]
     with open(out, "wb") as handle:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from hashlib import sha256
 from itertools import groupby, islice
@@ -119,9 +120,10 @@ class DumpLibrary:
         # sorted while the second process may still be at work (the comparison would sort them)
         self.versions.sort()
         self.current.sort()
-        for found in self.helper.results(size, digest):
-            self._absorb(table, found, first)
-            first += len(found)
+        with closing(self.helper.results(size, digest)) as results:  # its file closed on a refusal
+            for found in results:
+                self._absorb(table, found, first)
+                first += len(found)
 
     def _absorb(self, table: Table, found: list[Draft], line: int) -> None:
         """``found`` drafts (whose first is on ``line``), their versions held to numbers."""
