@@ -45,6 +45,9 @@ def copy_field(raw: bytes) -> str | None:
     return None if raw == NULL else copy_text(raw)
 
 
+PLAIN_NUMBERS = re.compile(rb"[1-9][0-9]*(?:\n[1-9][0-9]*)*")  # plain_number's, one a line
+
+
 def plain_number(raw: bytes) -> bool:
     """``raw`` is a whole number from 1 up as movelib (and COPY) writes it: ASCII digits, no
     leading zero. ``int()`` would also take " 1", "+1", "1_0" and "01"."""

@@ -203,17 +203,13 @@ _MAIN = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
          "from movelib.ship.drafts import main; main(sys.argv[2:])")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The second process (:data:`_MAIN`; ``python -m movelib.ship.drafts`` too), its arguments
-    ``DUMP START SLUG VERSION DOCUMENT OUT COMPRESSED``: :func:`read_table` into the file OUT
-    (COMPRESSED: the manifest's record of a compressed dump, as JSON). Ctrl-C is the parent's
-    to handle: it stops this process."""
+def main(argv: list[str]) -> None:
+    """The second process (:data:`_MAIN`), its arguments ``DUMP START SLUG VERSION DOCUMENT OUT
+    COMPRESSED``: :func:`read_table` into the file OUT (COMPRESSED: the manifest's record of a
+    compressed dump, as JSON). Ctrl-C is the parent's to handle: it stops this process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    path, start, slug, version, document, out, compressed = argv or sys.argv[1:]
+    path, start, slug, version, document, out, compressed = argv
     with open(out, "wb") as handle:
         read_table(Path(path), json.loads(compressed), int(start),
                    (int(slug), int(version), int(document)), handle)
 
-
-if __name__ == "__main__":
-    main()

@@ -11,7 +11,6 @@ large dump, in a second process).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -22,11 +21,9 @@ from typing import Any
 
 from ..base.spill import Record, SortedSpill
 from ..seed.drift import Movement
-from .copytext import NotANumber, copy_keys, copy_text, plain_number
+from .copytext import PLAIN_NUMBERS, NotANumber, copy_keys, copy_text, plain_number
 from .drafts import Columns, Draft, Helper, drafts
 from .dumpformat import Table
-
-_NUMBERS = re.compile(rb"[1-9][0-9]*(?:\n[1-9][0-9]*)*")  # plain_number's, one a line
 
 # One library version as the comparison reads it, on either side: slug, version, stored hash,
 # the sha256 of its draft's document as COPY writes it (or a marker no sha256 is: NO_DRAFT on
@@ -232,7 +229,7 @@ class DumpLibrary:
 def _versions(table: Table, keys: list[bytes], numbers: list[bytes], line: int) -> list[int]:
     """``numbers`` (one a row, the first on ``line``) as ints, each a number as movelib writes
     it (:func:`plain_number`), else :class:`NotANumber` for the first that is not."""
-    if not _NUMBERS.fullmatch(b"\n".join(numbers)):
+    if not PLAIN_NUMBERS.fullmatch(b"\n".join(numbers)):
         at = next(i for i, number in enumerate(numbers) if not plain_number(number))
         raise NotANumber(table.name, keys[at].decode("utf-8", "replace"), numbers[at],
                          line=line + at)
